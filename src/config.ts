@@ -1,0 +1,241 @@
+import { validate as isValidCron } from 'node-cron';
+import { z } from 'zod';
+
+// The one place that reads the environment. Parsed once in main.ts and passed down; every bad
+// variable is reported at once, by name, with what it must be.
+
+const blankAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
+const optionalString = z.preprocess(blankAsUnset, z.string().optional());
+const int = (min: number, max: number, fallback: number) =>
+  z.preprocess(
+    blankAsUnset,
+    z.coerce
+      .number({ error: `must be a whole number from ${min} to ${max}` })
+      .int({ error: `must be a whole number from ${min} to ${max}` })
+      .min(min, { error: `must be at least ${min}` })
+      .max(max, { error: `must be at most ${max}` })
+      .default(fallback),
+  );
+const httpsOrHttpUrl = z.preprocess(
+  blankAsUnset,
+  z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .transform((url) => url.replace(/\/+$/, ''))
+    .optional(),
+);
+const cron = (fallback: string) =>
+  z.preprocess(
+    blankAsUnset,
+    z
+      .string()
+      .default(fallback)
+      .refine((expression) => isValidCron(expression), { error: 'must be a node-cron expression such as "*/5 * * * *"' }),
+  );
+const secret = z.preprocess(
+  blankAsUnset,
+  z.string().min(16, { error: 'must be at least 16 characters (a random shared secret)' }).optional(),
+);
+
+const environmentSchema = z
+  .object({
+    NODE_ENV: z.preprocess(blankAsUnset, z.enum(['development', 'production', 'test']).default('development')),
+    PORT: int(0, 65_535, 3000),
+    HOST: z.preprocess(blankAsUnset, z.string().default('0.0.0.0')),
+    LOG_LEVEL: z.preprocess(
+      blankAsUnset,
+      z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    ),
+    /** largest webhook or GraphQL body accepted; Dataverse caps its webhook payloads at 256 KB */
+    HTTP_BODY_LIMIT_KB: int(16, 10_240, 512),
+    /** how long SIGTERM waits for in-flight requests and work before closing anyway */
+    SHUTDOWN_TIMEOUT_MS: int(1_000, 600_000, 25_000),
+
+    DATABASE_URL: z.preprocess(
+      blankAsUnset,
+      z
+        .string()
+        .regex(/^postgres(ql)?:\/\//, { error: 'must be a postgresql:// URL (leave unset for the embedded database)' })
+        .optional(),
+    ),
+    DATA_DIR: z.preprocess(blankAsUnset, z.string().default('./data')),
+    DATABASE_POOL_SIZE: int(1, 200, 10),
+
+    MARKETO_BASE_URL: httpsOrHttpUrl,
+    MARKETO_CLIENT_ID: optionalString,
+    MARKETO_CLIENT_SECRET: optionalString,
+    /** Adobe advises using half of the instance's 100 calls / 20 s, since all integrations share it */
+    MARKETO_CALLS_PER_20S: int(1, 100, 50),
+    MARKETO_MAX_CONCURRENT: int(1, 10, 5),
+    /** the instance's daily API quota (50,000 unless Adobe raised it) */
+    MARKETO_DAILY_QUOTA: int(1, 10_000_000, 50_000),
+
+    DYNAMICS_URL: httpsOrHttpUrl,
+    DYNAMICS_TENANT_ID: optionalString,
+    DYNAMICS_CLIENT_ID: optionalString,
+    DYNAMICS_CLIENT_SECRET: optionalString,
+    DYNAMICS_TOKEN_URL: httpsOrHttpUrl,
+
+    MARKETO_WEBHOOK_SECRET: secret,
+    DYNAMICS_WEBHOOK_SECRET: secret,
+    GRAPHQL_API_TOKEN: secret,
+
+    SYNC_SWEEP_CRON: cron('*/5 * * * *'),
+    SYNC_FULL_CRON: cron('0 3 * * *'),
+    /** a sweep stops early rather than push Marketo's daily usage past this share of the quota */
+    SYNC_SWEEP_QUOTA_SHARE: z.preprocess(blankAsUnset, z.coerce.number().gt(0).max(1).default(0.75)),
+    INBOX_BATCH_SIZE: int(1, 1_000, 100),
+    /** visibility timeout: a claimed event whose worker died is claimable again after this */
+    INBOX_LEASE_SECONDS: int(5, 3_600, 60),
+    INBOX_MAX_ATTEMPTS: int(1, 100, 8),
+    INBOX_POLL_MS: int(10, 60_000, 200),
+  });
+
+// Cross-field rules run on the raw values, so they are reported together with per-field errors.
+function crossFieldProblems(source: Record<string, string | undefined>): { variable: string; message: string }[] {
+  const isSet = (name: string) => blankAsUnset(source[name]) !== undefined;
+  const problems: { variable: string; message: string }[] = [];
+  const groups = {
+    MARKETO: ['MARKETO_BASE_URL', 'MARKETO_CLIENT_ID', 'MARKETO_CLIENT_SECRET'],
+    DYNAMICS: ['DYNAMICS_URL', 'DYNAMICS_TENANT_ID', 'DYNAMICS_CLIENT_ID', 'DYNAMICS_CLIENT_SECRET'],
+  } as const;
+  const configured = { MARKETO: false, DYNAMICS: false };
+  for (const system of ['MARKETO', 'DYNAMICS'] as const) {
+    const names = groups[system];
+    const present = names.filter(isSet);
+    configured[system] = present.length > 0;
+    if (present.length > 0 && present.length < names.length) {
+      for (const name of names.filter((n) => !isSet(n))) {
+        problems.push({ variable: name, message: `required once any ${system}_* credential is set` });
+      }
+    }
+  }
+  // Half-simulated would push simulated data into a real system: both or neither.
+  if (configured.MARKETO !== configured.DYNAMICS) {
+    problems.push({
+      variable: configured.MARKETO ? 'DYNAMICS_URL' : 'MARKETO_BASE_URL',
+      message: 'set both Marketo and Dynamics credentials, or neither for sandbox mode (built-in simulators)',
+    });
+  }
+  if (configured.MARKETO && configured.DYNAMICS) {
+    for (const name of ['MARKETO_WEBHOOK_SECRET', 'DYNAMICS_WEBHOOK_SECRET']) {
+      if (!isSet(name)) problems.push({ variable: name, message: 'required when connected to real systems' });
+    }
+  }
+  return problems;
+}
+
+export type Environment = z.infer<typeof environmentSchema>;
+
+export interface MarketoCredentials {
+  baseUrl: string;
+  clientId: string;
+  clientSecret: string;
+}
+
+export interface DynamicsCredentials {
+  url: string;
+  tenantId: string;
+  clientId: string;
+  clientSecret: string;
+  tokenUrl: string;
+}
+
+export interface Config {
+  env: Environment['NODE_ENV'];
+  server: { host: string; port: number; bodyLimitBytes: number; shutdownTimeoutMs: number };
+  log: { level: Environment['LOG_LEVEL'] };
+  database: { url: string | undefined; dataDir: string; poolSize: number };
+  /** true when no credentials are set: the service runs against its built-in simulators */
+  sandbox: boolean;
+  marketo: {
+    credentials: MarketoCredentials | undefined;
+    callsPer20s: number;
+    maxConcurrent: number;
+    dailyQuota: number;
+    webhookSecret: string | undefined;
+  };
+  dynamics: { credentials: DynamicsCredentials | undefined; webhookSecret: string | undefined };
+  graphql: { apiToken: string | undefined };
+  sync: {
+    sweepCron: string;
+    fullCron: string;
+    sweepQuotaShare: number;
+    inboxBatchSize: number;
+    inboxLeaseSeconds: number;
+    inboxMaxAttempts: number;
+    inboxPollMs: number;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: { variable: string; message: string }[]) {
+    super(
+      `Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
+        problems.map((p) => `  - ${p.variable}: ${p.message}`).join('\n'),
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+  const parsed = environmentSchema.safeParse(source);
+  const problems = [
+    ...(parsed.success
+      ? []
+      : parsed.error.issues.map((issue) => {
+          const variable = String(issue.path[0] ?? '(environment)');
+          const got = source[variable];
+          const shown = got === undefined || /SECRET|TOKEN|PASSWORD/.test(variable) ? '' : ` (got ${JSON.stringify(got)})`;
+          return { variable, message: `${issue.message}${shown}` };
+        })),
+    ...crossFieldProblems(source),
+  ];
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
+  const env = parsed.data;
+  const marketo =
+    env.MARKETO_BASE_URL && env.MARKETO_CLIENT_ID && env.MARKETO_CLIENT_SECRET
+      ? { baseUrl: env.MARKETO_BASE_URL, clientId: env.MARKETO_CLIENT_ID, clientSecret: env.MARKETO_CLIENT_SECRET }
+      : undefined;
+  const dynamics =
+    env.DYNAMICS_URL && env.DYNAMICS_TENANT_ID && env.DYNAMICS_CLIENT_ID && env.DYNAMICS_CLIENT_SECRET
+      ? {
+          url: env.DYNAMICS_URL,
+          tenantId: env.DYNAMICS_TENANT_ID,
+          clientId: env.DYNAMICS_CLIENT_ID,
+          clientSecret: env.DYNAMICS_CLIENT_SECRET,
+          tokenUrl:
+            env.DYNAMICS_TOKEN_URL ??
+            `https://login.microsoftonline.com/${encodeURIComponent(env.DYNAMICS_TENANT_ID)}/oauth2/v2.0/token`,
+        }
+      : undefined;
+  return {
+    env: env.NODE_ENV,
+    server: {
+      host: env.HOST,
+      port: env.PORT,
+      bodyLimitBytes: env.HTTP_BODY_LIMIT_KB * 1024,
+      shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    },
+    log: { level: env.LOG_LEVEL },
+    database: { url: env.DATABASE_URL, dataDir: env.DATA_DIR, poolSize: env.DATABASE_POOL_SIZE },
+    sandbox: marketo === undefined && dynamics === undefined,
+    marketo: {
+      credentials: marketo,
+      callsPer20s: env.MARKETO_CALLS_PER_20S,
+      maxConcurrent: env.MARKETO_MAX_CONCURRENT,
+      dailyQuota: env.MARKETO_DAILY_QUOTA,
+      webhookSecret: env.MARKETO_WEBHOOK_SECRET,
+    },
+    dynamics: { credentials: dynamics, webhookSecret: env.DYNAMICS_WEBHOOK_SECRET },
+    graphql: { apiToken: env.GRAPHQL_API_TOKEN },
+    sync: {
+      sweepCron: env.SYNC_SWEEP_CRON,
+      fullCron: env.SYNC_FULL_CRON,
+      sweepQuotaShare: env.SYNC_SWEEP_QUOTA_SHARE,
+      inboxBatchSize: env.INBOX_BATCH_SIZE,
+      inboxLeaseSeconds: env.INBOX_LEASE_SECONDS,
+      inboxMaxAttempts: env.INBOX_MAX_ATTEMPTS,
+      inboxPollMs: env.INBOX_POLL_MS,
+    },
+  };
+}

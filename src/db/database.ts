@@ -1,0 +1,112 @@
+import { mkdir } from 'node:fs/promises';
+import { PGlite } from '@electric-sql/pglite';
+import { PrismaPGlite } from 'pglite-prisma-adapter';
+import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
+import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
+import { PrismaClient, type Prisma } from './generated/client.ts';
+
+export type DatabaseEngine = 'pglite' | 'postgres';
+
+export interface Database {
+  readonly engine: DatabaseEngine;
+  readonly prisma: PrismaClient;
+  readonly adapterFactory: SqlMigrationAwareDriverAdapterFactory;
+  /**
+   * Runs `fn` while holding a cluster-wide lock, so that replicas starting together do not
+   * race (migrations, seeding). PGlite is single-process, so a promise chain is enough there.
+   */
+  withExclusiveLock<T>(key: number, fn: () => Promise<T>): Promise<T>;
+  /**
+   * An adapter for Prisma's schema engine on connections of its own. The engine takes session
+   * advisory locks and returns its connections to whatever pool it was given; closing a private
+   * pool afterwards is what releases them.
+   */
+  withSchemaEngineAdapter<T>(fn: (factory: SqlMigrationAwareDriverAdapterFactory) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** postgresql://... -> PostgreSQL; undefined -> embedded PGlite */
+  url?: string | undefined;
+  /** PGlite data directory; `memory://` keeps it in memory (tests) */
+  dataDir: string;
+  /** pg pool size per replica */
+  poolSize?: number;
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  return options.url ? Promise.resolve(openPostgres(options.url, options.poolSize ?? 10)) : openPglite(options.dataDir);
+}
+
+async function openPglite(dataDir: string): Promise<Database> {
+  if (!dataDir.startsWith('memory://')) await mkdir(dataDir, { recursive: true });
+  const client = await PGlite.create(dataDir);
+  const adapterFactory = new PrismaPGlite(client);
+  const prisma = new PrismaClient({ adapter: adapterFactory });
+  let lockChain: Promise<unknown> = Promise.resolve();
+  return {
+    engine: 'pglite',
+    prisma,
+    adapterFactory,
+    withExclusiveLock<T>(_key: number, fn: () => Promise<T>): Promise<T> {
+      const run = lockChain.then(fn, fn);
+      lockChain = run.catch(() => undefined);
+      return run;
+    },
+    withSchemaEngineAdapter: (fn) => fn(adapterFactory),
+    async close() {
+      await prisma.$disconnect();
+      await client.close();
+    },
+  };
+}
+
+function openPostgres(url: string, poolSize: number): Database {
+  const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  // An idle client's network error is emitted on the pool; without a listener it kills the process.
+  pool.on('error', () => undefined);
+  const adapterFactory = new PrismaPg(pool);
+  const prisma = new PrismaClient({ adapter: adapterFactory });
+  return {
+    engine: 'postgres',
+    prisma,
+    adapterFactory,
+    async withExclusiveLock<T>(key: number, fn: () => Promise<T>): Promise<T> {
+      // A session-level advisory lock on a dedicated connection: the work itself runs on other
+      // connections of the pool, and a crashed holder releases the lock with its session.
+      const lockClient = await pool.connect();
+      try {
+        await lockClient.query('SELECT pg_advisory_lock($1)', [key]);
+        try {
+          return await fn();
+        } finally {
+          await lockClient.query('SELECT pg_advisory_unlock($1)', [key]);
+        }
+      } finally {
+        lockClient.release();
+      }
+    },
+    async withSchemaEngineAdapter(fn) {
+      const enginePool = new pg.Pool({ connectionString: url, max: 2 });
+      enginePool.on('error', () => undefined);
+      try {
+        return await fn(new PrismaPg(enginePool));
+      } finally {
+        await enginePool.end();
+      }
+    },
+    async close() {
+      await prisma.$disconnect();
+      await pool.end();
+    },
+  };
+}
+
+/** Advisory lock keys, one per purpose, so unrelated critical sections never block each other. */
+export const lockKeys = {
+  migrate: 7_341_001,
+} as const;
+
+/** A client or an open transaction: repository functions take either, so callers choose atomicity. */
+export type Db = PrismaClient | Prisma.TransactionClient;

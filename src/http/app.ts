@@ -1,0 +1,69 @@
+import { randomUUID } from 'node:crypto';
+import express, { type Express } from 'express';
+import { pinoHttp } from 'pino-http';
+import { redactUrl, type Logger } from '../logger.ts';
+import { errorHandler, HttpError, notFound } from './errors.ts';
+import type { Health } from './health.ts';
+
+export interface AppDeps {
+  logger: Logger;
+  health: Health;
+  bodyLimitBytes: number;
+  /** true once shutdown began: intake answers 503 so senders that retry (Dataverse) come back */
+  draining: () => boolean;
+}
+
+/** Builds the HTTP app without listening, so tests drive it with supertest. */
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+
+  app.use(
+    pinoHttp({
+      logger: deps.logger,
+      genReqId: (req, res) => {
+        const given = req.headers['x-request-id'];
+        const id = typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+        res.setHeader('x-request-id', id);
+        return id;
+      },
+      serializers: {
+        req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: redactUrl(req.url) }),
+      },
+      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
+    }),
+  );
+
+  app.use((_req, res, next) => {
+    res.setHeader('x-content-type-options', 'nosniff');
+    res.setHeader('x-frame-options', 'DENY');
+    res.setHeader('referrer-policy', 'no-referrer');
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    const readiness = await deps.health.readiness();
+    res.status(readiness.status === 'unavailable' ? 503 : 200).json(readiness);
+  });
+
+  app.use('/webhooks', (_req, res, next) => {
+    if (deps.draining()) {
+      res.setHeader('retry-after', '5');
+      res.setHeader('connection', 'close');
+      next(new HttpError(503, 'shutting_down', 'this replica is shutting down; retry shortly'));
+      return;
+    }
+    next();
+  });
+  app.use(express.json({ limit: deps.bodyLimitBytes, type: ['application/json', 'application/*+json'] }));
+
+  app.use(notFound);
+  app.use(errorHandler(deps.logger));
+  return app;
+}

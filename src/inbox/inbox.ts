@@ -1,0 +1,206 @@
+import { randomUUID } from 'node:crypto';
+import type { Db } from '../db/database.ts';
+import type {
+  ChangeEventStatus,
+  ChangeOrigin,
+  ChangeSource,
+  DynamicsEntity,
+} from '../db/generated/client.ts';
+import { retryDelayMs, type RetryPolicy } from './retry.ts';
+
+// The inbox: every accepted webhook, sweep discovery and operator request is a ChangeEvent row
+// before anyone answers 2xx. Workers on any replica claim batches with FOR UPDATE SKIP LOCKED and
+// a lease (visibility timeout): a worker that dies leaves its events to be claimed again once the
+// lease expires. All times are the database's clock, so replicas never disagree about them.
+
+export type { ChangeEventStatus, ChangeOrigin, ChangeSource };
+
+export interface NewChangeEvent {
+  source: ChangeSource;
+  origin: ChangeOrigin;
+  /** CREATE | UPDATE | DELETE | SYNC_PERSON | RESYNC */
+  operation: string;
+  marketoId?: number | undefined;
+  dynamicsEntity?: DynamicsEntity | undefined;
+  dynamicsId?: string | undefined;
+  payload?: unknown;
+  /** the same key twice is the same event: the second is answered as a duplicate */
+  dedupeKey: string;
+}
+
+export interface ClaimedChangeEvent {
+  id: string;
+  source: ChangeSource;
+  origin: ChangeOrigin;
+  operation: string;
+  marketoId: number | null;
+  dynamicsEntity: DynamicsEntity | null;
+  dynamicsId: string | null;
+  linkId: string | null;
+  payload: unknown;
+  dedupeKey: string;
+  attempts: number;
+  receivedAt: Date;
+}
+
+export type EnqueueResult = { status: 'queued'; id: string } | { status: 'duplicate'; id: string };
+
+/**
+ * Which status an event may move to from which: the one table the worker, the sweep and the
+ * operator API all go through. Each write below only matches rows in an allowed `from` status.
+ */
+export const changeEventTransitions = {
+  PENDING: ['PROCESSING'],
+  FAILED: ['PROCESSING'],
+  // PROCESSING -> PROCESSING is a re-claim after the lease expired; -> PENDING is a release on shutdown
+  PROCESSING: ['DONE', 'FAILED', 'DEAD', 'PENDING', 'PROCESSING'],
+  DEAD: ['PENDING'],
+  DONE: [],
+} as const satisfies Record<ChangeEventStatus, readonly ChangeEventStatus[]>;
+
+export function allowedFrom(to: ChangeEventStatus): ChangeEventStatus[] {
+  return (Object.keys(changeEventTransitions) as ChangeEventStatus[]).filter((from) =>
+    (changeEventTransitions[from] as readonly ChangeEventStatus[]).includes(to),
+  );
+}
+
+const statusList = (statuses: ChangeEventStatus[]) => `{${statuses.join(',')}}`;
+
+export async function enqueue(db: Db, event: NewChangeEvent): Promise<EnqueueResult> {
+  const id = randomUUID();
+  const inserted = await db.$queryRaw<{ id: string }[]>`
+    INSERT INTO change_event (id, source, origin, operation, "marketoId", "dynamicsEntity", "dynamicsId",
+                              payload, "dedupeKey", "receivedAt", "nextAttemptAt", "updatedAt")
+    VALUES (${id}::uuid, ${event.source}::"ChangeSource", ${event.origin}::"ChangeOrigin", ${event.operation},
+            ${event.marketoId ?? null}::int, ${event.dynamicsEntity ?? null}::"DynamicsEntity",
+            ${event.dynamicsId ?? null}::uuid, ${JSON.stringify(event.payload ?? {})}::jsonb, ${event.dedupeKey},
+            clock_timestamp(), clock_timestamp(), now())
+    ON CONFLICT ("dedupeKey") DO NOTHING
+    RETURNING id::text`;
+  if (inserted[0]) return { status: 'queued', id: inserted[0].id };
+  const existing = await db.$queryRaw<{ id: string }[]>`
+    SELECT id::text FROM change_event WHERE "dedupeKey" = ${event.dedupeKey}`;
+  if (!existing[0]) throw new Error(`change event ${event.dedupeKey} conflicted but cannot be found`);
+  return { status: 'duplicate', id: existing[0].id };
+}
+
+export interface ClaimOptions {
+  /** who holds the lease: replica id + worker */
+  owner: string;
+  batchSize: number;
+  leaseMs: number;
+  /** an event whose lease expired this many times is dead: its worker keeps crashing on it */
+  maxAttempts: number;
+}
+
+export async function claim(db: Db, options: ClaimOptions): Promise<ClaimedChangeEvent[]> {
+  await db.$executeRaw`
+    UPDATE change_event
+       SET status = 'DEAD', "leaseOwner" = NULL, "completedAt" = now(), "updatedAt" = now(),
+           "lastError" = concat('lease expired after attempt ', attempts, ' of ', ${options.maxAttempts}::int,
+                                ' (worker crashed or hung)', coalesce('; before that: ' || "lastError", ''))
+     WHERE status = 'PROCESSING' AND "nextAttemptAt" <= now() AND attempts >= ${options.maxAttempts}`;
+  const claimable = statusList(allowedFrom('PROCESSING'));
+  return db.$queryRaw<ClaimedChangeEvent[]>`
+    UPDATE change_event e
+       SET status = 'PROCESSING', "leaseOwner" = ${options.owner}, attempts = e.attempts + 1,
+           "nextAttemptAt" = now() + make_interval(secs => ${options.leaseMs / 1000}::float8), "updatedAt" = now()
+      FROM (SELECT id FROM change_event
+             WHERE status = ANY(${claimable}::"ChangeEventStatus"[]) AND "nextAttemptAt" <= now()
+             ORDER BY "nextAttemptAt", "receivedAt"
+             LIMIT ${options.batchSize}
+             FOR UPDATE SKIP LOCKED) claimable
+     WHERE e.id = claimable.id
+    RETURNING e.id::text AS id, e.source, e.origin, e.operation, e."marketoId", e."dynamicsEntity",
+              e."dynamicsId"::text AS "dynamicsId", e."linkId"::text AS "linkId", e.payload, e."dedupeKey",
+              e.attempts, e."receivedAt"`;
+}
+
+/** Marks a claimed event done. False when the lease was lost (expired and re-claimed elsewhere). */
+export async function complete(db: Db, id: string, owner: string, linkId?: string): Promise<boolean> {
+  const count = await db.$executeRaw`
+    UPDATE change_event
+       SET status = 'DONE', "leaseOwner" = NULL, "completedAt" = now(), "updatedAt" = now(),
+           "linkId" = coalesce(${linkId ?? null}::uuid, "linkId")
+     WHERE id = ${id}::uuid AND status = 'PROCESSING' AND "leaseOwner" = ${owner}`;
+  return count === 1;
+}
+
+export interface FailOptions {
+  maxAttempts: number;
+  /** the vendor's Retry-After, if it gave one */
+  retryAfterMs?: number | undefined;
+  /** no retry can help (a bug, a permanent refusal): dead now */
+  permanent?: boolean;
+  policy?: RetryPolicy;
+  random?: () => number;
+}
+
+export type FailResult = { status: 'FAILED'; retryInMs: number } | { status: 'DEAD' } | { status: 'LEASE_LOST' };
+
+/** Records a failed attempt: retried later with backoff, or dead after maxAttempts, with the reason. */
+export async function fail(db: Db, event: { id: string; attempts: number }, owner: string, reason: string, options: FailOptions): Promise<FailResult> {
+  if (options.permanent || event.attempts >= options.maxAttempts) {
+    const count = await db.$executeRaw`
+      UPDATE change_event
+         SET status = 'DEAD', "leaseOwner" = NULL, "lastError" = ${reason}, "completedAt" = now(), "updatedAt" = now()
+       WHERE id = ${event.id}::uuid AND status = 'PROCESSING' AND "leaseOwner" = ${owner}`;
+    return count === 1 ? { status: 'DEAD' } : { status: 'LEASE_LOST' };
+  }
+  const retryInMs = retryDelayMs(event.attempts, {
+    retryAfterMs: options.retryAfterMs,
+    ...(options.policy ? { policy: options.policy } : {}),
+    ...(options.random ? { random: options.random } : {}),
+  });
+  const count = await db.$executeRaw`
+    UPDATE change_event
+       SET status = 'FAILED', "leaseOwner" = NULL, "lastError" = ${reason},
+           "nextAttemptAt" = now() + make_interval(secs => ${retryInMs / 1000}::float8), "updatedAt" = now()
+     WHERE id = ${event.id}::uuid AND status = 'PROCESSING' AND "leaseOwner" = ${owner}`;
+  return count === 1 ? { status: 'FAILED', retryInMs } : { status: 'LEASE_LOST' };
+}
+
+/** Gives claimed events back untouched (graceful shutdown): the attempt does not count. */
+export async function release(db: Db, ids: string[], owner: string): Promise<number> {
+  if (ids.length === 0) return 0;
+  return db.$executeRaw`
+    UPDATE change_event
+       SET status = 'PENDING', "leaseOwner" = NULL, attempts = greatest(attempts - 1, 0),
+           "nextAttemptAt" = now(), "updatedAt" = now()
+     WHERE id = ANY(${`{${ids.join(',')}}`}::uuid[]) AND status = 'PROCESSING' AND "leaseOwner" = ${owner}`;
+}
+
+/** An operator's replay of a dead event: a fresh start with its attempts reset. */
+export async function replay(db: Db, id: string): Promise<boolean> {
+  const count = await db.$executeRaw`
+    UPDATE change_event
+       SET status = 'PENDING', attempts = 0, "nextAttemptAt" = now(), "completedAt" = NULL, "updatedAt" = now()
+     WHERE id = ${id}::uuid AND status = 'DEAD'`;
+  return count === 1;
+}
+
+export interface InboxStats {
+  pending: number;
+  processing: number;
+  failed: number;
+  dead: number;
+  oldestPendingAgeMs: number | null;
+}
+
+export async function inboxStats(db: Db): Promise<InboxStats> {
+  const rows = await db.$queryRaw<{ status: ChangeEventStatus; count: number; oldest_ms: number | null }[]>`
+    SELECT status, count(*)::int AS count,
+           (extract(epoch FROM now() - min("receivedAt")) * 1000)::float8 AS oldest_ms
+      FROM change_event
+     WHERE status <> 'DONE'
+     GROUP BY status`;
+  const count = (status: ChangeEventStatus) => rows.find((row) => row.status === status)?.count ?? 0;
+  const waiting = rows.filter((row) => row.status !== 'DEAD' && row.oldest_ms !== null).map((row) => row.oldest_ms as number);
+  return {
+    pending: count('PENDING'),
+    processing: count('PROCESSING'),
+    failed: count('FAILED'),
+    dead: count('DEAD'),
+    oldestPendingAgeMs: waiting.length ? Math.max(...waiting) : null,
+  };
+}

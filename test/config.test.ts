@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.ts';
+
+const live = {
+  MARKETO_BASE_URL: 'https://123-ABC-456.mktorest.com/',
+  MARKETO_CLIENT_ID: 'id',
+  MARKETO_CLIENT_SECRET: 'secret',
+  DYNAMICS_URL: 'https://contoso.crm.dynamics.com',
+  DYNAMICS_TENANT_ID: 'tenant',
+  DYNAMICS_CLIENT_ID: 'app',
+  DYNAMICS_CLIENT_SECRET: 'secret',
+  MARKETO_WEBHOOK_SECRET: 'm'.repeat(32),
+  DYNAMICS_WEBHOOK_SECRET: 'd'.repeat(32),
+};
+
+function problemsOf(env: Record<string, string>) {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('configuration', () => {
+  it('starts in sandbox mode on the embedded database with no variables set', () => {
+    const config = loadConfig({});
+    expect(config.sandbox).toBe(true);
+    expect(config.database.url).toBeUndefined();
+    expect(config.database.dataDir).toBe('./data');
+    expect(config.server.port).toBe(3000);
+    expect(config.sync.sweepCron).toBe('*/5 * * * *');
+  });
+
+  it('treats blank values as unset, as docker env files produce them', () => {
+    expect(loadConfig({ PORT: '', DATABASE_URL: ' ' }).server.port).toBe(3000);
+  });
+
+  it('lists every bad variable at once, by name, with why', () => {
+    const error = problemsOf({ PORT: 'abc', SYNC_SWEEP_CRON: 'every five minutes', DATABASE_URL: 'mysql://db/x' });
+    expect(error.problems.map((p) => p.variable).sort()).toEqual(['DATABASE_URL', 'PORT', 'SYNC_SWEEP_CRON']);
+    expect(error.message).toContain('PORT: must be a whole number from 0 to 65535 (got "abc")');
+    expect(error.message).toContain('SYNC_SWEEP_CRON: must be a node-cron expression');
+  });
+
+  it('names each missing credential once any credential of that system is set', () => {
+    const error = problemsOf({ ...live, MARKETO_CLIENT_SECRET: '' });
+    expect(error.problems).toContainEqual({ variable: 'MARKETO_CLIENT_SECRET', message: 'required once any MARKETO_* credential is set' });
+  });
+
+  it('refuses half a sandbox: one system real and the other simulated', () => {
+    const { DYNAMICS_URL: _u, DYNAMICS_TENANT_ID: _t, DYNAMICS_CLIENT_ID: _c, DYNAMICS_CLIENT_SECRET: _s, ...marketoOnly } = live;
+    const error = problemsOf(marketoOnly);
+    expect(error.problems.map((p) => p.variable)).toContain('DYNAMICS_URL');
+  });
+
+  it('requires webhook secrets when connected to real systems, and never echoes a secret', () => {
+    const error = problemsOf({ ...live, MARKETO_WEBHOOK_SECRET: '', DYNAMICS_WEBHOOK_SECRET: 'short-secret' });
+    expect(error.problems.map((p) => p.variable).sort()).toEqual(['DYNAMICS_WEBHOOK_SECRET', 'MARKETO_WEBHOOK_SECRET']);
+    expect(error.message).not.toContain('short-secret');
+  });
+
+  it('derives the Entra token URL from the tenant unless overridden', () => {
+    const config = loadConfig(live);
+    expect(config.sandbox).toBe(false);
+    expect(config.marketo.credentials?.baseUrl).toBe('https://123-ABC-456.mktorest.com');
+    expect(config.dynamics.credentials?.tokenUrl).toBe('https://login.microsoftonline.com/tenant/oauth2/v2.0/token');
+    expect(loadConfig({ ...live, DYNAMICS_TOKEN_URL: 'http://127.0.0.1:9/token' }).dynamics.credentials?.tokenUrl).toBe(
+      'http://127.0.0.1:9/token',
+    );
+  });
+
+  it('accepts node-cron schedules with a seconds field', () => {
+    expect(loadConfig({ SYNC_SWEEP_CRON: '*/10 * * * * *' }).sync.sweepCron).toBe('*/10 * * * * *');
+  });
+});
