@@ -87,3 +87,19 @@ describe.each(testEngines())('the store on %s', (engine) => {
     );
   });
 });
+
+describe.runIf(testEngines().includes('postgres'))('migrations on postgres', () => {
+  it('apply once when two replicas start at the same moment', async () => {
+    const test = await freshDatabase('postgres');
+    try {
+      const [a, b] = [await test.open(), await test.open()];
+      const results = await Promise.all([migrate(a, projectPaths()), migrate(b, projectPaths())]);
+      const applied = results.map((r) => r.applied.length).sort();
+      expect(applied[0]).toBe(0);
+      expect(applied[1]).toBeGreaterThan(0);
+      expect(await a.prisma.fieldMapping.count()).toBe(25);
+    } finally {
+      await test.drop();
+    }
+  });
+});
