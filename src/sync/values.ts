@@ -9,6 +9,12 @@ export type CanonicalRecordFields = Record<string, CanonicalValue>;
 const truthy = new Set(['true', '1', 'yes', 'y']);
 const falsy = new Set(['false', '0', 'no', 'n']);
 
+function text(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return JSON.stringify(value);
+}
+
 /** The value to store and compare: one representation per meaning. */
 export function normalise(value: unknown, type: ValueType): CanonicalValue {
   if (value === undefined || value === null) return null;
@@ -17,23 +23,23 @@ export function normalise(value: unknown, type: ValueType): CanonicalValue {
     case 'boolean': {
       if (typeof value === 'boolean') return value;
       if (typeof value === 'number') return value !== 0;
-      const text = String(value).trim().toLowerCase();
-      if (truthy.has(text)) return true;
-      if (falsy.has(text)) return false;
-      return String(value);
+      const word = text(value).trim().toLowerCase();
+      if (truthy.has(word)) return true;
+      if (falsy.has(word)) return false;
+      return text(value);
     }
     case 'number': {
-      const number = typeof value === 'number' ? value : Number(String(value).trim());
-      return Number.isFinite(number) ? number : String(value);
+      const number = typeof value === 'number' ? value : Number(text(value).trim());
+      return Number.isFinite(number) ? number : text(value);
     }
     case 'datetime': {
-      const time = value instanceof Date ? value.getTime() : Date.parse(String(value));
-      return Number.isNaN(time) ? String(value) : new Date(time).toISOString();
+      const time = value instanceof Date ? value.getTime() : Date.parse(text(value));
+      return Number.isNaN(time) ? text(value) : new Date(time).toISOString();
     }
     case 'email':
-      return String(value).trim();
+      return text(value).trim();
     case 'string':
-      return typeof value === 'string' ? value : String(value as number | boolean);
+      return text(value);
   }
 }
 

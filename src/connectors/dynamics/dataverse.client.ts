@@ -1,0 +1,753 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import {
+  DataverseApiError,
+  DataverseAuthError,
+  DataverseCodes,
+  DataverseNotFoundError,
+  DataversePermanentError,
+  DataverseTransientError,
+  dataverseErrorFromResponse,
+} from './dataverse.errors.ts';
+import {
+  attributeMetadataSchema,
+  attributePrivilegesSchema,
+  collectionSchema,
+  errorBodySchema,
+  optionSetAttributeSchema,
+  rowSchema,
+  systemUserRowSchema,
+  tokenErrorSchema,
+  tokenResponseSchema,
+  tombstoneSchema,
+  whoAmIResponseSchema,
+  type DataverseIdentity,
+} from './dataverse.schemas.ts';
+
+export type DataverseEntity = 'lead' | 'contact';
+
+export const dataverseEntitySets: Record<DataverseEntity, { set: string; key: string }> = {
+  lead: { set: 'leads', key: 'leadid' },
+  contact: { set: 'contacts', key: 'contactid' },
+};
+
+export type DataverseClientOptions = {
+  /** environment URL, e.g. https://contoso.crm.dynamics.com (Web API lives under /api/data/v9.2/) */
+  url: string;
+  tenantId: string;
+  clientId: string;
+  clientSecret: string;
+  /** default https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token */
+  tokenUrl?: string;
+  fetch?: typeof fetch;
+  /** clock in epoch ms; used for token expiry and the 429 pause */
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  logger?: Logger;
+  /** per HTTP call; default 120000 (the platform aborts a message after 2 minutes) */
+  timeoutMs?: number;
+  /** odata.maxpagesize; default 5000 (the platform cap) */
+  maxPageSize?: number;
+  /** parallel calls in flight; default 16 (platform rejects above 52 per user) */
+  maxConcurrency?: number;
+  /** retries of one call after 5xx/network/timeout; default 3 */
+  transientRetries?: number;
+  /** retries of one call after 429; default 10 (each waits the Retry-After the server asked for) */
+  rateLimitRetries?: number;
+  /** first backoff for transient retries in ms, doubled each time; default 500 */
+  retryBaseDelayMs?: number;
+  /** ids per $filter when reading many rows by id; default 100 */
+  idChunkSize?: number;
+};
+
+export type DataverseValue = unknown;
+
+/**
+ * A row as the Web API returns it. `values` holds the selected columns by logical name (lookups as
+ * `_x_value`). A secured column the sync user cannot read comes back as null and is indistinguishable
+ * from an empty value: callers must never treat that null as "cleared in Dynamics" — consult
+ * `getColumnAccess()` and leave unreadable columns out of the comparison.
+ */
+export type DataverseRecord = {
+  entity: DataverseEntity;
+  id: string;
+  /** weak ETag, e.g. W/"12345"; send back in If-Match */
+  etag: string;
+  versionnumber: number;
+  /** UTC ISO-8601, whole seconds */
+  modifiedon: string;
+  /** systemuserid of the last writer (`_modifiedby_value`); equals whoAmI().userId for the sync's own writes */
+  modifiedby: string | null;
+  values: Record<string, DataverseValue>;
+};
+
+export type DataverseChangePage = {
+  upserts: DataverseRecord[];
+  /** ids of rows deleted since the previous delta link */
+  deletedIds: string[];
+  /** present on the last page only: persist it after processing that page */
+  deltaLink?: string;
+};
+
+export type DataverseOwner = { systemUserId: string } | { domainName: string };
+
+export type DataverseAttribute = {
+  logicalName: string;
+  metadataId: string;
+  attributeType: string;
+  isSecured: boolean;
+  isValidForRead: boolean;
+  isValidForCreate: boolean;
+  isValidForUpdate: boolean;
+  requiredLevel: string | null;
+  maxLength: number | null;
+  /** choice columns (Picklist/State/Status) and two-options (Boolean: 0 = false, 1 = true) */
+  options: { value: number; label: string }[] | null;
+};
+
+export type DataverseColumnAccess = DataverseAttribute & {
+  /** the sync user can see values (not secured, or secured with a read grant) */
+  canRead: boolean;
+  canCreate: boolean;
+  canUpdate: boolean;
+};
+
+export type DataverseEndpointStats = { calls: number; errors: number; retries: number };
+export type DataverseClientStats = {
+  endpoints: Record<string, DataverseEndpointStats>;
+  totalCalls: number;
+  totalErrors: number;
+  rateLimitedPauses: number;
+  tokenRequests: number;
+};
+
+export type DataverseClient = {
+  readonly apiUrl: string;
+  /** the sync user's identity; fetched once and cached (echo suppression compares against userId) */
+  whoAmI(): Promise<DataverseIdentity>;
+  getRecord(entity: DataverseEntity, id: string, columns: readonly string[]): Promise<DataverseRecord | null>;
+  getRecords(entity: DataverseEntity, ids: readonly string[], columns: readonly string[]): Promise<DataverseRecord[]>;
+  findByEmail(entity: DataverseEntity, email: string, columns: readonly string[]): Promise<DataverseRecord[]>;
+  createRecord(
+    entity: DataverseEntity,
+    values: Record<string, DataverseValue>,
+    options?: { owner?: DataverseOwner; columns?: readonly string[] },
+  ): Promise<DataverseRecord>;
+  updateRecord(
+    entity: DataverseEntity,
+    id: string,
+    values: Record<string, DataverseValue>,
+    options?: { etag?: string; columns?: readonly string[] },
+  ): Promise<DataverseRecord>;
+  deleteRecord(entity: DataverseEntity, id: string, options?: { etag?: string }): Promise<void>;
+  assignOwner(entity: DataverseEntity, id: string, owner: DataverseOwner): Promise<void>;
+  resolveSystemUserId(owner: DataverseOwner): Promise<string>;
+  queryModifiedSince(
+    entity: DataverseEntity,
+    since: Date,
+    columns: readonly string[],
+  ): AsyncGenerator<DataverseRecord[], void, undefined>;
+  trackChanges(
+    entity: DataverseEntity,
+    columns: readonly string[],
+    deltaLink?: string,
+  ): AsyncGenerator<DataverseChangePage, void, undefined>;
+  getAttributes(entity: DataverseEntity): Promise<DataverseAttribute[]>;
+  getColumnAccess(entity: DataverseEntity): Promise<DataverseColumnAccess[]>;
+  stats(): DataverseClientStats;
+};
+
+const API_PATH = '/api/data/v9.2/';
+// msal's DEFAULT_TOKEN_RENEWAL_OFFSET_SEC: never send a token that may expire in flight
+const TOKEN_RENEWAL_OFFSET_MS = 300_000;
+const ALWAYS_SELECTED = ['versionnumber', 'modifiedon', '_modifiedby_value'];
+
+type CallOptions = {
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
+  /** absolute URL or path relative to the Web API root */
+  url: string;
+  endpoint: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+};
+
+type RawResponse = { status: number; headers: Headers; json: unknown };
+
+export function createDataverseClient(options: DataverseClientOptions): DataverseClient {
+  const baseUrl = options.url.replace(/\/+$/, '');
+  const apiUrl = baseUrl + API_PATH;
+  const tokenUrl =
+    options.tokenUrl ?? `https://login.microsoftonline.com/${encodeURIComponent(options.tenantId)}/oauth2/v2.0/token`;
+  const doFetch = options.fetch ?? fetch;
+  const now = options.now ?? Date.now;
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const logger = options.logger;
+  const timeoutMs = options.timeoutMs ?? 120_000;
+  const maxPageSize = Math.min(options.maxPageSize ?? 5000, 5000);
+  const maxConcurrency = options.maxConcurrency ?? 16;
+  const transientRetries = options.transientRetries ?? 3;
+  const rateLimitRetries = options.rateLimitRetries ?? 10;
+  const retryBaseDelayMs = options.retryBaseDelayMs ?? 500;
+  const idChunkSize = options.idChunkSize ?? 100;
+
+  const endpointStats = new Map<string, DataverseEndpointStats>();
+  let rateLimitedPauses = 0;
+  let tokenRequests = 0;
+
+  function count(endpoint: string, field: keyof DataverseEndpointStats): void {
+    let s = endpointStats.get(endpoint);
+    if (!s) {
+      s = { calls: 0, errors: 0, retries: 0 };
+      endpointStats.set(endpoint, s);
+    }
+    s[field] += 1;
+  }
+
+  // ---- token -------------------------------------------------------------------------------------
+  let cachedToken: { value: string; expiresAt: number } | undefined;
+  let tokenInFlight: Promise<string> | undefined;
+
+  async function requestToken(): Promise<string> {
+    tokenRequests += 1;
+    count('POST token', 'calls');
+    const form = new URLSearchParams({
+      client_id: options.clientId,
+      client_secret: options.clientSecret,
+      scope: `${baseUrl}/.default`,
+      grant_type: 'client_credentials',
+    });
+    let response: Response;
+    try {
+      response = await doFetch(tokenUrl, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
+        body: form.toString(),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (cause) {
+      count('POST token', 'errors');
+      throw new DataverseTransientError('Token endpoint unreachable', { cause, endpoint: 'POST token' });
+    }
+    const json = await readJson(response);
+    if (!response.ok) {
+      count('POST token', 'errors');
+      const parsed = tokenErrorSchema.safeParse(json);
+      const detail = parsed.success ? (parsed.data.error_description ?? parsed.data.error) : `HTTP ${response.status}`;
+      const code = parsed.success ? parsed.data.error : undefined;
+      const errOptions = { httpStatus: response.status, endpoint: 'POST token', ...(code ? { code } : {}) };
+      if (response.status >= 500 || response.status === 429) throw new DataverseTransientError(detail, errOptions);
+      throw new DataverseAuthError(`Token request refused: ${detail}`, errOptions);
+    }
+    const token = tokenResponseSchema.safeParse(json);
+    if (!token.success) {
+      count('POST token', 'errors');
+      throw new DataverseAuthError(`Token response not understood: ${token.error.message}`, { endpoint: 'POST token' });
+    }
+    cachedToken = { value: token.data.access_token, expiresAt: now() + token.data.expires_in * 1000 };
+    return token.data.access_token;
+  }
+
+  function getToken(): Promise<string> {
+    if (cachedToken && now() < cachedToken.expiresAt - TOKEN_RENEWAL_OFFSET_MS) return Promise.resolve(cachedToken.value);
+    // concurrent callers share one token request
+    tokenInFlight ??= requestToken().finally(() => {
+      tokenInFlight = undefined;
+    });
+    return tokenInFlight;
+  }
+
+  // ---- limits ------------------------------------------------------------------------------------
+  // The docs ask to pause every call of the user while a Retry-After runs; one shared deadline does that.
+  let pausedUntil = 0;
+  let active = 0;
+  const waiting: (() => void)[] = [];
+
+  async function acquireSlot(): Promise<void> {
+    if (active < maxConcurrency) {
+      active += 1;
+      return;
+    }
+    await new Promise<void>((resolve) => waiting.push(resolve));
+  }
+  function releaseSlot(): void {
+    const next = waiting.shift();
+    if (next) next();
+    else active -= 1;
+  }
+
+  async function waitForPause(): Promise<void> {
+    for (let wait = pausedUntil - now(); wait > 0; wait = pausedUntil - now()) await sleep(wait);
+  }
+
+  // ---- HTTP --------------------------------------------------------------------------------------
+  function resolveUrl(url: string): string {
+    const absolute = /^https?:\/\//i.test(url) ? url : apiUrl + url.replace(/^\/+/, '');
+    // nextLink/deltaLink come from the server; never send our token to another origin
+    if (!absolute.startsWith(apiUrl)) {
+      throw new DataversePermanentError(`Refusing to call ${absolute}: not under ${apiUrl}`);
+    }
+    return absolute;
+  }
+
+  async function sendOnce(call: CallOptions, token: string): Promise<RawResponse> {
+    const headers: Record<string, string> = {
+      Authorization: `Bearer ${token}`,
+      Accept: 'application/json',
+      'OData-MaxVersion': '4.0',
+      'OData-Version': '4.0',
+      ...call.headers,
+    };
+    if (call.body !== undefined) headers['Content-Type'] = 'application/json';
+    const init: RequestInit = { method: call.method, headers, signal: AbortSignal.timeout(timeoutMs) };
+    if (call.body !== undefined) init.body = JSON.stringify(call.body);
+    let response: Response;
+    try {
+      response = await doFetch(resolveUrl(call.url), init);
+    } catch (cause) {
+      if (cause instanceof DataverseApiError) throw cause;
+      const timedOut = cause instanceof Error && (cause.name === 'TimeoutError' || cause.name === 'AbortError');
+      throw new DataverseTransientError(timedOut ? `Timed out after ${timeoutMs} ms` : 'Network error', {
+        cause,
+        endpoint: call.endpoint,
+      });
+    }
+    const json = response.status === 204 || response.status === 304 ? undefined : await readJson(response);
+    return { status: response.status, headers: response.headers, json };
+  }
+
+  function errorFrom(call: CallOptions, raw: RawResponse): DataverseApiError {
+    const body = errorBodySchema.safeParse(raw.json);
+    const code = body.success ? (body.data.error.code ?? '') : '';
+    const message = body.success ? (body.data.error.message ?? '') : '';
+    const retryAfterMs = parseRetryAfter(raw.headers.get('retry-after'), now());
+    return dataverseErrorFromResponse(raw.status, code, message, {
+      endpoint: call.endpoint,
+      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+    });
+  }
+
+  async function call(callOptions: CallOptions): Promise<RawResponse> {
+    let rateLimitedTries = 0;
+    let transientTries = 0;
+    let renewedToken = false;
+    for (;;) {
+      await waitForPause();
+      await acquireSlot();
+      let raw: RawResponse;
+      let tokenUsed: string;
+      try {
+        await waitForPause();
+        tokenUsed = await getToken();
+        count(callOptions.endpoint, 'calls');
+        raw = await sendOnce(callOptions, tokenUsed);
+      } catch (error) {
+        releaseSlot();
+        count(callOptions.endpoint, 'errors');
+        if (error instanceof DataverseTransientError && transientTries < transientRetries) {
+          transientTries += 1;
+          count(callOptions.endpoint, 'retries');
+          await sleep(retryBaseDelayMs * 2 ** (transientTries - 1));
+          continue;
+        }
+        throw error;
+      }
+      releaseSlot();
+      if (raw.status < 400) return raw;
+      count(callOptions.endpoint, 'errors');
+      const error = errorFrom(callOptions, raw);
+      if (raw.status === 401 && !renewedToken) {
+        // a token revoked or expired early: renew once, then give up as `auth`
+        renewedToken = true;
+        if (cachedToken?.value === tokenUsed) cachedToken = undefined;
+        count(callOptions.endpoint, 'retries');
+        continue;
+      }
+      if (error.kind === 'rate_limited' && rateLimitedTries < rateLimitRetries) {
+        rateLimitedTries += 1;
+        const waitMs = error.retryAfterMs ?? 1000 * 2 ** rateLimitedTries;
+        pausedUntil = Math.max(pausedUntil, now() + waitMs);
+        rateLimitedPauses += 1;
+        count(callOptions.endpoint, 'retries');
+        logger?.warn({ endpoint: callOptions.endpoint, waitMs, code: error.code }, 'Dataverse throttled; pausing all calls');
+        continue;
+      }
+      if (error.kind === 'transient' && transientTries < transientRetries) {
+        transientTries += 1;
+        count(callOptions.endpoint, 'retries');
+        await sleep(retryBaseDelayMs * 2 ** (transientTries - 1));
+        continue;
+      }
+      throw error;
+    }
+  }
+
+  function parse<T extends z.ZodType>(schema: T, raw: RawResponse, endpoint: string): z.infer<T> {
+    const parsed = schema.safeParse(raw.json);
+    if (!parsed.success) {
+      throw new DataversePermanentError(`Unexpected Dataverse response for ${endpoint}: ${parsed.error.message}`, {
+        httpStatus: raw.status,
+        endpoint,
+      });
+    }
+    return parsed.data;
+  }
+
+  // ---- rows --------------------------------------------------------------------------------------
+  function selectList(entity: DataverseEntity, columns: readonly string[]): string {
+    const key = dataverseEntitySets[entity].key;
+    return [...new Set([key, ...columns, ...ALWAYS_SELECTED])].join(',');
+  }
+
+  function toRecord(entity: DataverseEntity, row: Record<string, unknown>, endpoint: string): DataverseRecord {
+    const key = dataverseEntitySets[entity].key;
+    const parsed = rowSchema.safeParse(row);
+    const id = row[key];
+    if (!parsed.success || typeof id !== 'string') {
+      throw new DataversePermanentError(`Unexpected ${entity} row from ${endpoint}`, { endpoint });
+    }
+    const values: Record<string, DataverseValue> = {};
+    for (const [name, value] of Object.entries(row)) {
+      if (name.includes('@') || name === key || ALWAYS_SELECTED.includes(name)) continue;
+      values[name] = value;
+    }
+    return {
+      entity,
+      id,
+      etag: parsed.data['@odata.etag'],
+      versionnumber: parsed.data.versionnumber,
+      modifiedon: parsed.data.modifiedon,
+      modifiedby: parsed.data._modifiedby_value ?? null,
+      values,
+    };
+  }
+
+  async function* pages(
+    entity: DataverseEntity,
+    firstUrl: string,
+    endpoint: string,
+  ): AsyncGenerator<DataverseRecord[], void, undefined> {
+    let url: string | undefined = firstUrl;
+    while (url !== undefined) {
+      const raw = await call({
+        method: 'GET',
+        url,
+        endpoint,
+        headers: { Prefer: `odata.maxpagesize=${maxPageSize}` },
+      });
+      const page = parse(collectionSchema, raw, endpoint);
+      yield page.value.map((row) => toRecord(entity, row, endpoint));
+      url = page['@odata.nextLink'];
+    }
+  }
+
+  async function collect(entity: DataverseEntity, url: string, endpoint: string): Promise<DataverseRecord[]> {
+    const rows: DataverseRecord[] = [];
+    for await (const page of pages(entity, url, endpoint)) rows.push(...page);
+    return rows;
+  }
+
+  let identity: Promise<DataverseIdentity> | undefined;
+
+  async function resolveSystemUserId(owner: DataverseOwner): Promise<string> {
+    if ('systemUserId' in owner) return owner.systemUserId;
+    const filter = `domainname eq ${quote(owner.domainName)}`;
+    const raw = await call({
+      method: 'GET',
+      url: `systemusers?$select=systemuserid&$filter=${encodeURIComponent(filter)}`,
+      endpoint: 'GET systemusers',
+    });
+    const page = parse(collectionSchema, raw, 'GET systemusers');
+    const first = page.value[0];
+    if (first === undefined) {
+      throw new DataverseNotFoundError(`No Dynamics user with domain name ${owner.domainName}`, {
+        endpoint: 'GET systemusers',
+      });
+    }
+    return systemUserRowSchema.parse(first).systemuserid;
+  }
+
+  async function getAttributes(entity: DataverseEntity): Promise<DataverseAttribute[]> {
+    const base = `EntityDefinitions(LogicalName='${entity}')/Attributes`;
+    const endpoint = 'GET EntityDefinitions/Attributes';
+    const select =
+      'LogicalName,MetadataId,AttributeType,IsSecured,IsValidForRead,IsValidForCreate,IsValidForUpdate,AttributeOf,RequiredLevel';
+    const [all, ...optionSets] = await Promise.all([
+      call({ method: 'GET', url: `${base}?$select=${select}`, endpoint }),
+      ...['PicklistAttributeMetadata', 'StateAttributeMetadata', 'StatusAttributeMetadata', 'BooleanAttributeMetadata'].map(
+        (cast) =>
+          call({
+            method: 'GET',
+            url: `${base}/Microsoft.Dynamics.CRM.${cast}?$select=LogicalName&$expand=OptionSet`,
+            endpoint,
+          }),
+      ),
+    ]);
+    const options = new Map<string, { value: number; label: string }[]>();
+    for (const raw of optionSets) {
+      for (const row of parse(collectionSchema, raw, endpoint).value) {
+        const attr = optionSetAttributeSchema.parse(row);
+        const set = attr.OptionSet;
+        if (!set) continue;
+        const list = set.Options ?? [set.FalseOption, set.TrueOption].filter((o) => o != null);
+        options.set(
+          attr.LogicalName,
+          list.map((o) => ({ value: o.Value, label: o.Label?.UserLocalizedLabel?.Label ?? String(o.Value) })),
+        );
+      }
+    }
+    return parse(collectionSchema, all, endpoint).value.map((row) => {
+      const a = attributeMetadataSchema.parse(row);
+      return {
+        logicalName: a.LogicalName,
+        metadataId: a.MetadataId,
+        attributeType: a.AttributeType,
+        isSecured: a.IsSecured ?? false,
+        isValidForRead: a.IsValidForRead ?? false,
+        isValidForCreate: a.IsValidForCreate ?? false,
+        isValidForUpdate: a.IsValidForUpdate ?? false,
+        requiredLevel: a.RequiredLevel?.Value ?? null,
+        maxLength: a.MaxLength ?? null,
+        options: options.get(a.LogicalName) ?? null,
+      };
+    });
+  }
+
+  function keyUrl(entity: DataverseEntity, id: string): string {
+    return `${dataverseEntitySets[entity].set}(${encodeGuid(id)})`;
+  }
+
+  const client: DataverseClient = {
+    apiUrl,
+
+    whoAmI() {
+      identity ??= call({ method: 'GET', url: 'WhoAmI', endpoint: 'GET WhoAmI' })
+        .then((raw) => {
+          const who = parse(whoAmIResponseSchema, raw, 'GET WhoAmI');
+          return { userId: who.UserId, businessUnitId: who.BusinessUnitId, organizationId: who.OrganizationId };
+        })
+        .catch((error: unknown) => {
+          identity = undefined;
+          throw error;
+        });
+      return identity;
+    },
+
+    async getRecord(entity, id, columns) {
+      const endpoint = `GET ${dataverseEntitySets[entity].set}(id)`;
+      try {
+        const raw = await call({
+          method: 'GET',
+          url: `${keyUrl(entity, id)}?$select=${selectList(entity, columns)}`,
+          endpoint,
+        });
+        return toRecord(entity, parse(rowSchema, raw, endpoint), endpoint);
+      } catch (error) {
+        if (error instanceof DataverseNotFoundError) return null;
+        throw error;
+      }
+    },
+
+    async getRecords(entity, ids, columns) {
+      const { set, key } = dataverseEntitySets[entity];
+      const unique = [...new Set(ids.map((id) => encodeGuid(id)))];
+      const chunks: string[][] = [];
+      for (let i = 0; i < unique.length; i += idChunkSize) chunks.push(unique.slice(i, i + idChunkSize));
+      const results = await Promise.all(
+        chunks.map((chunk) => {
+          const filter = `Microsoft.Dynamics.CRM.In(PropertyName='${key}',PropertyValues=[${chunk.map((id) => `'${id}'`).join(',')}])`;
+          const url = `${set}?$select=${selectList(entity, columns)}&$filter=${encodeURIComponent(filter)}&$orderby=${key}%20asc`;
+          return collect(entity, url, `GET ${set}`);
+        }),
+      );
+      return results.flat();
+    },
+
+    findByEmail(entity, email, columns) {
+      const { set, key } = dataverseEntitySets[entity];
+      const filter = `emailaddress1 eq ${quote(email)}`;
+      const url = `${set}?$select=${selectList(entity, columns)}&$filter=${encodeURIComponent(filter)}&$orderby=createdon%20asc,${key}%20asc`;
+      return collect(entity, url, `GET ${set}`);
+    },
+
+    async createRecord(entity, values, createOptions = {}) {
+      const { set, key } = dataverseEntitySets[entity];
+      // A client-chosen id makes a retried create detectable: a second POST of the same id is refused as a duplicate.
+      const supplied = values[key];
+      const id = typeof supplied === 'string' ? supplied : randomUUID();
+      const body: Record<string, unknown> = { ...values, [key]: id };
+      if (createOptions.owner) {
+        body['ownerid@odata.bind'] = `/systemusers(${await resolveSystemUserId(createOptions.owner)})`;
+      }
+      const endpoint = `POST ${set}`;
+      const select = selectList(entity, createOptions.columns ?? Object.keys(values).filter((c) => !c.includes('@')));
+      try {
+        const raw = await call({
+          method: 'POST',
+          url: `${set}?$select=${select}`,
+          endpoint,
+          body,
+          headers: { Prefer: 'return=representation' },
+        });
+        return toRecord(entity, parse(rowSchema, raw, endpoint), endpoint);
+      } catch (error) {
+        // the first attempt may have committed before a 5xx/timeout reached us
+        if (error instanceof DataverseApiError && error.code === DataverseCodes.duplicateKey) {
+          const existing = await client.getRecord(entity, id, createOptions.columns ?? Object.keys(values));
+          if (existing) return existing;
+        }
+        throw error;
+      }
+    },
+
+    async updateRecord(entity, id, values, updateOptions = {}) {
+      const { set, key } = dataverseEntitySets[entity];
+      const endpoint = `PATCH ${set}(id)`;
+      const select = selectList(entity, updateOptions.columns ?? Object.keys(values).filter((c) => !c.includes('@')));
+      const body = { ...values };
+      delete body[key];
+      const raw = await call({
+        method: 'PATCH',
+        url: `${keyUrl(entity, id)}?$select=${select}`,
+        endpoint,
+        body,
+        // If-Match: * keeps an update from turning into an upsert when the row is gone
+        headers: { Prefer: 'return=representation', 'If-Match': updateOptions.etag ?? '*' },
+      });
+      return toRecord(entity, parse(rowSchema, raw, endpoint), endpoint);
+    },
+
+    async deleteRecord(entity, id, deleteOptions = {}) {
+      const set = dataverseEntitySets[entity].set;
+      await call({
+        method: 'DELETE',
+        url: keyUrl(entity, id),
+        endpoint: `DELETE ${set}(id)`,
+        ...(deleteOptions.etag ? { headers: { 'If-Match': deleteOptions.etag } } : {}),
+      });
+    },
+
+    async assignOwner(entity, id, owner) {
+      const userId = await resolveSystemUserId(owner);
+      await call({
+        method: 'PATCH',
+        url: keyUrl(entity, id),
+        endpoint: `PATCH ${dataverseEntitySets[entity].set}(id)`,
+        body: { 'ownerid@odata.bind': `/systemusers(${encodeGuid(userId)})` },
+        headers: { 'If-Match': '*' },
+      });
+    },
+
+    resolveSystemUserId,
+
+    queryModifiedSince(entity, since, columns) {
+      const { set, key } = dataverseEntitySets[entity];
+      // ge, not gt: many rows share one modifiedon second; callers de-dupe by id + versionnumber
+      const filter = `modifiedon ge ${since.toISOString().replace(/\.\d{3}Z$/, 'Z')}`;
+      const url = `${set}?$select=${selectList(entity, columns)}&$filter=${encodeURIComponent(filter)}&$orderby=modifiedon%20asc,${key}%20asc`;
+      return pages(entity, url, `GET ${set}`);
+    },
+
+    async *trackChanges(entity, columns, deltaLink) {
+      const set = dataverseEntitySets[entity].set;
+      const endpoint = deltaLink === undefined ? `GET ${set} (track-changes)` : `GET ${set} (delta)`;
+      let url: string | undefined = deltaLink ?? `${set}?$select=${selectList(entity, columns)}`;
+      while (url !== undefined) {
+        const raw = await call({
+          method: 'GET',
+          url,
+          endpoint,
+          headers: { Prefer: `odata.track-changes,odata.maxpagesize=${maxPageSize}` },
+        });
+        const page = parse(collectionSchema, raw, endpoint);
+        const result: DataverseChangePage = { upserts: [], deletedIds: [] };
+        for (const row of page.value) {
+          const tombstone = tombstoneSchema.safeParse(row);
+          if (tombstone.success) result.deletedIds.push(tombstone.data.id);
+          else result.upserts.push(toRecord(entity, row, endpoint));
+        }
+        url = page['@odata.nextLink'];
+        if (url === undefined) {
+          const next = page['@odata.deltaLink'];
+          if (next === undefined) {
+            throw new DataversePermanentError(`Change tracking answered without a delta link for ${set}`, { endpoint });
+          }
+          result.deltaLink = next;
+        }
+        yield result;
+      }
+    },
+
+    getAttributes,
+
+    async getColumnAccess(entity) {
+      const [attributes, who] = await Promise.all([getAttributes(entity), client.whoAmI()]);
+      const raw = await call({
+        method: 'GET',
+        url: `systemusers(${who.userId})/Microsoft.Dynamics.CRM.RetrievePrincipalAttributePrivileges()`,
+        endpoint: 'GET RetrievePrincipalAttributePrivileges',
+      });
+      const privileges = new Map(
+        parse(attributePrivilegesSchema, raw, 'GET RetrievePrincipalAttributePrivileges').AttributePrivileges.map((p) => [
+          p.AttributeId.toLowerCase(),
+          p,
+        ]),
+      );
+      return attributes.map((a) => {
+        const grant = privileges.get(a.metadataId.toLowerCase());
+        // field permission values: 0 Not Allowed, 4 Allowed; a secured column without a grant is closed
+        const allowed = (v: number | undefined) => !a.isSecured || v === 4;
+        return {
+          ...a,
+          canRead: a.isValidForRead && allowed(grant?.CanRead),
+          canCreate: a.isValidForCreate && allowed(grant?.CanCreate),
+          canUpdate: a.isValidForUpdate && allowed(grant?.CanUpdate),
+        };
+      });
+    },
+
+    stats() {
+      const endpoints: Record<string, DataverseEndpointStats> = {};
+      let totalCalls = 0;
+      let totalErrors = 0;
+      for (const [name, s] of endpointStats) {
+        endpoints[name] = { ...s };
+        totalCalls += s.calls;
+        totalErrors += s.errors;
+      }
+      return { endpoints, totalCalls, totalErrors, rateLimitedPauses, tokenRequests };
+    },
+  };
+  return client;
+}
+
+async function readJson(response: Response): Promise<unknown> {
+  const text = await response.text();
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return { unparsed: text.slice(0, 500) };
+  }
+}
+
+/** Retry-After is seconds (or an HTTP date); returns milliseconds. */
+export function parseRetryAfter(header: string | null, nowMs: number): number | undefined {
+  if (header === null || header.trim() === '') return undefined;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const date = Date.parse(header);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs);
+}
+
+/** OData string literal: single quotes doubled. */
+export function quote(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+const guidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+function encodeGuid(id: string): string {
+  // ids land unquoted in URLs and $filter; anything else would be an injection
+  if (!guidPattern.test(id)) throw new DataversePermanentError(`Not a Dataverse id: ${id}`);
+  return id.toLowerCase();
+}

@@ -1,0 +1,260 @@
+import { createHash } from 'node:crypto';
+
+export type SimAttributeType =
+  | 'Uniqueidentifier'
+  | 'String'
+  | 'Memo'
+  | 'Boolean'
+  | 'Integer'
+  | 'BigInt'
+  | 'Money'
+  | 'Picklist'
+  | 'State'
+  | 'Status'
+  | 'DateTime'
+  | 'Lookup'
+  | 'Customer'
+  | 'Owner';
+
+export type SimOption = { value: number; label: string; state?: number };
+
+export type SimAttribute = {
+  logicalName: string;
+  displayName: string;
+  type: SimAttributeType;
+  metadataId: string;
+  validForCreate: boolean;
+  validForUpdate: boolean;
+  validForRead: boolean;
+  requiredLevel: 'None' | 'SystemRequired' | 'ApplicationRequired' | 'Recommended';
+  maxLength?: number;
+  options?: SimOption[];
+  /** lookup targets: navigation property name -> target table */
+  navigation?: Record<string, string>;
+};
+
+export type SimTable = {
+  logicalName: string;
+  entitySet: string;
+  primaryKey: string;
+  displayName: string;
+  attributes: Map<string, SimAttribute>;
+  /** API clients may write (systemuser is read-only here) */
+  writable: boolean;
+};
+
+/** Deterministic MetadataId so RetrievePrincipalAttributePrivileges ids stay stable across restarts. */
+function metadataId(table: string, column: string): string {
+  const h = createHash('sha1').update(`${table}.${column}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+type Spec = Partial<Omit<SimAttribute, 'logicalName' | 'metadataId'>> & { type: SimAttributeType };
+
+function table(logicalName: string, entitySet: string, displayName: string, specs: Record<string, Spec>, writable = true): SimTable {
+  const attributes = new Map<string, SimAttribute>();
+  for (const [name, spec] of Object.entries(specs)) {
+      const readOnly = ['fullname', 'createdon', 'modifiedon', 'versionnumber', 'createdby', 'modifiedby'].includes(name);
+    attributes.set(name, {
+      logicalName: name,
+      displayName: spec.displayName ?? name,
+      type: spec.type,
+      metadataId: metadataId(logicalName, name),
+      validForCreate: spec.validForCreate ?? !readOnly,
+      validForUpdate: spec.validForUpdate ?? !readOnly,
+      validForRead: spec.validForRead ?? true,
+      requiredLevel: spec.requiredLevel ?? 'None',
+      ...(spec.maxLength === undefined ? {} : { maxLength: spec.maxLength }),
+      ...(spec.options === undefined ? {} : { options: spec.options }),
+      ...(spec.navigation === undefined ? {} : { navigation: spec.navigation }),
+    });
+  }
+  return { logicalName, entitySet, primaryKey: `${logicalName}id`, displayName, attributes, writable };
+}
+
+const str = (displayName: string, maxLength: number): Spec => ({ type: 'String', displayName, maxLength });
+
+const common: Record<string, Spec> = {
+  firstname: str('First Name', 50),
+  lastname: str('Last Name', 50),
+  fullname: { type: 'String', displayName: 'Full Name', maxLength: 160 },
+  emailaddress1: str('Email', 100),
+  jobtitle: str('Job Title', 100),
+  telephone1: str('Business Phone', 50),
+  mobilephone: str('Mobile Phone', 50),
+  address1_line1: str('Address 1: Street 1', 250),
+  address1_city: str('Address 1: City', 80),
+  address1_stateorprovince: str('Address 1: State/Province', 50),
+  address1_postalcode: str('Address 1: ZIP/Postal Code', 20),
+  address1_country: str('Address 1: Country/Region', 80),
+  description: { type: 'Memo', displayName: 'Description', maxLength: 2000 },
+  donotbulkemail: {
+    type: 'Boolean',
+    displayName: 'Do not allow Bulk Emails',
+    options: [
+      { value: 0, label: 'Allow' },
+      { value: 1, label: 'Do Not Allow' },
+    ],
+  },
+  new_synctomkto: {
+    type: 'Boolean',
+    displayName: 'Sync to Marketo',
+    options: [
+      { value: 0, label: 'No' },
+      { value: 1, label: 'Yes' },
+    ],
+  },
+  createdon: { type: 'DateTime', displayName: 'Created On' },
+  modifiedon: { type: 'DateTime', displayName: 'Modified On' },
+  versionnumber: { type: 'BigInt', displayName: 'Version Number' },
+  createdby: { type: 'Lookup', displayName: 'Created By', navigation: { createdby: 'systemuser' } },
+  modifiedby: { type: 'Lookup', displayName: 'Modified By', navigation: { modifiedby: 'systemuser' } },
+  ownerid: { type: 'Owner', displayName: 'Owner', requiredLevel: 'SystemRequired', navigation: { ownerid: 'systemuser' } },
+};
+
+export function createSchema(): Map<string, SimTable> {
+  const lead = table('lead', 'leads', 'Lead', {
+    leadid: { type: 'Uniqueidentifier', displayName: 'Lead', validForUpdate: false },
+    ...common,
+    lastname: { ...str('Last Name', 50), requiredLevel: 'ApplicationRequired' },
+    companyname: str('Company Name', 100),
+    subject: str('Topic', 300),
+    leadsourcecode: {
+      type: 'Picklist',
+      displayName: 'Lead Source',
+      options: [
+        { value: 1, label: 'Advertisement' },
+        { value: 2, label: 'Employee Referral' },
+        { value: 3, label: 'External Referral' },
+        { value: 4, label: 'Partner' },
+        { value: 5, label: 'Public Relations' },
+        { value: 6, label: 'Seminar' },
+        { value: 7, label: 'Trade Show' },
+        { value: 8, label: 'Web' },
+        { value: 9, label: 'Word of Mouth' },
+        { value: 10, label: 'Other' },
+      ],
+    },
+    statecode: {
+      type: 'State',
+      displayName: 'Status',
+      requiredLevel: 'SystemRequired',
+      options: [
+        { value: 0, label: 'Open' },
+        { value: 1, label: 'Qualified' },
+        { value: 2, label: 'Disqualified' },
+      ],
+    },
+    statuscode: {
+      type: 'Status',
+      displayName: 'Status Reason',
+      options: [
+        { value: 1, label: 'New', state: 0 },
+        { value: 2, label: 'Contacted', state: 0 },
+        { value: 3, label: 'Qualified', state: 1 },
+        { value: 4, label: 'Lost', state: 2 },
+        { value: 5, label: 'Cannot Contact', state: 2 },
+        { value: 6, label: 'No Longer Interested', state: 2 },
+        { value: 7, label: 'Canceled', state: 2 },
+      ],
+    },
+    parentcontactid: { type: 'Lookup', displayName: 'Parent Contact for lead', navigation: { parentcontactid: 'contact' } },
+  });
+  const contact = table('contact', 'contacts', 'Contact', {
+    contactid: { type: 'Uniqueidentifier', displayName: 'Contact', validForUpdate: false },
+    ...common,
+    lastname: { ...str('Last Name', 50), requiredLevel: 'ApplicationRequired' },
+    parentcustomerid: {
+      type: 'Customer',
+      displayName: 'Company Name',
+      navigation: { parentcustomerid_account: 'account', parentcustomerid_contact: 'contact' },
+    },
+    originatingleadid: { type: 'Lookup', displayName: 'Originating Lead', navigation: { originatingleadid: 'lead' } },
+    preferredcontactmethodcode: {
+      type: 'Picklist',
+      displayName: 'Preferred Method of Contact',
+      options: [
+        { value: 1, label: 'Any' },
+        { value: 2, label: 'Email' },
+        { value: 3, label: 'Phone' },
+        { value: 4, label: 'Fax' },
+        { value: 5, label: 'Mail' },
+      ],
+    },
+    statecode: {
+      type: 'State',
+      displayName: 'Status',
+      requiredLevel: 'SystemRequired',
+      options: [
+        { value: 0, label: 'Active' },
+        { value: 1, label: 'Inactive' },
+      ],
+    },
+    statuscode: {
+      type: 'Status',
+      displayName: 'Status Reason',
+      options: [
+        { value: 1, label: 'Active', state: 0 },
+        { value: 2, label: 'Inactive', state: 1 },
+      ],
+    },
+  });
+  const account = table('account', 'accounts', 'Account', {
+    accountid: { type: 'Uniqueidentifier', displayName: 'Account', validForUpdate: false },
+    name: { ...str('Account Name', 160), requiredLevel: 'ApplicationRequired' },
+    createdon: common.createdon!,
+    modifiedon: common.modifiedon!,
+    versionnumber: common.versionnumber!,
+    createdby: common.createdby!,
+    modifiedby: common.modifiedby!,
+    ownerid: common.ownerid!,
+    statecode: {
+      type: 'State',
+      displayName: 'Status',
+      options: [
+        { value: 0, label: 'Active' },
+        { value: 1, label: 'Inactive' },
+      ],
+    },
+    statuscode: {
+      type: 'Status',
+      displayName: 'Status Reason',
+      options: [
+        { value: 1, label: 'Active', state: 0 },
+        { value: 2, label: 'Inactive', state: 1 },
+      ],
+    },
+  });
+  const systemuser = table(
+    'systemuser',
+    'systemusers',
+    'User',
+    {
+      systemuserid: { type: 'Uniqueidentifier', displayName: 'User', validForUpdate: false },
+      domainname: str('User Name', 1024),
+      fullname: { type: 'String', displayName: 'Full Name', maxLength: 200 },
+      firstname: str('First Name', 64),
+      lastname: str('Last Name', 64),
+      internalemailaddress: str('Primary Email', 100),
+      applicationid: { type: 'Uniqueidentifier', displayName: 'Application ID' },
+      azureactivedirectoryobjectid: { type: 'Uniqueidentifier', displayName: 'Azure AD Object ID' },
+      isdisabled: { type: 'Boolean', displayName: 'Status', options: [{ value: 0, label: 'Enabled' }, { value: 1, label: 'Disabled' }] },
+      createdon: common.createdon!,
+      modifiedon: common.modifiedon!,
+      versionnumber: common.versionnumber!,
+      createdby: common.createdby!,
+      modifiedby: common.modifiedby!,
+    },
+    false,
+  );
+  return new Map([lead, contact, account, systemuser].map((t) => [t.logicalName, t]));
+}
+
+/** Default status reason for a state (first option of that state). */
+export function defaultStatusFor(t: SimTable, state: number): number | undefined {
+  return t.attributes.get('statuscode')?.options?.find((o) => o.state === state)?.value;
+}
+
+export function isLookup(a: SimAttribute): boolean {
+  return a.type === 'Lookup' || a.type === 'Customer' || a.type === 'Owner';
+}

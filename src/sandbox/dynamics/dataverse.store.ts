@@ -1,0 +1,455 @@
+import { randomUUID } from 'node:crypto';
+import { createSchema, defaultStatusFor, isLookup, type SimAttribute, type SimTable } from './dataverse.metadata.ts';
+
+/** An answer the real Web API would give instead of success. */
+export class SimHttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+export type SimLookup = { id: string; logicalName: string };
+
+export type SimRecord = {
+  id: string;
+  table: string;
+  /** internal values: DateTime as epoch ms (whole seconds), lookups as SimLookup */
+  values: Record<string, unknown>;
+  versionnumber: number;
+};
+
+export type SimMessage = 'Create' | 'Update' | 'Delete';
+
+export type SimChange = {
+  message: SimMessage;
+  table: SimTable;
+  id: string;
+  /** values written (Create: every set column), before defaults for Update */
+  changed: Record<string, unknown>;
+  /** row after the operation; undefined for Delete */
+  record: SimRecord | undefined;
+  userId: string;
+  at: number;
+};
+
+export type ColumnGrant = { read: boolean; create: boolean; update: boolean };
+
+export type BusinessRule = {
+  id: string;
+  table: 'lead' | 'contact' | 'account';
+  column: string;
+  kind: 'required' | 'email' | 'pattern';
+  /** regular expression source for kind "pattern" */
+  pattern?: string;
+  /** Dynamics' message returned to the caller, as a plug-in's InvalidPluginExecutionException would */
+  message: string;
+  messages?: ('Create' | 'Update')[];
+};
+
+export type WriteContext = {
+  userId: string;
+  /** UI/admin users hold every field-security grant; the app user only what the admin configured */
+  fullAccess: boolean;
+};
+
+type LogEntry = { v: number; id: string };
+
+export const defaultBusinessRules = (): BusinessRule[] => [
+  { id: 'lead-lastname-required', table: 'lead', column: 'lastname', kind: 'required', message: 'Last Name is required to save a lead.' },
+  { id: 'contact-lastname-required', table: 'contact', column: 'lastname', kind: 'required', message: 'Last Name is required to save a contact.' },
+  { id: 'lead-email-valid', table: 'lead', column: 'emailaddress1', kind: 'email', message: 'Email: enter a valid email address (for example name@contoso.com).' },
+  { id: 'contact-email-valid', table: 'contact', column: 'emailaddress1', kind: 'email', message: 'Email: enter a valid email address (for example name@contoso.com).' },
+];
+
+const emailRe = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+export function wholeSeconds(ms: number): number {
+  return Math.floor(ms / 1000) * 1000;
+}
+
+export class DataverseStore {
+  readonly tables = createSchema();
+  readonly records = new Map<string, Map<string, SimRecord>>();
+  private readonly log = new Map<string, LogEntry[]>();
+  private readonly tombstones = new Map<string, Map<string, number>>();
+  /** Row versions are database-wide and only grow, like SQL rowversion. */
+  version = 1_000_000;
+  /** secured columns: "table.column" -> what the app (sync) user may do */
+  readonly securedColumns = new Map<string, ColumnGrant>();
+  rules: BusinessRule[] = defaultBusinessRules();
+  /** tokens minted below this version are refused (admin "expire delta tokens", metadata changes) */
+  readonly deltaFloor = new Map<string, number>();
+  readonly changeTrackingEnabled = new Map<string, boolean>();
+  /** bumped on every write; lets query caches know they are stale */
+  mutations = 0;
+
+  constructor(
+    private readonly now: () => number,
+    private readonly onChange: (change: SimChange) => void,
+  ) {
+    for (const name of this.tables.keys()) {
+      this.records.set(name, new Map());
+      this.log.set(name, []);
+      this.tombstones.set(name, new Map());
+      this.changeTrackingEnabled.set(name, name !== 'systemuser');
+    }
+  }
+
+  table(name: string): SimTable {
+    const t = this.tables.get(name);
+    if (!t) throw new SimHttpError(404, '0x8006088a', `Resource not found for the segment '${name}'.`);
+    return t;
+  }
+
+  tableBySet(set: string): SimTable | undefined {
+    for (const t of this.tables.values()) if (t.entitySet === set) return t;
+    return undefined;
+  }
+
+  rows(table: string): Map<string, SimRecord> {
+    return this.records.get(table)!;
+  }
+
+  get(table: string, id: string): SimRecord | undefined {
+    return this.rows(table).get(id.toLowerCase());
+  }
+
+  notFound(table: string, id: string): SimHttpError {
+    return new SimHttpError(404, '0x80040217', `${table} With Id = ${id} Does Not Exist`);
+  }
+
+  canRead(t: SimTable, column: string, ctx: WriteContext): boolean {
+    if (ctx.fullAccess) return true;
+    const grant = this.securedColumns.get(`${t.logicalName}.${column}`);
+    return grant === undefined || grant.read;
+  }
+
+  // ---- payload -----------------------------------------------------------------------------------
+  /** Converts a Web API JSON body into internal values, refusing what the real platform refuses. */
+  convertPayload(t: SimTable, body: Record<string, unknown>, mode: 'create' | 'update', ctx: WriteContext): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    const payloadError = (detail: string) =>
+      new SimHttpError(
+        400,
+        '0x80048d19',
+        `Error identified in Payload provided by the user for Entity :'${t.entitySet}', For more information on this error please follow this help link https://go.microsoft.com/fwlink/?linkid=2195293  ----> InnerException : Microsoft.OData.ODataException: ${detail}`,
+      );
+    for (const [key, value] of Object.entries(body)) {
+      if (key.startsWith('@odata.')) continue;
+      if (key.endsWith('@odata.bind')) {
+        const nav = key.slice(0, -'@odata.bind'.length);
+        const attr = [...t.attributes.values()].find((a) => a.navigation && nav in a.navigation);
+        if (!attr || !(mode === 'create' ? attr.validForCreate : attr.validForUpdate)) {
+          throw payloadError(`An undeclared property '${nav}' which only has property annotations in the payload but no property value was found in the payload.`);
+        }
+        if (typeof value !== 'string') throw payloadError(`The value of an '@odata.bind' annotation for '${nav}' must be a string.`);
+        const m = /(?:^|\/)([a-z_]+)\(([0-9a-fA-F-]{36})\)$/.exec(value);
+        const target = attr.navigation![nav]!;
+        const targetTable = this.tables.get(target)!;
+        if (!m || m[1] !== targetTable.entitySet) {
+          throw new SimHttpError(400, '0x80060888', `Invalid reference '${value}' for navigation property '${nav}': expected /${targetTable.entitySet}(<id>).`);
+        }
+        const refId = m[2]!.toLowerCase();
+        if (!this.get(target, refId)) throw this.notFound(target, refId);
+        out[attr.logicalName] = { id: refId, logicalName: target } satisfies SimLookup;
+        continue;
+      }
+      if (key.includes('@')) continue;
+      const attr = t.attributes.get(key);
+      if (!attr || isLookup(attr)) {
+        throw payloadError(`The property '${key}' does not exist on type 'Microsoft.Dynamics.CRM.${t.logicalName}'. Make sure to only use property names that are defined by the type or mark the type as open type.`);
+      }
+      if (key === t.primaryKey) {
+        if (mode === 'update') continue;
+        if (typeof value !== 'string' || !/^[0-9a-fA-F-]{36}$/.test(value)) throw payloadError(`Cannot convert the literal '${String(value)}' to the expected type 'Edm.Guid'.`);
+        out[key] = value.toLowerCase();
+        continue;
+      }
+      if (!(mode === 'create' ? attr.validForCreate : attr.validForUpdate)) {
+        throw payloadError(`The property '${key}' cannot be written: it is not valid for ${mode}.`);
+      }
+      out[key] = this.convertValue(t, attr, value, payloadError);
+    }
+    // field-level security: a write to a secured column needs the matching grant
+    if (!ctx.fullAccess) {
+      for (const key of Object.keys(out)) {
+        const grant = this.securedColumns.get(`${t.logicalName}.${key}`);
+        if (grant && !(mode === 'create' ? grant.create : grant.update)) {
+          const attr = t.attributes.get(key)!;
+          throw new SimHttpError(
+            403,
+            '0x8004f507',
+            `Caller user with Id ${ctx.userId} does not have ${mode} permissions to a ${attr.displayName} secured field on entity ${t.displayName}. The requested operation could not be completed.`,
+          );
+        }
+      }
+    }
+    return out;
+  }
+
+  private convertValue(t: SimTable, attr: SimAttribute, value: unknown, payloadError: (d: string) => SimHttpError): unknown {
+    const literal = JSON.stringify(value);
+    if (value === null) {
+      if (attr.requiredLevel === 'SystemRequired') {
+        throw new SimHttpError(400, '0x80040203', `Attribute '${attr.logicalName}' cannot be set to NULL`);
+      }
+      return null;
+    }
+    switch (attr.type) {
+      case 'String':
+      case 'Memo': {
+        if (typeof value !== 'string') throw payloadError(`Cannot convert the literal '${literal}' to the expected type 'Edm.String'.`);
+        if (attr.maxLength !== undefined && value.length > attr.maxLength) {
+          throw new SimHttpError(
+            400,
+            '0x80044331',
+            `A validation error occurred.  The length of the '${attr.logicalName}' attribute of the '${t.logicalName}' entity exceeded the maximum allowed length of '${attr.maxLength}'.`,
+          );
+        }
+        return value;
+      }
+      case 'Boolean':
+        if (typeof value !== 'boolean') throw payloadError(`Cannot convert the literal '${literal}' to the expected type 'Edm.Boolean'.`);
+        return value;
+      case 'Integer':
+      case 'BigInt':
+      case 'Picklist':
+      case 'State':
+      case 'Status': {
+        if (typeof value !== 'number' || !Number.isInteger(value)) {
+          throw payloadError(`Cannot convert the literal '${literal}' to the expected type 'Edm.Int32'.`);
+        }
+        if (attr.options && !attr.options.some((o) => o.value === value)) {
+          throw new SimHttpError(
+            400,
+            '0x8004431a',
+            `A validation error occurred. The value ${value} of '${attr.logicalName}' on record of type '${t.logicalName}' is outside the valid range. Accepted Values: ${attr.options.map((o) => o.value).join(',')}`,
+          );
+        }
+        return value;
+      }
+      case 'Money':
+        if (typeof value !== 'number') throw payloadError(`Cannot convert the literal '${literal}' to the expected type 'Edm.Decimal'.`);
+        return value;
+      case 'Uniqueidentifier':
+        if (typeof value !== 'string' || !/^[0-9a-fA-F-]{36}$/.test(value)) throw payloadError(`Cannot convert the literal '${literal}' to the expected type 'Edm.Guid'.`);
+        return value.toLowerCase();
+      case 'DateTime': {
+        const ms = typeof value === 'string' ? Date.parse(value) : Number.NaN;
+        if (Number.isNaN(ms)) throw payloadError(`Cannot convert the literal '${literal}' to the expected type 'Edm.DateTimeOffset'.`);
+        return ms;
+      }
+      default:
+        throw payloadError(`The property '${attr.logicalName}' cannot be written directly; use '@odata.bind'.`);
+    }
+  }
+
+  private checkRules(t: SimTable, message: 'Create' | 'Update', merged: Record<string, unknown>, changed: Record<string, unknown>): void {
+    for (const rule of this.rules) {
+      if (rule.table !== t.logicalName) continue;
+      if (rule.messages && !rule.messages.includes(message)) continue;
+      if (message === 'Update' && !(rule.column in changed)) continue;
+      const value = merged[rule.column];
+      const empty = value === null || value === undefined || value === '';
+      let broken = false;
+      if (rule.kind === 'required') broken = empty;
+      else if (!empty && typeof value === 'string') {
+        broken = rule.kind === 'email' ? !emailRe.test(value) : !new RegExp(rule.pattern ?? '.*').test(value);
+      }
+      // a synchronous plug-in throwing InvalidPluginExecutionException surfaces as 400 0x80040265
+      if (broken) throw new SimHttpError(400, '0x80040265', rule.message);
+    }
+  }
+
+  private applyState(t: SimTable, merged: Record<string, unknown>, changed: Record<string, unknown>): void {
+    if (!t.attributes.has('statecode')) return;
+    if ('statecode' in changed && !('statuscode' in changed)) {
+      merged.statuscode = defaultStatusFor(t, merged.statecode as number);
+      changed.statuscode = merged.statuscode;
+    }
+    const status = t.attributes.get('statuscode')?.options?.find((o) => o.value === merged.statuscode);
+    if (status && status.state !== merged.statecode) {
+      throw new SimHttpError(
+        400,
+        '0x80040203',
+        `${String(merged.statuscode)} is not a valid status code for state code ${t.displayName}State.${String(merged.statecode)} on ${t.logicalName}.`,
+      );
+    }
+  }
+
+  private bump(t: SimTable, rec: SimRecord): void {
+    this.version += 1;
+    this.mutations += 1;
+    rec.versionnumber = this.version;
+    const log = this.log.get(t.logicalName)!;
+    log.push({ v: this.version, id: rec.id });
+    const live = this.rows(t.logicalName).size + this.tombstones.get(t.logicalName)!.size;
+    if (log.length > 2 * live + 1024) this.compact(t.logicalName);
+  }
+
+  private compact(table: string): void {
+    const rows = this.rows(table);
+    const tomb = this.tombstones.get(table)!;
+    const kept = this.log.get(table)!.filter((e) => rows.get(e.id)?.versionnumber === e.v || tomb.get(e.id) === e.v);
+    this.log.set(table, kept);
+  }
+
+  private computed(t: SimTable, values: Record<string, unknown>): void {
+    if (t.attributes.has('fullname') && t.attributes.has('firstname')) {
+      values.fullname = [values.firstname, values.lastname].filter((v) => typeof v === 'string' && v !== '').join(' ') || null;
+    }
+  }
+
+  // ---- writes ------------------------------------------------------------------------------------
+  create(tableName: string, body: Record<string, unknown>, ctx: WriteContext, options: { emit?: boolean } = {}): SimRecord {
+    const t = this.table(tableName);
+    const changed = this.convertPayload(t, body, 'create', ctx);
+    const id = (changed[t.primaryKey] as string | undefined) ?? randomUUID();
+    delete changed[t.primaryKey];
+    if (this.get(tableName, id)) throw new SimHttpError(412, '0x80040237', 'Cannot insert duplicate key.');
+    const at = wholeSeconds(this.now());
+    const user: SimLookup = { id: ctx.userId, logicalName: 'systemuser' };
+    const values: Record<string, unknown> = { ...changed };
+    if (t.attributes.has('statecode')) {
+      values.statecode ??= 0;
+      values.statuscode ??= defaultStatusFor(t, values.statecode as number);
+    }
+    if (t.attributes.has('ownerid')) values.ownerid ??= user;
+    this.applyState(t, values, changed);
+    this.computed(t, values);
+    this.checkRules(t, 'Create', values, changed);
+    values.createdon = at;
+    values.modifiedon = at;
+    values.createdby = user;
+    values.modifiedby = user;
+    const rec: SimRecord = { id, table: tableName, values, versionnumber: 0 };
+    this.rows(tableName).set(id, rec);
+    this.tombstones.get(tableName)!.delete(id);
+    this.bump(t, rec);
+    if (options.emit !== false) {
+      const all: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(values)) if (v !== null && v !== undefined) all[k] = v;
+      this.onChange({ message: 'Create', table: t, id, changed: all, record: rec, userId: ctx.userId, at });
+    }
+    return rec;
+  }
+
+  update(tableName: string, id: string, body: Record<string, unknown>, ctx: WriteContext): SimRecord {
+    const t = this.table(tableName);
+    const rec = this.get(tableName, id);
+    if (!rec) throw this.notFound(tableName, id);
+    const changed = this.convertPayload(t, body, 'update', ctx);
+    const merged = { ...rec.values, ...changed };
+    this.applyState(t, merged, changed);
+    this.computed(t, merged);
+    this.checkRules(t, 'Update', merged, changed);
+    const at = wholeSeconds(this.now());
+    merged.modifiedon = at;
+    merged.modifiedby = { id: ctx.userId, logicalName: 'systemuser' } satisfies SimLookup;
+    rec.values = merged;
+    this.bump(t, rec);
+    // sending unchanged values still counts as a change and fires steps (reference §2.4)
+    const target: Record<string, unknown> = { ...changed };
+    if ('firstname' in changed || 'lastname' in changed) target.fullname = merged.fullname;
+    this.onChange({ message: 'Update', table: t, id: rec.id, changed: target, record: rec, userId: ctx.userId, at });
+    return rec;
+  }
+
+  delete(tableName: string, id: string, ctx: WriteContext): void {
+    const t = this.table(tableName);
+    const rec = this.get(tableName, id);
+    if (!rec) throw this.notFound(tableName, id);
+    this.rows(tableName).delete(rec.id);
+    this.version += 1;
+    this.mutations += 1;
+    this.tombstones.get(tableName)!.set(rec.id, this.version);
+    this.log.get(tableName)!.push({ v: this.version, id: rec.id });
+    this.onChange({ message: 'Delete', table: t, id: rec.id, changed: {}, record: undefined, userId: ctx.userId, at: wholeSeconds(this.now()) });
+  }
+
+  /** QualifyLead with CreateContact: the contact carries originatingleadid; the lead becomes Qualified. */
+  qualifyLead(leadId: string, ctx: WriteContext): SimRecord {
+    const lead = this.get('lead', leadId);
+    if (!lead) throw this.notFound('lead', leadId);
+    if (lead.values.statecode !== 0) {
+      throw new SimHttpError(400, '0x80040203', 'The lead is closed. You cannot convert or qualify a lead that is already closed.');
+    }
+    const copy: Record<string, unknown> = {};
+    for (const column of ['firstname', 'lastname', 'emailaddress1', 'jobtitle', 'telephone1', 'mobilephone', 'address1_line1', 'address1_city', 'address1_stateorprovince', 'address1_postalcode', 'address1_country', 'donotbulkemail', 'new_synctomkto', 'description']) {
+      const v = lead.values[column];
+      if (v !== null && v !== undefined) copy[column] = v;
+    }
+    copy['originatingleadid@odata.bind'] = `/leads(${lead.id})`;
+    const owner = lead.values.ownerid as SimLookup | undefined;
+    if (owner) copy['ownerid@odata.bind'] = `/systemusers(${owner.id})`;
+    const contact = this.create('contact', copy, ctx);
+    this.update('lead', lead.id, { statecode: 1, statuscode: 3 }, ctx);
+    return contact;
+  }
+
+  /** Bulk load for benchmarks: no webhooks, no business rules. */
+  bulkInsert(tableName: string, rows: Record<string, unknown>[], userId: string): number {
+    const t = this.table(tableName);
+    const at = wholeSeconds(this.now());
+    const user: SimLookup = { id: userId, logicalName: 'systemuser' };
+    for (const body of rows) {
+      const values = this.convertPayload(t, body, 'create', { userId, fullAccess: true });
+      const id = (values[t.primaryKey] as string | undefined) ?? randomUUID();
+      delete values[t.primaryKey];
+      if (t.attributes.has('statecode')) {
+        values.statecode ??= 0;
+        values.statuscode ??= defaultStatusFor(t, values.statecode as number);
+      }
+      if (t.attributes.has('ownerid')) values.ownerid ??= user;
+      this.computed(t, values);
+      Object.assign(values, { createdon: at, modifiedon: at, createdby: user, modifiedby: user });
+      const rec: SimRecord = { id, table: tableName, values, versionnumber: 0 };
+      this.rows(tableName).set(id, rec);
+      this.bump(t, rec);
+    }
+    return rows.length;
+  }
+
+  /** Rows and deletions with version in (since, upTo], updates first by version, then deletes. */
+  changesBetween(table: string, since: number, upTo: number): { upserts: SimRecord[]; deleted: string[] } {
+    const log = this.log.get(table)!;
+    let lo = 0;
+    let hi = log.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (log[mid]!.v <= since) lo = mid + 1;
+      else hi = mid;
+    }
+    const rows = this.rows(table);
+    const tomb = this.tombstones.get(table)!;
+    const upserts: SimRecord[] = [];
+    const deleted: string[] = [];
+    for (let i = lo; i < log.length; i += 1) {
+      const e = log[i]!;
+      if (e.v > upTo) break;
+      const rec = rows.get(e.id);
+      if (rec?.versionnumber === e.v) upserts.push(rec);
+      else if (!rec && tomb.get(e.id) === e.v) deleted.push(e.id);
+    }
+    return { upserts, deleted };
+  }
+
+  reset(): void {
+    for (const name of this.tables.keys()) {
+      if (name === 'systemuser') continue;
+      this.rows(name).clear();
+      this.log.set(name, []);
+      this.tombstones.get(name)!.clear();
+      this.changeTrackingEnabled.set(name, true);
+      this.deltaFloor.delete(name);
+    }
+    this.securedColumns.clear();
+    this.rules = defaultBusinessRules();
+    this.mutations += 1;
+  }
+}

@@ -1,0 +1,118 @@
+import type { Db } from '../db/database.ts';
+import type { LinkStatus, Prisma, SyncLink } from '../db/generated/client.ts';
+import type { BlockedValue, Side } from './merge.ts';
+import type { LinkedEntity } from './policy.ts';
+import type { CanonicalValue } from './values.ts';
+
+// SyncLink rows as the engine sees them. The link is the memory of the sync: the last values both
+// sides agreed on (the merge base), where each came from, and what a side refused.
+
+export type { LinkStatus };
+
+export interface FieldOrigin {
+  side: Side;
+  at: string;
+}
+
+export interface Link {
+  id: string;
+  marketoId: number;
+  entity: LinkedEntity;
+  dynamicsId: string;
+  status: LinkStatus;
+  snapshot: Record<string, CanonicalValue>;
+  fieldOrigins: Record<string, FieldOrigin>;
+  blocked: Record<string, BlockedValue>;
+  dynamicsEtag: string | null;
+  lastSyncedAt: Date | null;
+}
+
+export function toLink(row: SyncLink): Link {
+  return {
+    id: row.id,
+    marketoId: row.marketoId,
+    entity: row.dynamicsEntity,
+    dynamicsId: row.dynamicsId,
+    status: row.status,
+    snapshot: (row.snapshot ?? {}) as Record<string, CanonicalValue>,
+    fieldOrigins: (row.fieldOrigins ?? {}) as unknown as Record<string, FieldOrigin>,
+    blocked: (row.rejectedValues ?? {}) as unknown as Record<string, BlockedValue>,
+    dynamicsEtag: row.dynamicsEtag,
+    lastSyncedAt: row.lastSyncedAt,
+  };
+}
+
+const json = (value: unknown) => value as Prisma.InputJsonValue;
+
+export async function findLinks(
+  db: Db,
+  ids: { marketoIds?: readonly number[]; dynamicsIds?: readonly string[] },
+): Promise<Link[]> {
+  const or: Prisma.SyncLinkWhereInput[] = [];
+  if (ids.marketoIds?.length) or.push({ marketoId: { in: [...ids.marketoIds] } });
+  if (ids.dynamicsIds?.length) or.push({ dynamicsId: { in: ids.dynamicsIds.map((id) => id.toLowerCase()) } });
+  if (or.length === 0) return [];
+  return (await db.syncLink.findMany({ where: { OR: or } })).map(toLink);
+}
+
+export async function findLink(db: Db, where: { marketoId?: number; dynamicsId?: string }): Promise<Link | null> {
+  const [link] = await findLinks(db, {
+    ...(where.marketoId !== undefined ? { marketoIds: [where.marketoId] } : {}),
+    ...(where.dynamicsId !== undefined ? { dynamicsIds: [where.dynamicsId] } : {}),
+  });
+  return link ?? null;
+}
+
+export async function createLink(
+  db: Db,
+  link: Pick<Link, 'marketoId' | 'entity' | 'dynamicsId' | 'snapshot' | 'fieldOrigins'> & { dynamicsEtag: string | null; dynamicsVersion: string | null; marketoVersion: string | null },
+): Promise<Link> {
+  const row = await db.syncLink.create({
+    data: {
+      marketoId: link.marketoId,
+      dynamicsEntity: link.entity,
+      dynamicsId: link.dynamicsId.toLowerCase(),
+      snapshot: json(link.snapshot),
+      fieldOrigins: json(link.fieldOrigins),
+      dynamicsEtag: link.dynamicsEtag,
+      dynamicsVersion: link.dynamicsVersion,
+      marketoVersion: link.marketoVersion,
+      lastSyncedAt: new Date(),
+    },
+  });
+  return toLink(row);
+}
+
+export interface LinkUpdate {
+  status?: LinkStatus;
+  marketoId?: number;
+  entity?: LinkedEntity;
+  dynamicsId?: string;
+  snapshot?: Record<string, CanonicalValue>;
+  fieldOrigins?: Record<string, FieldOrigin>;
+  blocked?: Record<string, BlockedValue>;
+  dynamicsEtag?: string | null;
+  dynamicsVersion?: string | null;
+  marketoVersion?: string | null;
+  synced?: boolean;
+}
+
+export async function updateLink(db: Db, id: string, update: LinkUpdate): Promise<Link> {
+  const row = await db.syncLink.update({
+    where: { id },
+    data: {
+      ...(update.status !== undefined ? { status: update.status } : {}),
+      ...(update.marketoId !== undefined ? { marketoId: update.marketoId } : {}),
+      ...(update.entity !== undefined ? { dynamicsEntity: update.entity } : {}),
+      ...(update.dynamicsId !== undefined ? { dynamicsId: update.dynamicsId.toLowerCase() } : {}),
+      ...(update.snapshot !== undefined ? { snapshot: json(update.snapshot) } : {}),
+      ...(update.fieldOrigins !== undefined ? { fieldOrigins: json(update.fieldOrigins) } : {}),
+      ...(update.blocked !== undefined ? { rejectedValues: json(update.blocked) } : {}),
+      ...(update.dynamicsEtag !== undefined ? { dynamicsEtag: update.dynamicsEtag } : {}),
+      ...(update.dynamicsVersion !== undefined ? { dynamicsVersion: update.dynamicsVersion } : {}),
+      ...(update.marketoVersion !== undefined ? { marketoVersion: update.marketoVersion } : {}),
+      ...(update.synced ? { lastSyncedAt: new Date() } : {}),
+    },
+  });
+  return toLink(row);
+}

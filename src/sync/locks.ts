@@ -1,0 +1,48 @@
+import type { Db } from '../db/database.ts';
+
+// Per-record leases across replicas (see RecordLock in schema.prisma). A holder that dies simply
+// lets its lease expire; a holder that outlives its lease loses it to the next claimer, which is
+// safe because every sync re-reads both sides and writes Dynamics with If-Match.
+
+export const personKey = (marketoId: number) => `mkto:${marketoId}`;
+export const recordKey = (dynamicsId: string) => `dyn:${dynamicsId.toLowerCase()}`;
+
+/** Takes every key or none (sorted, all-or-nothing, so two claimers can never deadlock). */
+export async function tryLock(db: Db, keys: readonly string[], owner: string, leaseMs: number): Promise<boolean> {
+  const taken: string[] = [];
+  for (const key of [...new Set(keys)].sort()) {
+    const rows = await db.$queryRaw<{ key: string }[]>`
+      INSERT INTO record_lock (key, owner, "expiresAt")
+      VALUES (${key}, ${owner}, now() + make_interval(secs => ${leaseMs / 1000}::float8))
+      ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, "expiresAt" = EXCLUDED."expiresAt"
+       WHERE record_lock."expiresAt" < now() OR record_lock.owner = EXCLUDED.owner
+      RETURNING key`;
+    if (rows.length === 0) {
+      await unlock(db, taken, owner);
+      return false;
+    }
+    taken.push(key);
+  }
+  return true;
+}
+
+export async function unlock(db: Db, keys: readonly string[], owner: string): Promise<void> {
+  if (keys.length === 0) return;
+  await db.$executeRaw`DELETE FROM record_lock WHERE key = ANY(${`{${keys.map((k) => `"${k}"`).join(',')}}`}::text[]) AND owner = ${owner}`;
+}
+
+/** Waits for the keys (the synchronous Sync Person webhook must not give up at the first try). */
+export async function lockWithin(
+  db: Db,
+  keys: readonly string[],
+  owner: string,
+  options: { leaseMs: number; waitMs: number; pollMs?: number; now?: () => number },
+): Promise<boolean> {
+  const now = options.now ?? Date.now;
+  const deadline = now() + options.waitMs;
+  for (;;) {
+    if (await tryLock(db, keys, owner, options.leaseMs)) return true;
+    if (now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 25));
+  }
+}

@@ -1,0 +1,99 @@
+import type { CanonicalRecordFields, ValueType } from './values.ts';
+import type { LinkedEntity } from './policy.ts';
+
+// What the engine needs from each system, in canonical terms. Only connectors/* implement these
+// and know the vendors' HTTP shapes; failures are ConnectorErrors whose `kind` the engine reads.
+
+/** One enabled mapping as the connectors need it: the canonical name and each side's own name. */
+export interface FieldBinding {
+  field: string;
+  type: ValueType;
+  marketoField: string;
+  dynamicsAttribute: string;
+  /** Dynamics option value -> Marketo string, for choice columns */
+  valueMap: Record<string, string> | null;
+}
+
+export interface PersonRecord {
+  id: number;
+  email: string | null;
+  fields: CanonicalRecordFields;
+  updatedAt: string | null;
+}
+
+export interface PersonWriteResult {
+  status: 'created' | 'updated' | 'skipped';
+  id: number | null;
+  /** Marketo's reasons when it skipped the record */
+  reasons: { code: string; message: string }[];
+}
+
+export interface MarketoFieldAccess {
+  exists: boolean;
+  updateable: boolean;
+  dataType: string | null;
+}
+
+export interface MarketoPort {
+  readPersons(ids: readonly number[], bindings: readonly FieldBinding[]): Promise<Map<number, PersonRecord>>;
+  /** the oldest person with this email (Marketo allows duplicates; the sync never adds one) */
+  findPersonByEmail(email: string, bindings: readonly FieldBinding[]): Promise<PersonRecord | null>;
+  /** per-record results in input order; lookupField id (Adobe allows id only with updateOnly) */
+  updatePersons(
+    updates: readonly { id: number; fields: CanonicalRecordFields }[],
+    bindings: readonly FieldBinding[],
+  ): Promise<PersonWriteResult[]>;
+  /** createOnly by email: never updates someone else's person */
+  createPerson(fields: CanonicalRecordFields, bindings: readonly FieldBinding[]): Promise<PersonWriteResult>;
+  /** sets a Marketo field by its REST name (the "Microsoft is Deleted" flag) */
+  setPersonField(id: number, marketoField: string, value: boolean | string | number | null): Promise<PersonWriteResult>;
+  fieldAccess(): Promise<Map<string, MarketoFieldAccess>>;
+}
+
+export interface DynamicsRecordView {
+  entity: LinkedEntity;
+  id: string;
+  email: string | null;
+  fields: CanonicalRecordFields;
+  etag: string;
+  version: string;
+  modifiedOn: string;
+  modifiedBy: string | null;
+  /** `new_synctomkto`: null when the column is absent or empty (both mean "sync") */
+  syncFilter: boolean | null;
+  /** on a contact created by qualifying a lead */
+  originatingLeadId: string | null;
+}
+
+export interface DynamicsColumnAccess {
+  exists: boolean;
+  canRead: boolean;
+  canUpdate: boolean;
+  canCreate: boolean;
+  /** option value -> label, for choice columns */
+  options: { value: number; label: string }[] | null;
+}
+
+export type DynamicsOwner = { systemUserId: string } | { domainName: string };
+
+export interface DynamicsPort {
+  /** the application user the sync writes as: its own changes are echoes */
+  syncUserId(): Promise<string>;
+  readRecords(entity: LinkedEntity, ids: readonly string[], bindings: readonly FieldBinding[]): Promise<Map<string, DynamicsRecordView>>;
+  findByEmail(entity: LinkedEntity, email: string, bindings: readonly FieldBinding[]): Promise<DynamicsRecordView[]>;
+  /** PATCH with If-Match: a stale etag is a `conflict` ConnectorError */
+  update(
+    entity: LinkedEntity,
+    id: string,
+    fields: CanonicalRecordFields,
+    bindings: readonly FieldBinding[],
+    etag: string,
+  ): Promise<DynamicsRecordView>;
+  create(
+    entity: LinkedEntity,
+    fields: CanonicalRecordFields,
+    bindings: readonly FieldBinding[],
+    owner?: DynamicsOwner,
+  ): Promise<DynamicsRecordView>;
+  columnAccess(entity: LinkedEntity): Promise<Map<string, DynamicsColumnAccess>>;
+}
