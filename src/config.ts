@@ -88,6 +88,8 @@ const environmentSchema = z
     INBOX_LEASE_SECONDS: int(5, 3_600, 60),
     INBOX_MAX_ATTEMPTS: int(1, 100, 8),
     INBOX_POLL_MS: int(10, 60_000, 200),
+    /** Marketo boolean set to true when the linked Dynamics record is deleted; "none" turns it off */
+    MARKETO_DELETED_FLAG_FIELD: z.preprocess(blankAsUnset, z.string().default('microsoftIsDeleted')),
   });
 
 // Cross-field rules run on the raw values, so they are reported together with per-field errors.
@@ -153,6 +155,7 @@ export interface Config {
     maxConcurrent: number;
     dailyQuota: number;
     webhookSecret: string | undefined;
+    deletedFlagField: string | null;
   };
   dynamics: { credentials: DynamicsCredentials | undefined; webhookSecret: string | undefined };
   graphql: { apiToken: string | undefined };
@@ -225,6 +228,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       maxConcurrent: env.MARKETO_MAX_CONCURRENT,
       dailyQuota: env.MARKETO_DAILY_QUOTA,
       webhookSecret: env.MARKETO_WEBHOOK_SECRET,
+      deletedFlagField: env.MARKETO_DELETED_FLAG_FIELD.toLowerCase() === 'none' ? null : env.MARKETO_DELETED_FLAG_FIELD,
     },
     dynamics: { credentials: dynamics, webhookSecret: env.DYNAMICS_WEBHOOK_SECRET },
     graphql: { apiToken: env.GRAPHQL_API_TOKEN },

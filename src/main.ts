@@ -1,27 +1,68 @@
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfig, type Config } from './config.ts';
+import { createDataverseClient } from './connectors/dynamics/dataverse.client.ts';
+import { createDynamicsPort } from './connectors/dynamics/dynamics.port.ts';
+import { createMarketoClient } from './connectors/marketo/marketo.client.ts';
+import { createMarketoPort } from './connectors/marketo/marketo.port.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
 import { createApp } from './http/app.ts';
-import { createHealth } from './http/health.ts';
+import { createHealth, type ConnectorProbe } from './http/health.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { projectPaths } from './paths.ts';
+import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox/sandbox.ts';
+import { createSyncEngine } from './sync/engine.ts';
+import { createMappingService } from './sync/mappings.ts';
+import { createSyncPerson } from './sync/sync-person.ts';
+import { createSyncWorker, type SyncWorker } from './sync/worker.ts';
+import { createDynamicsWebhooks } from './webhooks/dynamics.ts';
+import { createMarketoWebhooks } from './webhooks/marketo.ts';
 
-// The composition root: config -> logger -> database (+ migrations) -> HTTP. Everything else
-// receives what it needs from here; nothing reaches for globals.
+// The composition root: config -> logger -> database (+ migrations) -> connectors (real, or the
+// sandbox simulators) -> engine + inbox worker -> HTTP. Everything else receives what it needs
+// from here; nothing reaches for globals.
 
 export interface RunningService {
   url: string;
   db: Database;
   logger: Logger;
+  worker: SyncWorker;
+  /** the in-process simulators, in sandbox mode */
+  sandbox: Sandbox | undefined;
+  webhookSecrets: { marketo: string; dynamics: string };
+  /** reads both systems' field metadata again (column security or fields changed) */
+  refreshMetadata(): void;
   /** stop intake, finish in-flight work, close the database; idempotent */
   stop(reason?: string): Promise<void>;
 }
 
-export async function startService(config: Config, options: { logger?: Logger } = {}): Promise<RunningService> {
+/** A check that costs nothing most of the time: the clients cache describe/WhoAmI results. */
+function probe(name: string, mode: 'live' | 'sandbox', check: () => Promise<unknown>): ConnectorProbe {
+  return {
+    name,
+    async check() {
+      try {
+        await check();
+        return { ok: true, mode };
+      } catch (error) {
+        return { ok: false, mode, detail: error instanceof Error ? error.message : String(error) };
+      }
+    },
+  };
+}
+
+export interface ServiceOptions {
+  logger?: Logger;
+  /** simulator settings in sandbox mode (tests, benchmarks) */
+  sandbox?: SandboxOptions;
+}
+
+export async function startService(config: Config, options: ServiceOptions = {}): Promise<RunningService> {
   const logger = options.logger ?? createLogger({ level: config.log.level });
   const paths = projectPaths();
   const closers: { name: string; close: () => Promise<void> }[] = [];
@@ -45,13 +86,99 @@ export async function startService(config: Config, options: { logger?: Logger } 
     const { applied } = await migrate(db, paths);
     logger.info({ applied }, applied.length ? `applied ${applied.length} migration(s)` : 'database schema is current');
 
+    let sandbox: Sandbox | undefined;
     if (config.sandbox) {
-      logger.warn('SANDBOX MODE: no Marketo/Dynamics credentials are set; the built-in simulators stand in for both');
+      sandbox = await startSandbox(options.sandbox);
+      closers.push({ name: 'sandbox', close: () => sandbox!.close() });
+      logger.warn(
+        { marketo: sandbox.marketo.url, dynamics: sandbox.dataverse.url },
+        'SANDBOX MODE: no Marketo/Dynamics credentials are set; the built-in simulators stand in for both',
+      );
     }
+    const marketoCredentials = config.marketo.credentials ?? {
+      baseUrl: sandbox!.marketo.url,
+      clientId: sandbox!.marketo.clientId,
+      clientSecret: sandbox!.marketo.clientSecret,
+    };
+    const dynamicsCredentials = config.dynamics.credentials ?? {
+      url: sandbox!.dataverse.url,
+      tokenUrl: sandbox!.dataverse.tokenUrl,
+      tenantId: sandbox!.dataverse.tenantId,
+      clientId: sandbox!.dataverse.clientId,
+      clientSecret: sandbox!.dataverse.clientSecret,
+    };
+    const marketoClient = createMarketoClient({
+      ...marketoCredentials,
+      logger: logger.child({ component: 'marketo' }),
+      limits: {
+        callsPer20s: config.marketo.callsPer20s,
+        maxConcurrent: config.marketo.maxConcurrent,
+        dailyQuota: config.marketo.dailyQuota,
+        ...(sandbox && options.sandbox?.marketoRateWindowMs ? { windowMs: options.sandbox.marketoRateWindowMs } : {}),
+      },
+    });
+    closers.push({ name: 'marketo client', close: () => marketoClient.close() });
+    const dataverseClient = createDataverseClient({ ...dynamicsCredentials, logger: logger.child({ component: 'dynamics' }) });
+    const marketo = createMarketoPort(marketoClient);
+    const dynamics = createDynamicsPort({ client: dataverseClient });
+
+    // Webhook secrets are required with real systems (config.ts); a sandbox makes up its own.
+    const webhookSecrets = {
+      marketo: config.marketo.webhookSecret ?? randomBytes(24).toString('base64url'),
+      dynamics: config.dynamics.webhookSecret ?? randomBytes(24).toString('base64url'),
+    };
+
+    const owner = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    const mappings = createMappingService({ db: db.prisma, marketo, dynamics });
+    const engine = createSyncEngine({
+      db,
+      marketo,
+      dynamics,
+      mappings,
+      logger: logger.child({ component: 'engine' }),
+      owner,
+      deletedFlagField: config.marketo.deletedFlagField,
+    });
+    const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner });
+    const worker = createSyncWorker({
+      db,
+      engine,
+      syncPerson,
+      logger: logger.child({ component: 'worker' }),
+      owner,
+      batchSize: config.sync.inboxBatchSize,
+      leaseMs: config.sync.inboxLeaseSeconds * 1000,
+      maxAttempts: config.sync.inboxMaxAttempts,
+      pollMs: config.sync.inboxPollMs,
+    });
+    let syncUserId: string | undefined;
+    engine.syncUserId().then(
+      (id) => (syncUserId = id),
+      (error: unknown) => logger.warn({ err: error }, 'could not learn the Dynamics sync user yet; echoes are caught by the merge'),
+    );
 
     let draining = false;
-    const health = createHealth({ db, migrationsDir: paths.migrationsDir, sandbox: config.sandbox, probes: [], draining: () => draining });
-    const app = createApp({ logger, health, bodyLimitBytes: config.server.bodyLimitBytes, draining: () => draining });
+    const mode = config.sandbox ? 'sandbox' : 'live';
+    const health = createHealth({
+      db,
+      migrationsDir: paths.migrationsDir,
+      sandbox: config.sandbox,
+      probes: [
+        probe('marketo', mode, () => marketoClient.describeLeadFields()),
+        probe('dynamics', mode, () => dataverseClient.whoAmI()),
+      ],
+      draining: () => draining,
+    });
+    const app = createApp({
+      logger,
+      health,
+      bodyLimitBytes: config.server.bodyLimitBytes,
+      draining: () => draining,
+      webhooks: {
+        marketo: createMarketoWebhooks({ db, secret: webhookSecrets.marketo, syncPerson, logger, notify: () => worker.notify() }),
+        dynamics: createDynamicsWebhooks({ db, secret: webhookSecrets.dynamics, syncUserId: () => syncUserId, notify: () => worker.notify() }),
+      },
+    });
 
     const server: Server = app.listen(config.server.port, config.server.host);
     await once(server, 'listening');
@@ -59,6 +186,20 @@ export async function startService(config: Config, options: { logger?: Logger } 
     const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
     const url = `http://${host}:${address.port}`;
     logger.info({ url }, 'listening');
+    worker.start();
+    closers.push({ name: 'inbox worker', close: () => worker.stop() });
+    if (sandbox) {
+      // As an admin would with the Plugin Registration Tool: a webhook step on lead and contact.
+      sandbox.dataverse.admin.registerWebhook({
+        url: `${url}/webhooks/dynamics`,
+        authType: 'WebhookKey',
+        authValue: webhookSecrets.dynamics,
+        entities: ['lead', 'contact'],
+        messages: ['Create', 'Update', 'Delete'],
+        postImage: true,
+      });
+      logger.warn({ marketoWebhookSecret: webhookSecrets.marketo }, 'sandbox webhook secret for X-Webhook-Secret (generated for this run)');
+    }
 
     let stopping: Promise<void> | undefined;
     const stop = (reason = 'stop requested') => {
@@ -77,7 +218,7 @@ export async function startService(config: Config, options: { logger?: Logger } 
       })();
       return stopping;
     };
-    return { url, db, logger, stop };
+    return { url, db, logger, worker, sandbox, webhookSecrets, refreshMetadata: () => mappings.invalidate(), stop };
   } catch (error) {
     await closeAll();
     throw error;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler, type Router } from 'express';
 import { pinoHttp } from 'pino-http';
 import { redactUrl, type Logger } from '../logger.ts';
 import { errorHandler, HttpError, notFound } from './errors.ts';
@@ -11,6 +11,8 @@ export interface AppDeps {
   bodyLimitBytes: number;
   /** true once shutdown began: intake answers 503 so senders that retry (Dataverse) come back */
   draining: () => boolean;
+  webhooks?: { marketo: Router; dynamics: Router };
+  graphql?: RequestHandler;
 }
 
 /** Builds the HTTP app without listening, so tests drive it with supertest. */
@@ -61,7 +63,13 @@ export function createApp(deps: AppDeps): Express {
     }
     next();
   });
+  // yoga reads its own request bodies (with its own limits), so it comes before the JSON parser
+  if (deps.graphql) app.use('/graphql', deps.graphql);
   app.use(express.json({ limit: deps.bodyLimitBytes, type: ['application/json', 'application/*+json'] }));
+  if (deps.webhooks) {
+    app.use('/webhooks/marketo', deps.webhooks.marketo);
+    app.use('/webhooks/dynamics', deps.webhooks.dynamics);
+  }
 
   app.use(notFound);
   app.use(errorHandler(deps.logger));

@@ -160,13 +160,16 @@ export async function fail(db: Db, event: { id: string; attempts: number }, owne
   return count === 1 ? { status: 'FAILED', retryInMs } : { status: 'LEASE_LOST' };
 }
 
-/** Gives claimed events back untouched (graceful shutdown): the attempt does not count. */
-export async function release(db: Db, ids: string[], owner: string): Promise<number> {
+/**
+ * Gives claimed events back untouched (graceful shutdown, or the record is busy elsewhere): the
+ * attempt does not count. `delayMs` keeps them out of the next claims for a moment.
+ */
+export async function release(db: Db, ids: string[], owner: string, delayMs = 0): Promise<number> {
   if (ids.length === 0) return 0;
   return db.$executeRaw`
     UPDATE change_event
        SET status = 'PENDING', "leaseOwner" = NULL, attempts = greatest(attempts - 1, 0),
-           "nextAttemptAt" = now(), "updatedAt" = now()
+           "nextAttemptAt" = now() + make_interval(secs => ${delayMs / 1000}::float8), "updatedAt" = now()
      WHERE id = ANY(${`{${ids.join(',')}}`}::uuid[]) AND status = 'PROCESSING' AND "leaseOwner" = ${owner}`;
 }
 

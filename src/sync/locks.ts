@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/database.ts';
 
 // Per-record leases across replicas (see RecordLock in schema.prisma). A holder that dies simply
@@ -7,6 +8,9 @@ import type { Db } from '../db/database.ts';
 export const personKey = (marketoId: number) => `mkto:${marketoId}`;
 export const recordKey = (dynamicsId: string) => `dyn:${dynamicsId.toLowerCase()}`;
 
+/** A holder name for one piece of work: leases are not re-entrant, even within one process. */
+export const lockHolder = (owner: string) => `${owner}:${randomUUID()}`;
+
 /** Takes every key or none (sorted, all-or-nothing, so two claimers can never deadlock). */
 export async function tryLock(db: Db, keys: readonly string[], owner: string, leaseMs: number): Promise<boolean> {
   const taken: string[] = [];
@@ -15,7 +19,7 @@ export async function tryLock(db: Db, keys: readonly string[], owner: string, le
       INSERT INTO record_lock (key, owner, "expiresAt")
       VALUES (${key}, ${owner}, now() + make_interval(secs => ${leaseMs / 1000}::float8))
       ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, "expiresAt" = EXCLUDED."expiresAt"
-       WHERE record_lock."expiresAt" < now() OR record_lock.owner = EXCLUDED.owner
+       WHERE record_lock."expiresAt" < now()
       RETURNING key`;
     if (rows.length === 0) {
       await unlock(db, taken, owner);

@@ -50,20 +50,24 @@ export interface MappingServiceOptions {
   db: Db;
   marketo: MarketoPort;
   dynamics: DynamicsPort;
-  /** how long metadata is trusted before it is read again */
+  /** how long metadata is trusted before it is read again (see the Dynamics port: keep it short) */
   ttlMs?: number;
   now?: () => number;
 }
 
 export function createMappingService(options: MappingServiceOptions) {
-  const ttlMs = options.ttlMs ?? 10 * 60_000;
+  const ttlMs = options.ttlMs ?? 60_000;
   const now = options.now ?? Date.now;
   const cache = new Map<LinkedEntity, { at: number; mapping: Promise<EntityMapping> }>();
 
+  let refreshMarketo = false;
+
   async function load(entity: LinkedEntity): Promise<EntityMapping> {
+    const refresh = refreshMarketo;
+    refreshMarketo = false;
     const [rows, marketoFields, columns] = await Promise.all([
       options.db.fieldMapping.findMany({ where: { entity, enabled: true }, orderBy: { canonicalField: 'asc' } }),
-      options.marketo.fieldAccess(),
+      options.marketo.fieldAccess(refresh ? { refresh: true } : {}),
       options.dynamics.columnAccess(entity),
     ]);
     const rules: FieldRule[] = [];
@@ -128,10 +132,12 @@ export function createMappingService(options: MappingServiceOptions) {
       mapping.catch(() => cache.delete(entity));
       return mapping;
     },
-    /** after a mapping edit, or when a vendor says a column's access changed */
+    /** after a mapping edit, or when a vendor says a field's access changed: read everything again */
     invalidate(entity?: LinkedEntity): void {
       if (entity) cache.delete(entity);
       else cache.clear();
+      options.dynamics.invalidateMetadata(entity);
+      refreshMarketo = true;
     },
   };
 }

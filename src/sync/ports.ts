@@ -47,7 +47,7 @@ export interface MarketoPort {
   createPerson(fields: CanonicalRecordFields, bindings: readonly FieldBinding[]): Promise<PersonWriteResult>;
   /** sets a Marketo field by its REST name (the "Microsoft is Deleted" flag) */
   setPersonField(id: number, marketoField: string, value: boolean | string | number | null): Promise<PersonWriteResult>;
-  fieldAccess(): Promise<Map<string, MarketoFieldAccess>>;
+  fieldAccess(options?: { refresh?: boolean }): Promise<Map<string, MarketoFieldAccess>>;
 }
 
 export interface DynamicsRecordView {
@@ -96,4 +96,6 @@ export interface DynamicsPort {
     owner?: DynamicsOwner,
   ): Promise<DynamicsRecordView>;
   columnAccess(entity: LinkedEntity): Promise<Map<string, DynamicsColumnAccess>>;
+  /** forget cached metadata: column security or the schema changed */
+  invalidateMetadata(entity?: LinkedEntity): void;
 }

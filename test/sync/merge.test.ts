@@ -111,7 +111,7 @@ describe('three-way merge, one field at a time', () => {
 describe('merge properties', () => {
   const fields = ['firstName', 'lastName', 'title', 'city'];
   const value = fc.oneof(fc.constant(null), fc.constantFrom('a', 'b', 'c', 'd'));
-  const record = fc.record(Object.fromEntries(fields.map((f) => [f, value])) as Record<string, fc.Arbitrary<CanonicalValue>>);
+  const record = fc.record(Object.fromEntries(fields.map((f) => [f, value])));
   const entity = fc.constantFrom<LinkedEntity>('LEAD', 'CONTACT');
   const rules = (e: LinkedEntity) => fields.map((f) => rule(f, e));
 

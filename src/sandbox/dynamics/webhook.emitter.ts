@@ -22,6 +22,10 @@ export type WebhookRegistration = {
 
 export type WebhookDelivery = {
   registrationId: string;
+  /** what was sent, so tests and the demo can replay a delivery exactly */
+  url: string;
+  headers: Record<string, string>;
+  body: string;
   message: string;
   entity: string;
   id: string;
@@ -246,6 +250,9 @@ export class WebhookEmitter {
     }
     const record: WebhookDelivery = {
       registrationId: registration.id,
+      url: url.toString(),
+      headers,
+      body: json,
       message: change.message,
       entity: change.table.logicalName,
       id: change.id,

@@ -1,0 +1,623 @@
+import Bottleneck from 'bottleneck';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { MarketoApiError } from './marketo.errors.ts';
+import {
+  activitySchema,
+  deleteResultSchema,
+  describe2Schema,
+  describeFieldSchema,
+  envelopeSchema,
+  leadSchema,
+  syncResultSchema,
+  tokenResponseSchema,
+  usageSchema,
+  type MarketoActivity,
+  type MarketoDailyUsage,
+  type MarketoEnvelope,
+  type MarketoLead,
+} from './marketo.schemas.ts';
+
+export type MarketoClientOptions = {
+  /** instance host, e.g. https://123-ABC-456.mktorest.com (REST under /rest, token under /identity) */
+  baseUrl: string;
+  clientId: string;
+  clientSecret: string;
+  fetch?: typeof fetch;
+  /** epoch ms; token expiry and the daily-quota day */
+  now?: () => number;
+  logger?: Logger;
+  limits?: {
+    /** calls started per window; default 50, half the instance's 100 because all integrations share it */
+    callsPer20s?: number;
+    /** the rate window in ms; default 20000 (Marketo's) — shorter only in tests */
+    windowMs?: number;
+    /** calls in flight; default 5 (Adobe's advice per integration; the instance allows 10) */
+    maxConcurrent?: number;
+    /** calls this client may make per Marketo day (00:00 US Central); default unlimited (the server's 607 still applies) */
+    dailyQuota?: number;
+  };
+  retry?: {
+    /** retries after 604/608/611/614/713, HTTP 5xx, network errors and timeouts; default 4 */
+    transientRetries?: number;
+    /** retries after 606/615; default 12 (about three minutes of backoff, enough to ride out a storm) */
+    rateLimitRetries?: number;
+    /** first transient backoff in ms, doubled per retry, jittered; default 500 */
+    baseDelayMs?: number;
+    /** first 606/615 backoff in ms; default 2000 (Adobe: back off at least a few seconds, up to 20 s) */
+    rateLimitDelayMs?: number;
+    /** cap of one backoff; default 20000 (a full rate window) */
+    maxDelayMs?: number;
+  };
+  /** per HTTP call; default per endpoint as Marketo documents (Sync Leads 90 s, queries 60 s, paging token 300 s, others 30 s) */
+  timeoutMs?: number;
+  /** renew the token this long before it expires; default 60000 */
+  tokenRefreshSkewMs?: number;
+};
+
+export type MarketoSyncAction = 'createOrUpdate' | 'updateOnly' | 'createOnly';
+export type MarketoSyncResult = z.infer<typeof syncResultSchema>;
+export type MarketoDeleteResult = z.infer<typeof deleteResultSchema>;
+
+export type MarketoFieldDescription = {
+  /** REST API name */
+  name: string;
+  displayName: string;
+  dataType: string;
+  length?: number;
+  readOnly: boolean;
+  updateable: boolean;
+  /** owned by a native CRM sync (describe2 only) */
+  crmManaged: boolean;
+  /** usable as filterType / lookupField (describe2 only) */
+  searchable: boolean;
+  /** webhook response mappings address fields by it (describe only) */
+  soapName?: string;
+};
+
+export type MarketoActivityPage = {
+  /** always present: persist it after handling the page, resume from it next time */
+  nextPageToken: string;
+  /** true: call again now, even when this page held few or no items */
+  moreResult: boolean;
+  items: MarketoActivity[];
+};
+
+export type MarketoEndpointStats = { calls: number; records: number; errors: Record<string, number> };
+
+export type MarketoClientStats = MarketoEndpointStats & {
+  retries: number;
+  tokenRequests: number;
+  /** calls counted against the local daily budget for the current Marketo day */
+  dailyCalls: number;
+  byEndpoint: Record<string, MarketoEndpointStats>;
+};
+
+export type MarketoClient = ReturnType<typeof createMarketoClient>;
+
+const MAX_BATCH = 300;
+const DAY_MS = 86_400_000;
+// Marketo's daily quota resets at 00:00 CST
+const CENTRAL_OFFSET_MS = 6 * 3_600_000;
+// the instance refuses URIs over 8 KB (414); switch to POST ?_method=GET well before that
+const MAX_GET_URL = 7 * 1024;
+
+const endpointTimeoutMs: Record<string, number> = {
+  'leads.sync': 90_000,
+  'leads.query': 60_000,
+  'activities.pagingtoken': 300_000,
+};
+
+type CallSpec = {
+  endpoint: string;
+  method: 'GET' | 'POST';
+  path: string;
+  query?: Record<string, string | undefined>;
+  body?: unknown;
+  /** records sent (writes); records received are counted from the response */
+  recordsSent?: number;
+  /** false: a timeout may have applied the write, so it is not replayed blindly */
+  idempotent?: boolean;
+};
+
+function chunk<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function parseRetryAfter(header: string | null): number | undefined {
+  if (header === null) return undefined;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+/** Activity dates come as `...Z` or `...+0000`; both are instants. */
+export function parseMarketoDate(value: string): Date {
+  return new Date(value.replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
+}
+
+export function createMarketoClient(options: MarketoClientOptions) {
+  const baseUrl = options.baseUrl.replace(/\/+$/, '').replace(/\/rest$/, '');
+  const fetchImpl = options.fetch ?? fetch;
+  const now = options.now ?? Date.now;
+  const logger = options.logger;
+  const callsPerWindow = options.limits?.callsPer20s ?? 50;
+  const windowMs = options.limits?.windowMs ?? 20_000;
+  const dailyQuota = options.limits?.dailyQuota;
+  const retry = {
+    transientRetries: options.retry?.transientRetries ?? 4,
+    rateLimitRetries: options.retry?.rateLimitRetries ?? 12,
+    baseDelayMs: options.retry?.baseDelayMs ?? 500,
+    rateLimitDelayMs: options.retry?.rateLimitDelayMs ?? 2000,
+    maxDelayMs: options.retry?.maxDelayMs ?? 20_000,
+  };
+  const skewMs = options.tokenRefreshSkewMs ?? 60_000;
+
+  // one limiter for every call this client makes: the instance limits are shared anyway
+  const limiter = new Bottleneck({
+    maxConcurrent: options.limits?.maxConcurrent ?? 5,
+    reservoir: callsPerWindow,
+    reservoirRefreshAmount: callsPerWindow,
+    reservoirRefreshInterval: windowMs,
+  });
+
+  let token: { value: string; refreshAt: number } | undefined;
+  let tokenRequest: Promise<string> | undefined;
+  // a 606 slows every caller, not only the one that saw it
+  let pausedUntil = 0;
+  let quotaBlockedUntil = 0;
+  let quotaDay = -1;
+  let dailyCalls = 0;
+  const ambiguous = new WeakSet<Error>();
+  const totals: MarketoClientStats = { calls: 0, records: 0, errors: {}, retries: 0, tokenRequests: 0, dailyCalls: 0, byEndpoint: {} };
+
+  function endpointStats(endpoint: string): MarketoEndpointStats {
+    return (totals.byEndpoint[endpoint] ??= { calls: 0, records: 0, errors: {} });
+  }
+
+  function recordError(endpoint: string, code: string): void {
+    totals.errors[code] = (totals.errors[code] ?? 0) + 1;
+    const stats = endpointStats(endpoint);
+    stats.errors[code] = (stats.errors[code] ?? 0) + 1;
+  }
+
+  function recordRecords(endpoint: string, count: number): void {
+    totals.records += count;
+    endpointStats(endpoint).records += count;
+  }
+
+  function centralDay(ms: number): number {
+    return Math.floor((ms - CENTRAL_OFFSET_MS) / DAY_MS);
+  }
+
+  function nextCentralMidnight(ms: number): number {
+    return (centralDay(ms) + 1) * DAY_MS + CENTRAL_OFFSET_MS;
+  }
+
+  function rollDay(): void {
+    const day = centralDay(now());
+    if (day !== quotaDay) {
+      quotaDay = day;
+      dailyCalls = 0;
+    }
+  }
+
+  async function requestToken(): Promise<string> {
+    totals.tokenRequests++;
+    const url = new URL(`${baseUrl}/identity/oauth/token`);
+    url.searchParams.set('grant_type', 'client_credentials');
+    url.searchParams.set('client_id', options.clientId);
+    url.searchParams.set('client_secret', options.clientSecret);
+    let response: Response;
+    try {
+      response = await fetchImpl(url, { method: 'GET', headers: { Accept: 'application/json' }, signal: AbortSignal.timeout(options.timeoutMs ?? 30_000) });
+    } catch (cause) {
+      throw new MarketoApiError('transient', { message: 'identity request failed', endpoint: 'identity', cause });
+    }
+    const text = await response.text();
+    if (response.status >= 500) {
+      throw new MarketoApiError('transient', { message: `identity answered HTTP ${response.status}`, endpoint: 'identity', httpStatus: response.status });
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    const parsed = tokenResponseSchema.safeParse(json);
+    if (response.status !== 200 || !parsed.success) {
+      const description =
+        typeof json === 'object' && json !== null && 'error_description' in json ? String(json.error_description) : `HTTP ${response.status}`;
+      throw new MarketoApiError('auth', { message: `token request refused: ${description}`, endpoint: 'identity', httpStatus: response.status });
+    }
+    const lifetimeMs = parsed.data.expires_in * 1000;
+    // identity returns the same token with its remaining life: near expiry, renew at half-life steps
+    const refreshIn = lifetimeMs > 2 * skewMs ? lifetimeMs - skewMs : lifetimeMs / 2;
+    token = { value: parsed.data.access_token, refreshAt: now() + refreshIn };
+    return token.value;
+  }
+
+  function getToken(): Promise<string> {
+    if (token && now() < token.refreshAt) return Promise.resolve(token.value);
+    // concurrent callers share one identity request
+    tokenRequest ??= requestToken().finally(() => {
+      tokenRequest = undefined;
+    });
+    return tokenRequest;
+  }
+
+  function buildUrl(path: string, query: Record<string, string | undefined> = {}): URL {
+    const url = new URL(`${baseUrl}${path}`);
+    for (const [key, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(key, value);
+    return url;
+  }
+
+  async function attempt(spec: CallSpec, timeoutMs: number): Promise<MarketoEnvelope> {
+    const accessToken = await getToken();
+    let url = buildUrl(spec.path, spec.query);
+    const headers: Record<string, string> = { Authorization: `Bearer ${accessToken}`, Accept: 'application/json' };
+    let method: string = spec.method;
+    let body: string | undefined;
+    if (spec.method === 'GET' && url.href.length > MAX_GET_URL) {
+      body = url.searchParams.toString();
+      url = buildUrl(spec.path, { _method: 'GET' });
+      method = 'POST';
+      headers['Content-Type'] = 'application/x-www-form-urlencoded';
+    } else if (spec.body !== undefined) {
+      body = JSON.stringify(spec.body);
+      headers['Content-Type'] = 'application/json';
+    }
+
+    totals.calls++;
+    endpointStats(spec.endpoint).calls++;
+    rollDay();
+    dailyCalls++;
+    if (spec.recordsSent) recordRecords(spec.endpoint, spec.recordsSent);
+
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetchImpl(url, { method, headers, ...(body === undefined ? {} : { body }), signal: AbortSignal.timeout(timeoutMs) });
+      text = await response.text();
+    } catch (cause) {
+      const timedOut = cause instanceof Error && (cause.name === 'TimeoutError' || cause.name === 'AbortError');
+      recordError(spec.endpoint, timedOut ? 'timeout' : 'network');
+      const error = new MarketoApiError('transient', { message: timedOut ? `no response within ${timeoutMs} ms` : 'network error', endpoint: spec.endpoint, cause });
+      ambiguous.add(error);
+      throw error;
+    }
+
+    if (response.status !== 200) {
+      recordError(spec.endpoint, `http_${response.status}`);
+      const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'));
+      const details = { message: `HTTP ${response.status}`, endpoint: spec.endpoint, httpStatus: response.status, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
+      if (response.status === 401) {
+        token = undefined;
+        throw new MarketoApiError('auth', details);
+      }
+      throw new MarketoApiError(response.status >= 500 ? 'transient' : 'permanent', details);
+    }
+
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (cause) {
+      recordError(spec.endpoint, 'invalid_json');
+      throw new MarketoApiError('transient', { message: 'response is not JSON', endpoint: spec.endpoint, httpStatus: 200, cause });
+    }
+    const envelope = envelopeSchema.safeParse(json);
+    if (!envelope.success) {
+      recordError(spec.endpoint, 'invalid_envelope');
+      throw new MarketoApiError('permanent', { message: `unexpected response shape: ${envelope.error.message}`, endpoint: spec.endpoint, httpStatus: 200 });
+    }
+    if (!envelope.data.success) {
+      const first = envelope.data.errors?.[0] ?? { code: 'unknown', message: 'success:false without errors' };
+      recordError(spec.endpoint, first.code);
+      if ((first.code === '601' || first.code === '602') && token?.value === accessToken) token = undefined;
+      throw MarketoApiError.fromCode(first.code, first.message, spec.endpoint, 200);
+    }
+    recordRecords(spec.endpoint, envelope.data.result?.length ?? 0);
+    return envelope.data;
+  }
+
+  function backoff(base: number, retryIndex: number, hintMs: number | undefined): number {
+    const exponential = Math.min(retry.maxDelayMs, base * 2 ** retryIndex);
+    const jittered = exponential / 2 + Math.random() * (exponential / 2);
+    return Math.max(jittered, hintMs ?? 0);
+  }
+
+  async function call(spec: CallSpec): Promise<MarketoEnvelope> {
+    const timeoutMs = options.timeoutMs ?? endpointTimeoutMs[spec.endpoint] ?? 30_000;
+    let transientRetries = 0;
+    let rateLimitRetries = 0;
+    let renewed = false;
+    for (;;) {
+      const at = now();
+      if (at < quotaBlockedUntil) {
+        throw new MarketoApiError('quota_exhausted', { code: '607', message: 'Daily quota reached (until the next reset)', endpoint: spec.endpoint });
+      }
+      rollDay();
+      if (dailyQuota !== undefined && dailyCalls >= dailyQuota) {
+        throw new MarketoApiError('quota_exhausted', { code: '607', message: `local daily budget of ${dailyQuota} calls used`, endpoint: spec.endpoint });
+      }
+      if (pausedUntil > at) await sleep(pausedUntil - at);
+      try {
+        return await limiter.schedule(() => attempt(spec, timeoutMs));
+      } catch (error) {
+        if (!(error instanceof MarketoApiError)) throw error;
+        if (error.kind === 'quota_exhausted') {
+          quotaBlockedUntil = nextCentralMidnight(now());
+          throw error;
+        }
+        if (error.kind === 'auth' && error.endpoint !== 'identity' && !renewed) {
+          // token invalid/expired/revoked: renew once and replay the same request
+          renewed = true;
+          token = undefined;
+          totals.retries++;
+          logger?.info({ endpoint: spec.endpoint, code: error.code }, 'marketo token rejected; renewing and replaying');
+          continue;
+        }
+        if (error.kind === 'rate_limited' && rateLimitRetries < retry.rateLimitRetries) {
+          const delay = backoff(retry.rateLimitDelayMs, rateLimitRetries++, error.retryAfterMs);
+          if (error.code === '606') pausedUntil = Math.max(pausedUntil, now() + delay);
+          totals.retries++;
+          logger?.warn({ endpoint: spec.endpoint, code: error.code, delayMs: Math.round(delay), retry: rateLimitRetries }, 'marketo rate limit; backing off');
+          await sleep(delay);
+          continue;
+        }
+        const replayable = spec.idempotent !== false || !ambiguous.has(error);
+        if (error.kind === 'transient' && replayable && transientRetries < retry.transientRetries) {
+          const delay = backoff(retry.baseDelayMs, transientRetries++, error.retryAfterMs);
+          totals.retries++;
+          logger?.warn({ endpoint: spec.endpoint, code: error.code, httpStatus: error.httpStatus, delayMs: Math.round(delay), retry: transientRetries }, 'marketo transient error; retrying');
+          await sleep(delay);
+          continue;
+        }
+        throw error;
+      }
+    }
+  }
+
+  function parseResult<S extends z.ZodType>(schema: S, envelope: MarketoEnvelope, endpoint: string): z.infer<S>[] {
+    const parsed = schema.array().safeParse(envelope.result ?? []);
+    if (!parsed.success) {
+      throw new MarketoApiError('permanent', { message: `unexpected result shape: ${parsed.error.message}`, endpoint, httpStatus: 200 });
+    }
+    return parsed.data;
+  }
+
+  async function getLeadsByFilter(filterType: string, values: readonly string[], fields?: readonly string[]): Promise<MarketoLead[]> {
+    const leads = new Map<number, MarketoLead>();
+    for (const part of chunk([...new Set(values)], MAX_BATCH)) {
+      let nextPageToken: string | undefined;
+      do {
+        const envelope = await call({
+          endpoint: 'leads.query',
+          method: 'GET',
+          path: '/rest/v1/leads.json',
+          query: {
+            filterType,
+            filterValues: part.join(','),
+            fields: fields?.join(','),
+            batchSize: String(MAX_BATCH),
+            nextPageToken,
+          },
+        });
+        for (const lead of parseResult(leadSchema, envelope, 'leads.query')) leads.set(lead.id, lead);
+        nextPageToken = envelope.moreResult ? envelope.nextPageToken : undefined;
+      } while (nextPageToken !== undefined);
+    }
+    return [...leads.values()];
+  }
+
+  async function syncLeads(params: {
+    action: MarketoSyncAction;
+    lookupField: 'id' | 'email';
+    input: readonly Record<string, unknown>[];
+    partitionName?: string;
+  }): Promise<MarketoSyncResult[]> {
+    const results: MarketoSyncResult[] = [];
+    for (const part of chunk(params.input, MAX_BATCH)) {
+      const envelope = await call({
+        endpoint: 'leads.sync',
+        method: 'POST',
+        path: '/rest/v1/leads.json',
+        body: {
+          action: params.action,
+          lookupField: params.lookupField,
+          ...(params.partitionName === undefined ? {} : { partitionName: params.partitionName }),
+          input: part,
+        },
+        recordsSent: part.length,
+        // a timed-out createOnly may have created the lead; replaying would report 1005 for our own write
+        idempotent: params.action !== 'createOnly',
+      });
+      const chunkResults = parseResult(syncResultSchema, envelope, 'leads.sync');
+      if (chunkResults.length !== part.length) {
+        throw new MarketoApiError('permanent', { message: `sent ${part.length} records, got ${chunkResults.length} results`, endpoint: 'leads.sync', httpStatus: 200 });
+      }
+      results.push(...chunkResults);
+    }
+    return results;
+  }
+
+  async function deleteLeads(ids: readonly number[]): Promise<MarketoDeleteResult[]> {
+    const results: MarketoDeleteResult[] = [];
+    for (const part of chunk(ids, MAX_BATCH)) {
+      const envelope = await call({
+        endpoint: 'leads.delete',
+        method: 'POST',
+        path: '/rest/v1/leads/delete.json',
+        body: { input: part.map((id) => ({ id })) },
+        recordsSent: part.length,
+      });
+      results.push(...parseResult(deleteResultSchema, envelope, 'leads.delete'));
+    }
+    return results;
+  }
+
+  let describeCache: { at: number; fields: Promise<MarketoFieldDescription[]> } | undefined;
+
+  async function loadFieldDescriptions(): Promise<MarketoFieldDescription[]> {
+    try {
+      const envelope = await call({ endpoint: 'leads.describe2', method: 'GET', path: '/rest/v1/leads/describe2.json' });
+      const [entry] = parseResult(describe2Schema, envelope, 'leads.describe2');
+      if (entry) {
+        const searchable = new Set((entry.searchableFields ?? []).flatMap((group) => (group.length === 1 ? group : [])));
+        return entry.fields.map((f) => ({
+          name: f.name,
+          displayName: f.displayName,
+          dataType: f.dataType,
+          ...(f.length === undefined ? {} : { length: f.length }),
+          readOnly: !f.updateable,
+          updateable: f.updateable,
+          crmManaged: f.crmManaged ?? false,
+          searchable: searchable.has(f.name),
+        }));
+      }
+    } catch (error) {
+      if (!(error instanceof MarketoApiError) || error.kind !== 'permanent') throw error;
+      logger?.info({ code: error.code }, 'marketo describe2 unavailable; using describe');
+    }
+    const envelope = await call({ endpoint: 'leads.describe', method: 'GET', path: '/rest/v1/leads/describe.json' });
+    return parseResult(describeFieldSchema, envelope, 'leads.describe').flatMap((f) =>
+      f.rest === undefined
+        ? []
+        : [
+            {
+              name: f.rest.name,
+              displayName: f.displayName,
+              dataType: f.dataType,
+              ...(f.length === undefined ? {} : { length: f.length }),
+              readOnly: f.rest.readOnly ?? false,
+              updateable: !(f.rest.readOnly ?? false),
+              crmManaged: false,
+              searchable: false,
+              ...(f.soap === undefined ? {} : { soapName: f.soap.name }),
+            },
+          ],
+    );
+  }
+
+  /** Cached for a day (Adobe: describe results are cacheable for a day or more). */
+  function describeLeadFields(opts: { refresh?: boolean } = {}): Promise<MarketoFieldDescription[]> {
+    if (!describeCache || opts.refresh || now() - describeCache.at > DAY_MS) {
+      const fields = loadFieldDescriptions();
+      describeCache = { at: now(), fields };
+      fields.catch(() => {
+        if (describeCache?.fields === fields) describeCache = undefined;
+      });
+    }
+    return describeCache.fields;
+  }
+
+  async function getPagingToken(since: Date): Promise<string> {
+    const envelope = await call({
+      endpoint: 'activities.pagingtoken',
+      method: 'GET',
+      path: '/rest/v1/activities/pagingtoken.json',
+      query: { sinceDatetime: since.toISOString() },
+    });
+    if (!envelope.nextPageToken) {
+      throw new MarketoApiError('permanent', { message: 'paging token missing from response', endpoint: 'activities.pagingtoken', httpStatus: 200 });
+    }
+    return envelope.nextPageToken;
+  }
+
+  async function activityPage(endpoint: string, path: string, sentToken: string, query: Record<string, string | undefined>): Promise<MarketoActivityPage> {
+    const envelope = await call({ endpoint, method: 'GET', path, query: { ...query, nextPageToken: sentToken } });
+    if (!envelope.nextPageToken) logger?.warn({ endpoint }, 'marketo feed page without nextPageToken; keeping the previous one');
+    return {
+      // Marketo always returns a token; if one is missing, re-reading from ours loses nothing
+      nextPageToken: envelope.nextPageToken ?? sentToken,
+      moreResult: envelope.moreResult ?? false,
+      items: parseResult(activitySchema, envelope, endpoint),
+    };
+  }
+
+  function getLeadChanges(params: { nextPageToken: string; fields: readonly string[]; batchSize?: number; leadIds?: readonly number[] }): Promise<MarketoActivityPage> {
+    return activityPage('activities.leadchanges', '/rest/v1/activities/leadchanges.json', params.nextPageToken, {
+      fields: params.fields.join(','),
+      batchSize: String(Math.min(params.batchSize ?? MAX_BATCH, MAX_BATCH)),
+      leadIds: params.leadIds?.join(','),
+    });
+  }
+
+  function getDeletedLeads(params: { nextPageToken: string; batchSize?: number }): Promise<MarketoActivityPage> {
+    return activityPage('activities.deletedleads', '/rest/v1/activities/deletedleads.json', params.nextPageToken, {
+      batchSize: String(Math.min(params.batchSize ?? MAX_BATCH, MAX_BATCH)),
+    });
+  }
+
+  function getActivities(params: { nextPageToken: string; activityTypeIds: readonly number[]; batchSize?: number; leadIds?: readonly number[] }): Promise<MarketoActivityPage> {
+    return activityPage('activities', '/rest/v1/activities.json', params.nextPageToken, {
+      activityTypeIds: params.activityTypeIds.join(','),
+      batchSize: String(Math.min(params.batchSize ?? MAX_BATCH, MAX_BATCH)),
+      leadIds: params.leadIds?.join(','),
+    });
+  }
+
+  /**
+   * Follows a feed until `moreResult` is false. Every page is yielded, empty ones included, so the
+   * caller can persist `nextPageToken` after each. Marketo scans its store in blocks and may answer
+   * many empty pages with moreResult:true; `maxEmptyPages` (default unlimited) stops early and the
+   * caller resumes from the last persisted token on its next poll.
+   */
+  async function* followPages(fetchPage: (token: string) => Promise<MarketoActivityPage>, startToken: string, maxEmptyPages?: number): AsyncGenerator<MarketoActivityPage> {
+    let nextToken = startToken;
+    let emptyPages = 0;
+    for (;;) {
+      const page = await fetchPage(nextToken);
+      yield page;
+      nextToken = page.nextPageToken;
+      if (!page.moreResult) return;
+      emptyPages = page.items.length === 0 ? emptyPages + 1 : 0;
+      if (maxEmptyPages !== undefined && emptyPages >= maxEmptyPages) return;
+    }
+  }
+
+  async function getDailyUsage(): Promise<MarketoDailyUsage[]> {
+    const envelope = await call({ endpoint: 'stats.usage', method: 'GET', path: '/rest/v1/stats/usage.json' });
+    return parseResult(usageSchema, envelope, 'stats.usage');
+  }
+
+  return {
+    getLeadsByIds: (ids: readonly number[], fields?: readonly string[]) =>
+      getLeadsByFilter(
+        'id',
+        ids.map((id) => String(id)),
+        fields,
+      ),
+    getLeadsByEmail: (emails: readonly string[], fields?: readonly string[]) => getLeadsByFilter('email', emails, fields),
+    getLeadsByFilter,
+    syncLeads,
+    deleteLeads,
+    describeLeadFields,
+    getPagingToken,
+    getLeadChanges,
+    getDeletedLeads,
+    getActivities,
+    iterateLeadChanges: (params: { nextPageToken: string; fields: readonly string[]; batchSize?: number; leadIds?: readonly number[]; maxEmptyPages?: number }) =>
+      followPages((token) => getLeadChanges({ ...params, nextPageToken: token }), params.nextPageToken, params.maxEmptyPages),
+    iterateDeletedLeads: (params: { nextPageToken: string; batchSize?: number; maxEmptyPages?: number }) =>
+      followPages((token) => getDeletedLeads({ ...params, nextPageToken: token }), params.nextPageToken, params.maxEmptyPages),
+    iterateActivities: (params: { nextPageToken: string; activityTypeIds: readonly number[]; batchSize?: number; leadIds?: readonly number[]; maxEmptyPages?: number }) =>
+      followPages((token) => getActivities({ ...params, nextPageToken: token }), params.nextPageToken, params.maxEmptyPages),
+    getDailyUsage,
+    stats(): MarketoClientStats {
+      rollDay();
+      return structuredClone({ ...totals, dailyCalls });
+    },
+    /** stops the limiter; calls still queued are rejected */
+    async close(): Promise<void> {
+      await limiter.stop({ dropWaitingJobs: true });
+    },
+  };
+}

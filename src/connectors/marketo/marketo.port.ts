@@ -1,0 +1,68 @@
+import type { FieldBinding, MarketoFieldAccess, MarketoPort, PersonRecord, PersonWriteResult } from '../../sync/ports.ts';
+import { normalise, type CanonicalRecordFields } from '../../sync/values.ts';
+import type { MarketoClient, MarketoSyncResult } from './marketo.client.ts';
+import type { MarketoLead } from './marketo.schemas.ts';
+
+// The engine's view of Marketo: canonical fields in and out, by REST field name. Updates use
+// `updateOnly` with lookupField `id` (Adobe allows `id` only there); creation uses `createOnly`
+// by email, so the sync never overwrites a person it did not mean to.
+
+export function createMarketoPort(client: MarketoClient): MarketoPort {
+  const readFields = (bindings: readonly FieldBinding[]) => [...new Set(['email', 'updatedAt', ...bindings.map((b) => b.marketoField)])];
+
+  function toPerson(lead: MarketoLead, bindings: readonly FieldBinding[]): PersonRecord {
+    const fields: CanonicalRecordFields = {};
+    for (const binding of bindings) fields[binding.field] = normalise(lead[binding.marketoField], binding.type);
+    const email = typeof lead.email === 'string' && lead.email.trim() ? lead.email.trim() : null;
+    return { id: lead.id, email, fields, updatedAt: typeof lead.updatedAt === 'string' ? lead.updatedAt : null };
+  }
+
+  function toMarketo(fields: CanonicalRecordFields, bindings: readonly FieldBinding[]): Record<string, unknown> {
+    const values: Record<string, unknown> = {};
+    for (const [field, value] of Object.entries(fields)) {
+      const binding = bindings.find((b) => b.field === field);
+      if (binding) values[binding.marketoField] = value;
+    }
+    return values;
+  }
+
+  const toResult = (result: MarketoSyncResult): PersonWriteResult => ({
+    status: result.status,
+    id: result.id ?? null,
+    reasons: (result.reasons ?? []).map((r) => ({ code: String(r.code), message: r.message })),
+  });
+
+  return {
+    async readPersons(ids, bindings) {
+      if (ids.length === 0) return new Map();
+      const leads = await client.getLeadsByIds(ids, readFields(bindings));
+      return new Map(leads.map((lead) => [lead.id, toPerson(lead, bindings)]));
+    },
+    async findPersonByEmail(email, bindings) {
+      const leads = await client.getLeadsByEmail([email], readFields(bindings));
+      const oldest = [...leads].sort((a, b) => a.id - b.id)[0];
+      return oldest ? toPerson(oldest, bindings) : null;
+    },
+    async updatePersons(updates, bindings) {
+      if (updates.length === 0) return [];
+      const results = await client.syncLeads({
+        action: 'updateOnly',
+        lookupField: 'id',
+        input: updates.map((u) => ({ id: u.id, ...toMarketo(u.fields, bindings) })),
+      });
+      return results.map(toResult);
+    },
+    async createPerson(fields, bindings) {
+      const [result] = await client.syncLeads({ action: 'createOnly', lookupField: 'email', input: [toMarketo(fields, bindings)] });
+      return result ? toResult(result) : { status: 'skipped', id: null, reasons: [{ code: 'none', message: 'Marketo returned no result' }] };
+    },
+    async setPersonField(id, marketoField, value) {
+      const [result] = await client.syncLeads({ action: 'updateOnly', lookupField: 'id', input: [{ id, [marketoField]: value }] });
+      return result ? toResult(result) : { status: 'skipped', id, reasons: [{ code: 'none', message: 'Marketo returned no result' }] };
+    },
+    async fieldAccess(options = {}) {
+      const fields = await client.describeLeadFields(options.refresh ? { refresh: true } : {});
+      return new Map<string, MarketoFieldAccess>(fields.map((f) => [f.name, { exists: true, updateable: f.updateable, dataType: f.dataType }]));
+    },
+  };
+}

@@ -1,0 +1,189 @@
+import type { Database } from '../db/database.ts';
+import { ConnectorError } from '../connectors/errors.ts';
+import { enqueue } from '../inbox/inbox.ts';
+import { activity, recordActivities, type ActivityField, type ActivitySubject } from './activities.ts';
+import { createLink, findLink, findLinks, updateLink, type Link } from './links.ts';
+import { lockHolder, lockWithin, personKey, unlock } from './locks.ts';
+import type { MappingService } from './mappings.ts';
+import type { LinkedEntity } from './policy.ts';
+import type { DynamicsOwner, DynamicsPort, MarketoPort } from './ports.ts';
+import { sameValue, type CanonicalRecordFields, type CanonicalValue } from './values.ts';
+
+// Marketo's "Sync Person to Microsoft" flow action, in real time: create the person in Dynamics
+// as a lead (default) or contact, link it and answer with the id, inside Marketo's 30 s webhook
+// timeout. Never a duplicate: an existing link answers "existing", an unlinked Dynamics record
+// with the same email is linked instead of creating another, and concurrent calls for the same
+// person wait for each other on the person's lease.
+
+export interface SyncPersonRequest {
+  marketoId: number;
+  entity: LinkedEntity;
+  /** systemuser id (GUID) or domain name of the Dynamics owner */
+  assignTo?: string | undefined;
+  /** the inbox event when this runs as a retry from the queue */
+  changeEventId?: string | null;
+}
+
+export type SyncPersonResult =
+  | { status: 'created' | 'existing'; entity: LinkedEntity; dynamicsId: string; linkId: string }
+  | { status: 'not_found'; message: string }
+  | { status: 'rejected'; message: string }
+  | { status: 'busy'; message: string };
+
+export interface SyncPersonOptions {
+  db: Database;
+  marketo: MarketoPort;
+  dynamics: DynamicsPort;
+  mappings: MappingService;
+  owner: string;
+  /** how long a call waits for a concurrent call on the same person */
+  lockWaitMs?: number;
+}
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function ownerOf(assignTo: string | undefined): DynamicsOwner | undefined {
+  const value = assignTo?.trim();
+  if (!value) return undefined;
+  return GUID.test(value) ? { systemUserId: value.toLowerCase() } : { domainName: value };
+}
+
+export function createSyncPerson(options: SyncPersonOptions) {
+  const { db, marketo, dynamics, mappings } = options;
+
+  return async function syncPerson(request: SyncPersonRequest): Promise<SyncPersonResult> {
+    const key = personKey(request.marketoId);
+    const holder = lockHolder(options.owner);
+    const locked = await lockWithin(db.prisma, [key], holder, { leaseMs: 60_000, waitMs: options.lockWaitMs ?? 10_000 });
+    if (!locked) return { status: 'busy', message: `person ${request.marketoId} is being synced by another call` };
+    try {
+      return await createOrFind(request);
+    } finally {
+      await unlock(db.prisma, [key], holder);
+    }
+  };
+
+  async function createOrFind(request: SyncPersonRequest): Promise<SyncPersonResult> {
+    const existing = await findLink(db.prisma, { marketoId: request.marketoId });
+    if (existing && existing.status !== 'DELETED_IN_DYNAMICS') {
+      return { status: 'existing', entity: existing.entity, dynamicsId: existing.dynamicsId, linkId: existing.id };
+    }
+    const entity = request.entity;
+    const mapping = await mappings.forEntity(entity);
+    const person = (await marketo.readPersons([request.marketoId], mapping.bindings)).get(request.marketoId);
+    if (!person) return { status: 'not_found', message: `Marketo has no person ${request.marketoId}` };
+    const subject: ActivitySubject = {
+      marketoId: request.marketoId,
+      entity,
+      dynamicsId: null,
+      linkId: existing?.id ?? null,
+      changeEventId: request.changeEventId ?? null,
+    };
+
+    if (person.email) {
+      const candidates = await dynamics.findByEmail(entity, person.email, mapping.bindings);
+      const taken = new Set((await findLinks(db.prisma, { dynamicsIds: candidates.map((c) => c.id) })).map((l) => l.dynamicsId));
+      const match = candidates.filter((c) => !taken.has(c.id)).sort((a, b) => a.modifiedOn.localeCompare(b.modifiedOn))[0];
+      if (match) {
+        const link = await saveLink(existing, { marketoId: request.marketoId, entity, dynamicsId: match.id, snapshot: {}, etag: match.etag, version: match.version }, (linked) => [
+          activity({ ...subject, dynamicsId: match.id, linkId: linked.id }, 'LINKED', `Sync Person to Microsoft: matched existing ${entity === 'LEAD' ? 'lead' : 'contact'} ${match.id} by email ${person.email ?? ''}; nothing created`),
+        ]);
+        await enqueueResync(link);
+        return { status: 'existing', entity, dynamicsId: match.id, linkId: link.id };
+      }
+    }
+
+    const fields: CanonicalRecordFields = {};
+    for (const rule of mapping.rules) {
+      const value = person.fields[rule.field];
+      const access = mapping.access[rule.field];
+      if (value === null || value === undefined || rule.direction === 'DYNAMICS_TO_MARKETO' || !access?.dynamics.canCreate) continue;
+      fields[rule.field] = value;
+    }
+    let record;
+    try {
+      record = await dynamics.create(entity, fields, mapping.bindings, ownerOf(request.assignTo));
+    } catch (error) {
+      if (error instanceof ConnectorError && (error.kind === 'validation' || error.kind === 'forbidden')) {
+        await recordActivities(db.prisma, [
+          activity(
+            subject,
+            'VALIDATION_REJECTED',
+            `Sync Person to Microsoft: Dynamics refused to create the ${entity === 'LEAD' ? 'lead' : 'contact'}: ${error.message}`,
+            Object.entries(fields).map(([field, value]) => ({ field, side: 'DYNAMICS', oldValue: null, newValue: value })),
+          ),
+        ]);
+        return { status: 'rejected', message: error.message };
+      }
+      throw error;
+    }
+
+    // The snapshot holds what both sides now agree on; anything Dynamics defaulted differently is
+    // left to the normal merge, queued right away.
+    const snapshot: Record<string, CanonicalValue> = {};
+    let differs = false;
+    for (const rule of mapping.rules) {
+      const m = person.fields[rule.field] ?? null;
+      const d = record.fields[rule.field] ?? null;
+      if (sameValue(m, d, rule.type)) snapshot[rule.field] = m;
+      else differs = true;
+    }
+    const written: ActivityField[] = Object.entries(fields).map(([field, value]) => ({ field, side: 'DYNAMICS', oldValue: null, newValue: value }));
+    const link = await saveLink(existing, { marketoId: request.marketoId, entity, dynamicsId: record.id, snapshot, etag: record.etag, version: record.version }, (linked) => {
+      const s = { ...subject, dynamicsId: record.id, linkId: linked.id };
+      return [
+        activity(s, 'CREATED_IN_DYNAMICS', `Sync Person to Microsoft: created ${entity === 'LEAD' ? 'lead' : 'contact'} ${record.id}${request.assignTo ? `, owner ${request.assignTo}` : ''}`, written),
+        activity(s, 'LINKED', `person ${request.marketoId} <-> ${entity === 'LEAD' ? 'lead' : 'contact'} ${record.id}`),
+      ];
+    });
+    if (differs) await enqueueResync(link);
+    return { status: 'created', entity, dynamicsId: record.id, linkId: link.id };
+  }
+
+  async function saveLink(
+    existing: Link | null,
+    values: { marketoId: number; entity: LinkedEntity; dynamicsId: string; snapshot: Record<string, CanonicalValue>; etag: string; version: string },
+    entries: (link: Link) => ReturnType<typeof activity>[],
+  ): Promise<Link> {
+    return db.prisma.$transaction(async (tx) => {
+      // A person whose Dynamics record was deleted gets a new one on the same link (as Marketo does).
+      const link = existing
+        ? await updateLink(tx, existing.id, {
+            entity: values.entity,
+            dynamicsId: values.dynamicsId,
+            status: 'ACTIVE',
+            snapshot: values.snapshot,
+            blocked: {},
+            dynamicsEtag: values.etag,
+            dynamicsVersion: values.version,
+            synced: true,
+          })
+        : await createLink(tx, {
+            marketoId: values.marketoId,
+            entity: values.entity,
+            dynamicsId: values.dynamicsId,
+            snapshot: values.snapshot,
+            fieldOrigins: Object.fromEntries(Object.keys(values.snapshot).map((f) => [f, { side: 'MARKETO' as const, at: new Date().toISOString() }])),
+            dynamicsEtag: values.etag,
+            dynamicsVersion: values.version,
+            marketoVersion: null,
+          });
+      await recordActivities(tx, entries(link));
+      return link;
+    });
+  }
+
+  async function enqueueResync(link: Link): Promise<void> {
+    await enqueue(db.prisma, {
+      source: 'OPERATOR',
+      origin: 'FLOW_ACTION',
+      operation: 'RESYNC',
+      marketoId: link.marketoId,
+      dynamicsEntity: link.entity,
+      dynamicsId: link.dynamicsId,
+      dedupeKey: `flow-action:resync:${link.id}:${Date.now()}`,
+    });
+  }
+}
+
+export type SyncPerson = ReturnType<typeof createSyncPerson>;

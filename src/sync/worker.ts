@@ -1,0 +1,177 @@
+import type { Database } from '../db/database.ts';
+import { claim, complete, fail, release, type ClaimedChangeEvent } from '../inbox/inbox.ts';
+import type { Logger } from '../logger.ts';
+import { activity, recordActivities } from './activities.ts';
+import { outcomeForError, type EventOutcome, type SyncEngine } from './engine.ts';
+import type { SyncPerson } from './sync-person.ts';
+
+// The one loop that drains the inbox on each replica: claim a batch (SKIP LOCKED, leased), let
+// the engine sync it, and record each event's outcome. Webhooks wake it at once; otherwise it
+// polls. Stopping waits for the batch in hand, so a SIGTERM loses nothing.
+
+export interface WorkerOptions {
+  db: Database;
+  engine: SyncEngine;
+  syncPerson: SyncPerson;
+  logger: Logger;
+  owner: string;
+  batchSize: number;
+  leaseMs: number;
+  maxAttempts: number;
+  pollMs: number;
+  /** how long an event whose record is busy elsewhere waits before it is claimable again */
+  busyDelayMs?: number;
+}
+
+export interface BatchReport {
+  claimed: number;
+  done: number;
+  retried: number;
+  dead: number;
+  busy: number;
+}
+
+export function createSyncWorker(options: WorkerOptions) {
+  const { db, engine, logger } = options;
+  let running = false;
+  let loop: Promise<void> | undefined;
+  let wake: (() => void) | undefined;
+
+  async function syncPersonEvent(event: ClaimedChangeEvent): Promise<EventOutcome> {
+    const payload = (event.payload ?? {}) as { syncAs?: string; assignTo?: string };
+    try {
+      const result = await options.syncPerson({
+        marketoId: event.marketoId ?? -1,
+        entity: payload.syncAs === 'contact' ? 'CONTACT' : 'LEAD',
+        assignTo: payload.assignTo,
+        changeEventId: event.id,
+      });
+      switch (result.status) {
+        case 'created':
+        case 'existing':
+          return { status: 'done', linkId: result.linkId };
+        case 'busy':
+          return { status: 'busy' };
+        case 'not_found':
+        case 'rejected':
+          return { status: 'done', linkId: null, note: result.message };
+      }
+    } catch (error) {
+      return outcomeForError(error);
+    }
+  }
+
+  async function record(event: ClaimedChangeEvent, outcome: EventOutcome, report: BatchReport): Promise<void> {
+    switch (outcome.status) {
+      case 'done':
+        await complete(db.prisma, event.id, options.owner, outcome.linkId ?? undefined);
+        report.done++;
+        return;
+      case 'busy':
+        await release(db.prisma, [event.id], options.owner, options.busyDelayMs ?? 250);
+        report.busy++;
+        return;
+      case 'retry':
+      case 'dead': {
+        const result = await fail(db.prisma, event, options.owner, outcome.reason, {
+          maxAttempts: options.maxAttempts,
+          permanent: outcome.status === 'dead',
+          ...(outcome.status === 'retry' ? { retryAfterMs: outcome.retryAfterMs } : {}),
+        });
+        if (result.status === 'DEAD') {
+          report.dead++;
+          await recordActivities(db.prisma, [
+            activity(
+              {
+                marketoId: event.marketoId,
+                entity: event.dynamicsEntity,
+                dynamicsId: event.dynamicsId,
+                linkId: event.linkId,
+                changeEventId: event.id,
+              },
+              'SYNC_FAILED',
+              `gave up after ${event.attempts} attempt(s): ${outcome.reason}. Replay the event once the cause is fixed.`,
+            ),
+          ]);
+        } else {
+          report.retried++;
+        }
+        return;
+      }
+    }
+  }
+
+  /** Claims and syncs one batch; the number of events it claimed. */
+  async function runOnce(): Promise<BatchReport> {
+    const events = await claim(db.prisma, {
+      owner: options.owner,
+      batchSize: options.batchSize,
+      leaseMs: options.leaseMs,
+      maxAttempts: options.maxAttempts,
+    });
+    const report: BatchReport = { claimed: events.length, done: 0, retried: 0, dead: 0, busy: 0 };
+    if (events.length === 0) return report;
+    const flowActions = events.filter((e) => e.operation === 'SYNC_PERSON');
+    const changes = events.filter((e) => e.operation !== 'SYNC_PERSON');
+    const [batchOutcomes, personOutcomes] = await Promise.all([
+      engine.syncBatch(changes),
+      Promise.all(flowActions.map(async (e) => [e.id, await syncPersonEvent(e)] as const)),
+    ]);
+    const outcomes = new Map([...batchOutcomes, ...personOutcomes]);
+    for (const event of events) {
+      const outcome = outcomes.get(event.id) ?? { status: 'retry', reason: 'no outcome for the event (bug)' };
+      await record(event, outcome, report);
+    }
+    logger.debug({ ...report }, 'inbox batch synced');
+    return report;
+  }
+
+  return {
+    runOnce,
+    /** Runs batches until nothing is claimable (tests, the CLI). */
+    async drain(maxBatches = 1_000): Promise<BatchReport> {
+      const total: BatchReport = { claimed: 0, done: 0, retried: 0, dead: 0, busy: 0 };
+      for (let i = 0; i < maxBatches; i++) {
+        const report = await runOnce();
+        for (const key of Object.keys(total) as (keyof BatchReport)[]) total[key] += report[key];
+        if (report.claimed === 0) break;
+      }
+      return total;
+    },
+    start(): void {
+      if (running) return;
+      running = true;
+      loop = (async () => {
+        while (running) {
+          let claimed = 0;
+          try {
+            claimed = (await runOnce()).claimed;
+          } catch (error) {
+            logger.error({ err: error }, 'inbox worker batch failed');
+          }
+          if (claimed === 0 && running) {
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, options.pollMs);
+              wake = () => {
+                clearTimeout(timer);
+                resolve();
+              };
+            });
+            wake = undefined;
+          }
+        }
+      })();
+    },
+    /** An event was just enqueued: look now rather than at the next poll. */
+    notify(): void {
+      wake?.();
+    },
+    async stop(): Promise<void> {
+      running = false;
+      wake?.();
+      await loop;
+    },
+  };
+}
+
+export type SyncWorker = ReturnType<typeof createSyncWorker>;

@@ -1,0 +1,89 @@
+import { Router, type Request, type Response } from 'express';
+import { parseDataverseWebhook } from '../connectors/dynamics/webhook-context.ts';
+import type { Database } from '../db/database.ts';
+import { HttpError } from '../http/errors.ts';
+import { enqueue } from '../inbox/inbox.ts';
+import { secretMatches } from './auth.ts';
+import { requireJson } from './intake.ts';
+
+// Dataverse webhook steps (Create/Update/Delete of lead and contact). Dataverse sends the
+// WebhookKey as `?code=`; an `X-Webhook-Secret` header is accepted too (HttpHeader auth). It
+// retries once on 502/503/504 only, so every accepted body is in the inbox before we answer.
+
+export interface DynamicsWebhookDeps {
+  db: Database;
+  secret: string;
+  /** the sync user's id once known: its own writes come back as webhooks and are ignored */
+  syncUserId: () => string | undefined;
+  notify: () => void;
+}
+
+const handledMessages = new Set(['Create', 'Update', 'Delete']);
+const handledEntities = new Set(['lead', 'contact']);
+const operations = { Create: 'CREATE', Update: 'UPDATE', Delete: 'DELETE' } as const;
+
+type Ingested =
+  | { kind: 'unauthorized' }
+  | { kind: 'invalid'; path: string; message: string }
+  | { kind: 'ignored'; reason: string }
+  | { kind: 'queued' | 'duplicate'; eventId: string };
+
+export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
+  const router = Router();
+
+  async function ingest(req: Request): Promise<Ingested> {
+    const presented = typeof req.query.code === 'string' ? req.query.code : req.get('x-webhook-secret');
+    if (!secretMatches(presented, deps.secret)) return { kind: 'unauthorized' };
+    const body = req.body as { MessageName?: unknown; PrimaryEntityName?: unknown } | null;
+    if (body && typeof body === 'object' && typeof body.MessageName === 'string' && !handledMessages.has(body.MessageName)) {
+      return { kind: 'ignored', reason: `message ${body.MessageName} is not synced` };
+    }
+    const parsed = parseDataverseWebhook(req.body);
+    if (!parsed.ok) return { kind: 'invalid', path: parsed.path, message: parsed.message };
+    const notice = parsed.notice;
+    if (!handledEntities.has(notice.entity)) return { kind: 'ignored', reason: `table ${notice.entity} is not synced` };
+    const syncUser = deps.syncUserId();
+    if (syncUser && notice.initiatingUserId.toLowerCase() === syncUser) {
+      return { kind: 'ignored', reason: 'an echo of the sync user’s own write' };
+    }
+    const id = notice.id.toLowerCase();
+    const result = await enqueue(deps.db.prisma, {
+      source: 'DYNAMICS',
+      origin: 'WEBHOOK',
+      operation: operations[notice.messageName],
+      dynamicsEntity: notice.entity === 'lead' ? 'LEAD' : 'CONTACT',
+      dynamicsId: id,
+      payload: {
+        messageName: notice.messageName,
+        changedAttributes: Object.keys(notice.changedAttributes),
+        initiatingUserId: notice.initiatingUserId,
+        correlationId: notice.correlationId,
+        operationCreatedOn: notice.operationCreatedOn,
+        depth: notice.depth,
+        trimmed: notice.trimmed,
+      },
+      // The same operation delivered twice (Dataverse's retry, a replay) carries the same ids.
+      dedupeKey: `dv:${notice.operationId}:${notice.messageName}:${notice.entity}:${id}`,
+    });
+    return { kind: result.status, eventId: result.id };
+  }
+
+  router.post('/', requireJson, async (req: Request, res: Response) => {
+    const outcome = await ingest(req);
+    switch (outcome.kind) {
+      case 'unauthorized':
+        throw new HttpError(401, 'unauthorized', 'missing or wrong WebhookKey (?code=) or X-Webhook-Secret');
+      case 'invalid':
+        throw new HttpError(422, 'invalid_body', `${outcome.path}: ${outcome.message}`, { path: outcome.path });
+      case 'ignored':
+        res.status(202).json({ status: 'ignored', eventId: null, reason: outcome.reason });
+        return;
+      case 'queued':
+      case 'duplicate':
+        if (outcome.kind === 'queued') deps.notify();
+        res.status(202).json({ status: outcome.kind, eventId: outcome.eventId });
+    }
+  });
+
+  return router;
+}

@@ -1,0 +1,177 @@
+import { randomUUID } from 'node:crypto';
+import { Router, type Request, type Response } from 'express';
+import { z } from 'zod';
+import type { Database } from '../db/database.ts';
+import { HttpError } from '../http/errors.ts';
+import { enqueue, type NewChangeEvent } from '../inbox/inbox.ts';
+import type { Logger } from '../logger.ts';
+import type { SyncPerson, SyncPersonResult } from '../sync/sync-person.ts';
+import { secretMatches } from './auth.ts';
+import { firstIssue, requireJson } from './intake.ts';
+
+// Marketo flow-action webhooks. Marketo's JSON token encoding quotes string tokens itself and an
+// empty token renders as "" (or nothing), so ids may come as numbers or numeric strings and the
+// optional fields as empty strings.
+
+const marketoId = z.union([
+  z.number().int().positive(),
+  z
+    .string()
+    .trim()
+    .regex(/^\d{1,15}$/, { error: 'must be a Marketo person id (digits)' })
+    .transform(Number),
+]);
+const optionalText = z
+  .union([z.string(), z.null()])
+  .optional()
+  .transform((v) => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined));
+
+export const syncPersonBodySchema = z.object({
+  marketoId,
+  syncAs: z
+    .union([z.string(), z.null()])
+    .optional()
+    .transform((v, ctx) => {
+      const value = (v ?? '').trim().toLowerCase();
+      if (value === '' || value === 'lead') return 'lead' as const;
+      if (value === 'contact') return 'contact' as const;
+      ctx.addIssue({ code: 'custom', message: 'must be "lead" or "contact"' });
+      return z.NEVER;
+    }),
+  assignTo: optionalText,
+});
+
+export const personChangedBodySchema = z.looseObject({ marketoId });
+
+export interface MarketoWebhookDeps {
+  db: Database;
+  secret: string;
+  syncPerson: SyncPerson;
+  logger: Logger;
+  /** wakes the inbox worker */
+  notify: () => void;
+  /** how long sync-person works before it answers "queued" (Marketo gives up at 30 s) */
+  syncPersonBudgetMs?: number;
+  /** person-changed calls for one person within this window collapse while still pending */
+  coalesceWindowMs?: number;
+  now?: () => number;
+}
+
+type Ingested =
+  | { kind: 'unauthorized' }
+  | { kind: 'invalid'; path: string; message: string }
+  | { kind: 'queued' | 'duplicate'; eventId: string };
+
+function authenticate(req: Request, secret: string): boolean {
+  return secretMatches(req.get('x-webhook-secret'), secret);
+}
+
+export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
+  const router = Router();
+  const now = deps.now ?? Date.now;
+  const window = deps.coalesceWindowMs ?? 10_000;
+
+  async function enqueueWithRedelivery(event: NewChangeEvent): Promise<{ kind: 'queued' | 'duplicate'; eventId: string }> {
+    const first = await enqueue(deps.db.prisma, event);
+    if (first.status === 'queued') return { kind: 'queued', eventId: first.id };
+    // A repeat while the first is still waiting adds nothing (the engine reads the current state).
+    // Once the first was picked up, a repeat may carry a newer change: it is queued on its own.
+    const existing = await deps.db.prisma.changeEvent.findUnique({ where: { id: first.id }, select: { status: true } });
+    if (existing?.status === 'PENDING') return { kind: 'duplicate', eventId: first.id };
+    const again = await enqueue(deps.db.prisma, { ...event, dedupeKey: `${event.dedupeKey}:${randomUUID()}` });
+    return { kind: 'queued', eventId: again.id };
+  }
+
+  async function ingestPersonChanged(req: Request): Promise<Ingested> {
+    if (!authenticate(req, deps.secret)) return { kind: 'unauthorized' };
+    const parsed = personChangedBodySchema.safeParse(req.body);
+    if (!parsed.success) return { kind: 'invalid', ...firstIssue(parsed.error) };
+    const id = parsed.data.marketoId;
+    return enqueueWithRedelivery({
+      source: 'MARKETO',
+      origin: 'WEBHOOK',
+      operation: 'UPDATE',
+      marketoId: id,
+      payload: parsed.data,
+      dedupeKey: `mkto:changed:${id}:${Math.floor(now() / window)}`,
+    });
+  }
+
+  router.post('/person-changed', requireJson, async (req: Request, res: Response) => {
+    const outcome = await ingestPersonChanged(req);
+    switch (outcome.kind) {
+      case 'unauthorized':
+        throw new HttpError(401, 'unauthorized', 'missing or wrong X-Webhook-Secret');
+      case 'invalid':
+        throw new HttpError(422, 'invalid_body', outcome.message, { path: outcome.path });
+      case 'queued':
+      case 'duplicate':
+        if (outcome.kind === 'queued') deps.notify();
+        res.status(202).json({ status: outcome.kind, eventId: outcome.eventId });
+    }
+  });
+
+  router.post('/sync-person', requireJson, async (req: Request, res: Response) => {
+    if (!authenticate(req, deps.secret)) throw new HttpError(401, 'unauthorized', 'missing or wrong X-Webhook-Secret');
+    const parsed = syncPersonBodySchema.safeParse(req.body);
+    if (!parsed.success) throw new HttpError(422, 'invalid_body', firstIssue(parsed.error).message, { path: firstIssue(parsed.error).path });
+    const { marketoId: id, syncAs, assignTo } = parsed.data;
+    const entity = syncAs === 'contact' ? 'CONTACT' : 'LEAD';
+
+    const queue = async (why: string) => {
+      const queued = await enqueueWithRedelivery({
+        source: 'MARKETO',
+        origin: 'FLOW_ACTION',
+        operation: 'SYNC_PERSON',
+        marketoId: id,
+        payload: { syncAs, ...(assignTo ? { assignTo } : {}), queuedBecause: why },
+        dedupeKey: `mkto:sync-person:${id}:${syncAs}:${Math.floor(now() / window)}`,
+      });
+      deps.notify();
+      res.status(202).json({ status: 'queued', marketoId: id, dynamicsEntity: syncAs, eventId: queued.eventId, message: why });
+    };
+
+    let timer: NodeJS.Timeout | undefined;
+    const budget = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(resolve, deps.syncPersonBudgetMs ?? 20_000, 'timeout');
+    });
+    const work = deps.syncPerson({ marketoId: id, entity, assignTo });
+    let result: SyncPersonResult | 'timeout';
+    try {
+      result = await Promise.race([work, budget]);
+    } catch (error) {
+      // Dynamics or Marketo is unavailable: keep the request in the inbox and retry it there.
+      deps.logger.warn({ err: error, marketoId: id }, 'sync-person failed now; queued for retry');
+      await queue(error instanceof Error ? error.message : String(error));
+      return;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (result === 'timeout') {
+      // The call keeps running under the person's lease; the queued retry finds its link.
+      work.catch((error: unknown) => deps.logger.warn({ err: error, marketoId: id }, 'sync-person finished with an error after answering'));
+      await queue('the systems are slow: answering before Marketo times out; the person is queued');
+      return;
+    }
+    switch (result.status) {
+      case 'created':
+      case 'existing':
+        res.status(200).json({
+          status: result.status,
+          marketoId: id,
+          dynamicsEntity: result.entity === 'CONTACT' ? 'contact' : 'lead',
+          dynamicsId: result.dynamicsId,
+        });
+        return;
+      case 'not_found':
+        throw new HttpError(404, 'person_not_found', result.message, { marketoId: id });
+      case 'rejected':
+        throw new HttpError(422, 'rejected_by_dynamics', result.message, { marketoId: id });
+      case 'busy':
+        await queue(result.message);
+        return;
+    }
+  });
+
+  return router;
+}
