@@ -11,6 +11,8 @@ import { createMarketoClient } from './connectors/marketo/marketo.client.ts';
 import { createMarketoPort } from './connectors/marketo/marketo.port.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
+import { ensureApiToken } from './graphql/auth.ts';
+import { createGraphQLHandler } from './graphql/handler.ts';
 import { createApp } from './http/app.ts';
 import { createHealth, type ConnectorProbe } from './http/health.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -18,6 +20,7 @@ import { projectPaths } from './paths.ts';
 import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox/sandbox.ts';
 import { createSyncEngine } from './sync/engine.ts';
 import { createMappingService } from './sync/mappings.ts';
+import { createOperatorActions } from './sync/operator.ts';
 import { createSyncPerson } from './sync/sync-person.ts';
 import { createSyncWorker, type SyncWorker } from './sync/worker.ts';
 import { createDynamicsWebhooks } from './webhooks/dynamics.ts';
@@ -35,6 +38,8 @@ export interface RunningService {
   /** the in-process simulators, in sandbox mode */
   sandbox: Sandbox | undefined;
   webhookSecrets: { marketo: string; dynamics: string };
+  /** bearer token for /graphql (configured, stored, or generated at first start) */
+  graphqlToken: string;
   /** reads both systems' field metadata again (column security or fields changed) */
   refreshMetadata(): void;
   /** stop intake, finish in-flight work, close the database; idempotent */
@@ -159,21 +164,52 @@ export async function startService(config: Config, options: ServiceOptions = {})
 
     let draining = false;
     const mode = config.sandbox ? 'sandbox' : 'live';
-    const health = createHealth({
-      db,
-      migrationsDir: paths.migrationsDir,
-      sandbox: config.sandbox,
-      probes: [
-        probe('marketo', mode, () => marketoClient.describeLeadFields()),
-        probe('dynamics', mode, () => dataverseClient.whoAmI()),
-      ],
-      draining: () => draining,
+    const probes = [
+      probe('marketo', mode, () => marketoClient.describeLeadFields()),
+      probe('dynamics', mode, () => dataverseClient.whoAmI()),
+    ];
+    const health = createHealth({ db, migrationsDir: paths.migrationsDir, sandbox: config.sandbox, probes, draining: () => draining });
+
+    const operator = createOperatorActions({ db, marketo, dynamics, mappings, owner, notify: () => worker.notify() });
+    const graphqlToken = await ensureApiToken(db.prisma, config.graphql.apiToken);
+    if (graphqlToken.generated) {
+      logger.warn({ graphqlApiToken: graphqlToken.token }, 'GraphQL API token generated and stored (shown once): send it as Authorization: Bearer <token>');
+    }
+    const graphql = createGraphQLHandler({
+      prisma: db.prisma,
+      logger: logger.child({ component: 'graphql' }),
+      apiToken: graphqlToken.token,
+      graphiql: config.env !== 'production',
+      bodyLimitBytes: config.server.bodyLimitBytes,
+      actions: {
+        requestPersonSync: operator.requestPersonSync,
+        resolveCollision: operator.resolveCollision,
+        validateFieldMapping: operator.validateFieldMapping,
+        requestSweep: () => Promise.resolve({ runId: null, message: 'the reconciliation sweep is not scheduled on this replica' }),
+        async scheduleBackfill(entity, canonicalField) {
+          await db.prisma.fieldMapping.update({
+            where: { entity_canonicalField: { entity, canonicalField } },
+            data: { backfillRequestedAt: new Date() },
+          });
+          mappings.invalidate(entity);
+        },
+        fieldMappingChanged: (entity) => mappings.invalidate(entity),
+      },
+      async connectorHealth() {
+        return Object.fromEntries(await Promise.all(probes.map(async (p) => [p.name, await p.check()] as const)));
+      },
+      apiUsage: () =>
+        Promise.resolve({
+          marketo: { callsToday: marketoClient.stats().dailyCalls, dailyQuota: config.marketo.dailyQuota },
+          dynamics: { calls: dataverseClient.stats().totalCalls },
+        }),
     });
     const app = createApp({
       logger,
       health,
       bodyLimitBytes: config.server.bodyLimitBytes,
       draining: () => draining,
+      graphql: graphql.middleware,
       webhooks: {
         marketo: createMarketoWebhooks({ db, secret: webhookSecrets.marketo, syncPerson, logger, notify: () => worker.notify() }),
         dynamics: createDynamicsWebhooks({ db, secret: webhookSecrets.dynamics, syncUserId: () => syncUserId, notify: () => worker.notify() }),
@@ -218,7 +254,17 @@ export async function startService(config: Config, options: ServiceOptions = {})
       })();
       return stopping;
     };
-    return { url, db, logger, worker, sandbox, webhookSecrets, refreshMetadata: () => mappings.invalidate(), stop };
+    return {
+      url,
+      db,
+      logger,
+      worker,
+      sandbox,
+      webhookSecrets,
+      graphqlToken: graphqlToken.token,
+      refreshMetadata: () => mappings.invalidate(),
+      stop,
+    };
   } catch (error) {
     await closeAll();
     throw error;

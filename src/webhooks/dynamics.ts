@@ -39,7 +39,10 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
       return { kind: 'ignored', reason: `message ${body.MessageName} is not synced` };
     }
     const parsed = parseDataverseWebhook(req.body);
-    if (!parsed.ok) return { kind: 'invalid', path: parsed.path, message: parsed.message };
+    if (!parsed.ok) {
+      const path = parsed.path.startsWith('$') ? parsed.path : `$.${parsed.path}`.replace(/\.\[/g, '[');
+      return { kind: 'invalid', path, message: parsed.message };
+    }
     const notice = parsed.notice;
     if (!handledEntities.has(notice.entity)) return { kind: 'ignored', reason: `table ${notice.entity} is not synced` };
     const syncUser = deps.syncUserId();

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseDataverseWebhook, parseWcfDate } from '../../src/connectors/dynamics/index.ts';
 
-const sample = JSON.parse(readFileSync('/work/shared/reference/samples/dataverse-webhook-contact-update.json', 'utf8')) as Record<string, unknown>;
+const sample = JSON.parse(readFileSync(new URL('../fixtures/dataverse-webhook-contact-update.json', import.meta.url), 'utf8')) as Record<string, unknown>;
 
 describe('parseDataverseWebhook', () => {
   it('turns the documented contact Update sample into a plain notice', () => {

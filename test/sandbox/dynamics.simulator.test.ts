@@ -272,7 +272,7 @@ describe('Dataverse simulator webhooks', () => {
     });
     expect(updated!.headers['x-ms-correlation-request-id']).toBe((updated!.body as { CorrelationId: string }).CorrelationId);
 
-    const sample = JSON.parse(readFileSync('/work/shared/reference/samples/dataverse-webhook-contact-update.json', 'utf8')) as Record<string, unknown>;
+    const sample = JSON.parse(readFileSync(new URL('../fixtures/dataverse-webhook-contact-update.json', import.meta.url), 'utf8')) as Record<string, unknown>;
     const topKeys = (o: unknown) => Object.keys(o as object).sort();
     expect(topKeys(updated!.body)).toEqual(topKeys(sample));
     const target = (updated!.body as Json).InputParameters[0].value;

@@ -1,0 +1,83 @@
+import type { PrismaClient } from '../db/generated/client.ts';
+import type { ConnectorHealth } from '../http/health.ts';
+import type { Logger } from '../logger.ts';
+import type { LinkedEntity } from '../sync/policy.ts';
+import type { Side } from '../sync/merge.ts';
+import type { Loaders } from './loaders.ts';
+
+/** A field mapping as an admin submits it; validated against both systems before it is stored. */
+export interface FieldMappingDraft {
+  entity: LinkedEntity;
+  canonicalField: string;
+  marketoField: string;
+  dynamicsAttribute: string;
+  direction: 'BOTH' | 'MARKETO_TO_DYNAMICS' | 'DYNAMICS_TO_MARKETO';
+  /** null: the entity's rule (lead -> Marketo wins, contact -> Dynamics wins) */
+  collisionWinner: Side | null;
+  enabled: boolean;
+  /** Dynamics option value -> Marketo string, for choice columns */
+  valueMap: Record<string, string> | null;
+}
+
+export type FieldMappingValidation = { ok: true } | { ok: false; reason: string };
+
+/**
+ * What the API asks the engine and the sweep to do. Plain async functions, so the composition
+ * root wires the real engine and tests pass small fakes. Expected refusals are values; a throw is
+ * a bug and reaches the caller as a masked "Unexpected error".
+ */
+export interface SyncActions {
+  /** enqueue an OPERATOR re-sync of one person (through the normal conflict-safe path) */
+  requestPersonSync(marketoId: number): Promise<{ eventId: string }>;
+  /** run a sweep now on the leader; runId null when none was started (message says why) */
+  requestSweep(): Promise<{ runId: string | null; message: string }>;
+  /** re-apply a collision's losing value on purpose, keeping the named side's value */
+  resolveCollision(activityId: string, keep: Side): Promise<{ ok: boolean; error?: string | undefined }>;
+  /** checks a mapping against both systems' live metadata and the sync user's access */
+  validateFieldMapping(draft: FieldMappingDraft): Promise<FieldMappingValidation>;
+  /** the next sweep copies this field for every link of the entity, from the winning side */
+  scheduleBackfill(entity: LinkedEntity, canonicalField: string): Promise<void>;
+  /** after a mapping was stored: drop cached mappings of the entity (MappingService.invalidate) */
+  fieldMappingChanged?: (entity: LinkedEntity) => void;
+}
+
+export interface ApiUsage {
+  marketo: { callsToday: number; dailyQuota: number };
+  dynamics: { calls: number };
+}
+
+export interface GraphQLDeps {
+  prisma: PrismaClient;
+  logger: Logger;
+  /** the bearer token every request must carry (see ensureApiToken) */
+  apiToken: string;
+  /** serve GraphiQL on GET /graphql from a browser (outside production) */
+  graphiql: boolean;
+  actions: SyncActions;
+  /** per connector name (marketo, dynamics); implementations cache, like /readyz probes */
+  connectorHealth(): Promise<Record<string, ConnectorHealth>>;
+  apiUsage(): Promise<ApiUsage>;
+  /** largest request body accepted, in bytes; default 256 KiB */
+  bodyLimitBytes?: number;
+  /** where the handler is mounted; default /graphql */
+  endpoint?: string;
+  limits?: Partial<GraphQLLimits>;
+}
+
+/** Query limits (graphql-armor). The person view nests 6 deep; 10 leaves room for fragments. */
+export interface GraphQLLimits {
+  maxDepth: number;
+  /** graphql-armor cost units: 2 per object, 1 per scalar, times 1.5 per level of depth */
+  maxCost: number;
+  maxAliases: number;
+  maxTokens: number;
+}
+
+export const defaultLimits: GraphQLLimits = { maxDepth: 10, maxCost: 5000, maxAliases: 15, maxTokens: 2000 };
+
+export interface GraphQLContext {
+  deps: GraphQLDeps;
+  prisma: PrismaClient;
+  /** per request, so batching never leaks data between callers */
+  loaders: Loaders;
+}

@@ -1,0 +1,91 @@
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import express, { type Request as ExpressRequest, type RequestHandler, type Response as ExpressResponse } from 'express';
+import { createYoga, maskError, shouldRenderGraphiQL, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { bearerMatches } from './auth.ts';
+import { defaultLimits, type GraphQLContext, type GraphQLDeps } from './context.ts';
+import { createLoaders } from './loaders.ts';
+import { buildSchema } from './schema.ts';
+
+// /graphql: graphql-yoga over the Pothos schema. The bearer check runs before anything is parsed,
+// graphql-armor bounds depth, cost, aliases and tokens during validation, and every error that is
+// not a GraphQLError we raised on purpose reaches the caller as "Unexpected error." (and the log).
+
+export type { GraphQLDeps } from './context.ts';
+
+/** GraphQL operations are small; this bounds what an (authenticated or not) client can make us buffer. */
+export const DEFAULT_BODY_LIMIT_BYTES = 256 * 1024;
+
+type ServerContext = { req: ExpressRequest; res: ExpressResponse };
+
+export interface GraphQLHandler {
+  /** mount with `app.use('/graphql', handler.middleware)` (the path must match deps.endpoint) */
+  middleware: RequestHandler;
+  yoga: YogaServerInstance<ServerContext, GraphQLContext>;
+}
+
+function unauthorized(fetchAPI: { Response: typeof Response }): Response {
+  const body = { errors: [{ message: 'missing or invalid bearer token: send Authorization: Bearer <GRAPHQL_API_TOKEN>', extensions: { code: 'UNAUTHENTICATED' } }] };
+  return new fetchAPI.Response(JSON.stringify(body), {
+    status: 401,
+    headers: { 'content-type': 'application/json; charset=utf-8', 'www-authenticate': 'Bearer realm="graphql"' },
+  });
+}
+
+export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
+  const limits = { ...defaultLimits, ...deps.limits };
+  const endpoint = deps.endpoint ?? '/graphql';
+
+  const auth: Plugin = {
+    onRequest(payload) {
+      const { request } = payload;
+      // The GraphiQL page is static HTML: it executes nothing, and its own requests carry the token.
+      if (deps.graphiql && shouldRenderGraphiQL(request)) return;
+      if (!bearerMatches(deps.apiToken, request.headers.get('authorization'))) payload.endResponse(unauthorized(payload.fetchAPI));
+    },
+  };
+
+  const yoga = createYoga<ServerContext, GraphQLContext>({
+    schema: buildSchema(),
+    graphqlEndpoint: endpoint,
+    graphiql: deps.graphiql ? { title: 'marketo-dynamics-sync', headers: JSON.stringify({ Authorization: 'Bearer <GRAPHQL_API_TOKEN>' }) } : false,
+    landingPage: false,
+    // one operation per request, so the armor limits are per request too
+    batching: false,
+    logging: {
+      debug: (...args: unknown[]) => deps.logger.debug({ args }, 'graphql'),
+      info: (...args: unknown[]) => deps.logger.info({ args }, 'graphql'),
+      warn: (...args: unknown[]) => deps.logger.warn({ args }, 'graphql'),
+      error: (...args: unknown[]) => deps.logger.error({ args }, 'graphql'),
+    },
+    maskedErrors: {
+      maskError(error, message, isDev) {
+        // duck-typed: graphql may be loaded twice (ESM and CJS), so instanceof is not reliable here
+        const isGraphQLError = (value: unknown): value is { originalError?: unknown } => value instanceof Error && value.name === 'GraphQLError';
+        const original = isGraphQLError(error) ? error.originalError : error;
+        if (original && !isGraphQLError(original)) deps.logger.error({ err: original }, 'GraphQL resolver failed');
+        return maskError(error, message, isDev);
+      },
+    },
+    context: () => ({ deps, prisma: deps.prisma, loaders: createLoaders(deps.prisma) }),
+    plugins: [
+      auth,
+      EnvelopArmorPlugin({
+        maxDepth: { n: limits.maxDepth },
+        costLimit: { maxCost: limits.maxCost },
+        maxAliases: { n: limits.maxAliases },
+        maxTokens: { n: limits.maxTokens },
+        maxDirectives: { n: 10 },
+        blockFieldSuggestion: { enabled: true },
+      }),
+    ],
+  });
+
+  // yoga has no body size limit of its own: bodies are read here, bounded, before it sees them
+  // (a no-op when an outer express.json already parsed the body). Oversized -> 413 via `next`.
+  const router = express.Router();
+  router.use(express.json({ limit: deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, type: ['application/json', 'application/*+json'] }));
+  router.use((req, res, next) => {
+    yoga(req, res, { req, res }).catch(next);
+  });
+  return { middleware: router, yoga };
+}

@@ -1,0 +1,20 @@
+import type { GraphQLSchema } from 'graphql';
+import { createBuilder } from './builder.ts';
+import { addInboxSchema } from './inbox.schema.ts';
+import { addLinkSchema } from './links.schema.ts';
+import { addMappingSchema } from './mappings.schema.ts';
+import { createRefs } from './refs.ts';
+import { addRunSchema } from './runs.schema.ts';
+
+/** The whole schema, code-first. `npm run graphql:print` writes it to schema.graphql. */
+export function buildSchema(): GraphQLSchema {
+  const builder = createBuilder();
+  builder.queryType({ description: 'Sync state: why did (or didn\'t) a person sync, and is the sync keeping up?' });
+  builder.mutationType({ description: 'Configuration and operator actions. Every mutation answers with `ok` and, when refused, `error`.' });
+  const refs = createRefs(builder);
+  addLinkSchema(builder, refs);
+  addInboxSchema(builder, refs);
+  addRunSchema(builder, refs);
+  addMappingSchema(builder, refs);
+  return builder.toSchema();
+}
