@@ -1,4 +1,3 @@
-import DataLoader from 'dataloader';
 import type { Database } from '../db/database.ts';
 import { ConnectorError } from '../connectors/errors.ts';
 import type { ClaimedChangeEvent } from '../inbox/inbox.ts';
@@ -14,6 +13,7 @@ import {
 import { createLink, findLink, findLinks, updateLink, type FieldOrigin, type Link, type LinkUpdate } from './links.ts';
 import { lockHolder, personKey, recordKey, tryLock, unlock } from './locks.ts';
 import type { EntityMapping, MappingService } from './mappings.ts';
+import { createCoalescer } from './coalesce.ts';
 import { merge, type BlockedValue, type FieldOutcome, type MergeResult, type Side } from './merge.ts';
 import type { LinkedEntity } from './policy.ts';
 import type { DynamicsPort, DynamicsRecordView, FieldBinding, MarketoPort, PersonRecord, PersonWriteResult } from './ports.ts';
@@ -149,47 +149,55 @@ export function createSyncEngine(options: EngineOptions) {
     return [...items.values()];
   }
 
+  // Reads and Marketo writes of all concurrent work (every item of every batch in flight) share
+  // calls: see coalesce.ts. One coalescer per entity, since each has its own field bindings.
+  type PersonWrite = { id: number; fields: CanonicalRecordFields };
+  const perEntity = <T>(make: (entity: LinkedEntity) => T) => {
+    const made = new Map<LinkedEntity, T>();
+    return (entity: LinkedEntity) => {
+      let value = made.get(entity);
+      if (!value) made.set(entity, (value = make(entity)));
+      return value;
+    };
+  };
+  const personReader = perEntity((entity) =>
+    createCoalescer<number, PersonRecord>(
+      async (ids) => marketo.readPersons(ids, (await mappings.forEntity(entity)).bindings),
+      { maxBatch: 300, maxInFlight: 2 },
+    ),
+  );
+  const recordReader = perEntity((entity) =>
+    createCoalescer<string, DynamicsRecordView>(
+      async (ids) => dynamics.readRecords(entity, ids, (await mappings.forEntity(entity)).bindings),
+      { maxBatch: 100, maxInFlight: 4 },
+    ),
+  );
+  const personWriter = perEntity((entity) =>
+    createCoalescer<PersonWrite, PersonWriteResult>(
+      async (updates) => {
+        const results = await marketo.updatePersons(updates, (await mappings.forEntity(entity)).bindings);
+        return new Map(updates.map((u, i) => [u, results[i]!]));
+      },
+      { maxBatch: 300, maxInFlight: 2 },
+    ),
+  );
+  const readPerson = async (entity: LinkedEntity, id: number) => (await personReader(entity).load(id)) ?? null;
+  const readRecord = async (entity: LinkedEntity, id: string) => (await recordReader(entity).load(id)) ?? null;
+
   async function prefetch(items: readonly WorkItem[]): Promise<Prefetched> {
     const result: Prefetched = { persons: new Map(), records: new Map() };
     const reads: Promise<void>[] = [];
-    for (const entity of ['LEAD', 'CONTACT'] as const) {
-      const linked = items.flatMap((i) => (i.subject.kind === 'link' && i.subject.link.entity === entity ? [i.subject.link] : []));
-      const unlinked = items.flatMap((i) => (i.subject.kind === 'dynamics' && i.subject.entity === entity ? [i.subject.id] : []));
-      const personIds = linked.map((l) => l.marketoId);
-      const recordIds = [...linked.map((l) => l.dynamicsId), ...unlinked];
-      if (personIds.length === 0 && recordIds.length === 0) continue;
-      reads.push(
-        (async () => {
-          const mapping = await mappings.forEntity(entity);
-          const [persons, records] = await Promise.all([
-            personIds.length ? marketo.readPersons(personIds, mapping.bindings) : new Map<number, PersonRecord>(),
-            recordIds.length ? dynamics.readRecords(entity, recordIds, mapping.bindings) : new Map<string, DynamicsRecordView>(),
-          ]);
-          for (const id of personIds) result.persons.set(id, persons.get(id) ?? null);
-          for (const id of recordIds) result.records.set(id, records.get(id) ?? null);
-        })(),
-      );
+    for (const item of items) {
+      const s = item.subject;
+      if (s.kind === 'link') {
+        reads.push(readPerson(s.link.entity, s.link.marketoId).then((p) => void result.persons.set(s.link.marketoId, p)));
+        reads.push(readRecord(s.link.entity, s.link.dynamicsId).then((r) => void result.records.set(s.link.dynamicsId, r)));
+      } else if (s.kind === 'dynamics') {
+        reads.push(readRecord(s.entity, s.id).then((r) => void result.records.set(s.id, r)));
+      }
     }
     await Promise.all(reads);
     return result;
-  }
-
-  /** Marketo writes of concurrent items, coalesced into updatePersons calls of up to 300 records. */
-  function marketoWriter(bindings: readonly FieldBinding[]) {
-    return new DataLoader<{ id: number; fields: CanonicalRecordFields }, PersonWriteResult>(
-      async (updates) => marketo.updatePersons(updates, bindings),
-      { cache: false, maxBatchSize: 300, batchScheduleFn: (run) => setTimeout(run, 2) },
-    );
-  }
-
-  type Writers = Map<LinkedEntity, ReturnType<typeof marketoWriter>>;
-  async function writerFor(writers: Writers, entity: LinkedEntity) {
-    let writer = writers.get(entity);
-    if (!writer) {
-      writer = marketoWriter((await mappings.forEntity(entity)).bindings);
-      writers.set(entity, writer);
-    }
-    return writer;
   }
 
   async function persist(link: Link, update: LinkUpdate, entries: ActivityEntry[]): Promise<Link> {
@@ -291,16 +299,12 @@ export function createSyncEngine(options: EngineOptions) {
   }
 
   /** The heart: sync one linked pair. */
-  async function syncLink(link: Link, item: WorkItem, pre: Prefetched, writers: Writers): Promise<EventOutcome> {
+  async function syncLink(link: Link, item: WorkItem, pre: Prefetched): Promise<EventOutcome> {
     const eventId = item.events[0]?.id ?? null;
     const subject = subjectOf(link, item, eventId);
     const mapping = await mappings.forEntity(link.entity);
-    let person = pre.persons.has(link.marketoId)
-      ? pre.persons.get(link.marketoId)!
-      : ((await marketo.readPersons([link.marketoId], mapping.bindings)).get(link.marketoId) ?? null);
-    let record = pre.records.has(link.dynamicsId)
-      ? pre.records.get(link.dynamicsId)!
-      : ((await dynamics.readRecords(link.entity, [link.dynamicsId], mapping.bindings)).get(link.dynamicsId) ?? null);
+    let person = pre.persons.has(link.marketoId) ? pre.persons.get(link.marketoId)! : await readPerson(link.entity, link.marketoId);
+    let record = pre.records.has(link.dynamicsId) ? pre.records.get(link.dynamicsId)! : await readRecord(link.entity, link.dynamicsId);
 
     if (!record) return dynamicsDeleted(link, person, subject);
     if (link.status === 'DELETED_IN_DYNAMICS') return { status: 'done', linkId: link.id, note: 'the Dynamics record is deleted' };
@@ -334,7 +338,7 @@ export function createSyncEngine(options: EngineOptions) {
         } catch (error) {
           if (error instanceof ConnectorError && error.kind === 'conflict' && attempt < maxConflictRetries) {
             // Someone changed the record since we read it: read it again and merge again.
-            record = (await dynamics.readRecords(link.entity, [link.dynamicsId], mapping.bindings)).get(link.dynamicsId) ?? null;
+            record = await readRecord(link.entity, link.dynamicsId);
             if (!record) return dynamicsDeleted(link, person, subject);
             continue;
           }
@@ -343,8 +347,11 @@ export function createSyncEngine(options: EngineOptions) {
         }
       }
       if (Object.keys(result.writes.MARKETO).length > 0) {
-        const writer = await writerFor(writers, link.entity);
-        const written = await writer.load({ id: link.marketoId, fields: result.writes.MARKETO });
+        const written = (await personWriter(link.entity).load({ id: link.marketoId, fields: result.writes.MARKETO })) ?? {
+          status: 'skipped' as const,
+          id: link.marketoId,
+          reasons: [{ code: 'none', message: 'Marketo returned no result for the record' }],
+        };
         if (written.status === 'skipped') {
           const message = written.reasons.map((r) => `${r.code} ${r.message}`).join('; ') || 'skipped';
           const refused = new Map(Object.keys(result.writes.MARKETO).map((f) => [f, message]));
@@ -414,7 +421,7 @@ export function createSyncEngine(options: EngineOptions) {
     const moved = await persist(link, { marketoId: created.id, status: 'ACTIVE', snapshot: {}, blocked: {}, synced: true }, [
       activity({ ...subject, marketoId: created.id }, 'CREATED_IN_MARKETO', `re-created in Marketo as person ${created.id} (person ${link.marketoId} had been deleted there) after the Dynamics ${entityLabel(link.entity)} changed`),
     ]);
-    return syncLink(moved, item, { persons: new Map(), records: new Map([[record.id, record]]) }, new Map());
+    return syncLink(moved, item, { persons: new Map(), records: new Map([[record.id, record]]) });
   }
 
   async function createPersonFrom(
@@ -440,11 +447,10 @@ export function createSyncEngine(options: EngineOptions) {
     id: string,
     item: WorkItem,
     pre: Prefetched,
-    writers: Writers,
     holder: string,
   ): Promise<EventOutcome> {
     const mapping = await mappings.forEntity(entity);
-    const record = pre.records.has(id) ? pre.records.get(id)! : ((await dynamics.readRecords(entity, [id], mapping.bindings)).get(id) ?? null);
+    const record = pre.records.has(id) ? pre.records.get(id)! : await readRecord(entity, id);
     const base = subjectOf(null, item, item.events[0]?.id ?? null);
     if (!record) return { status: 'done', linkId: null, note: `the Dynamics ${entityLabel(entity)} no longer exists` };
     const created = item.events.some((e) => e.operation === 'CREATE');
@@ -461,7 +467,7 @@ export function createSyncEngine(options: EngineOptions) {
           const moved = await persist(leadLink, { entity: 'CONTACT', dynamicsId: record.id, status: 'ACTIVE', dynamicsEtag: null }, [
             activity(subjectOf(leadLink, item, base.changeEventId), 'LINK_MOVED', `lead ${leadLink.dynamicsId} was qualified into contact ${record.id}: the person now syncs with the contact`),
           ]);
-          return await syncLink(moved, item, { persons: pre.persons, records: new Map([[record.id, record]]) }, writers);
+          return await syncLink(moved, item, { persons: pre.persons, records: new Map([[record.id, record]]) });
         } finally {
           await unlock(db.prisma, [personKey(leadLink.marketoId), recordKey(leadLink.dynamicsId)], holder);
         }
@@ -510,7 +516,7 @@ export function createSyncEngine(options: EngineOptions) {
         ]);
         return linked;
       });
-      return await syncLink(link, item, { persons: pre.persons, records: new Map([[record.id, record]]) }, writers);
+      return await syncLink(link, item, { persons: pre.persons, records: new Map([[record.id, record]]) });
     } finally {
       await unlock(db.prisma, [personKey(marketoId)], holder);
     }
@@ -523,28 +529,53 @@ export function createSyncEngine(options: EngineOptions) {
     return [personKey(s.id)];
   }
 
-  async function syncItem(item: WorkItem, pre: Prefetched, writers: Writers): Promise<EventOutcome> {
-    const keys = lockKeysOf(item);
-    const holder = lockHolder(options.owner);
-    if (!(await tryLock(db.prisma, keys, holder, lockLeaseMs))) return { status: 'busy' };
+  /** Syncs one item whose leases are held, from reads made after they were taken. */
+  async function syncItem(item: WorkItem, pre: Prefetched, holder: string): Promise<EventOutcome> {
     try {
       const s = item.subject;
-      if (s.kind === 'link') {
-        // The link may have changed while the batch waited for its lock: use the stored one.
-        const current = await findLink(db.prisma, { marketoId: s.link.marketoId });
-        if (!current || current.id !== s.link.id) return { status: 'retry', reason: 'the link changed while queued', retryAfterMs: 0 };
-        return await syncLink(current, item, pre, writers);
-      }
-      if (s.kind === 'dynamics') return await syncUnlinkedRecord(s.entity, s.id, item, pre, writers, holder);
+      if (s.kind === 'link') return await syncLink(s.link, item, pre);
+      if (s.kind === 'dynamics') return await syncUnlinkedRecord(s.entity, s.id, item, pre, holder);
       // Unlinked Marketo persons are not pushed: only Sync Person to Microsoft creates them in Dynamics.
       return { status: 'done', linkId: null, note: 'the person is not linked to Dynamics; only Sync Person to Microsoft creates it there' };
     } catch (error) {
-      const outcome = outcomeForError(error);
-      logger.warn({ err: error, keys, events: item.events.map((e) => e.id) }, 'sync of an item failed');
-      return outcome;
-    } finally {
-      await unlock(db.prisma, keys, holder);
+      logger.warn({ err: error, events: item.events.map((e) => e.id) }, 'sync of an item failed');
+      return outcomeForError(error);
     }
+  }
+
+  /**
+   * Takes each item's leases, then reloads its link: everything the merge reads (link snapshot,
+   * both records) must be read after the lease is held, or a sync that finished meanwhile would
+   * be undone from stale values. Items whose records are busy elsewhere come back as `busy`.
+   */
+  async function lockItems(items: WorkItem[]): Promise<{ locked: { item: WorkItem; holder: string; keys: string[] }[]; busy: WorkItem[]; moved: WorkItem[] }> {
+    const attempts = await Promise.all(
+      items.map(async (item) => {
+        const keys = lockKeysOf(item);
+        const holder = lockHolder(options.owner);
+        return { item, keys, holder, ok: await tryLock(db.prisma, keys, holder, lockLeaseMs) };
+      }),
+    );
+    const locked = attempts.filter((a) => a.ok);
+    const busy = attempts.filter((a) => !a.ok).map((a) => a.item);
+    const linkItems = locked.filter((a) => a.item.subject.kind === 'link');
+    const fresh = await findLinks(db.prisma, {
+      marketoIds: linkItems.map((a) => (a.item.subject as { link: Link }).link.marketoId),
+    });
+    const byId = new Map(fresh.map((l) => [l.id, l]));
+    const moved: WorkItem[] = [];
+    const kept = locked.filter((a) => {
+      if (a.item.subject.kind !== 'link') return true;
+      const current = byId.get(a.item.subject.link.id);
+      if (current && current.marketoId === a.item.subject.link.marketoId && current.dynamicsId === a.item.subject.link.dynamicsId) {
+        a.item.subject = { kind: 'link', link: current };
+        return true;
+      }
+      moved.push(a.item);
+      return false;
+    });
+    await Promise.all(locked.filter((a) => !kept.includes(a)).map((a) => unlock(db.prisma, a.keys, a.holder)));
+    return { locked: kept, busy, moved };
   }
 
   return {
@@ -552,24 +583,31 @@ export function createSyncEngine(options: EngineOptions) {
     async syncBatch(events: readonly ClaimedChangeEvent[]): Promise<Map<string, EventOutcome>> {
       const outcomes = new Map<string, EventOutcome>();
       if (events.length === 0) return outcomes;
-      let items: WorkItem[];
-      let pre: Prefetched;
+      const setAll = (item: WorkItem, outcome: EventOutcome) => item.events.forEach((e) => outcomes.set(e.id, outcome));
+      let held: Awaited<ReturnType<typeof lockItems>>['locked'] = [];
       try {
-        items = await plan(events);
-        pre = await prefetch(items);
+        const planned = await lockItems(await plan(events));
+        held = planned.locked;
+        planned.busy.forEach((item) => setAll(item, { status: 'busy' }));
+        // The link moved or was re-pointed since the events were grouped: group them again.
+        planned.moved.forEach((item) => setAll(item, { status: 'busy' }));
+        let pre: Prefetched;
+        try {
+          pre = await prefetch(held.map((h) => h.item));
+        } catch (error) {
+          logger.warn({ err: error, events: events.length }, 'reading a batch failed');
+          const outcome = outcomeForError(error);
+          held.forEach((h) => setAll(h.item, outcome));
+          return outcomes;
+        }
+        await Promise.all(held.map(async (h) => setAll(h.item, await syncItem(h.item, pre, h.holder))));
       } catch (error) {
+        logger.warn({ err: error, events: events.length }, 'syncing a batch failed');
         const outcome = outcomeForError(error);
-        logger.warn({ err: error, events: events.length }, 'reading a batch failed');
-        for (const e of events) outcomes.set(e.id, outcome);
-        return outcomes;
+        for (const e of events) if (!outcomes.has(e.id)) outcomes.set(e.id, outcome);
+      } finally {
+        await Promise.all(held.map((h) => unlock(db.prisma, h.keys, h.holder)));
       }
-      const writers: Writers = new Map();
-      await Promise.all(
-        items.map(async (item) => {
-          const outcome = await syncItem(item, pre, writers);
-          for (const e of item.events) outcomes.set(e.id, outcome);
-        }),
-      );
       return outcomes;
     },
     syncUserId,

@@ -19,6 +19,11 @@ export interface WorkerOptions {
   leaseMs: number;
   maxAttempts: number;
   pollMs: number;
+  /**
+   * Batches in flight at once on this replica: while one waits for a rate-limited API, the next
+   * is claimed and its reads join the waiting calls (see coalesce.ts).
+   */
+  concurrency?: number;
   /** how long an event whose record is busy elsewhere waits before it is claimable again */
   busyDelayMs?: number;
 }
@@ -34,8 +39,8 @@ export interface BatchReport {
 export function createSyncWorker(options: WorkerOptions) {
   const { db, engine, logger } = options;
   let running = false;
-  let loop: Promise<void> | undefined;
-  let wake: (() => void) | undefined;
+  let loops: Promise<void>[] = [];
+  const sleepers = new Set<() => void>();
 
   async function syncPersonEvent(event: ClaimedChangeEvent): Promise<EventOutcome> {
     const payload = (event.payload ?? {}) as { syncAs?: string; assignTo?: string };
@@ -141,7 +146,7 @@ export function createSyncWorker(options: WorkerOptions) {
     start(): void {
       if (running) return;
       running = true;
-      loop = (async () => {
+      loops = Array.from({ length: options.concurrency ?? 2 }, async () => {
         while (running) {
           let claimed = 0;
           try {
@@ -151,25 +156,29 @@ export function createSyncWorker(options: WorkerOptions) {
           }
           if (claimed === 0 && running) {
             await new Promise<void>((resolve) => {
-              const timer = setTimeout(resolve, options.pollMs);
-              wake = () => {
+              const wake = () => {
                 clearTimeout(timer);
+                sleepers.delete(wake);
                 resolve();
               };
+              const timer = setTimeout(wake, options.pollMs);
+              sleepers.add(wake);
             });
-            wake = undefined;
           }
         }
-      })();
+      });
     },
     /** An event was just enqueued: look now rather than at the next poll. */
     notify(): void {
-      wake?.();
+      for (const wake of sleepers) {
+        wake();
+        return;
+      }
     },
     async stop(): Promise<void> {
       running = false;
-      wake?.();
-      await loop;
+      for (const wake of [...sleepers]) wake();
+      await Promise.all(loops);
     },
   };
 }

@@ -160,12 +160,19 @@ export function createMarketoClient(options: MarketoClientOptions) {
   };
   const skewMs = options.tokenRefreshSkewMs ?? 60_000;
 
-  // one limiter for every call this client makes: the instance limits are shared anyway
+  // One limiter for every call this client makes: the instance limits are shared anyway. A
+  // leaky bucket rather than a per-window refill: a refill lets a burst spend the whole window's
+  // budget in a second and then stalls everything for the rest of it, while a steady drip keeps
+  // calls flowing and lets callers batch more per call under load. The small burst keeps an idle
+  // service quick; any 20 s then holds at most a quarter more than our share (well inside the
+  // instance limit, which our share is half of by default).
+  const burst = Math.max(1, Math.floor(callsPerWindow / 4));
   const limiter = new Bottleneck({
     maxConcurrent: options.limits?.maxConcurrent ?? 5,
-    reservoir: callsPerWindow,
-    reservoirRefreshAmount: callsPerWindow,
-    reservoirRefreshInterval: windowMs,
+    reservoir: burst,
+    reservoirIncreaseAmount: 1,
+    reservoirIncreaseInterval: Math.max(1, Math.floor(windowMs / callsPerWindow)),
+    reservoirIncreaseMaximum: burst,
   });
 
   let token: { value: string; refreshAt: number } | undefined;
