@@ -16,7 +16,7 @@ import type { EntityMapping, MappingService } from './mappings.ts';
 import { createCoalescer } from './coalesce.ts';
 import { merge, type BlockedValue, type FieldOutcome, type MergeResult, type Side } from './merge.ts';
 import type { LinkedEntity } from './policy.ts';
-import type { DynamicsPort, DynamicsRecordView, FieldBinding, MarketoPort, PersonRecord, PersonWriteResult } from './ports.ts';
+import type { DynamicsPort, DynamicsRecordView, MarketoPort, PersonRecord, PersonWriteResult } from './ports.ts';
 import type { CanonicalRecordFields } from './values.ts';
 
 // The orchestrating half of the engine: one work item per person/record, read both sides, merge,
