@@ -126,6 +126,17 @@ export async function complete(db: Db, id: string, owner: string, linkId?: strin
   return count === 1;
 }
 
+/** Marks many claimed events done in one statement; returns how many this owner still held. */
+export async function completeMany(db: Db, done: readonly { id: string; linkId?: string | null }[], owner: string): Promise<number> {
+  if (done.length === 0) return 0;
+  return db.$executeRaw`
+    UPDATE change_event e
+       SET status = 'DONE', "leaseOwner" = NULL, "completedAt" = now(), "updatedAt" = now(),
+           "linkId" = coalesce(d.link_id, e."linkId")
+      FROM unnest(${done.map((d) => d.id)}::uuid[], ${done.map((d) => d.linkId ?? null)}::uuid[]) AS d(id, link_id)
+     WHERE e.id = d.id AND e.status = 'PROCESSING' AND e."leaseOwner" = ${owner}`;
+}
+
 export interface FailOptions {
   maxAttempts: number;
   /** the vendor's Retry-After, if it gave one */

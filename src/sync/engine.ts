@@ -11,7 +11,7 @@ import {
   type ActivitySubject,
 } from './activities.ts';
 import { createLink, findLink, findLinks, updateLink, type FieldOrigin, type Link, type LinkUpdate } from './links.ts';
-import { lockHolder, personKey, recordKey, tryLock, unlock } from './locks.ts';
+import { lockHolder, personKey, recordKey, tryLock, unlock, unlockAll } from './locks.ts';
 import type { EntityMapping, MappingService } from './mappings.ts';
 import { createCoalescer } from './coalesce.ts';
 import { merge, type BlockedValue, type FieldOutcome, type MergeResult, type Side } from './merge.ts';
@@ -574,7 +574,7 @@ export function createSyncEngine(options: EngineOptions) {
       moved.push(a.item);
       return false;
     });
-    await Promise.all(locked.filter((a) => !kept.includes(a)).map((a) => unlock(db.prisma, a.keys, a.holder)));
+    await unlockAll(db.prisma, locked.filter((a) => !kept.includes(a)));
     return { locked: kept, busy, moved };
   }
 
@@ -606,7 +606,7 @@ export function createSyncEngine(options: EngineOptions) {
         const outcome = outcomeForError(error);
         for (const e of events) if (!outcomes.has(e.id)) outcomes.set(e.id, outcome);
       } finally {
-        await Promise.all(held.map((h) => unlock(db.prisma, h.keys, h.holder)));
+        await unlockAll(db.prisma, held);
       }
       return outcomes;
     },

@@ -11,28 +11,34 @@ export const recordKey = (dynamicsId: string) => `dyn:${dynamicsId.toLowerCase()
 /** A holder name for one piece of work: leases are not re-entrant, even within one process. */
 export const lockHolder = (owner: string) => `${owner}:${randomUUID()}`;
 
-/** Takes every key or none (sorted, all-or-nothing, so two claimers can never deadlock). */
+/** Takes every key or none, in one statement: no partial hold can survive a failed attempt. */
 export async function tryLock(db: Db, keys: readonly string[], owner: string, leaseMs: number): Promise<boolean> {
-  const taken: string[] = [];
-  for (const key of [...new Set(keys)].sort()) {
-    const rows = await db.$queryRaw<{ key: string }[]>`
-      INSERT INTO record_lock (key, owner, "expiresAt")
-      VALUES (${key}, ${owner}, now() + make_interval(secs => ${leaseMs / 1000}::float8))
-      ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, "expiresAt" = EXCLUDED."expiresAt"
-       WHERE record_lock."expiresAt" < now()
-      RETURNING key`;
-    if (rows.length === 0) {
-      await unlock(db, taken, owner);
-      return false;
-    }
-    taken.push(key);
-  }
-  return true;
+  const wanted = [...new Set(keys)];
+  if (wanted.length === 0) return true;
+  const taken = await db.$queryRaw<{ key: string }[]>`
+    INSERT INTO record_lock (key, owner, "expiresAt")
+    SELECT k, ${owner}, now() + make_interval(secs => ${leaseMs / 1000}::float8) FROM unnest(${wanted}::text[]) AS k
+    ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, "expiresAt" = EXCLUDED."expiresAt"
+     WHERE record_lock."expiresAt" < now()
+    RETURNING key`;
+  if (taken.length === wanted.length) return true;
+  await unlock(db, taken.map((t) => t.key), owner);
+  return false;
 }
 
 export async function unlock(db: Db, keys: readonly string[], owner: string): Promise<void> {
   if (keys.length === 0) return;
-  await db.$executeRaw`DELETE FROM record_lock WHERE key = ANY(${`{${keys.map((k) => `"${k}"`).join(',')}}`}::text[]) AND owner = ${owner}`;
+  await db.$executeRaw`DELETE FROM record_lock WHERE key = ANY(${[...keys]}::text[]) AND owner = ${owner}`;
+}
+
+/** Releases many holders' keys at once (the end of a batch). */
+export async function unlockAll(db: Db, held: readonly { keys: readonly string[]; holder: string }[]): Promise<void> {
+  const keys = held.flatMap((h) => h.keys);
+  const owners = held.flatMap((h) => h.keys.map(() => h.holder));
+  if (keys.length === 0) return;
+  await db.$executeRaw`
+    DELETE FROM record_lock l USING unnest(${keys}::text[], ${owners}::text[]) AS h(key, owner)
+     WHERE l.key = h.key AND l.owner = h.owner`;
 }
 
 /** Waits for the keys (the synchronous Sync Person webhook must not give up at the first try). */

@@ -1,5 +1,5 @@
 import type { Database } from '../db/database.ts';
-import { claim, complete, fail, release, type ClaimedChangeEvent } from '../inbox/inbox.ts';
+import { claim, completeMany, fail, release, type ClaimedChangeEvent } from '../inbox/inbox.ts';
 import type { Logger } from '../logger.ts';
 import { activity, recordActivities } from './activities.ts';
 import { outcomeForError, type EventOutcome, type SyncEngine } from './engine.ts';
@@ -69,7 +69,7 @@ export function createSyncWorker(options: WorkerOptions) {
   async function record(event: ClaimedChangeEvent, outcome: EventOutcome, report: BatchReport): Promise<void> {
     switch (outcome.status) {
       case 'done':
-        await complete(db.prisma, event.id, options.owner, outcome.linkId ?? undefined);
+        // completed together, in one statement, by runOnce
         report.done++;
         return;
       case 'busy':
@@ -123,10 +123,13 @@ export function createSyncWorker(options: WorkerOptions) {
       Promise.all(flowActions.map(async (e) => [e.id, await syncPersonEvent(e)] as const)),
     ]);
     const outcomes = new Map([...batchOutcomes, ...personOutcomes]);
+    const done: { id: string; linkId: string | null }[] = [];
     for (const event of events) {
       const outcome = outcomes.get(event.id) ?? { status: 'retry', reason: 'no outcome for the event (bug)' };
+      if (outcome.status === 'done') done.push({ id: event.id, linkId: outcome.linkId });
       await record(event, outcome, report);
     }
+    await completeMany(db.prisma, done, options.owner);
     logger.debug({ ...report }, 'inbox batch synced');
     return report;
   }

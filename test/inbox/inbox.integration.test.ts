@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
-import { claim, complete, enqueue, fail, inboxStats, release, replay, type NewChangeEvent } from '../../src/inbox/inbox.ts';
+import { claim, complete, completeMany, enqueue, fail, inboxStats, release, replay, type NewChangeEvent } from '../../src/inbox/inbox.ts';
 import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
 
 const event = (n: number, extra: Partial<NewChangeEvent> = {}): NewChangeEvent => ({
@@ -58,6 +58,16 @@ describe.each(testEngines())('the inbox on %s', (engine) => {
     const row = await db.prisma.changeEvent.findUniqueOrThrow({ where: { id: claimed!.id } });
     expect(row.status).toBe('DONE');
     expect(row.completedAt).not.toBeNull();
+  });
+
+  it('completes a whole batch at once, only the events this worker still holds', async () => {
+    for (const n of [1, 2, 3]) await enqueue(db.prisma, event(n));
+    const mine = await claim(db.prisma, { ...options, batchSize: 2 });
+    const theirs = await claim(db.prisma, { ...options, owner: 'worker-b' });
+    const count = await completeMany(db.prisma, [...mine, ...theirs].map((e) => ({ id: e.id, linkId: null })), options.owner);
+    expect(count).toBe(2);
+    expect(await db.prisma.changeEvent.count({ where: { status: 'DONE' } })).toBe(2);
+    expect(await db.prisma.changeEvent.findUniqueOrThrow({ where: { id: theirs[0]!.id } })).toMatchObject({ status: 'PROCESSING', leaseOwner: 'worker-b' });
   });
 
   it('retries a failed event after its backoff, honouring the vendor Retry-After', async () => {
