@@ -74,6 +74,9 @@ const environmentSchema = z
     DYNAMICS_CLIENT_ID: optionalString,
     DYNAMICS_CLIENT_SECRET: optionalString,
     DYNAMICS_TOKEN_URL: httpsOrHttpUrl,
+    /** per-call timeout of the vendor clients; unset: Marketo 30-300 s by endpoint, Dynamics 120 s */
+    MARKETO_TIMEOUT_MS: z.preprocess(blankAsUnset, z.coerce.number().int().min(100).max(600_000).optional()),
+    DYNAMICS_TIMEOUT_MS: z.preprocess(blankAsUnset, z.coerce.number().int().min(100).max(600_000).optional()),
 
     MARKETO_WEBHOOK_SECRET: secret,
     DYNAMICS_WEBHOOK_SECRET: secret,
@@ -88,6 +91,8 @@ const environmentSchema = z
     INBOX_LEASE_SECONDS: int(5, 3_600, 60),
     INBOX_MAX_ATTEMPTS: int(1, 100, 8),
     INBOX_POLL_MS: int(10, 60_000, 200),
+    /** per-record lease of one sync; after a crash the record is busy until it expires */
+    SYNC_RECORD_LOCK_SECONDS: int(5, 3_600, 120),
     /** Marketo boolean set to true when the linked Dynamics record is deleted; "none" turns it off */
     MARKETO_DELETED_FLAG_FIELD: z.preprocess(blankAsUnset, z.string().default('microsoftIsDeleted')),
   });
@@ -156,8 +161,10 @@ export interface Config {
     dailyQuota: number;
     webhookSecret: string | undefined;
     deletedFlagField: string | null;
+    /** per-call timeout; undefined: the client's per-endpoint defaults */
+    timeoutMs: number | undefined;
   };
-  dynamics: { credentials: DynamicsCredentials | undefined; webhookSecret: string | undefined };
+  dynamics: { credentials: DynamicsCredentials | undefined; webhookSecret: string | undefined; timeoutMs: number | undefined };
   graphql: { apiToken: string | undefined };
   sync: {
     sweepCron: string;
@@ -167,6 +174,7 @@ export interface Config {
     inboxLeaseSeconds: number;
     inboxMaxAttempts: number;
     inboxPollMs: number;
+    recordLockMs: number;
   };
 }
 
@@ -229,8 +237,9 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       dailyQuota: env.MARKETO_DAILY_QUOTA,
       webhookSecret: env.MARKETO_WEBHOOK_SECRET,
       deletedFlagField: env.MARKETO_DELETED_FLAG_FIELD.toLowerCase() === 'none' ? null : env.MARKETO_DELETED_FLAG_FIELD,
+      timeoutMs: env.MARKETO_TIMEOUT_MS,
     },
-    dynamics: { credentials: dynamics, webhookSecret: env.DYNAMICS_WEBHOOK_SECRET },
+    dynamics: { credentials: dynamics, webhookSecret: env.DYNAMICS_WEBHOOK_SECRET, timeoutMs: env.DYNAMICS_TIMEOUT_MS },
     graphql: { apiToken: env.GRAPHQL_API_TOKEN },
     sync: {
       sweepCron: env.SYNC_SWEEP_CRON,
@@ -240,6 +249,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       inboxLeaseSeconds: env.INBOX_LEASE_SECONDS,
       inboxMaxAttempts: env.INBOX_MAX_ATTEMPTS,
       inboxPollMs: env.INBOX_POLL_MS,
+      recordLockMs: env.SYNC_RECORD_LOCK_SECONDS * 1000,
     },
   };
 }

@@ -16,8 +16,12 @@ import { createGraphQLHandler } from './graphql/handler.ts';
 import { createApp } from './http/app.ts';
 import { createHealth, type ConnectorProbe } from './http/health.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { createMetrics } from './observability/metrics.ts';
 import { projectPaths } from './paths.ts';
 import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox/sandbox.ts';
+import { prepareSandboxDatabase, seedSandbox, whatToTry, type SandboxSeed } from './sandbox/seed.ts';
+import { createStatusPage } from './status/status.routes.ts';
+import { createSweepService, type SweepService } from './sweep/index.ts';
 import { createSyncEngine } from './sync/engine.ts';
 import { createMappingService } from './sync/mappings.ts';
 import { createOperatorActions } from './sync/operator.ts';
@@ -35,8 +39,12 @@ export interface RunningService {
   db: Database;
   logger: Logger;
   worker: SyncWorker;
+  /** the reconciliation sweep: scheduler, lease and `requestSweep()` */
+  sweeper: SweepService;
   /** the in-process simulators, in sandbox mode */
   sandbox: Sandbox | undefined;
+  /** the demo data `seed: true` put into the simulators */
+  seed: SandboxSeed | undefined;
   webhookSecrets: { marketo: string; dynamics: string };
   /** bearer token for /graphql (configured, stored, or generated at first start) */
   graphqlToken: string;
@@ -65,6 +73,8 @@ export interface ServiceOptions {
   logger?: Logger;
   /** simulator settings in sandbox mode (tests, benchmarks) */
   sandbox?: SandboxOptions;
+  /** sandbox mode only: seed both simulators with demo data (npm start, npm run demo) */
+  seed?: boolean;
 }
 
 export async function startService(config: Config, options: ServiceOptions = {}): Promise<RunningService> {
@@ -92,8 +102,10 @@ export async function startService(config: Config, options: ServiceOptions = {})
     logger.info({ applied }, applied.length ? `applied ${applied.length} migration(s)` : 'database schema is current');
 
     let sandbox: Sandbox | undefined;
+    let sandboxDatabase: 'ready' | 'foreign' | undefined;
     if (config.sandbox) {
       sandbox = await startSandbox(options.sandbox);
+      sandboxDatabase = options.seed ? await prepareSandboxDatabase(db) : undefined;
       closers.push({ name: 'sandbox', close: () => sandbox!.close() });
       logger.warn(
         { marketo: sandbox.marketo.url, dynamics: sandbox.dataverse.url },
@@ -114,6 +126,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     };
     const marketoClient = createMarketoClient({
       ...marketoCredentials,
+      ...(config.marketo.timeoutMs !== undefined ? { timeoutMs: config.marketo.timeoutMs } : {}),
       logger: logger.child({ component: 'marketo' }),
       limits: {
         callsPer20s: config.marketo.callsPer20s,
@@ -123,7 +136,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
       },
     });
     closers.push({ name: 'marketo client', close: () => marketoClient.close() });
-    const dataverseClient = createDataverseClient({ ...dynamicsCredentials, logger: logger.child({ component: 'dynamics' }) });
+    const dataverseClient = createDataverseClient({
+      ...dynamicsCredentials,
+      ...(config.dynamics.timeoutMs !== undefined ? { timeoutMs: config.dynamics.timeoutMs } : {}),
+      logger: logger.child({ component: 'dynamics' }),
+    });
     const marketo = createMarketoPort(marketoClient);
     const dynamics = createDynamicsPort({ client: dataverseClient });
 
@@ -142,9 +159,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
       mappings,
       logger: logger.child({ component: 'engine' }),
       owner,
+      lockLeaseMs: config.sync.recordLockMs,
       deletedFlagField: config.marketo.deletedFlagField,
     });
     const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner });
+    const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats() });
     const worker = createSyncWorker({
       db,
       engine,
@@ -155,6 +174,19 @@ export async function startService(config: Config, options: ServiceOptions = {})
       leaseMs: config.sync.inboxLeaseSeconds * 1000,
       maxAttempts: config.sync.inboxMaxAttempts,
       pollMs: config.sync.inboxPollMs,
+      onOutcome: (status) => metrics.recordOutcome(status),
+    });
+    const sweeper = createSweepService({
+      config,
+      db,
+      marketoClient,
+      dataverseClient,
+      mappings,
+      syncUserId: () => engine.syncUserId(),
+      logger,
+      owner,
+      notify: () => worker.notify(),
+      marketoApiUser: sandbox?.marketo.admin.apiUser,
     });
     let syncUserId: string | undefined;
     engine.syncUserId().then(
@@ -185,7 +217,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
         requestPersonSync: operator.requestPersonSync,
         resolveCollision: operator.resolveCollision,
         validateFieldMapping: operator.validateFieldMapping,
-        requestSweep: () => Promise.resolve({ runId: null, message: 'the reconciliation sweep is not scheduled on this replica' }),
+        requestSweep: () => sweeper.requestSweepAction(),
         async scheduleBackfill(entity, canonicalField) {
           await db.prisma.fieldMapping.update({
             where: { entity_canonicalField: { entity, canonicalField } },
@@ -205,6 +237,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
         }),
     });
     const app = createApp({
+      metrics,
+      status: createStatusPage({ db, readiness: () => health.readiness(), apiToken: graphqlToken.token }),
       logger,
       health,
       bodyLimitBytes: config.server.bodyLimitBytes,
@@ -224,6 +258,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
     logger.info({ url }, 'listening');
     worker.start();
     closers.push({ name: 'inbox worker', close: () => worker.stop() });
+    sweeper.start();
+    closers.push({ name: 'sweep scheduler', close: () => sweeper.stop() });
     if (sandbox) {
       // As an admin would with the Plugin Registration Tool: a webhook step on lead and contact.
       sandbox.dataverse.admin.registerWebhook({
@@ -236,6 +272,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
       });
       logger.warn({ marketoWebhookSecret: webhookSecrets.marketo }, 'sandbox webhook secret for X-Webhook-Secret (generated for this run)');
     }
+    let seed: SandboxSeed | undefined;
+    if (sandbox && sandboxDatabase === 'ready') seed = await seedSandbox({ sandbox, db, logger });
+    if (sandboxDatabase === 'foreign') logger.warn('sandbox: the database holds data this sandbox did not create; not seeding it (use an empty DATA_DIR)');
 
     let stopping: Promise<void> | undefined;
     const stop = (reason = 'stop requested') => {
@@ -259,7 +298,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
       db,
       logger,
       worker,
+      sweeper,
       sandbox,
+      seed,
       webhookSecrets,
       graphqlToken: graphqlToken.token,
       refreshMetadata: () => mappings.invalidate(),
@@ -283,7 +324,19 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger({ level: config.log.level });
-  const service = await startService(config, { logger });
+  const service = await startService(config, { logger, seed: true });
+  if (service.sandbox && service.seed) {
+    process.stdout.write(
+      whatToTry({
+        url: service.url,
+        marketoUrl: service.sandbox.marketo.url,
+        dataverseUrl: service.sandbox.dataverse.url,
+        marketoWebhookSecret: service.webhookSecrets.marketo,
+        graphqlToken: service.graphqlToken,
+        seed: service.seed,
+      }),
+    );
+  }
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       void service.stop(signal).then(

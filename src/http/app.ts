@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Express, type RequestHandler, type Router } from 'express';
+import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
 import { redactUrl, type Logger } from '../logger.ts';
 import { errorHandler, HttpError, notFound } from './errors.ts';
@@ -13,6 +14,10 @@ export interface AppDeps {
   draining: () => boolean;
   webhooks?: { marketo: Router; dynamics: Router };
   graphql?: RequestHandler;
+  /** GET /metrics and the webhook intake counter */
+  metrics?: { handler: RequestHandler; intakeMiddleware: RequestHandler };
+  /** the status page at / (and /status.json) */
+  status?: Router;
 }
 
 /** Builds the HTTP app without listening, so tests drive it with supertest. */
@@ -33,17 +38,18 @@ export function createApp(deps: AppDeps): Express {
       serializers: {
         req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: redactUrl(req.url) }),
       },
-      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
+      autoLogging: { ignore: (req) => ['/healthz', '/readyz', '/metrics', '/status/fragment'].includes(req.url ?? '') },
       customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
     }),
   );
 
-  app.use((_req, res, next) => {
-    res.setHeader('x-content-type-options', 'nosniff');
-    res.setHeader('x-frame-options', 'DENY');
-    res.setHeader('referrer-policy', 'no-referrer');
-    next();
-  });
+  // Security headers (helmet): nosniff, frame DENY, no-referrer, HSTS, a same-origin CSP, COOP/CORP.
+  // The GraphiQL page (GET /graphql outside production) loads its scripts from a CDN, so it alone
+  // goes without the CSP; everything else we serve is JSON or same-origin HTML.
+  const headerOptions = { frameguard: { action: 'deny' as const }, referrerPolicy: { policy: 'no-referrer' as const } };
+  const securityHeaders = helmet(headerOptions);
+  const graphiqlHeaders = helmet({ ...headerOptions, contentSecurityPolicy: false });
+  app.use((req, res, next) => (req.method === 'GET' && req.path === '/graphql' ? graphiqlHeaders : securityHeaders)(req, res, next));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -53,6 +59,11 @@ export function createApp(deps: AppDeps): Express {
     const readiness = await deps.health.readiness();
     res.status(readiness.status === 'unavailable' ? 503 : 200).json(readiness);
   });
+
+  if (deps.metrics) {
+    app.get('/metrics', deps.metrics.handler);
+    app.use('/webhooks', deps.metrics.intakeMiddleware);
+  }
 
   app.use('/webhooks', (_req, res, next) => {
     if (deps.draining()) {
@@ -70,6 +81,8 @@ export function createApp(deps: AppDeps): Express {
     app.use('/webhooks/marketo', deps.webhooks.marketo);
     app.use('/webhooks/dynamics', deps.webhooks.dynamics);
   }
+
+  if (deps.status) app.use(deps.status);
 
   app.use(notFound);
   app.use(errorHandler(deps.logger));

@@ -92,6 +92,18 @@ export function outcomeForError(error: unknown): EventOutcome {
 
 const entityLabel = (entity: LinkedEntity) => (entity === 'LEAD' ? 'lead' : 'contact');
 
+/** The ids of every person a failed batch was about, for its log line. */
+function batchIds(events: readonly ClaimedChangeEvent[]): { marketoIds: number[]; dynamicsIds: string[] } {
+  return { marketoIds: events.flatMap((e) => (e.marketoId !== null ? [e.marketoId] : [])), dynamicsIds: events.flatMap((e) => (e.dynamicsId ? [e.dynamicsId] : [])) };
+}
+
+/** The person's ids for log lines about it (child logger bindings). */
+function idsOf(s: Subject): { marketoId?: number; dynamicsEntity?: string; dynamicsId?: string } {
+  if (s.kind === 'link') return { marketoId: s.link.marketoId, dynamicsEntity: entityLabel(s.link.entity), dynamicsId: s.link.dynamicsId };
+  if (s.kind === 'dynamics') return { dynamicsEntity: entityLabel(s.entity), dynamicsId: s.id };
+  return s.id >= 0 ? { marketoId: s.id } : {};
+}
+
 export function createSyncEngine(options: EngineOptions) {
   const { db, marketo, dynamics, mappings, logger } = options;
   const lockLeaseMs = options.lockLeaseMs ?? 120_000;
@@ -538,7 +550,7 @@ export function createSyncEngine(options: EngineOptions) {
       // Unlinked Marketo persons are not pushed: only Sync Person to Microsoft creates them in Dynamics.
       return { status: 'done', linkId: null, note: 'the person is not linked to Dynamics; only Sync Person to Microsoft creates it there' };
     } catch (error) {
-      logger.warn({ err: error, events: item.events.map((e) => e.id) }, 'sync of an item failed');
+      logger.child(idsOf(item.subject)).warn({ err: error, events: item.events.map((e) => e.id) }, 'sync of an item failed');
       return outcomeForError(error);
     }
   }
@@ -558,16 +570,30 @@ export function createSyncEngine(options: EngineOptions) {
     );
     const locked = attempts.filter((a) => a.ok);
     const busy = attempts.filter((a) => !a.ok).map((a) => a.item);
-    const linkItems = locked.filter((a) => a.item.subject.kind === 'link');
+    const subjects = locked.map((a) => a.item.subject);
     const fresh = await findLinks(db.prisma, {
-      marketoIds: linkItems.map((a) => (a.item.subject as { link: Link }).link.marketoId),
+      marketoIds: subjects.flatMap((s) => (s.kind === 'link' ? [s.link.marketoId] : s.kind === 'marketo' ? [s.id] : [])),
+      dynamicsIds: subjects.flatMap((s) => (s.kind === 'dynamics' ? [s.id] : [])),
     });
     const byId = new Map(fresh.map((l) => [l.id, l]));
+    const linkedPersons = new Set(fresh.map((l) => l.marketoId));
+    const linkedRecords = new Set(fresh.map((l) => l.dynamicsId));
     const moved: WorkItem[] = [];
     const kept = locked.filter((a) => {
-      if (a.item.subject.kind !== 'link') return true;
-      const current = byId.get(a.item.subject.link.id);
-      if (current && current.marketoId === a.item.subject.link.marketoId && current.dynamicsId === a.item.subject.link.dynamicsId) {
+      const s = a.item.subject;
+      // Linked since the events were grouped (another event created the link): group them again,
+      // as a link, under the link's leases.
+      if (s.kind === 'dynamics' && linkedRecords.has(s.id)) {
+        moved.push(a.item);
+        return false;
+      }
+      if (s.kind === 'marketo' && linkedPersons.has(s.id)) {
+        moved.push(a.item);
+        return false;
+      }
+      if (s.kind !== 'link') return true;
+      const current = byId.get(s.link.id);
+      if (current && current.marketoId === s.link.marketoId && current.dynamicsId === s.link.dynamicsId) {
         a.item.subject = { kind: 'link', link: current };
         return true;
       }
@@ -595,14 +621,14 @@ export function createSyncEngine(options: EngineOptions) {
         try {
           pre = await prefetch(held.map((h) => h.item));
         } catch (error) {
-          logger.warn({ err: error, events: events.length }, 'reading a batch failed');
+          logger.warn({ err: error, events: events.length, ...batchIds(events) }, 'reading a batch failed');
           const outcome = outcomeForError(error);
           held.forEach((h) => setAll(h.item, outcome));
           return outcomes;
         }
         await Promise.all(held.map(async (h) => setAll(h.item, await syncItem(h.item, pre, h.holder))));
       } catch (error) {
-        logger.warn({ err: error, events: events.length }, 'syncing a batch failed');
+        logger.warn({ err: error, events: events.length, ...batchIds(events) }, 'syncing a batch failed');
         const outcome = outcomeForError(error);
         for (const e of events) if (!outcomes.has(e.id)) outcomes.set(e.id, outcome);
       } finally {

@@ -26,6 +26,8 @@ export interface WorkerOptions {
   concurrency?: number;
   /** how long an event whose record is busy elsewhere waits before it is claimable again */
   busyDelayMs?: number;
+  /** told each event's outcome (metrics) */
+  onOutcome?: (status: EventOutcome['status']) => void;
 }
 
 export interface BatchReport {
@@ -67,6 +69,7 @@ export function createSyncWorker(options: WorkerOptions) {
   }
 
   async function record(event: ClaimedChangeEvent, outcome: EventOutcome, report: BatchReport): Promise<void> {
+    options.onOutcome?.(outcome.status);
     switch (outcome.status) {
       case 'done':
         // completed together, in one statement, by runOnce
@@ -85,6 +88,7 @@ export function createSyncWorker(options: WorkerOptions) {
         });
         if (result.status === 'DEAD') {
           report.dead++;
+          logger.warn({ eventId: event.id, marketoId: event.marketoId, dynamicsId: event.dynamicsId, reason: outcome.reason }, 'change event dead-lettered');
           await recordActivities(db.prisma, [
             activity(
               {

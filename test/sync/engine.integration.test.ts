@@ -49,6 +49,19 @@ describe.each(testEngines())('the sync engine on %s', (engine) => {
     expect(t.marketo.getLead(person.id)?.title).toBe('Rear Admiral');
   });
 
+  it('an edit made right after a new Dynamics record was created is not lost while the person is being created', async () => {
+    const email = unique('quick');
+    const created = t.dataverse.create('contact', { firstname: 'Quick', lastname: 'Edit', emailaddress1: email, jobtitle: 'First' });
+    const id = String(created.contactid);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    t.dataverse.update('contact', id, { jobtitle: 'Second' });
+    t.dataverse.update('contact', id, { address1_city: 'Quito' });
+    await t.settle();
+    const link = await t.service.db.prisma.syncLink.findFirstOrThrow({ where: { dynamicsId: id } });
+    expect(t.marketo.getLead(link.marketoId)).toMatchObject({ email, title: 'Second', city: 'Quito' });
+    expect(t.marketo.listLeads({ limit: 100_000 }).filter((p) => p.email === email)).toHaveLength(1);
+  });
+
   it('an edit to a Dynamics contact shows up on the Marketo person', async () => {
     const { dynamicsId, marketoId } = await linkedPair('contact');
     t.dataverse.update('contact', dynamicsId, { jobtitle: 'Chief Scientist', address1_city: 'London' });

@@ -1,0 +1,229 @@
+import type { Database } from '../db/database.ts';
+import type { Logger } from '../logger.ts';
+import type { Sandbox } from './sandbox.ts';
+
+// Sandbox demo data for `npm start` without credentials: a few dozen realistic people in both
+// simulated systems, some linked by the initial sync (as Dynamics webhooks would link them), some
+// Marketo-only persons waiting for "Sync Person to Microsoft". The simulators start empty on
+// every run, so the sandbox database is reset with them (only a database this code marked as a
+// sandbox database: data from a live run is never touched).
+
+const SANDBOX_MARKER = 'sandbox.database';
+
+type Person = { first: string; last: string; title: string; company: string; city: string; country: string; phone: string };
+
+const people: Person[] = [
+  { first: 'Amara', last: 'Okafor', title: 'Head of Procurement', company: 'Northwind Traders', city: 'Lagos', country: 'Nigeria', phone: '+234 1 555 0101' },
+  { first: 'Lukas', last: 'Brenner', title: 'IT Director', company: 'Fabrikam GmbH', city: 'Munich', country: 'Germany', phone: '+49 89 555 0102' },
+  { first: 'Sofia', last: 'Marchetti', title: 'CFO', company: 'Contoso Italia', city: 'Milan', country: 'Italy', phone: '+39 02 555 0103' },
+  { first: 'Hiroshi', last: 'Tanaka', title: 'Plant Manager', company: 'Tailspin Toys KK', city: 'Osaka', country: 'Japan', phone: '+81 6 555 0104' },
+  { first: 'Grace', last: 'Mwangi', title: 'Operations Lead', company: 'Wide World Importers', city: 'Nairobi', country: 'Kenya', phone: '+254 20 555 0105' },
+  { first: 'Daniel', last: 'Kowalski', title: 'VP Engineering', company: 'Litware Inc.', city: 'Chicago', country: 'United States', phone: '+1 312 555 0106' },
+  { first: 'Isabel', last: 'Ferreira', title: 'Marketing Manager', company: 'Adventure Works', city: 'Lisbon', country: 'Portugal', phone: '+351 21 555 0107' },
+  { first: 'Noah', last: 'Lindqvist', title: 'Security Architect', company: 'Proseware AB', city: 'Stockholm', country: 'Sweden', phone: '+46 8 555 0108' },
+  { first: 'Priya', last: 'Natarajan', title: 'Data Platform Lead', company: 'Coho Winery', city: 'Bengaluru', country: 'India', phone: '+91 80 555 0109' },
+  { first: 'Mateo', last: 'Gonzalez', title: 'Purchasing Agent', company: 'Alpine Ski House', city: 'Madrid', country: 'Spain', phone: '+34 91 555 0110' },
+  { first: 'Chloe', last: 'Dubois', title: 'Head of Sales', company: 'Trey Research', city: 'Lyon', country: 'France', phone: '+33 4 555 0111' },
+  { first: 'Ethan', last: 'Walsh', title: 'Facilities Manager', company: 'Blue Yonder Airlines', city: 'Dublin', country: 'Ireland', phone: '+353 1 555 0112' },
+  { first: 'Yara', last: 'Haddad', title: 'Product Owner', company: 'Relecloud', city: 'Beirut', country: 'Lebanon', phone: '+961 1 555 0113' },
+  { first: 'Oliver', last: 'Bennett', title: 'Controller', company: 'Woodgrove Bank', city: 'London', country: 'United Kingdom', phone: '+44 20 5550 0114' },
+  { first: 'Mei', last: 'Chen', title: 'Supply Chain Analyst', company: 'Lamna Healthcare', city: 'Singapore', country: 'Singapore', phone: '+65 6555 0115' },
+  { first: 'Rafael', last: 'Souza', title: 'CTO', company: 'VanArsdel Ltd.', city: 'São Paulo', country: 'Brazil', phone: '+55 11 5555 0116' },
+  { first: 'Hannah', last: 'Schmidt', title: 'HR Business Partner', company: 'Margie’s Travel', city: 'Vienna', country: 'Austria', phone: '+43 1 555 0117' },
+  { first: 'Kwame', last: 'Mensah', title: 'Field Service Manager', company: 'Humongous Insurance', city: 'Accra', country: 'Ghana', phone: '+233 30 555 0118' },
+  { first: 'Laura', last: 'Novak', title: 'Category Manager', company: 'Fourth Coffee', city: 'Prague', country: 'Czechia', phone: '+420 2 555 0119' },
+  { first: 'Samuel', last: 'Cohen', title: 'General Counsel', company: 'Datum Corporation', city: 'Tel Aviv', country: 'Israel', phone: '+972 3 555 0120' },
+  { first: 'Aisha', last: 'Rahman', title: 'Growth Marketer', company: 'Bellows College', city: 'Dhaka', country: 'Bangladesh', phone: '+880 2 555 0121' },
+  { first: 'Jack', last: 'Thompson', title: 'Store Operations Director', company: 'The Phone Company', city: 'Sydney', country: 'Australia', phone: '+61 2 5550 0122' },
+  { first: 'Elena', last: 'Petrova', title: 'Research Scientist', company: 'Graphic Design Institute', city: 'Sofia', country: 'Bulgaria', phone: '+359 2 555 0123' },
+  { first: 'Tomás', last: 'Ortega', title: 'Logistics Coordinator', company: 'Southridge Video', city: 'Bogotá', country: 'Colombia', phone: '+57 1 555 0124' },
+  { first: 'Freya', last: 'Jensen', title: 'Sustainability Officer', company: 'Consolidated Messenger', city: 'Copenhagen', country: 'Denmark', phone: '+45 33 55 01 25' },
+  { first: 'Ibrahim', last: 'Diallo', title: 'Branch Manager', company: 'First Up Consultants', city: 'Dakar', country: 'Senegal', phone: '+221 33 555 0126' },
+  { first: 'Zoe', last: 'Papadopoulos', title: 'Event Manager', company: 'Munson’s Pickles', city: 'Athens', country: 'Greece', phone: '+30 21 0555 0127' },
+  { first: 'Arjun', last: 'Mehta', title: 'Solutions Engineer', company: 'Nod Publishers', city: 'Mumbai', country: 'India', phone: '+91 22 555 0128' },
+  { first: 'Nina', last: 'Horvat', title: 'Finance Manager', company: 'Lucerne Publishing', city: 'Zagreb', country: 'Croatia', phone: '+385 1 555 0129' },
+  { first: 'Lucas', last: 'Martin', title: 'Account Executive', company: 'Wingtip Toys', city: 'Montréal', country: 'Canada', phone: '+1 514 555 0130' },
+  { first: 'Fatima', last: 'Zahra', title: 'Quality Manager', company: 'Best For You Organics', city: 'Casablanca', country: 'Morocco', phone: '+212 522 555 131' },
+  { first: 'Henrik', last: 'Berg', title: 'Chief of Staff', company: 'Tailwind Traders', city: 'Oslo', country: 'Norway', phone: '+47 22 55 01 32' },
+];
+
+const emailOf = (p: Person) =>
+  `${p.first}.${p.last}@${p.company.toLowerCase().replace(/[^a-z0-9]+/g, '')}.example.com`
+    .normalize('NFD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .toLowerCase();
+
+export interface SeededRecord {
+  name: string;
+  email: string;
+  marketoId: number | null;
+  dynamicsId: string | null;
+}
+
+export interface SandboxSeed {
+  /** Dynamics contacts, linked to Marketo persons (some matched to existing persons by email) */
+  contacts: SeededRecord[];
+  /** Dynamics leads, linked to Marketo persons created by the initial sync */
+  leads: SeededRecord[];
+  /** Marketo persons with no Dynamics record: ready for Sync Person to Microsoft */
+  marketoOnly: SeededRecord[];
+  /** false when the initial sync did not finish within the wait (the service keeps working on it) */
+  settled: boolean;
+}
+
+/**
+ * Readies the database for a freshly started sandbox: `ready` when it is empty or a sandbox
+ * database of an earlier run (whose rows described simulated records that are gone: cleared);
+ * `foreign` when it holds data this code did not seed (then nothing is touched or seeded).
+ */
+export async function prepareSandboxDatabase(db: Database): Promise<'ready' | 'foreign'> {
+  const prisma = db.prisma;
+  const [marker, links, events] = await Promise.all([
+    prisma.serviceSetting.findUnique({ where: { key: SANDBOX_MARKER } }),
+    prisma.syncLink.count(),
+    prisma.changeEvent.count(),
+  ]);
+  if (!marker && (links > 0 || events > 0)) return 'foreign';
+  if (marker) {
+    await prisma.$transaction([
+      prisma.activity.deleteMany(),
+      prisma.changeEvent.deleteMany(),
+      prisma.syncLink.deleteMany(),
+      prisma.syncRun.deleteMany(),
+      prisma.syncCursor.deleteMany(),
+      prisma.recordLock.deleteMany(),
+    ]);
+  } else {
+    await prisma.serviceSetting.create({ data: { key: SANDBOX_MARKER, value: 'simulated Marketo and Dynamics; cleared at each sandbox start' } });
+  }
+  return 'ready';
+}
+
+/** Fills both simulators and waits (up to `waitMs`) until the initial sync linked every Dynamics record. */
+export async function seedSandbox(options: { sandbox: Sandbox; db: Database; logger?: Logger; waitMs?: number }): Promise<SandboxSeed> {
+  const { sandbox, db } = options;
+  const marketo = sandbox.marketo.admin;
+  const dataverse = sandbox.dataverse.admin;
+  const name = (p: Person) => `${p.first} ${p.last}`;
+  const contactsPeople = people.slice(0, 12);
+  const leadPeople = people.slice(12, 22);
+  const marketoOnlyPeople = people.slice(22);
+
+  // Persons marketing already had before the CRM knew them: the initial sync matches them by email.
+  const existing = new Map<string, number>();
+  for (const p of contactsPeople.slice(0, 4)) {
+    const lead = marketo.createLead({ email: emailOf(p), firstName: p.first, lastName: p.last, leadSource: 'Webinar' });
+    existing.set(emailOf(p), lead.id);
+  }
+  const marketoOnly: SeededRecord[] = marketoOnlyPeople.map((p) => {
+    const lead = marketo.createLead({
+      email: emailOf(p),
+      firstName: p.first,
+      lastName: p.last,
+      title: p.title,
+      company: p.company,
+      city: p.city,
+      country: p.country,
+      phone: p.phone,
+      leadSource: 'Website',
+    });
+    return { name: name(p), email: emailOf(p), marketoId: lead.id, dynamicsId: null };
+  });
+
+  // Records sales created in Dynamics: each Create fires the registered webhook step.
+  const contacts: SeededRecord[] = contactsPeople.map((p) => {
+    const row = dataverse.create('contact', {
+      firstname: p.first,
+      lastname: p.last,
+      emailaddress1: emailOf(p),
+      jobtitle: p.title,
+      telephone1: p.phone,
+      address1_city: p.city,
+      address1_country: p.country,
+    });
+    return { name: name(p), email: emailOf(p), marketoId: existing.get(emailOf(p)) ?? null, dynamicsId: String(row['contactid']) };
+  });
+  const leads: SeededRecord[] = leadPeople.map((p) => {
+    const row = dataverse.create('lead', {
+      firstname: p.first,
+      lastname: p.last,
+      emailaddress1: emailOf(p),
+      jobtitle: p.title,
+      companyname: p.company,
+      telephone1: p.phone,
+      address1_city: p.city,
+      address1_country: p.country,
+    });
+    return { name: name(p), email: emailOf(p), marketoId: null, dynamicsId: String(row['leadid']) };
+  });
+
+  const linked = [...contacts, ...leads];
+  const deadline = Date.now() + (options.waitMs ?? 60_000);
+  let settled = false;
+  while (Date.now() < deadline) {
+    await dataverse.flushWebhooks();
+    const links = await db.prisma.syncLink.findMany({
+      where: { dynamicsId: { in: linked.map((r) => r.dynamicsId!) } },
+      select: { dynamicsId: true, marketoId: true },
+    });
+    for (const link of links) {
+      const record = linked.find((r) => r.dynamicsId === link.dynamicsId);
+      if (record) record.marketoId = link.marketoId;
+    }
+    if (links.length === linked.length) {
+      settled = true;
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  if (!settled) options.logger?.warn({ linked: linked.filter((r) => r.marketoId !== null).length, of: linked.length }, 'sandbox seed: the initial sync is still running');
+  return { contacts, leads, marketoOnly, settled };
+}
+
+export interface WhatToTryOptions {
+  url: string;
+  marketoUrl: string;
+  dataverseUrl: string;
+  marketoWebhookSecret: string;
+  graphqlToken: string;
+  seed: SandboxSeed;
+}
+
+/** The block `npm start` prints once in sandbox mode: every command is copy-paste ready. */
+export function whatToTry(o: WhatToTryOptions): string {
+  const candidate = o.seed.marketoOnly[0];
+  const contact = o.seed.contacts.find((c) => c.marketoId !== null) ?? o.seed.contacts[0];
+  const fragment = 'fragment A on ActivityConnection { edges { node { type occurredAt message fields { field oldValue newValue side losingValue } } } }';
+  const query = `{ syncedPerson: activities(marketoId: ${candidate?.marketoId ?? 0}, first: 5) { ...A } editedContact: activities(marketoId: ${contact?.marketoId ?? 0}, first: 5) { ...A } } ${fragment}`;
+  const rule = '-'.repeat(100);
+  const lines = [
+    rule,
+    'SANDBOX READY: simulated Marketo and Dynamics 365, seeded with',
+    `  ${o.seed.contacts.length} Dynamics contacts and ${o.seed.leads.length} leads linked to Marketo persons by the initial sync,`,
+    `  ${o.seed.marketoOnly.length} Marketo-only persons ready for "Sync Person to Microsoft".`,
+    '',
+    `  service                 ${o.url}`,
+    `  status page             ${o.url}/   (sign in with the GraphQL API token)`,
+    `  metrics                 ${o.url}/metrics`,
+    `  GraphQL API token       ${o.graphqlToken}`,
+    `  Marketo webhook secret  ${o.marketoWebhookSecret}   (X-Webhook-Secret; generated for this run)`,
+    `  Marketo simulator       ${o.marketoUrl}/__admin/leads`,
+    `  Dataverse simulator     ${o.dataverseUrl}/__admin/records/contact`,
+    '',
+    `What to try:`,
+    `1. "Sync Person to Microsoft" for ${candidate?.name ?? '?'} (Marketo person ${candidate?.marketoId ?? '?'}), as the Marketo webhook would call it:`,
+    `curl -sS -X POST ${o.url}/webhooks/marketo/sync-person -H 'content-type: application/json' -H 'x-webhook-secret: ${o.marketoWebhookSecret}' -d '{"marketoId": ${candidate?.marketoId ?? 0}, "syncAs": "lead"}'`,
+    '',
+    `2. Edit the Dynamics contact of ${contact?.name ?? '?'} as a CRM user would (the Dataverse webhook step tells the sync):`,
+    `curl -sS -X PATCH ${o.dataverseUrl}/__admin/records/contact/${contact?.dynamicsId ?? '?'} -H 'content-type: application/json' -d '{"jobtitle": "Chief Operating Officer", "address1_city": "Rotterdam"}'`,
+    `   then see it on the Marketo person:`,
+    `curl -sS ${o.marketoUrl}/__admin/leads/${contact?.marketoId ?? 0}`,
+    '',
+    `3. Ask the GraphQL API what the sync did for both persons (newest first):`,
+    `curl -sS ${o.url}/graphql -H 'authorization: Bearer ${o.graphqlToken}' -H 'content-type: application/json' -d '{"query": "${query}"}'`,
+    '',
+    'The whole story (collisions, a validation rejection): npm run demo. Guides: README.md.',
+    rule,
+  ];
+  return lines.join('\n') + '\n';
+}
