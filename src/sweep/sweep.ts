@@ -513,34 +513,40 @@ export function createSweeper(options: SweeperOptions) {
       const cursor = await readCursor(prisma, 'DYNAMICS', scope);
       if (!cursor?.token) return;
       let after = cursor.token;
+      const page = pageSize * 5;
       for (;;) {
         checkAbort();
-        // keyset pagination: one page of links in memory at a time, whatever the table's size
-        const links = await prisma.syncLink.findMany({
-          where: { dynamicsEntity: entity, id: { gt: after }, status: { not: 'DELETED_IN_DYNAMICS' } },
-          orderBy: { id: 'asc' },
-          take: pageSize,
-          select: { id: true, marketoId: true, dynamicsId: true },
-        });
-        if (links.length === 0) break;
         // the engine reads these persons (and may write them) in batches of 300
-        await spendMarketo(2 * Math.ceil(links.length / MARKETO_BATCH), `reconciling ${links.length} more linked ${dvEntity(entity)}s`);
-        await enqueueAll(
-          links.map((link) => ({
-            source: 'OPERATOR',
-            origin: 'SWEEP',
-            operation: 'RESYNC',
-            marketoId: link.marketoId,
-            dynamicsEntity: entity,
-            dynamicsId: link.dynamicsId,
-            payload: { runId, reconcile: true },
-            dedupeKey: `sweep:full:${runId}:${link.id}`,
-          })),
-        );
-        counts.linksReconciled += links.length;
-        after = links.at(-1)!.id;
+        await spendMarketo(2 * Math.ceil(page / MARKETO_BATCH), `reconciling up to ${page} more linked ${dvEntity(entity)}s`);
+        // Keyset pagination inside the database: a page of links becomes a page of inbox events
+        // in one statement, so memory does not grow with the table and no row crosses the wire.
+        const [result] = await prisma.$queryRaw<{ links: number; enqueued: number; last: string | null }[]>`
+          WITH page AS (
+            SELECT id, "marketoId", "dynamicsId" FROM sync_link
+             WHERE "dynamicsEntity" = ${entity}::"DynamicsEntity" AND id > ${after}::uuid AND status <> 'DELETED_IN_DYNAMICS'
+             ORDER BY id
+             LIMIT ${page}
+          ), queued AS (
+            INSERT INTO change_event (id, source, origin, operation, "marketoId", "dynamicsEntity", "dynamicsId", payload,
+                                      "dedupeKey", "receivedAt", "nextAttemptAt", "updatedAt")
+            SELECT gen_random_uuid(), 'OPERATOR', 'SWEEP', 'RESYNC', "marketoId", ${entity}::"DynamicsEntity", "dynamicsId",
+                   jsonb_build_object('runId', ${runId}::text, 'reconcile', true),
+                   'sweep:full:' || ${runId}::text || ':' || id::text, clock_timestamp(), clock_timestamp(), now()
+              FROM page
+            ON CONFLICT ("dedupeKey") DO NOTHING
+            RETURNING 1
+          )
+          SELECT (SELECT count(*) FROM page)::int AS links, (SELECT count(*) FROM queued)::int AS enqueued,
+                 (SELECT id::text FROM page ORDER BY id DESC LIMIT 1) AS last`;
+        const links = result?.links ?? 0;
+        if (links === 0) break;
+        counts.eventsEnqueued += result?.enqueued ?? 0;
+        counts.duplicates += links - (result?.enqueued ?? 0);
+        counts.linksReconciled += links;
+        options.notify();
+        after = result!.last!;
         await writeCursor(prisma, 'DYNAMICS', scope, { token: after });
-        if (links.length < pageSize) break;
+        if (links < page) break;
       }
       await writeCursor(prisma, 'DYNAMICS', scope, { token: null });
       // back-fills requested before this reconciliation began are done; later ones start another
