@@ -1,5 +1,7 @@
 // npm run bench [-- --quick]: the speed and memory figures of the sync, printed as a table and,
 // on the last line, one JSON object of every figure (the keys later issues extend).
+import { runIntakeBench } from './intake.bench.ts';
+import { runSweepBench, sweepFigures, sweepRows } from './sweep.bench.ts';
 import { runWebhookBench } from './webhooks.bench.ts';
 
 const quick = process.argv.includes('--quick');
@@ -34,6 +36,36 @@ for (const rate of [50, 200]) {
   }
   figures[`webhook_${rate}_p99_ms`] = Math.round(r.p99);
   figures[`webhook_${rate}_lost`] = r.lost;
+}
+
+// Intake under load on PostgreSQL beside a bare Express + one INSERT, then the backlog's drain (issue 7)
+{
+  const intake = await runIntakeBench({ quick, databaseUrl: process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL });
+  if ('skipped' in intake) {
+    console.log(`intake bench skipped: ${intake.skipped}`);
+    rows.push(['intake (PostgreSQL)', 'skipped', 'n/a', '', '', '', '', '', 'set BENCH_DATABASE_URL']);
+  } else {
+    rows.push(['intake person-changed (PG)', String(intake.stored), fmt(intake.intakeRps, 1), '', '', fmt(intake.intakeP99), String(intake.stored - intake.drained > 0 ? intake.stored - intake.drained : 0), '', `${fmt(intake.ratio * 100)}% of baseline`]);
+    rows.push(['baseline Express + 1 INSERT', '', fmt(intake.baselineRps, 1), '', '', fmt(intake.baselineP99), '', '', '']);
+    rows.push([`drain of that backlog (${intake.linkedChanges} linked)`, String(intake.drained), fmt(intake.drainPerSecond, 1), '', '', '', '', '', `${fmt(intake.drainSeconds, 1)} s`]);
+    Object.assign(figures, {
+      intake_rps: Number(intake.intakeRps.toFixed(1)),
+      intake_baseline_rps: Number(intake.baselineRps.toFixed(1)),
+      drain_changes_per_s: Number(intake.drainPerSecond.toFixed(1)),
+    });
+  }
+}
+
+// The sweep: discovery of changed records and a full reconciliation (on PostgreSQL when
+// BENCH_DATABASE_URL is set, else the embedded database).
+{
+  const sweep = await runSweepBench({
+    records: quick ? 5_000 : 100_000,
+    linkedRecords: quick ? 20_000 : 1_000_000,
+    databaseUrl: process.env.BENCH_DATABASE_URL,
+  });
+  rows.push(...sweepRows(sweep).map((r) => [r[0]!, r[1]!, '', '', '', '', '', r[3]!, `${r[2]!}, ${r[4]!} (${r[5]!})`]));
+  Object.assign(figures, sweepFigures(sweep));
 }
 
 const header = ['scenario', 'changes', 'accepted/s', 'p50 ms', 'p95 ms', 'p99 ms', 'lost', 'API calls/change', 'Marketo / Dynamics calls'];

@@ -43,6 +43,22 @@ export const syncPersonBodySchema = z.object({
 
 export const personChangedBodySchema = z.looseObject({ marketoId });
 
+// The extra fields of person-changed are hints only. They are stored flat and printable: jsonb
+// refuses \u0000 and lone surrogates, and a deeply nested hint overflows the stack while it is
+// serialised, either of which turned a valid call into a 500 (found by test/proof/bad-input).
+// eslint-disable-next-line no-control-regex -- \u0000 is exactly what has to go
+const unprintable = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const printable = (text: string) => text.replace(unprintable, '\ufffd');
+
+export function storableHints(body: Record<string, unknown>): Record<string, string | number | boolean | null> {
+  const hints: Record<string, string | number | boolean | null> = {};
+  for (const [key, value] of Object.entries(body).slice(0, 50)) {
+    if (value === null || typeof value === 'number' || typeof value === 'boolean') hints[printable(key).slice(0, 100)] = value;
+    else if (typeof value === 'string') hints[printable(key).slice(0, 100)] = printable(value).slice(0, 1_000);
+  }
+  return hints;
+}
+
 export interface MarketoWebhookDeps {
   db: Database;
   secret: string;
@@ -92,7 +108,7 @@ export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
       origin: 'WEBHOOK',
       operation: 'UPDATE',
       marketoId: id,
-      payload: parsed.data,
+      payload: { ...storableHints(req.body as Record<string, unknown>), marketoId: id },
       dedupeKey: `mkto:changed:${id}:${Math.floor(now() / window)}`,
     });
   }
