@@ -193,6 +193,22 @@ export function createSyncEngine(options: EngineOptions) {
       { maxBatch: 300, maxInFlight: 2 },
     ),
   );
+  const personFinder = perEntity((entity) =>
+    createCoalescer<string, PersonRecord>(
+      async (emails) => marketo.findPersonsByEmail(emails, (await mappings.forEntity(entity)).bindings),
+      { maxBatch: 100, maxInFlight: 2 },
+    ),
+  );
+  // Creations of one batch share calls too (a first sync can bring thousands of new records).
+  const personCreator = perEntity((entity) =>
+    createCoalescer<CanonicalRecordFields, PersonWriteResult>(
+      async (records) => {
+        const results = await marketo.createPersons(records, (await mappings.forEntity(entity)).bindings);
+        return new Map(records.map((r, i) => [r, results[i]!]));
+      },
+      { maxBatch: 300, maxInFlight: 1 },
+    ),
+  );
   const readPerson = async (entity: LinkedEntity, id: number) => (await personReader(entity).load(id)) ?? null;
   const readRecord = async (entity: LinkedEntity, id: string) => (await recordReader(entity).load(id)) ?? null;
 
@@ -448,7 +464,7 @@ export function createSyncEngine(options: EngineOptions) {
     }
     const emailField = mapping.bindings.find((b) => b.dynamicsAttribute === 'emailaddress1')?.field ?? 'email';
     fields[emailField] = record.email;
-    const result = await marketo.createPerson(fields, mapping.bindings);
+    const result = (await personCreator(mapping.entity).load(fields)) ?? { status: 'skipped' as const, id: null, reasons: [] };
     if (result.status === 'created' && result.id !== null) return { status: 'created', id: result.id };
     return { status: 'failed', message: result.reasons.map((r) => `${r.code} ${r.message}`).join('; ') || `Marketo answered ${result.status}` };
   }
@@ -490,7 +506,7 @@ export function createSyncEngine(options: EngineOptions) {
       if (created) await recordActivities(db.prisma, [activity(base, 'SYNC_FAILED', 'the new Dynamics record has no email: it cannot be matched to or created as a Marketo person')]);
       return { status: 'done', linkId: null, note: 'no email' };
     }
-    const match = await marketo.findPersonByEmail(record.email, mapping.bindings);
+    const match = (await personFinder(entity).load(record.email.toLowerCase())) ?? null;
     let marketoId: number;
     const entries: ActivityEntry[] = [];
     if (match) {

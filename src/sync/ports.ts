@@ -36,15 +36,18 @@ export interface MarketoFieldAccess {
 
 export interface MarketoPort {
   readPersons(ids: readonly number[], bindings: readonly FieldBinding[]): Promise<Map<number, PersonRecord>>;
-  /** the oldest person with this email (Marketo allows duplicates; the sync never adds one) */
-  findPersonByEmail(email: string, bindings: readonly FieldBinding[]): Promise<PersonRecord | null>;
+  /**
+   * Per lower-cased email, the oldest person with it (Marketo allows duplicates; the sync never
+   * adds one). Emails with no person are absent from the map.
+   */
+  findPersonsByEmail(emails: readonly string[], bindings: readonly FieldBinding[]): Promise<Map<string, PersonRecord>>;
   /** per-record results in input order; lookupField id (Adobe allows id only with updateOnly) */
   updatePersons(
     updates: readonly { id: number; fields: CanonicalRecordFields }[],
     bindings: readonly FieldBinding[],
   ): Promise<PersonWriteResult[]>;
-  /** createOnly by email: never updates someone else's person */
-  createPerson(fields: CanonicalRecordFields, bindings: readonly FieldBinding[]): Promise<PersonWriteResult>;
+  /** createOnly by email (never updates someone else's person); results in input order */
+  createPersons(records: readonly CanonicalRecordFields[], bindings: readonly FieldBinding[]): Promise<PersonWriteResult[]>;
   /** sets a Marketo field by its REST name (the "Microsoft is Deleted" flag) */
   setPersonField(id: number, marketoField: string, value: boolean | string | number | null): Promise<PersonWriteResult>;
   fieldAccess(options?: { refresh?: boolean }): Promise<Map<string, MarketoFieldAccess>>;

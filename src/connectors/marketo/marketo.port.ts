@@ -38,10 +38,16 @@ export function createMarketoPort(client: MarketoClient): MarketoPort {
       const leads = await client.getLeadsByIds(ids, readFields(bindings));
       return new Map(leads.map((lead) => [lead.id, toPerson(lead, bindings)]));
     },
-    async findPersonByEmail(email, bindings) {
-      const leads = await client.getLeadsByEmail([email], readFields(bindings));
-      const oldest = [...leads].sort((a, b) => a.id - b.id)[0];
-      return oldest ? toPerson(oldest, bindings) : null;
+    async findPersonsByEmail(emails, bindings) {
+      const found = new Map<string, PersonRecord>();
+      if (emails.length === 0) return found;
+      const leads = await client.getLeadsByEmail(emails, readFields(bindings));
+      for (const lead of [...leads].sort((a, b) => a.id - b.id)) {
+        const person = toPerson(lead, bindings);
+        const key = person.email?.toLowerCase();
+        if (key && !found.has(key)) found.set(key, person);
+      }
+      return found;
     },
     async updatePersons(updates, bindings) {
       if (updates.length === 0) return [];
@@ -52,9 +58,10 @@ export function createMarketoPort(client: MarketoClient): MarketoPort {
       });
       return results.map(toResult);
     },
-    async createPerson(fields, bindings) {
-      const [result] = await client.syncLeads({ action: 'createOnly', lookupField: 'email', input: [toMarketo(fields, bindings)] });
-      return result ? toResult(result) : { status: 'skipped', id: null, reasons: [{ code: 'none', message: 'Marketo returned no result' }] };
+    async createPersons(records, bindings) {
+      if (records.length === 0) return [];
+      const results = await client.syncLeads({ action: 'createOnly', lookupField: 'email', input: records.map((r) => toMarketo(r, bindings)) });
+      return results.map(toResult);
     },
     async setPersonField(id, marketoField, value) {
       const [result] = await client.syncLeads({ action: 'updateOnly', lookupField: 'id', input: [{ id, [marketoField]: value }] });
