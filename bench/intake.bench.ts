@@ -2,12 +2,12 @@
 // /webhooks/marketo/person-changed (valid secret, a new marketoId per request) with the inbox
 // worker stopped, beside a bare Express app doing one INSERT per request (pg) in the same run and
 // on the same server; then the worker drains the backlog against the simulators.
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import autocannon from 'autocannon';
 import express from 'express';
 import pg from 'pg';
+import { createBenchDatabase } from './database.ts';
 import { withService, seedLinkedLeads } from './webhooks.bench.ts';
 
 export type IntakeBenchResult =
@@ -51,25 +51,6 @@ async function cannon(url: string, headers: Record<string, string>, durationSeco
   };
 }
 
-async function createDatabase(serverUrl: string): Promise<{ url: string; drop: () => Promise<void> }> {
-  const name = `mds_bench_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: serverUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const parsed = new URL(serverUrl);
-  parsed.pathname = `/${name}`;
-  return {
-    url: parsed.toString(),
-    async drop() {
-      const again = new pg.Client({ connectionString: serverUrl });
-      await again.connect();
-      await again.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await again.end();
-    },
-  };
-}
-
 /** The floor: Express, the same JSON parser, one INSERT of the same shape, 202. */
 async function baseline(databaseUrl: string, durationSeconds: number): Promise<CannonResult> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
@@ -102,7 +83,7 @@ export async function runIntakeBench(options: { quick: boolean; databaseUrl: str
   if (!options.databaseUrl) return { skipped: 'no PostgreSQL configured (set BENCH_DATABASE_URL or TEST_DATABASE_URL)' };
   const durationSeconds = options.quick ? 4 : 10;
   const linked = options.quick ? 1_000 : 3_000;
-  const database = await createDatabase(options.databaseUrl);
+  const database = await createBenchDatabase(options.databaseUrl);
   try {
     const base = await baseline(database.url, durationSeconds);
     return await withService({ DATABASE_URL: database.url, INBOX_BATCH_SIZE: '200' }, async (service) => {
