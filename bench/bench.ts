@@ -79,7 +79,9 @@ for (const { rate, budget } of webhookRuns) {
 // The sweep: discovery of changed records and a full reconciliation.
 {
   const sweep = await onBenchDatabase(postgres, (databaseUrl) =>
-    runSweepBench({ records: quick ? 5_000 : 100_000, linkedRecords: quick ? 20_000 : 1_000_000, databaseUrl }),
+    onBenchDatabase(postgres, (fullDatabaseUrl) =>
+      runSweepBench({ records: quick ? 5_000 : 100_000, linkedRecords: quick ? 20_000 : 1_000_000, databaseUrl, fullDatabaseUrl }),
+    ),
   );
   rows.push(...sweepRows(sweep).map((r) => [r[0]!, r[1]!, '', '', '', '', '', r[3]!, `${r[2]!}, ${r[4]!} (${r[5]!})`]));
   Object.assign(figures, sweepFigures(sweep));

@@ -2,8 +2,10 @@
 // the page limits allow) and a full reconciliation of many links (peak RSS). Standalone:
 //   tsx bench/sweep.bench.ts [--quick]        (DATABASE_URL=postgresql://... to use PostgreSQL)
 // The inbox worker is stopped: what is measured is the sweep (discovery + enqueue), not the engine.
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
+import { once } from 'node:events';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import { loadConfig } from '../src/config.ts';
 import { startService } from '../src/main.ts';
@@ -18,6 +20,28 @@ export interface SweepBenchOptions {
   /** links in the table for the full reconciliation */
   linkedRecords: number;
   databaseUrl?: string | undefined;
+  /** a fresh, empty database for the full reconciliation's own process (else its own PGlite) */
+  fullDatabaseUrl?: string | undefined;
+}
+
+interface FullReconcileFigures {
+  links: number;
+  reconciled: number;
+  seconds: number;
+  peakRssMb: number;
+  baselineRssMb: number;
+}
+
+async function fullReconcileInChild(links: number, databaseUrl: string | undefined): Promise<FullReconcileFigures> {
+  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(new URL('./full-reconcile.child.ts', import.meta.url)), String(links), ...(databaseUrl ? [databaseUrl] : [])], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  const line = out.trim().split('\n').at(-1) ?? '';
+  if (code !== 0 || !line.startsWith('{')) throw new Error(`the full reconciliation process failed (exit ${code}): ${out}`);
+  return JSON.parse(line) as FullReconcileFigures;
 }
 
 export interface SweepBenchResult {
@@ -94,29 +118,13 @@ export async function runSweepBench(options: SweepBenchOptions): Promise<SweepBe
       Math.max(1, Math.ceil(dynamicsRows / DATAVERSE_PAGE)) + 1 + Math.max(1, Math.ceil(marketoActivities / MARKETO_PAGE)) + 1;
     const apiCalls = discovered.counts.marketoCalls + discovered.counts.dynamicsCalls;
 
-    // ---- full reconciliation of many links -----------------------------------------------------
-    await prisma.$executeRaw`TRUNCATE change_event CASCADE`;
-    const existing = await prisma.syncLink.count();
-    const extra = Math.max(0, options.linkedRecords - existing);
-    for (let i = 0; i < extra; i += 100_000) {
-      const count = Math.min(100_000, extra - i);
-      const from = 10_000_000 + i;
-      await prisma.$executeRaw`
-        INSERT INTO sync_link (id, "marketoId", "dynamicsEntity", "dynamicsId", "updatedAt")
-        SELECT gen_random_uuid(), g, (CASE WHEN g % 2 = 0 THEN 'LEAD' ELSE 'CONTACT' END)::"DynamicsEntity", gen_random_uuid(), now()
-          FROM generate_series(${from}::int, ${from + count - 1}::int) AS g`;
-    }
-    const fullRecords = await prisma.syncLink.count();
-    global.gc?.();
-    const baseline = process.memoryUsage().rss;
-    let peak = baseline;
-    const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
-    const fullStarted = performance.now();
-    const full = await sweep(true);
-    const fullSeconds = (performance.now() - fullStarted) / 1000;
-    clearInterval(sampler);
-    peak = Math.max(peak, process.memoryUsage().rss);
-    if (full.counts.linksReconciled !== fullRecords) throw new Error(`reconciled ${full.counts.linksReconciled} of ${fullRecords} links`);
+    // ---- full reconciliation of many links: a service process of its own (see the child) --------
+    const full = await fullReconcileInChild(options.linkedRecords, options.fullDatabaseUrl);
+    if (full.reconciled !== full.links) throw new Error(`reconciled ${full.reconciled} of ${full.links} links`);
+    const fullRecords = full.links;
+    const fullSeconds = full.seconds;
+    const peak = full.peakRssMb * 1024 * 1024;
+    const baseline = full.baselineRssMb * 1024 * 1024;
 
     return {
       records: options.records,
@@ -149,7 +157,7 @@ export function sweepFigures(r: SweepBenchResult): Record<string, number> {
 export function sweepRows(r: SweepBenchResult): string[][] {
   return [
     ['sweep: changed records', String(r.records), `${r.seconds.toFixed(2)} s`, `${r.apiCalls} calls (min ${r.minApiCalls}, ${(r.apiCalls / r.minApiCalls).toFixed(3)}x)`, `${r.eventsEnqueued} events`, r.engine],
-    ['sweep: full reconciliation', String(r.fullRecords), `${r.fullSeconds.toFixed(2)} s`, `peak RSS ${Math.round(r.fullPeakRssMb)} MB (before: ${Math.round(r.fullBaselineRssMb)} MB)`, `${r.fullRecords} events`, r.engine],
+    ['sweep: full reconciliation', String(r.fullRecords), `${r.fullSeconds.toFixed(2)} s`, `peak RSS ${Math.round(r.fullPeakRssMb)} MB of the service process (${Math.round(r.fullBaselineRssMb)} MB before)`, `${r.fullRecords} events`, r.engine],
   ];
 }
 

@@ -1,61 +1,72 @@
-import { pino } from 'pino';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.ts';
-import { startService, type RunningService } from '../../src/main.ts';
+import { createServiceProcess, freePort, type ServiceProcess } from '../../src/chaos/service-process.ts';
+import { openDatabase, type Database } from '../../src/db/database.ts';
+import { projectRoot } from '../../src/paths.ts';
+import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.ts';
 import { freshDatabase, postgresUrl, type TestDatabase } from '../support/database.ts';
 
-// The multi-replica acceptance: two service instances on one PostgreSQL database and one pair of
-// simulators (the second reaches the first's simulators as if they were the real systems), both
-// with a one-second sweep cron, webhooks off, while records change on both sides. Exactly one
-// sweep per tick in total, never two at once, no event processed twice, no duplicate records.
+// The multi-replica acceptance: two service processes on one PostgreSQL database, both reaching
+// the same simulators as if they were the real systems, both with a one-second sweep cron and no
+// webhooks, for 30 seconds while records change on both sides. Exactly one sweep per tick in
+// total, never two at once, no event processed twice, no duplicate records.
 
-const RUN_SECONDS = 12;
+const RUN_SECONDS = 30;
 const EVERY_SECOND = '* * * * * *';
 const NEVER = '0 0 0 1 1 *';
 
-describe.skipIf(!postgresUrl())('two replicas on one PostgreSQL', () => {
+describe.skipIf(!postgresUrl())('two replica processes on one PostgreSQL', () => {
   let database: TestDatabase;
-  const replicas: RunningService[] = [];
+  let sandbox: Sandbox;
+  let db: Database;
+  const replicas: ServiceProcess[] = [];
 
   beforeAll(async () => {
     database = await freshDatabase('postgres');
-    const base = { PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', INBOX_POLL_MS: '50', MARKETO_CALLS_PER_20S: '100', DATABASE_URL: database.url!, SYNC_FULL_CRON: NEVER };
-    const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-    // the first replica starts the simulators (sandbox mode) with its cron off until both are up
-    const first = await startService(loadConfig({ ...base, SYNC_SWEEP_CRON: EVERY_SECOND }), { logger, sandbox: { marketoRateWindowMs: 1_000 } });
-    replicas.push(first);
-    const sandbox = first.sandbox!;
-    for (const registration of sandbox.dataverse.admin.webhooks()) sandbox.dataverse.admin.unregisterWebhook(registration.id);
-    const second = await startService(
-      loadConfig({
-        ...base,
-        SYNC_SWEEP_CRON: EVERY_SECOND,
-        MARKETO_BASE_URL: sandbox.marketo.url,
-        MARKETO_CLIENT_ID: sandbox.marketo.clientId,
-        MARKETO_CLIENT_SECRET: sandbox.marketo.clientSecret,
-        DYNAMICS_URL: sandbox.dataverse.url,
-        DYNAMICS_TOKEN_URL: sandbox.dataverse.tokenUrl,
-        DYNAMICS_TENANT_ID: sandbox.dataverse.tenantId,
-        DYNAMICS_CLIENT_ID: sandbox.dataverse.clientId,
-        DYNAMICS_CLIENT_SECRET: sandbox.dataverse.clientSecret,
-        MARKETO_WEBHOOK_SECRET: 'replica-two-marketo-secret',
-        DYNAMICS_WEBHOOK_SECRET: 'replica-two-dynamics-secret',
-      }),
-      { logger },
-    );
-    replicas.push(second);
-  }, 60_000);
+    sandbox = await startSandbox({ marketoRateWindowMs: 1_000 });
+    const logDir = mkdtempSync(join(tmpdir(), 'mds-replicas-'));
+    const env = {
+      LOG_LEVEL: 'warn',
+      HOST: '127.0.0.1',
+      INBOX_POLL_MS: '50',
+      MARKETO_CALLS_PER_20S: '100',
+      DATABASE_URL: database.url!,
+      SYNC_SWEEP_CRON: EVERY_SECOND,
+      SYNC_FULL_CRON: NEVER,
+      MARKETO_BASE_URL: sandbox.marketo.url,
+      MARKETO_CLIENT_ID: sandbox.marketo.clientId,
+      MARKETO_CLIENT_SECRET: sandbox.marketo.clientSecret,
+      DYNAMICS_URL: sandbox.dataverse.url,
+      DYNAMICS_TOKEN_URL: sandbox.dataverse.tokenUrl,
+      DYNAMICS_TENANT_ID: sandbox.dataverse.tenantId,
+      DYNAMICS_CLIENT_ID: sandbox.dataverse.clientId,
+      DYNAMICS_CLIENT_SECRET: sandbox.dataverse.clientSecret,
+      MARKETO_WEBHOOK_SECRET: 'replica-test-marketo-secret',
+      DYNAMICS_WEBHOOK_SECRET: 'replica-test-dynamics-secret',
+    };
+    for (const name of ['a', 'b']) {
+      replicas.push(
+        createServiceProcess({ projectRoot: projectRoot(), env, baseEnv: process.env, port: await freePort(), logFile: join(logDir, `replica-${name}.log`) }),
+      );
+    }
+    // started together: the migrations' advisory lock and the sweep lease are part of the test
+    await Promise.all(replicas.map((r) => r.start()));
+    db = await openDatabase({ url: database.url!, dataDir: 'unused' });
+  }, 120_000);
 
   afterAll(async () => {
-    for (const replica of replicas.reverse()) await replica.stop('test finished');
+    await Promise.all(replicas.map((r) => (r.running() ? r.stop() : Promise.resolve(null))));
+    await db?.close();
+    await sandbox?.close();
     await database?.drop();
   });
 
-  it('one sweep per tick in total, none overlapping, nothing processed twice, no duplicates', { timeout: 60_000 }, async () => {
-    const [first] = replicas;
-    const dataverse = first!.sandbox!.dataverse.admin;
-    const marketo = first!.sandbox!.marketo.admin;
-    const prisma = first!.db.prisma;
+  it('one sweep per tick in total, none overlapping, nothing processed twice, no duplicates', { timeout: 120_000 }, async () => {
+    const dataverse = sandbox.dataverse.admin;
+    const marketo = sandbox.marketo.admin;
+    const prisma = db.prisma;
     const started = Date.now();
     const leads: string[] = [];
     let i = 0;
@@ -71,18 +82,19 @@ describe.skipIf(!postgresUrl())('two replicas on one PostgreSQL', () => {
       await new Promise((resolve) => setTimeout(resolve, 400));
     }
     // let the last sweeps and their events finish
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 30_000;
     for (;;) {
       const open = await prisma.changeEvent.count({ where: { status: { not: 'DONE' } } });
       const linked = await prisma.syncLink.count();
       if ((open === 0 && linked === leads.length) || Date.now() > deadline) break;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    for (const replica of replicas) await replica.sweeper.stop();
+    // SIGTERM: each replica stops its sweep scheduler (awaiting a running sweep) and its worker
+    expect(await Promise.all(replicas.map((r) => r.stop()))).toEqual([0, 0]);
 
     const runs = await prisma.syncRun.findMany({ orderBy: { startedAt: 'asc' } });
     expect(runs.length).toBeGreaterThanOrEqual(RUN_SECONDS / 2);
-    expect(new Set(runs.map((r) => r.owner)).size).toBeGreaterThanOrEqual(1);
+    expect(runs.every((r) => r.owner.length > 0)).toBe(true);
     const perSecond = new Map<number, number>();
     for (const run of runs) {
       const second = Math.floor(run.startedAt.getTime() / 1000);
