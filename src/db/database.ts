@@ -23,6 +23,12 @@ export interface Database {
    * pool afterwards is what releases them.
    */
   withSchemaEngineAdapter<T>(fn: (factory: SqlMigrationAwareDriverAdapterFactory) => Promise<T>): Promise<T>;
+  /**
+   * One parameterised statement on the driver itself, for the few hot paths where Prisma's
+   * per-query overhead halves throughput (webhook intake). PGlite goes through Prisma anyway:
+   * its single connection must not interleave with a Prisma transaction.
+   */
+  query<T>(text: string, values: readonly unknown[]): Promise<T[]>;
   close(): Promise<void>;
 }
 
@@ -55,6 +61,7 @@ async function openPglite(dataDir: string): Promise<Database> {
       return run;
     },
     withSchemaEngineAdapter: (fn) => fn(adapterFactory),
+    query: <T>(text: string, values: readonly unknown[]) => prisma.$queryRawUnsafe<T[]>(text, ...values),
     async close() {
       await prisma.$disconnect();
       await client.close();
@@ -86,6 +93,9 @@ function openPostgres(url: string, poolSize: number): Database {
       } finally {
         lockClient.release();
       }
+    },
+    async query<T>(text: string, values: readonly unknown[]): Promise<T[]> {
+      return (await pool.query(text, [...values])).rows as T[];
     },
     async withSchemaEngineAdapter(fn) {
       const enginePool = new pg.Pool({ connectionString: url, max: 2 });

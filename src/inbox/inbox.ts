@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Db } from '../db/database.ts';
+import type { Database, Db } from '../db/database.ts';
 import type {
   ChangeEventStatus,
   ChangeOrigin,
@@ -66,20 +66,36 @@ export function allowedFrom(to: ChangeEventStatus): ChangeEventStatus[] {
 
 const statusList = (statuses: ChangeEventStatus[]) => `{${statuses.join(',')}}`;
 
-export async function enqueue(db: Db, event: NewChangeEvent): Promise<EnqueueResult> {
-  const id = randomUUID();
-  const inserted = await db.$queryRaw<{ id: string }[]>`
-    INSERT INTO change_event (id, source, origin, operation, "marketoId", "dynamicsEntity", "dynamicsId",
-                              payload, "dedupeKey", "receivedAt", "nextAttemptAt", "updatedAt")
-    VALUES (${id}::uuid, ${event.source}::"ChangeSource", ${event.origin}::"ChangeOrigin", ${event.operation},
-            ${event.marketoId ?? null}::int, ${event.dynamicsEntity ?? null}::"DynamicsEntity",
-            ${event.dynamicsId ?? null}::uuid, ${JSON.stringify(event.payload ?? {})}::jsonb, ${event.dedupeKey},
-            clock_timestamp(), clock_timestamp(), now())
-    ON CONFLICT ("dedupeKey") DO NOTHING
-    RETURNING id::text`;
+const enqueueSql = `
+  INSERT INTO change_event (id, source, origin, operation, "marketoId", "dynamicsEntity", "dynamicsId",
+                            payload, "dedupeKey", "receivedAt", "nextAttemptAt", "updatedAt")
+  VALUES ($1::uuid, $2::"ChangeSource", $3::"ChangeOrigin", $4, $5::int, $6::"DynamicsEntity", $7::uuid,
+          $8::jsonb, $9, clock_timestamp(), clock_timestamp(), now())
+  ON CONFLICT ("dedupeKey") DO NOTHING
+  RETURNING id::text`;
+
+const isDatabase = (db: Db | Database): db is Database => 'engine' in db && 'prisma' in db;
+
+/**
+ * Stores an event unless its dedupe key is known. Given the Database (intake), it runs on the
+ * driver directly: this is the one statement a webhook answer waits for.
+ */
+export async function enqueue(db: Db | Database, event: NewChangeEvent): Promise<EnqueueResult> {
+  const values = [
+    randomUUID(),
+    event.source,
+    event.origin,
+    event.operation,
+    event.marketoId ?? null,
+    event.dynamicsEntity ?? null,
+    event.dynamicsId ?? null,
+    JSON.stringify(event.payload ?? {}),
+    event.dedupeKey,
+  ];
+  const run = <T>(text: string, params: unknown[]) => (isDatabase(db) ? db.query<T>(text, params) : db.$queryRawUnsafe<T[]>(text, ...params));
+  const inserted = await run<{ id: string }>(enqueueSql, values);
   if (inserted[0]) return { status: 'queued', id: inserted[0].id };
-  const existing = await db.$queryRaw<{ id: string }[]>`
-    SELECT id::text FROM change_event WHERE "dedupeKey" = ${event.dedupeKey}`;
+  const existing = await run<{ id: string }>(`SELECT id::text FROM change_event WHERE "dedupeKey" = $1`, [event.dedupeKey]);
   if (!existing[0]) throw new Error(`change event ${event.dedupeKey} conflicted but cannot be found`);
   return { status: 'duplicate', id: existing[0].id };
 }

@@ -38,7 +38,7 @@ export function createOperatorActions(options: OperatorActionsOptions) {
 
   async function requestPersonSync(marketoId: number): Promise<{ eventId: string }> {
     const link = await findLink(db.prisma, { marketoId });
-    const result = await enqueue(db.prisma, {
+    const result = await enqueue(db, {
       source: 'OPERATOR',
       origin: 'OPERATOR',
       operation: 'RESYNC',

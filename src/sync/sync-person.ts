@@ -174,7 +174,7 @@ export function createSyncPerson(options: SyncPersonOptions) {
   }
 
   async function enqueueResync(link: Link): Promise<void> {
-    await enqueue(db.prisma, {
+    await enqueue(db, {
       source: 'OPERATOR',
       origin: 'FLOW_ACTION',
       operation: 'RESYNC',

@@ -50,7 +50,7 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
       return { kind: 'ignored', reason: 'an echo of the sync user’s own write' };
     }
     const id = notice.id.toLowerCase();
-    const result = await enqueue(deps.db.prisma, {
+    const result = await enqueue(deps.db, {
       source: 'DYNAMICS',
       origin: 'WEBHOOK',
       operation: operations[notice.messageName],

@@ -88,13 +88,13 @@ export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
   const window = deps.coalesceWindowMs ?? 10_000;
 
   async function enqueueWithRedelivery(event: NewChangeEvent): Promise<{ kind: 'queued' | 'duplicate'; eventId: string }> {
-    const first = await enqueue(deps.db.prisma, event);
+    const first = await enqueue(deps.db, event);
     if (first.status === 'queued') return { kind: 'queued', eventId: first.id };
     // A repeat while the first is still waiting adds nothing (the engine reads the current state).
     // Once the first was picked up, a repeat may carry a newer change: it is queued on its own.
     const existing = await deps.db.prisma.changeEvent.findUnique({ where: { id: first.id }, select: { status: true } });
     if (existing?.status === 'PENDING') return { kind: 'duplicate', eventId: first.id };
-    const again = await enqueue(deps.db.prisma, { ...event, dedupeKey: `${event.dedupeKey}:${randomUUID()}` });
+    const again = await enqueue(deps.db, { ...event, dedupeKey: `${event.dedupeKey}:${randomUUID()}` });
     return { kind: 'queued', eventId: again.id };
   }
 
