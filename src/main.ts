@@ -186,7 +186,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       logger,
       owner,
       notify: () => worker.notify(),
-      marketoApiUser: sandbox?.marketo.admin.apiUser,
+      marketoApiUser: () => marketoClient.apiUser(),
     });
     let syncUserId: string | undefined;
     engine.syncUserId().then(

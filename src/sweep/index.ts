@@ -22,7 +22,7 @@ export interface SweepServiceOptions {
   owner: string;
   notify: () => void;
   /** the Marketo API user whose changes are the sync's own (known in sandbox mode) */
-  marketoApiUser?: string | undefined;
+  marketoApiUser?: (() => string | undefined) | undefined;
   /** false: no cron on this process (the CLI); requests still take the lease */
   schedule?: boolean;
 }

@@ -36,7 +36,8 @@ export interface SweeperOptions {
   /** Marketo's daily quota and the share of it a sweep may bring the day's usage up to */
   quota: { dailyQuota: number; share: number };
   /** the Marketo API-only user ("Modifying User" of our own writes), when known */
-  marketoApiUser?: string | undefined;
+  /** the Marketo API user (its changes are our echoes); known once the client has a token */
+  marketoApiUser?: (() => string | undefined) | undefined;
   /** wakes the inbox worker after a batch was enqueued */
   notify: () => void;
   /** links per full-reconciliation page and events per enqueue batch; default 1000 */
@@ -423,7 +424,8 @@ export function createSweeper(options: SweeperOptions) {
             continue;
           }
           if (activity.activityTypeId === NEW_LEAD) continue;
-          if (options.marketoApiUser && attribute(activity, 'Modifying User') === options.marketoApiUser) {
+          const apiUser = options.marketoApiUser?.();
+          if (apiUser && attribute(activity, 'Modifying User') === apiUser) {
             counts.echoesDropped++;
             continue;
           }

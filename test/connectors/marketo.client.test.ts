@@ -71,6 +71,13 @@ describe('Marketo error codes', () => {
 });
 
 describe('Marketo client: leads', () => {
+  it('learns from the token which API user it acts as, so the sweep can drop its own changes', async () => {
+    const { client } = await setup({ apiUser: 'sync@acme.example' });
+    expect(client.apiUser()).toBeUndefined();
+    await client.describeLeadFields();
+    expect(client.apiUser()).toBe('sync@acme.example');
+  });
+
   it('returns created, updated and skipped results per record in input order', async () => {
     const { client } = await setup();
     await client.syncLeads({ action: 'createOnly', lookupField: 'email', input: [{ email: 'taken@example.com' }] });

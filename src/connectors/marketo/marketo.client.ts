@@ -176,6 +176,8 @@ export function createMarketoClient(options: MarketoClientOptions) {
   });
 
   let token: { value: string; refreshAt: number } | undefined;
+  // the API-only user the token belongs to (identity's `scope`): activities it caused are our echoes
+  let apiUser: string | undefined;
   let tokenRequest: Promise<string> | undefined;
   // a 606 slows every caller, not only the one that saw it
   let pausedUntil = 0;
@@ -248,6 +250,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
     // identity returns the same token with its remaining life: near expiry, renew at half-life steps
     const refreshIn = lifetimeMs > 2 * skewMs ? lifetimeMs - skewMs : lifetimeMs / 2;
     token = { value: parsed.data.access_token, refreshAt: now() + refreshIn };
+    apiUser = parsed.data.scope ?? apiUser;
     return token.value;
   }
 
@@ -618,6 +621,8 @@ export function createMarketoClient(options: MarketoClientOptions) {
     iterateActivities: (params: { nextPageToken: string; activityTypeIds: readonly number[]; batchSize?: number; leadIds?: readonly number[]; maxEmptyPages?: number }) =>
       followPages((token) => getActivities({ ...params, nextPageToken: token }), params.nextPageToken, params.maxEmptyPages),
     getDailyUsage,
+    /** the API-only user this client acts as, once a token was issued */
+    apiUser: (): string | undefined => apiUser,
     stats(): MarketoClientStats {
       rollDay();
       return structuredClone({ ...totals, dailyCalls });
