@@ -1,6 +1,6 @@
 // Run by bench/sweep.bench.ts as a process of its own, so that its peak RSS is the service's
 // during a full reconciliation (empty simulators), not the benchmark's data. Prints one JSON line.
-//   node --import tsx bench/full-reconcile.child.ts <links> [postgresql://... fresh database]
+//   npm run build && node --expose-gc dist/bench/full-reconcile.child.js <links> [postgresql://... fresh database]
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -2,9 +2,10 @@
 // the page limits allow) and a full reconciliation of many links (peak RSS). Standalone:
 //   tsx bench/sweep.bench.ts [--quick]        (DATABASE_URL=postgresql://... to use PostgreSQL)
 // The inbox worker is stopped: what is measured is the sweep (discovery + enqueue), not the engine.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
+import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import { loadConfig } from '../src/config.ts';
@@ -32,8 +33,14 @@ interface FullReconcileFigures {
   baselineRssMb: number;
 }
 
+/**
+ * The reconciliation runs in the compiled service (npm run build), as production runs it: under
+ * tsx the process carries the transpiler and its source maps, about 110 MB that are not the sync's.
+ */
 async function fullReconcileInChild(links: number, databaseUrl: string | undefined): Promise<FullReconcileFigures> {
-  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(new URL('./full-reconcile.child.ts', import.meta.url)), String(links), ...(databaseUrl ? [databaseUrl] : [])], {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'ignore' });
+  const child = spawn(process.execPath, ['--expose-gc', join(root, 'dist', 'bench', 'full-reconcile.child.js'), String(links), ...(databaseUrl ? [databaseUrl] : [])], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

@@ -188,11 +188,21 @@ export async function startService(config: Config, options: ServiceOptions = {})
       notify: () => worker.notify(),
       marketoApiUser: () => marketoClient.apiUser(),
     });
+    // The Dataverse intake ignores the sync user's own writes once it knows who that is; until
+    // then (Dynamics unreachable at start-up) each webhook asks again, and the merge catches echoes.
     let syncUserId: string | undefined;
-    engine.syncUserId().then(
-      (id) => (syncUserId = id),
-      (error: unknown) => logger.warn({ err: error }, 'could not learn the Dynamics sync user yet; echoes are caught by the merge'),
-    );
+    let learning = false;
+    const knownSyncUser = () => {
+      if (syncUserId === undefined && !learning) {
+        learning = true;
+        engine.syncUserId().then(
+          (id) => (syncUserId = id),
+          (error: unknown) => logger.warn({ err: error }, 'could not learn the Dynamics sync user yet; echoes are caught by the merge'),
+        ).finally(() => (learning = false));
+      }
+      return syncUserId;
+    };
+    knownSyncUser();
 
     let draining = false;
     const mode = config.sandbox ? 'sandbox' : 'live';
@@ -246,7 +256,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       graphql: graphql.middleware,
       webhooks: {
         marketo: createMarketoWebhooks({ db, secret: webhookSecrets.marketo, syncPerson, logger, notify: () => worker.notify() }),
-        dynamics: createDynamicsWebhooks({ db, secret: webhookSecrets.dynamics, syncUserId: () => syncUserId, notify: () => worker.notify() }),
+        dynamics: createDynamicsWebhooks({ db, secret: webhookSecrets.dynamics, syncUserId: knownSyncUser, notify: () => worker.notify() }),
       },
     });
 
