@@ -100,6 +100,25 @@ export async function enqueue(db: Db | Database, event: NewChangeEvent): Promise
   return { status: 'duplicate', id: existing[0].id };
 }
 
+/** Many events in one statement (the sweep's pages); known dedupe keys are skipped, not errors. */
+export async function enqueueMany(db: Db, events: readonly NewChangeEvent[]): Promise<{ queued: number; duplicates: number }> {
+  if (events.length === 0) return { queued: 0, duplicates: 0 };
+  const { count } = await db.changeEvent.createMany({
+    data: events.map((e) => ({
+      source: e.source,
+      origin: e.origin,
+      operation: e.operation,
+      marketoId: e.marketoId ?? null,
+      dynamicsEntity: e.dynamicsEntity ?? null,
+      dynamicsId: e.dynamicsId ?? null,
+      payload: (e.payload ?? {}),
+      dedupeKey: e.dedupeKey,
+    })),
+    skipDuplicates: true,
+  });
+  return { queued: count, duplicates: events.length - count };
+}
+
 export interface ClaimOptions {
   /** who holds the lease: replica id + worker */
   owner: string;

@@ -4,7 +4,7 @@ import type { MarketoClient } from '../connectors/marketo/marketo.client.ts';
 import type { MarketoActivity } from '../connectors/marketo/marketo.schemas.ts';
 import type { Database } from '../db/database.ts';
 import type { Prisma } from '../db/generated/client.ts';
-import type { NewChangeEvent } from '../inbox/inbox.ts';
+import { enqueueMany, type NewChangeEvent } from '../inbox/inbox.ts';
 import type { Logger } from '../logger.ts';
 import type { MappingService } from '../sync/mappings.ts';
 import type { LinkedEntity } from '../sync/policy.ts';
@@ -195,22 +195,9 @@ export function createSweeper(options: SweeperOptions) {
     // ---- inbox --------------------------------------------------------------------------------
     async function enqueueAll(events: NewChangeEvent[]): Promise<void> {
       for (let i = 0; i < events.length; i += pageSize) {
-        const batch = events.slice(i, i + pageSize);
-        const { count } = await prisma.changeEvent.createMany({
-          data: batch.map((e) => ({
-            source: e.source,
-            origin: e.origin,
-            operation: e.operation,
-            marketoId: e.marketoId ?? null,
-            dynamicsEntity: e.dynamicsEntity ?? null,
-            dynamicsId: e.dynamicsId ?? null,
-            payload: e.payload ?? {},
-            dedupeKey: e.dedupeKey,
-          })),
-          skipDuplicates: true,
-        });
-        counts.eventsEnqueued += count;
-        counts.duplicates += batch.length - count;
+        const { queued, duplicates } = await enqueueMany(prisma, events.slice(i, i + pageSize));
+        counts.eventsEnqueued += queued;
+        counts.duplicates += duplicates;
       }
       if (events.length > 0) options.notify();
     }
