@@ -8,6 +8,8 @@ COPY prisma.config.ts ./
 RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# the build also compiles the benchmark's full-reconciliation child (it measures the compiled service)
+COPY bench/full-reconcile.child.ts ./bench/
 RUN npm run build
 
 # Runtime stage: production dependencies only, compiled code, migrations; runs as non-root.
