@@ -23,12 +23,13 @@ export interface GraphQLHandler {
   yoga: YogaServerInstance<ServerContext, GraphQLContext>;
 }
 
+const unauthorizedBody = {
+  errors: [{ message: 'missing or invalid bearer token: send Authorization: Bearer <GRAPHQL_API_TOKEN>', extensions: { code: 'UNAUTHENTICATED' } }],
+};
+const unauthorizedHeaders = { 'content-type': 'application/json; charset=utf-8', 'www-authenticate': 'Bearer realm="graphql"' };
+
 function unauthorized(fetchAPI: { Response: typeof Response }): Response {
-  const body = { errors: [{ message: 'missing or invalid bearer token: send Authorization: Bearer <GRAPHQL_API_TOKEN>', extensions: { code: 'UNAUTHENTICATED' } }] };
-  return new fetchAPI.Response(JSON.stringify(body), {
-    status: 401,
-    headers: { 'content-type': 'application/json; charset=utf-8', 'www-authenticate': 'Bearer realm="graphql"' },
-  });
+  return new fetchAPI.Response(JSON.stringify(unauthorizedBody), { status: 401, headers: unauthorizedHeaders });
 }
 
 export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
@@ -83,6 +84,16 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
   // yoga has no body size limit of its own: bodies are read here, bounded, before it sees them
   // (a no-op when an outer express.json already parsed the body). Oversized -> 413 via `next`.
   const router = express.Router();
+  // Refused before the body is even read: a caller without the token learns nothing, not even
+  // whether its body parses. (The yoga plugin above checks again, for mounts without this router.)
+  router.use((req, res, next) => {
+    const graphiqlPage = deps.graphiql && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
+    if (!graphiqlPage && !bearerMatches(deps.apiToken, req.headers.authorization ?? null)) {
+      res.status(401).set(unauthorizedHeaders).send(JSON.stringify(unauthorizedBody));
+      return;
+    }
+    next();
+  });
   router.use(express.json({ limit: deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, type: ['application/json', 'application/*+json'] }));
   router.use((req, res, next) => {
     yoga(req, res, { req, res }).catch(next);

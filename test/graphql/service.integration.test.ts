@@ -87,8 +87,11 @@ describe.each(testEngines())('GraphQL over a running sync on %s', (engine) => {
     expect(res.body.data.upsertFieldMapping.error).toContain('cannot read');
   });
 
-  it('refuses requests without the bearer token', async () => {
+  it('refuses requests without the bearer token, before reading their body', async () => {
     const res = await t.http.post('/graphql').send({ query: '{ syncStatus { backlog { pending } } }' });
     expect(res.status).toBe(401);
+    const malformed = await t.http.post('/graphql').set('content-type', 'application/json').send('{"query": ');
+    expect(malformed.status).toBe(401);
+    expect(malformed.body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
   });
 });
