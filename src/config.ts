@@ -29,7 +29,11 @@ const cron = (fallback: string) =>
     z
       .string()
       .default(fallback)
-      .refine((expression) => isValidCron(expression), { error: 'must be a node-cron expression such as "*/5 * * * *"' }),
+      .refine((expression) => expression.trim().toLowerCase() === 'off' || isValidCron(expression), {
+        error: 'must be a node-cron expression such as "*/5 * * * *", or "off"',
+      })
+      // "off": this replica never schedules it (requestSweep and `npm run sweep` still work)
+      .transform((expression) => (expression.trim().toLowerCase() === 'off' ? undefined : expression)),
   );
 const secret = z.preprocess(
   blankAsUnset,
@@ -167,8 +171,9 @@ export interface Config {
   dynamics: { credentials: DynamicsCredentials | undefined; webhookSecret: string | undefined; timeoutMs: number | undefined };
   graphql: { apiToken: string | undefined };
   sync: {
-    sweepCron: string;
-    fullCron: string;
+    /** undefined: "off", no schedule on this replica */
+    sweepCron: string | undefined;
+    fullCron: string | undefined;
     sweepQuotaShare: number;
     inboxBatchSize: number;
     inboxLeaseSeconds: number;

@@ -74,4 +74,10 @@ describe('configuration', () => {
   it('accepts node-cron schedules with a seconds field', () => {
     expect(loadConfig({ SYNC_SWEEP_CRON: '*/10 * * * * *' }).sync.sweepCron).toBe('*/10 * * * * *');
   });
+
+  it('turns a schedule off with "off", for replicas that should never start one', () => {
+    const config = loadConfig({ SYNC_SWEEP_CRON: 'off', SYNC_FULL_CRON: 'OFF' });
+    expect(config.sync.sweepCron).toBeUndefined();
+    expect(config.sync.fullCron).toBeUndefined();
+  });
 });

@@ -43,7 +43,7 @@ export function createSweepService(options: SweepServiceOptions) {
     notify: options.notify,
     // counts the run's outcomes once the engine has processed its events: the run (and the lease)
     // waits at most half the time to the next tick, so a fast schedule is not slowed by it
-    outcomeWaitMs: Math.min(60_000, cronIntervalMs(config.sync.sweepCron) / 2),
+    outcomeWaitMs: config.sync.sweepCron ? Math.min(60_000, cronIntervalMs(config.sync.sweepCron) / 2) : 60_000,
   });
   // 30 s, renewed every 10 s while a sweep runs: a dead replica's lease frees within half a minute
   const lease = createLease({ db: db.prisma, owner: options.owner, ttlMs: 30_000 });
