@@ -151,16 +151,6 @@ export async function claim(db: Db, options: ClaimOptions): Promise<ClaimedChang
               e.attempts, e."receivedAt"`;
 }
 
-/** Marks a claimed event done. False when the lease was lost (expired and re-claimed elsewhere). */
-export async function complete(db: Db, id: string, owner: string, linkId?: string): Promise<boolean> {
-  const count = await db.$executeRaw`
-    UPDATE change_event
-       SET status = 'DONE', "leaseOwner" = NULL, "completedAt" = now(), "updatedAt" = now(),
-           "linkId" = coalesce(${linkId ?? null}::uuid, "linkId")
-     WHERE id = ${id}::uuid AND status = 'PROCESSING' AND "leaseOwner" = ${owner}`;
-  return count === 1;
-}
-
 /** Marks many claimed events done in one statement; returns how many this owner still held. */
 export async function completeMany(db: Db, done: readonly { id: string; linkId?: string | null }[], owner: string): Promise<number> {
   if (done.length === 0) return 0;
@@ -170,6 +160,11 @@ export async function completeMany(db: Db, done: readonly { id: string; linkId?:
            "linkId" = coalesce(d.link_id, e."linkId")
       FROM unnest(${done.map((d) => d.id)}::uuid[], ${done.map((d) => d.linkId ?? null)}::uuid[]) AS d(id, link_id)
      WHERE e.id = d.id AND e.status = 'PROCESSING' AND e."leaseOwner" = ${owner}`;
+}
+
+/** Marks one claimed event done. False when the lease was lost (expired and re-claimed elsewhere). */
+export async function complete(db: Db, id: string, owner: string, linkId?: string): Promise<boolean> {
+  return (await completeMany(db, [{ id, linkId: linkId ?? null }], owner)) === 1;
 }
 
 export interface FailOptions {
