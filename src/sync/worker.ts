@@ -76,7 +76,7 @@ export function createSyncWorker(options: WorkerOptions) {
         report.done++;
         return;
       case 'busy':
-        await release(db.prisma, [event.id], options.owner, options.busyDelayMs ?? 250);
+        // released together, in one statement, by runOnce
         report.busy++;
         return;
       case 'retry':
@@ -128,12 +128,15 @@ export function createSyncWorker(options: WorkerOptions) {
     ]);
     const outcomes = new Map([...batchOutcomes, ...personOutcomes]);
     const done: { id: string; linkId: string | null }[] = [];
+    const busy: string[] = [];
     for (const event of events) {
       const outcome = outcomes.get(event.id) ?? { status: 'retry', reason: 'no outcome for the event (bug)' };
       if (outcome.status === 'done') done.push({ id: event.id, linkId: outcome.linkId });
+      if (outcome.status === 'busy') busy.push(event.id);
       await record(event, outcome, report);
     }
     await completeMany(db.prisma, done, options.owner);
+    await release(db.prisma, busy, options.owner, options.busyDelayMs ?? 250);
     logger.debug({ ...report }, 'inbox batch synced');
     return report;
   }
