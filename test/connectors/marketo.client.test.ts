@@ -218,7 +218,8 @@ describe('Marketo client: authentication', () => {
 describe('Marketo client: limits and retries', () => {
   it('rides out a 606 rate-limit storm without losing a call', async () => {
     const { sim, client } = await setup({ limits: { callsPerWindow: 5, windowMs: 250 } }, { limits: { callsPer20s: 50, windowMs: 250 } });
-    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => client.getLeadsByIds([i + 1])));
+    // by email: reads by id of concurrent callers would share one call
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => client.getLeadsByEmail([`person${i}@example.com`])));
     expect(results).toHaveLength(30);
     const counters = sim.admin.counters().byEndpoint['leads.query'];
     expect(counters?.ok).toBe(30);
@@ -227,7 +228,7 @@ describe('Marketo client: limits and retries', () => {
 
   it('rides out 615 concurrency rejections without losing a call', async () => {
     const { sim, client } = await setup({ limits: { maxConcurrent: 1 }, latencyMs: 20 });
-    await Promise.all(Array.from({ length: 10 }, (_, i) => client.getLeadsByIds([i + 1])));
+    await Promise.all(Array.from({ length: 10 }, (_, i) => client.getLeadsByEmail([`person${i}@example.com`])));
     const counters = sim.admin.counters().byEndpoint['leads.query'];
     expect(counters?.ok).toBe(10);
     expect(counters?.errors['615']).toBeGreaterThan(0);
@@ -235,7 +236,8 @@ describe('Marketo client: limits and retries', () => {
 
   it('keeps its own calls under the configured rate without seeing 606', async () => {
     const { sim, client } = await setup({ limits: { callsPerWindow: 10, windowMs: 400 } }, { limits: { callsPer20s: 5, windowMs: 400 } });
-    await Promise.all(Array.from({ length: 12 }, (_, i) => client.getLeadsByIds([i + 1])));
+    await Promise.all(Array.from({ length: 12 }, (_, i) => client.getLeadsByEmail([`person${i}@example.com`])));
+    expect(sim.admin.counters().byEndpoint['leads.query']?.ok).toBe(12);
     expect(sim.admin.counters().byEndpoint['leads.query']?.errors['606']).toBeUndefined();
   });
 
@@ -293,6 +295,69 @@ describe('Marketo client: limits and retries', () => {
     const error = await rejection(client.syncLeads({ action: 'createOnly', lookupField: 'email', input: people(1) }));
     expect(error.kind).toBe('transient');
     expect(sim.admin.counters().byEndpoint['leads.sync']?.calls).toBe(1);
+  });
+});
+
+describe('Marketo client: calls shared by concurrent callers', () => {
+  const after = async <T>(promise: Promise<T>, t0: number) => {
+    await promise;
+    return performance.now() - t0;
+  };
+
+  it('reads by id requested while a read waits for the limiter ride along in that call', async () => {
+    // two calls of budget at once, then one every 500 ms
+    const { sim, client } = await setup({}, { limits: { callsPer20s: 4, windowMs: 2_000 } });
+    await client.syncLeads({ action: 'createOrUpdate', lookupField: 'email', input: people(12) });
+    const calls = () => sim.admin.counters().byEndpoint['leads.query']?.calls ?? 0;
+    const first = client.getLeadsByIds([1]);
+    await first;
+    // the bucket is now short of a read: these wait together and are filled when admitted
+    const waiting = Array.from({ length: 10 }, (_, i) => client.getLeadsByIds([i + 2, 1], ['email', 'firstName']));
+    const late = new Promise<unknown>((resolve) => setTimeout(() => resolve(client.getLeadsByIds([12], ['email', 'firstName'])), 100));
+    const results = await Promise.all(waiting);
+    await late;
+    expect(results.map((leads) => leads.map((l) => l.id).sort((a, b) => a - b))).toEqual(Array.from({ length: 10 }, (_, i) => [1, i + 2]));
+    expect(results[3]?.find((l) => l.id === 5)).toMatchObject({ email: 'person5@example.com', firstName: 'P5' });
+    expect(calls()).toBe(2);
+  });
+
+  it('answers each caller of a shared write with its own records, in its own order', async () => {
+    const { sim, client } = await setup();
+    await client.syncLeads({ action: 'createOrUpdate', lookupField: 'email', input: people(6) });
+    const before = sim.admin.counters().byEndpoint['leads.sync']?.calls ?? 0;
+    const [a, b, c] = await Promise.all([
+      client.syncLeads({ action: 'updateOnly', lookupField: 'id', input: [{ id: 3, firstName: 'A' }, { id: 999, firstName: 'missing' }] }),
+      client.syncLeads({ action: 'updateOnly', lookupField: 'id', input: [{ id: 1, firstName: 'B' }] }),
+      client.syncLeads({ action: 'updateOnly', lookupField: 'id', input: [{ id: 6, firstName: 'C' }, { id: 2, firstName: 'C2' }] }),
+    ]);
+    expect(a.map((r) => [r.id ?? null, r.status])).toEqual([[3, 'updated'], [null, 'skipped']]);
+    expect(b.map((r) => [r.id, r.status])).toEqual([[1, 'updated']]);
+    expect(c.map((r) => [r.id, r.status])).toEqual([[6, 'updated'], [2, 'updated']]);
+    expect((sim.admin.counters().byEndpoint['leads.sync']?.calls ?? 0) - before).toBe(1);
+    expect(sim.admin.getLead(2)?.firstName).toBe('C2');
+  });
+
+  it('keeps a call in reserve after a read, so the write that follows it does not wait for the next drip', async () => {
+    // budget: two calls at once, then one per second
+    const { client } = await setup({}, { limits: { callsPer20s: 2, windowMs: 2_000 } });
+    const t0 = performance.now();
+    await client.getLeadsByIds([1]);
+    const writeMs = await after(client.syncLeads({ action: 'createOrUpdate', lookupField: 'email', input: people(1) }), t0);
+    expect(writeMs).toBeLessThan(500);
+    // the next read waits until the bucket again holds a read and a write
+    const readMs = await after(client.getLeadsByIds([1]), t0);
+    expect(readMs).toBeGreaterThan(1_500);
+  });
+
+  it('lets a write go before reads that were already waiting', async () => {
+    const { client } = await setup({}, { limits: { callsPer20s: 4, windowMs: 2_000 } });
+    await client.getLeadsByIds([1]);
+    const order: string[] = [];
+    const reads = Array.from({ length: 3 }, (_, i) => client.getLeadsByEmail([`r${i}@example.com`]).then(() => order.push(`read ${i}`)));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const write = client.syncLeads({ action: 'createOrUpdate', lookupField: 'email', input: people(1) }).then(() => order.push('write'));
+    await Promise.all([...reads, write]);
+    expect(order[0]).toBe('write');
   });
 });
 

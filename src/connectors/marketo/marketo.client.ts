@@ -2,6 +2,7 @@ import Bottleneck from 'bottleneck';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { MarketoApiError } from './marketo.errors.ts';
+import { createRideAlong } from './ride-along.ts';
 import {
   activitySchema,
   deleteResultSchema,
@@ -120,6 +121,14 @@ type CallSpec = {
   idempotent?: boolean;
 };
 
+/** A call whose request is built when the limiter admits it (see ride-along.ts). */
+type DeferredCallSpec = Pick<CallSpec, 'endpoint' | 'method'> & { build: () => CallSpec };
+
+// Reads queue behind writes: a write finishes a change whose read was already spent, a read
+// starts a new one.
+const WRITE_PRIORITY = 3;
+const READ_PRIORITY = 5;
+
 function chunk<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
@@ -166,14 +175,25 @@ export function createMarketoClient(options: MarketoClientOptions) {
   // calls flowing and lets callers batch more per call under load. The small burst keeps an idle
   // service quick; any 20 s then holds at most a quarter more than our share (well inside the
   // instance limit, which our share is half of by default).
-  const burst = Math.max(1, Math.floor(callsPerWindow / 4));
+  const maxConcurrent = options.limits?.maxConcurrent ?? 5;
+  const burst = Math.max(2, Math.floor(callsPerWindow / 4));
+  const dripMs = Math.max(1, Math.floor(windowMs / callsPerWindow));
   const limiter = new Bottleneck({
-    maxConcurrent: options.limits?.maxConcurrent ?? 5,
+    maxConcurrent,
     reservoir: burst,
     reservoirIncreaseAmount: 1,
-    reservoirIncreaseInterval: Math.max(1, Math.floor(windowMs / callsPerWindow)),
+    reservoirIncreaseInterval: dripMs,
     reservoirIncreaseMaximum: burst,
+    // Bottleneck adds to the reservoir on a 250 ms heartbeat, so a 400 ms drip really came every
+    // 500 ms (40 calls / 20 s instead of 50). A finer heartbeat keeps it within an eighth of the
+    // drip, never faster (the option is undocumented; SGrondin/bottleneck#88 describes it).
+    heartbeatInterval: Math.max(10, Math.floor(dripMs / 8)),
   });
+  // A read is admitted only while the bucket holds one more call than it spends: a sync that has
+  // read a record then writes it at once instead of waiting for the next drip (under load, a
+  // read-then-write cycle takes two drips back to back rather than one drip apart). It asks for
+  // two calls' worth and gives one back as it starts; reads alone lose no throughput by it.
+  const readWeight = maxConcurrent >= 2 ? 2 : 1;
 
   let token: { value: string; refreshAt: number } | undefined;
   // the API-only user the token belongs to (identity's `scope`): activities it caused are our echoes
@@ -343,7 +363,19 @@ export function createMarketoClient(options: MarketoClientOptions) {
     return Math.max(jittered, hintMs ?? 0);
   }
 
-  async function call(spec: CallSpec): Promise<MarketoEnvelope> {
+  function admitted(method: CallSpec['method'], request: () => CallSpec, timeoutMs: number): Promise<MarketoEnvelope> {
+    const read = method === 'GET';
+    const weight = read ? readWeight : 1;
+    return limiter.schedule({ priority: read ? READ_PRIORITY : WRITE_PRIORITY, weight }, () => {
+      if (weight > 1) void limiter.incrementReservoir(weight - 1);
+      return attempt(request(), timeoutMs);
+    });
+  }
+
+  async function call(spec: CallSpec | DeferredCallSpec): Promise<MarketoEnvelope> {
+    // a deferred request is built at its first admission; retries resend that same request
+    let bound: CallSpec | undefined = 'build' in spec ? undefined : spec;
+    const request = () => (bound ??= (spec as DeferredCallSpec).build());
     const timeoutMs = options.timeoutMs ?? endpointTimeoutMs[spec.endpoint] ?? 30_000;
     let transientRetries = 0;
     let rateLimitRetries = 0;
@@ -359,7 +391,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
       }
       if (pausedUntil > at) await sleep(pausedUntil - at);
       try {
-        return await limiter.schedule(() => attempt(spec, timeoutMs));
+        return await admitted(spec.method, request, timeoutMs);
       } catch (error) {
         if (!(error instanceof MarketoApiError)) throw error;
         if (error.kind === 'quota_exhausted') {
@@ -382,7 +414,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
           await sleep(delay);
           continue;
         }
-        const replayable = spec.idempotent !== false || !ambiguous.has(error);
+        const replayable = bound?.idempotent !== false || !ambiguous.has(error);
         if (error.kind === 'transient' && replayable && transientRetries < retry.transientRetries) {
           const delay = backoff(retry.baseDelayMs, transientRetries++, error.retryAfterMs);
           totals.retries++;
@@ -403,29 +435,86 @@ export function createMarketoClient(options: MarketoClientOptions) {
     return parsed.data;
   }
 
+  function leadQuery(filterType: string, values: readonly string[], fields: readonly string[] | undefined, nextPageToken?: string): CallSpec {
+    return {
+      endpoint: 'leads.query',
+      method: 'GET',
+      path: '/rest/v1/leads.json',
+      query: { filterType, filterValues: values.join(','), fields: fields?.join(','), batchSize: String(MAX_BATCH), nextPageToken },
+    };
+  }
+
+  async function followLeadPages(first: MarketoEnvelope, again: (nextPageToken: string) => CallSpec, into: Map<number, MarketoLead>): Promise<void> {
+    let envelope = first;
+    for (;;) {
+      for (const lead of parseResult(leadSchema, envelope, 'leads.query')) into.set(lead.id, lead);
+      if (!envelope.moreResult || envelope.nextPageToken === undefined) return;
+      envelope = await call(again(envelope.nextPageToken));
+    }
+  }
+
   async function getLeadsByFilter(filterType: string, values: readonly string[], fields?: readonly string[]): Promise<MarketoLead[]> {
     const leads = new Map<number, MarketoLead>();
     for (const part of chunk([...new Set(values)], MAX_BATCH)) {
-      let nextPageToken: string | undefined;
-      do {
-        const envelope = await call({
-          endpoint: 'leads.query',
-          method: 'GET',
-          path: '/rest/v1/leads.json',
-          query: {
-            filterType,
-            filterValues: part.join(','),
-            fields: fields?.join(','),
-            batchSize: String(MAX_BATCH),
-            nextPageToken,
-          },
-        });
-        for (const lead of parseResult(leadSchema, envelope, 'leads.query')) leads.set(lead.id, lead);
-        nextPageToken = envelope.moreResult ? envelope.nextPageToken : undefined;
-      } while (nextPageToken !== undefined);
+      const first = await call(leadQuery(filterType, part, fields));
+      await followLeadPages(first, (token) => leadQuery(filterType, part, fields, token), leads);
     }
     return [...leads.values()];
   }
+
+  // Reads by id and writes of concurrent callers share calls, filled when the limiter admits them.
+  const idReads = createRideAlong<number, Map<number, MarketoLead>>({
+    maxItems: MAX_BATCH,
+    async send(fieldList, bind) {
+      const fields = fieldList === '' ? undefined : fieldList.split(',');
+      let ids: string[] = [];
+      const first = await call({ endpoint: 'leads.query', method: 'GET', build: () => leadQuery('id', (ids = [...new Set(bind())].map(String)), fields) });
+      const leads = new Map<number, MarketoLead>();
+      await followLeadPages(first, (token) => leadQuery('id', ids, fields, token), leads);
+      return leads;
+    },
+  });
+
+  async function getLeadsByIds(ids: readonly number[], fields?: readonly string[]): Promise<MarketoLead[]> {
+    const key = fields?.join(',') ?? '';
+    const parts = await Promise.all(
+      chunk([...new Set(ids)], MAX_BATCH).map(async (part) => {
+        const { result } = await idReads.ride(key, part);
+        return part.flatMap((id) => result.get(id) ?? []);
+      }),
+    );
+    return parts.flat();
+  }
+
+  type SyncBatchKey = { action: MarketoSyncAction; lookupField: 'id' | 'email'; partitionName?: string };
+  const syncBatches = createRideAlong<Record<string, unknown>, MarketoSyncResult[]>({
+    maxItems: MAX_BATCH,
+    async send(key, bind) {
+      const { action, lookupField, partitionName } = JSON.parse(key) as SyncBatchKey;
+      let input: Record<string, unknown>[] = [];
+      const envelope = await call({
+        endpoint: 'leads.sync',
+        method: 'POST',
+        build: () => {
+          input = bind();
+          return {
+            endpoint: 'leads.sync',
+            method: 'POST',
+            path: '/rest/v1/leads.json',
+            body: { action, lookupField, ...(partitionName === undefined ? {} : { partitionName }), input },
+            recordsSent: input.length,
+            // a timed-out createOnly may have created the lead; replaying would report 1005 for our own write
+            idempotent: action !== 'createOnly',
+          };
+        },
+      });
+      const results = parseResult(syncResultSchema, envelope, 'leads.sync');
+      if (results.length !== input.length) {
+        throw new MarketoApiError('permanent', { message: `sent ${input.length} records, got ${results.length} results`, endpoint: 'leads.sync', httpStatus: 200 });
+      }
+      return results;
+    },
+  });
 
   async function syncLeads(params: {
     action: MarketoSyncAction;
@@ -433,27 +522,12 @@ export function createMarketoClient(options: MarketoClientOptions) {
     input: readonly Record<string, unknown>[];
     partitionName?: string;
   }): Promise<MarketoSyncResult[]> {
+    const key: SyncBatchKey = { action: params.action, lookupField: params.lookupField, ...(params.partitionName === undefined ? {} : { partitionName: params.partitionName }) };
     const results: MarketoSyncResult[] = [];
+    // one chunk after the other, as Marketo would apply a single list: a later record wins
     for (const part of chunk(params.input, MAX_BATCH)) {
-      const envelope = await call({
-        endpoint: 'leads.sync',
-        method: 'POST',
-        path: '/rest/v1/leads.json',
-        body: {
-          action: params.action,
-          lookupField: params.lookupField,
-          ...(params.partitionName === undefined ? {} : { partitionName: params.partitionName }),
-          input: part,
-        },
-        recordsSent: part.length,
-        // a timed-out createOnly may have created the lead; replaying would report 1005 for our own write
-        idempotent: params.action !== 'createOnly',
-      });
-      const chunkResults = parseResult(syncResultSchema, envelope, 'leads.sync');
-      if (chunkResults.length !== part.length) {
-        throw new MarketoApiError('permanent', { message: `sent ${part.length} records, got ${chunkResults.length} results`, endpoint: 'leads.sync', httpStatus: 200 });
-      }
-      results.push(...chunkResults);
+      const { result, offset } = await syncBatches.ride(JSON.stringify(key), part);
+      results.push(...result.slice(offset, offset + part.length));
     }
     return results;
   }
@@ -599,12 +673,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
   }
 
   return {
-    getLeadsByIds: (ids: readonly number[], fields?: readonly string[]) =>
-      getLeadsByFilter(
-        'id',
-        ids.map((id) => String(id)),
-        fields,
-      ),
+    getLeadsByIds,
     getLeadsByEmail: (emails: readonly string[], fields?: readonly string[]) => getLeadsByFilter('email', emails, fields),
     getLeadsByFilter,
     syncLeads,

@@ -1,0 +1,90 @@
+// Requests of one shape (one endpoint, the same parameters) wait for the rate limiter together, and
+// a call takes its records only when the limiter admits it: every request that arrived while it
+// waited rides along. Under load Marketo's fixed call budget then carries more records per call,
+// and no record waits for two calls (as it would if calls were filled when queued).
+
+export interface Ride<R> {
+  /** what the whole call returned */
+  result: R;
+  /** where this request's records start among the call's records */
+  offset: number;
+}
+
+interface Rider<I, R> {
+  items: readonly I[];
+  resolve: (ride: Ride<R>) => void;
+  reject: (error: unknown) => void;
+}
+
+export interface RideAlongOptions<I, R> {
+  /** records one call may carry (Marketo: 300) */
+  maxItems: number;
+  /**
+   * Makes one call for `key`; `bind` must be called when the limiter admits the call (not before)
+   * and returns the records it carries.
+   */
+  send: (key: string, bind: () => I[]) => Promise<R>;
+}
+
+export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
+  const waiting = new Map<string, Rider<I, R>[]>();
+  const queued = new Set<string>();
+
+  function take(key: string): Rider<I, R>[] {
+    const riders = waiting.get(key) ?? [];
+    let count = 0;
+    let n = 0;
+    while (n < riders.length && (n === 0 || count + riders[n]!.items.length <= options.maxItems)) count += riders[n++]!.items.length;
+    const taken = riders.splice(0, n);
+    if (riders.length === 0) waiting.delete(key);
+    return taken;
+  }
+
+  function dispatch(key: string): void {
+    let taken: Rider<I, R>[] | undefined;
+    const bind = () => {
+      taken = take(key);
+      // the rest waits for the next call, which starts queuing now
+      if (waiting.has(key)) setImmediate(() => dispatch(key));
+      else queued.delete(key);
+      return taken.flatMap((r) => r.items);
+    };
+    options.send(key, bind).then(
+      (result) => {
+        let offset = 0;
+        for (const rider of taken ?? []) {
+          rider.resolve({ result, offset });
+          offset += rider.items.length;
+        }
+      },
+      (error: unknown) => {
+        if (taken) {
+          for (const rider of taken) rider.reject(error);
+          return;
+        }
+        // refused before admission (quota, shutdown): it applies to everyone still waiting
+        const riders = waiting.get(key) ?? [];
+        waiting.delete(key);
+        queued.delete(key);
+        for (const rider of riders) rider.reject(error);
+      },
+    );
+  }
+
+  return {
+    /** Joins the next call for `key`; at most `maxItems` records per request. */
+    ride(key: string, items: readonly I[]): Promise<Ride<R>> {
+      if (items.length > options.maxItems) return Promise.reject(new RangeError(`at most ${options.maxItems} records per request`));
+      return new Promise<Ride<R>>((resolve, reject) => {
+        const riders = waiting.get(key) ?? [];
+        riders.push({ items, resolve, reject });
+        waiting.set(key, riders);
+        if (!queued.has(key)) {
+          queued.add(key);
+          // after this turn of the event loop: requests made together start together
+          setImmediate(() => dispatch(key));
+        }
+      });
+    },
+  };
+}

@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { createRideAlong } from '../../src/connectors/marketo/ride-along.ts';
+
+/** A fake rate limiter: each call is admitted when the test says so. */
+function gate() {
+  const admissions: (() => void)[] = [];
+  return {
+    wait: () => new Promise<void>((resolve) => admissions.push(resolve)),
+    admitNext: () => admissions.shift()?.(),
+  };
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('ride-along calls', () => {
+  it('fills a call with everything that arrived until the limiter admitted it, and no more', async () => {
+    const limiter = gate();
+    const sent: number[][] = [];
+    const rides = createRideAlong<number, number[]>({
+      maxItems: 300,
+      async send(_key, bind) {
+        await limiter.wait();
+        const items = bind();
+        sent.push(items);
+        return items.map((n) => n * 10);
+      },
+    });
+    const a = rides.ride('k', [1, 2]);
+    await tick();
+    const b = rides.ride('k', [3]);
+    limiter.admitNext();
+    await tick();
+    const c = rides.ride('k', [4]);
+    await tick();
+    limiter.admitNext();
+    const [ra, rb, rc] = await Promise.all([a, b, c]);
+    expect(sent).toEqual([[1, 2, 3], [4]]);
+    expect(ra).toEqual({ result: [10, 20, 30], offset: 0 });
+    expect(rb).toEqual({ result: [10, 20, 30], offset: 2 });
+    expect(rc).toEqual({ result: [40], offset: 0 });
+  });
+
+  it('keeps separate calls for separate keys', async () => {
+    const sent: string[] = [];
+    const rides = createRideAlong<number, string>({
+      maxItems: 10,
+      send: (key, bind) => {
+        sent.push(`${key}:${bind().join(',')}`);
+        return Promise.resolve(key);
+      },
+    });
+    await Promise.all([rides.ride('a', [1]), rides.ride('b', [2]), rides.ride('a', [3])]);
+    expect(sent.sort()).toEqual(['a:1,3', 'b:2']);
+  });
+
+  it('never puts more than maxItems records in a call; the rest waits for the next one', async () => {
+    const sent: number[] = [];
+    const rides = createRideAlong<number, null>({
+      maxItems: 5,
+      send: (_key, bind) => {
+        sent.push(bind().length);
+        return Promise.resolve(null);
+      },
+    });
+    await Promise.all([rides.ride('k', [1, 2, 3]), rides.ride('k', [4, 5]), rides.ride('k', [6]), rides.ride('k', [7, 8, 9, 10, 11])]);
+    expect(sent).toEqual([5, 1, 5]);
+    await expect(rides.ride('k', [1, 2, 3, 4, 5, 6])).rejects.toThrow(RangeError);
+  });
+
+  it('fails only the requests of a call that failed', async () => {
+    const limiter = gate();
+    let calls = 0;
+    const rides = createRideAlong<number, string>({
+      maxItems: 300,
+      async send(_key, bind) {
+        await limiter.wait();
+        bind();
+        if (++calls === 1) throw new Error('606 after admission');
+        return 'ok';
+      },
+    });
+    const first = rides.ride('k', [1]);
+    await tick();
+    limiter.admitNext();
+    await expect(first).rejects.toThrow('606');
+    const second = rides.ride('k', [2]);
+    await tick();
+    limiter.admitNext();
+    await expect(second).resolves.toEqual({ result: 'ok', offset: 0 });
+  });
+
+  it('fails every waiting request when the call is refused before admission (quota, shutdown)', async () => {
+    const rides = createRideAlong<number, string>({
+      maxItems: 300,
+      send: () => Promise.reject(new Error('607 daily quota')),
+    });
+    const results = await Promise.allSettled([rides.ride('k', [1]), rides.ride('k', [2])]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    // and the next request starts a new call rather than waiting forever
+    await expect(rides.ride('k', [3])).rejects.toThrow('607');
+  });
+});
