@@ -11,7 +11,7 @@ import {
   type ActivitySubject,
 } from './activities.ts';
 import { createLink, findLink, findLinks, updateLink, type FieldOrigin, type Link, type LinkUpdate } from './links.ts';
-import { lockHolder, personKey, recordKey, tryLock, unlock, unlockAll } from './locks.ts';
+import { lockHolder, personKey, recordKey, tryLock, tryLockEach, unlock, unlockAll } from './locks.ts';
 import type { EntityMapping, MappingService } from './mappings.ts';
 import { createCoalescer } from './coalesce.ts';
 import { merge, type BlockedValue, type FieldOutcome, type MergeResult, type Side } from './merge.ts';
@@ -161,9 +161,9 @@ export function createSyncEngine(options: EngineOptions) {
     return [...items.values()];
   }
 
-  // Reads and Marketo writes of all concurrent work (every item of every batch in flight) share
-  // calls: see coalesce.ts. One coalescer per entity, since each has its own field bindings.
-  type PersonWrite = { id: number; fields: CanonicalRecordFields };
+  // Dataverse reads of all concurrent work (every item of every batch in flight) share calls: see
+  // coalesce.ts. Marketo's client does the same for its reads and writes, filling each call when
+  // its rate limiter admits it. One coalescer per entity, since each has its own field bindings.
   const perEntity = <T>(make: (entity: LinkedEntity) => T) => {
     const made = new Map<LinkedEntity, T>();
     return (entity: LinkedEntity) => {
@@ -172,25 +172,10 @@ export function createSyncEngine(options: EngineOptions) {
       return value;
     };
   };
-  const personReader = perEntity((entity) =>
-    createCoalescer<number, PersonRecord>(
-      async (ids) => marketo.readPersons(ids, (await mappings.forEntity(entity)).bindings),
-      { maxBatch: 300, maxInFlight: 2 },
-    ),
-  );
   const recordReader = perEntity((entity) =>
     createCoalescer<string, DynamicsRecordView>(
       async (ids) => dynamics.readRecords(entity, ids, (await mappings.forEntity(entity)).bindings),
       { maxBatch: 100, maxInFlight: 4 },
-    ),
-  );
-  const personWriter = perEntity((entity) =>
-    createCoalescer<PersonWrite, PersonWriteResult>(
-      async (updates) => {
-        const results = await marketo.updatePersons(updates, (await mappings.forEntity(entity)).bindings);
-        return new Map(updates.map((u, i) => [u, results[i]!]));
-      },
-      { maxBatch: 300, maxInFlight: 2 },
     ),
   );
   const personFinder = perEntity((entity) =>
@@ -199,30 +184,33 @@ export function createSyncEngine(options: EngineOptions) {
       { maxBatch: 100, maxInFlight: 2 },
     ),
   );
-  // Creations of one batch share calls too (a first sync can bring thousands of new records).
-  const personCreator = perEntity((entity) =>
-    createCoalescer<CanonicalRecordFields, PersonWriteResult>(
-      async (records) => {
-        const results = await marketo.createPersons(records, (await mappings.forEntity(entity)).bindings);
-        return new Map(records.map((r, i) => [r, results[i]!]));
-      },
-      { maxBatch: 300, maxInFlight: 1 },
-    ),
-  );
-  const readPerson = async (entity: LinkedEntity, id: number) => (await personReader(entity).load(id)) ?? null;
+  const readPersons = async (entity: LinkedEntity, ids: number[]) => marketo.readPersons(ids, (await mappings.forEntity(entity)).bindings);
+  const readPerson = async (entity: LinkedEntity, id: number) => (await readPersons(entity, [id])).get(id) ?? null;
   const readRecord = async (entity: LinkedEntity, id: string) => (await recordReader(entity).load(id)) ?? null;
+  async function writePerson(entity: LinkedEntity, id: number, fields: CanonicalRecordFields): Promise<PersonWriteResult | undefined> {
+    const [result] = await marketo.updatePersons([{ id, fields }], (await mappings.forEntity(entity)).bindings);
+    return result;
+  }
 
   async function prefetch(items: readonly WorkItem[]): Promise<Prefetched> {
     const result: Prefetched = { persons: new Map(), records: new Map() };
     const reads: Promise<void>[] = [];
+    const personIds = new Map<LinkedEntity, number[]>();
     for (const item of items) {
       const s = item.subject;
       if (s.kind === 'link') {
-        reads.push(readPerson(s.link.entity, s.link.marketoId).then((p) => void result.persons.set(s.link.marketoId, p)));
+        personIds.set(s.link.entity, [...(personIds.get(s.link.entity) ?? []), s.link.marketoId]);
         reads.push(readRecord(s.link.entity, s.link.dynamicsId).then((r) => void result.records.set(s.link.dynamicsId, r)));
       } else if (s.kind === 'dynamics') {
         reads.push(readRecord(s.entity, s.id).then((r) => void result.records.set(s.id, r)));
       }
+    }
+    for (const [entity, ids] of personIds) {
+      reads.push(
+        readPersons(entity, ids).then((persons) => {
+          for (const id of ids) result.persons.set(id, persons.get(id) ?? null);
+        }),
+      );
     }
     await Promise.all(reads);
     return result;
@@ -375,7 +363,7 @@ export function createSyncEngine(options: EngineOptions) {
         }
       }
       if (Object.keys(result.writes.MARKETO).length > 0) {
-        const written = (await personWriter(link.entity).load({ id: link.marketoId, fields: result.writes.MARKETO })) ?? {
+        const written = (await writePerson(link.entity, link.marketoId, result.writes.MARKETO)) ?? {
           status: 'skipped' as const,
           id: link.marketoId,
           reasons: [{ code: 'none', message: 'Marketo returned no result for the record' }],
@@ -464,7 +452,7 @@ export function createSyncEngine(options: EngineOptions) {
     }
     const emailField = mapping.bindings.find((b) => b.dynamicsAttribute === 'emailaddress1')?.field ?? 'email';
     fields[emailField] = record.email;
-    const result = (await personCreator(mapping.entity).load(fields)) ?? { status: 'skipped' as const, id: null, reasons: [] };
+    const [result = { status: 'skipped' as const, id: null, reasons: [] }] = await marketo.createPersons([fields], mapping.bindings);
     if (result.status === 'created' && result.id !== null) return { status: 'created', id: result.id };
     return { status: 'failed', message: result.reasons.map((r) => `${r.code} ${r.message}`).join('; ') || `Marketo answered ${result.status}` };
   }
@@ -577,15 +565,10 @@ export function createSyncEngine(options: EngineOptions) {
    * be undone from stale values. Items whose records are busy elsewhere come back as `busy`.
    */
   async function lockItems(items: WorkItem[]): Promise<{ locked: { item: WorkItem; holder: string; keys: string[] }[]; busy: WorkItem[]; moved: WorkItem[] }> {
-    const attempts = await Promise.all(
-      items.map(async (item) => {
-        const keys = lockKeysOf(item);
-        const holder = lockHolder(options.owner);
-        return { item, keys, holder, ok: await tryLock(db.prisma, keys, holder, lockLeaseMs) };
-      }),
-    );
-    const locked = attempts.filter((a) => a.ok);
-    const busy = attempts.filter((a) => !a.ok).map((a) => a.item);
+    const attempts = items.map((item) => ({ item, keys: lockKeysOf(item), holder: lockHolder(options.owner) }));
+    const held = await tryLockEach(db.prisma, attempts, lockLeaseMs);
+    const locked = attempts.filter((a) => held.has(a.holder));
+    const busy = attempts.filter((a) => !held.has(a.holder)).map((a) => a.item);
     const subjects = locked.map((a) => a.item.subject);
     const fresh = await findLinks(db.prisma, {
       marketoIds: subjects.flatMap((s) => (s.kind === 'link' ? [s.link.marketoId] : s.kind === 'marketo' ? [s.id] : [])),

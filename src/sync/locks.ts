@@ -26,6 +26,40 @@ export async function tryLock(db: Db, keys: readonly string[], owner: string, le
   return false;
 }
 
+/**
+ * Takes the keys of many pieces of work in one statement, each all or none; returns the holders
+ * that got all of theirs. A key wanted twice goes to the first asker: the second is busy.
+ */
+export async function tryLockEach(db: Db, requests: readonly { keys: readonly string[]; holder: string }[], leaseMs: number): Promise<Set<string>> {
+  const claimed = new Set<string>();
+  const asked = requests.filter((r) => {
+    const keys = [...new Set(r.keys)];
+    if (keys.some((k) => claimed.has(k))) return false;
+    keys.forEach((k) => claimed.add(k));
+    return true;
+  });
+  const keys = asked.flatMap((r) => [...new Set(r.keys)]);
+  const owners = asked.flatMap((r) => [...new Set(r.keys)].map(() => r.holder));
+  if (keys.length === 0) return new Set(asked.map((r) => r.holder));
+  const taken = await db.$queryRaw<{ key: string; owner: string }[]>`
+    INSERT INTO record_lock (key, owner, "expiresAt")
+    SELECT k, o, now() + make_interval(secs => ${leaseMs / 1000}::float8) FROM unnest(${keys}::text[], ${owners}::text[]) AS w(k, o)
+    ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, "expiresAt" = EXCLUDED."expiresAt"
+     WHERE record_lock."expiresAt" < now()
+    RETURNING key, owner`;
+  const takenBy = new Map<string, number>();
+  for (const t of taken) takenBy.set(t.owner, (takenBy.get(t.owner) ?? 0) + 1);
+  const held = new Set<string>();
+  const partial: { keys: string[]; holder: string }[] = [];
+  for (const r of asked) {
+    const wanted = new Set(r.keys).size;
+    if (takenBy.get(r.holder) === wanted) held.add(r.holder);
+    else if (takenBy.has(r.holder)) partial.push({ keys: taken.filter((t) => t.owner === r.holder).map((t) => t.key), holder: r.holder });
+  }
+  await unlockAll(db, partial);
+  return held;
+}
+
 export async function unlock(db: Db, keys: readonly string[], owner: string): Promise<void> {
   if (keys.length === 0) return;
   await db.$executeRaw`DELETE FROM record_lock WHERE key = ANY(${[...keys]}::text[]) AND owner = ${owner}`;
