@@ -5,9 +5,12 @@ import { activity, recordActivities } from './activities.ts';
 import { outcomeForError, type EventOutcome, type SyncEngine } from './engine.ts';
 import type { SyncPerson } from './sync-person.ts';
 
-// The one loop that drains the inbox on each replica: claim a batch (SKIP LOCKED, leased), let
-// the engine sync it, and record each event's outcome. Webhooks wake it at once; otherwise it
-// polls. Stopping waits for the batch in hand, so a SIGTERM loses nothing.
+// The one loop that drains the inbox on each replica: claim a batch (SKIP LOCKED, leased), hand
+// it to the engine, and record each event's outcome. Claiming does not wait for earlier batches:
+// while they wait for a rate-limited API, new events are claimed and join the same calls (see
+// ride-along.ts and coalesce.ts), so an event never waits for a batch it is not part of. Webhooks
+// wake the loop at once; otherwise it polls. Stopping waits for the batches in hand, so a SIGTERM
+// loses nothing.
 
 export interface WorkerOptions {
   db: Database;
@@ -19,11 +22,13 @@ export interface WorkerOptions {
   leaseMs: number;
   maxAttempts: number;
   pollMs: number;
+  /** events claimed and not yet finished on this replica, at most (default 8 batches' worth) */
+  maxInFlight?: number;
   /**
-   * Batches in flight at once on this replica: while one waits for a rate-limited API, the next
-   * is claimed and its reads join the waiting calls (see coalesce.ts).
+   * Under load, claims are at least this far apart (default 50 ms): events that arrive together
+   * are synced in one batch, and a lone event on an idle replica is still claimed at once.
    */
-  concurrency?: number;
+  claimIntervalMs?: number;
   /** how long an event whose record is busy elsewhere waits before it is claimable again */
   busyDelayMs?: number;
   /** told each event's outcome (metrics) */
@@ -41,7 +46,7 @@ export interface BatchReport {
 export function createSyncWorker(options: WorkerOptions) {
   const { db, engine, logger } = options;
   let running = false;
-  let loops: Promise<void>[] = [];
+  let loop: Promise<void> = Promise.resolve();
   const sleepers = new Set<() => void>();
 
   async function syncPersonEvent(event: ClaimedChangeEvent): Promise<EventOutcome> {
@@ -110,14 +115,11 @@ export function createSyncWorker(options: WorkerOptions) {
     }
   }
 
-  /** Claims and syncs one batch; the number of events it claimed. */
-  async function runOnce(): Promise<BatchReport> {
-    const events = await claim(db.prisma, {
-      owner: options.owner,
-      batchSize: options.batchSize,
-      leaseMs: options.leaseMs,
-      maxAttempts: options.maxAttempts,
-    });
+  function claimBatch(): Promise<ClaimedChangeEvent[]> {
+    return claim(db.prisma, { owner: options.owner, batchSize: options.batchSize, leaseMs: options.leaseMs, maxAttempts: options.maxAttempts });
+  }
+
+  async function syncClaimed(events: ClaimedChangeEvent[]): Promise<BatchReport> {
     const report: BatchReport = { claimed: events.length, done: 0, retried: 0, dead: 0, busy: 0 };
     if (events.length === 0) return report;
     const flowActions = events.filter((e) => e.operation === 'SYNC_PERSON');
@@ -141,6 +143,66 @@ export function createSyncWorker(options: WorkerOptions) {
     return report;
   }
 
+  /** Claims and syncs one batch; the number of events it claimed. */
+  async function runOnce(): Promise<BatchReport> {
+    return syncClaimed(await claimBatch());
+  }
+
+  /** Resolves after `ms`, or earlier when woken (a webhook's notify, stop). */
+  function pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        sleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      sleepers.add(wake);
+    });
+  }
+
+  async function claimLoop(): Promise<void> {
+    const maxInFlight = options.maxInFlight ?? options.batchSize * 8;
+    const claimIntervalMs = options.claimIntervalMs ?? 50;
+    const inFlight = new Set<Promise<void>>();
+    let eventsInFlight = 0;
+    let lastClaim = -Infinity;
+    while (running) {
+      if (eventsInFlight >= maxInFlight) {
+        await Promise.race(inFlight);
+        continue;
+      }
+      const spacing = lastClaim + claimIntervalMs - performance.now();
+      // only a timer, not a notify, ends this wait: the point is to let arrivals gather
+      if (spacing > 0) await new Promise((resolve) => setTimeout(resolve, spacing));
+      if (!running) break;
+      lastClaim = performance.now();
+      let events: ClaimedChangeEvent[] = [];
+      try {
+        events = await claimBatch();
+      } catch (error) {
+        logger.error({ err: error }, 'inbox claim failed');
+      }
+      if (events.length === 0) {
+        lastClaim = -Infinity;
+        await pause(options.pollMs);
+        continue;
+      }
+      eventsInFlight += events.length;
+      const batch: Promise<void> = syncClaimed(events)
+        .then(
+          () => undefined,
+          (error: unknown) => logger.error({ err: error }, 'inbox worker batch failed'),
+        )
+        .finally(() => {
+          eventsInFlight -= events.length;
+          inFlight.delete(batch);
+        });
+      inFlight.add(batch);
+    }
+    await Promise.all(inFlight);
+  }
+
   return {
     runOnce,
     /** Runs batches until nothing is claimable (tests, the CLI). */
@@ -156,27 +218,7 @@ export function createSyncWorker(options: WorkerOptions) {
     start(): void {
       if (running) return;
       running = true;
-      loops = Array.from({ length: options.concurrency ?? 2 }, async () => {
-        while (running) {
-          let claimed = 0;
-          try {
-            claimed = (await runOnce()).claimed;
-          } catch (error) {
-            logger.error({ err: error }, 'inbox worker batch failed');
-          }
-          if (claimed === 0 && running) {
-            await new Promise<void>((resolve) => {
-              const wake = () => {
-                clearTimeout(timer);
-                sleepers.delete(wake);
-                resolve();
-              };
-              const timer = setTimeout(wake, options.pollMs);
-              sleepers.add(wake);
-            });
-          }
-        }
-      });
+      loop = claimLoop();
     },
     /** An event was just enqueued: look now rather than at the next poll. */
     notify(): void {
@@ -188,7 +230,7 @@ export function createSyncWorker(options: WorkerOptions) {
     async stop(): Promise<void> {
       running = false;
       for (const wake of [...sleepers]) wake();
-      await Promise.all(loops);
+      await loop;
     },
   };
 }
