@@ -100,18 +100,21 @@ export function activitiesForWrites(subject: ActivitySubject, outcomes: readonly
   return entries;
 }
 
+/** An entry as its Activity row's columns. */
+export function activityRow(e: ActivityEntry) {
+  return {
+    type: e.type,
+    marketoId: e.marketoId,
+    dynamicsEntity: e.entity,
+    dynamicsId: e.dynamicsId?.toLowerCase() ?? null,
+    linkId: e.linkId,
+    fields: e.fields as unknown as Prisma.InputJsonValue,
+    message: e.message,
+    changeEventId: e.changeEventId,
+  };
+}
+
 export async function recordActivities(db: Db, entries: readonly ActivityEntry[]): Promise<void> {
   if (entries.length === 0) return;
-  await db.activity.createMany({
-    data: entries.map((e) => ({
-      type: e.type,
-      marketoId: e.marketoId,
-      dynamicsEntity: e.entity,
-      dynamicsId: e.dynamicsId?.toLowerCase() ?? null,
-      linkId: e.linkId,
-      fields: e.fields as unknown as Prisma.InputJsonValue,
-      message: e.message,
-      changeEventId: e.changeEventId,
-    })),
-  });
+  await db.activity.createMany({ data: entries.map(activityRow) });
 }

@@ -10,7 +10,7 @@ import {
   type ActivityField,
   type ActivitySubject,
 } from './activities.ts';
-import { createLink, findLink, findLinks, updateLink, type FieldOrigin, type Link, type LinkUpdate } from './links.ts';
+import { createLink, findLink, findLinks, saveSyncedLinks, updateLink, type FieldOrigin, type Link, type LinkUpdate, type SyncedLinkState } from './links.ts';
 import { lockHolder, personKey, recordKey, tryLock, tryLockEach, unlock, unlockAll } from './locks.ts';
 import type { EntityMapping, MappingService } from './mappings.ts';
 import { createCoalescer } from './coalesce.ts';
@@ -224,6 +224,30 @@ export function createSyncEngine(options: EngineOptions) {
     });
   }
 
+  // The final save of every sync in flight goes out together, one statement per flush. Should the
+  // statement fail (a link deleted meanwhile), each is saved on its own: no other sync loses its log.
+  type SyncSave = { link: Link; state: SyncedLinkState; entries: ActivityEntry[] };
+  const syncedSaver = createCoalescer<SyncSave, Error | null>(
+    async (saves) => {
+      try {
+        const saved = await saveSyncedLinks(db, saves.map((s) => ({ linkId: s.link.id, state: s.state, entries: s.entries })));
+        return new Map(saves.map((s) => [s, saved.has(s.link.id) ? null : new Error(`link ${s.link.id} no longer exists`)]));
+      } catch {
+        const one = (s: SyncSave) =>
+          persist(s.link, { ...s.state, synced: true }, s.entries).then(
+            () => null,
+            (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+          );
+        return new Map(await Promise.all(saves.map(async (s) => [s, await one(s)] as const)));
+      }
+    },
+    { maxBatch: 500, maxInFlight: 2 },
+  );
+  async function saveSynced(link: Link, state: SyncedLinkState, entries: ActivityEntry[]): Promise<void> {
+    const error = await syncedSaver.load({ link, state, entries });
+    if (error) throw error;
+  }
+
   function originsAfter(link: Link, outcomes: readonly FieldOutcome[], at: string): Record<string, FieldOrigin> {
     const origins = { ...link.fieldOrigins };
     for (const o of outcomes) {
@@ -378,7 +402,7 @@ export function createSyncEngine(options: EngineOptions) {
       }
       const at = new Date().toISOString();
       entries.push(...activitiesForWrites(subject, result.outcomes), ...refusalActivities(subject, result.outcomes, result.blocked));
-      const saved = await persist(
+      await saveSynced(
         link,
         {
           status,
@@ -388,11 +412,10 @@ export function createSyncEngine(options: EngineOptions) {
           dynamicsEtag: record.etag,
           dynamicsVersion: record.version,
           marketoVersion: person.updatedAt,
-          synced: true,
         },
         entries,
       );
-      return { status: 'done', linkId: saved.id };
+      return { status: 'done', linkId: link.id };
     }
   }
 

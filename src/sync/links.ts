@@ -1,5 +1,6 @@
-import type { Db } from '../db/database.ts';
+import type { Database, Db } from '../db/database.ts';
 import type { LinkStatus, Prisma, SyncLink } from '../db/generated/client.ts';
+import { activityRow, type ActivityEntry } from './activities.ts';
 import type { BlockedValue, Side } from './merge.ts';
 import type { LinkedEntity } from './policy.ts';
 import type { CanonicalValue } from './values.ts';
@@ -115,4 +116,45 @@ export async function updateLink(db: Db, id: string, update: LinkUpdate): Promis
     },
   });
   return toLink(row);
+}
+
+/** Where a sync left a link: the state its final save writes. */
+export type SyncedLinkState = Required<Pick<LinkUpdate, 'status' | 'snapshot' | 'fieldOrigins' | 'blocked' | 'dynamicsEtag' | 'dynamicsVersion' | 'marketoVersion'>>;
+
+/**
+ * The end of many syncs in one statement: each link's new state and its activity entries, all
+ * or nothing (one statement is one transaction). The ids of the links it updated; a link deleted
+ * meanwhile makes the statement fail on its entries' foreign key, and the caller saves one by one.
+ */
+export async function saveSyncedLinks(db: Database, saves: readonly { linkId: string; state: SyncedLinkState; entries: readonly ActivityEntry[] }[]): Promise<Set<string>> {
+  if (saves.length === 0) return new Set();
+  const links = saves.map((s) => ({
+    id: s.linkId,
+    status: s.state.status,
+    snapshot: s.state.snapshot,
+    origins: s.state.fieldOrigins,
+    blocked: s.state.blocked,
+    etag: s.state.dynamicsEtag,
+    dversion: s.state.dynamicsVersion,
+    mversion: s.state.marketoVersion,
+  }));
+  const entries = saves.flatMap((s) => s.entries.map(activityRow));
+  const rows = await db.query<{ id: string }>(
+    `WITH saved AS (
+       UPDATE sync_link l
+          SET status = s.status::"LinkStatus", snapshot = s.snapshot, "fieldOrigins" = s.origins, "rejectedValues" = s.blocked,
+              "dynamicsEtag" = s.etag, "dynamicsVersion" = s.dversion, "marketoVersion" = s.mversion,
+              "lastSyncedAt" = now(), "updatedAt" = now()
+         FROM jsonb_to_recordset($1::jsonb) AS s(id uuid, status text, snapshot jsonb, origins jsonb, blocked jsonb, etag text, dversion text, mversion text)
+        WHERE l.id = s.id
+        RETURNING l.id
+     ), logged AS (
+       INSERT INTO activity (type, "linkId", "marketoId", "dynamicsEntity", "dynamicsId", fields, message, "changeEventId")
+       SELECT e.type::"ActivityType", e."linkId", e."marketoId", e."dynamicsEntity"::"DynamicsEntity", e."dynamicsId", e.fields, e.message, e."changeEventId"
+         FROM jsonb_to_recordset($2::jsonb) AS e(type text, "linkId" uuid, "marketoId" int, "dynamicsEntity" text, "dynamicsId" uuid, fields jsonb, message text, "changeEventId" uuid)
+     )
+     SELECT id::text FROM saved`,
+    [JSON.stringify(links), JSON.stringify(entries)],
+  );
+  return new Set(rows.map((r) => r.id));
 }
