@@ -185,9 +185,9 @@ export function createMarketoClient(options: MarketoClientOptions) {
     reservoirIncreaseInterval: dripMs,
     reservoirIncreaseMaximum: burst,
     // Bottleneck adds to the reservoir on a 250 ms heartbeat, so a 400 ms drip really came every
-    // 500 ms (40 calls / 20 s instead of 50). A finer heartbeat keeps it within an eighth of the
-    // drip, never faster (the option is undocumented; SGrondin/bottleneck#88 describes it).
-    heartbeatInterval: Math.max(10, Math.floor(dripMs / 8)),
+    // 500 ms (40 calls / 20 s instead of 50). A heartbeat of a fortieth of the drip keeps it within
+    // a few percent, never faster (the option is undocumented; SGrondin/bottleneck#88 describes it).
+    heartbeatInterval: Math.max(5, Math.floor(dripMs / 40)),
   });
   // A read is admitted only while the bucket holds one more call than it spends: a sync that has
   // read a record then writes it at once instead of waiting for the next drip (under load, a
