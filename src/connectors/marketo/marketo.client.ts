@@ -97,6 +97,8 @@ export type MarketoClientStats = MarketoEndpointStats & {
 export type MarketoClient = ReturnType<typeof createMarketoClient>;
 
 const MAX_BATCH = 300;
+/** Marketo's limit per instance: 100 calls per rolling 20 s, shared by every integration */
+const INSTANCE_CALLS_PER_WINDOW = 100;
 const DAY_MS = 86_400_000;
 // Marketo's daily quota resets at 00:00 CST
 const CENTRAL_OFFSET_MS = 6 * 3_600_000;
@@ -172,18 +174,18 @@ export function createMarketoClient(options: MarketoClientOptions) {
   // One limiter for every call this client makes: the instance limits are shared anyway. A
   // leaky bucket rather than a per-window refill: a refill lets a burst spend the whole window's
   // budget in a second and then stalls everything for the rest of it, while a steady drip keeps
-  // calls flowing and lets callers batch more per call under load. The small burst keeps an idle
-  // service quick; any 20 s then holds at most a quarter more than our share (well inside the
-  // instance limit, which our share is half of by default).
+  // calls flowing and lets callers batch more per call under load. Our share is the drip's rate;
+  // any 20 s holds at most the bucket plus what drips in, and that never passes the instance's own
+  // 100, even when our share is all of it.
   const maxConcurrent = options.limits?.maxConcurrent ?? 5;
-  const burst = Math.max(2, Math.floor(callsPerWindow / 4));
-  const dripMs = Math.max(1, Math.floor(windowMs / callsPerWindow));
+  const bucket = callsPerWindow >= 4 ? 2 : 1;
+  const dripMs = Math.max(1, Math.ceil(windowMs / Math.min(callsPerWindow, INSTANCE_CALLS_PER_WINDOW - bucket)));
   const limiter = new Bottleneck({
     maxConcurrent,
-    reservoir: burst,
+    reservoir: bucket,
     reservoirIncreaseAmount: 1,
     reservoirIncreaseInterval: dripMs,
-    reservoirIncreaseMaximum: burst,
+    reservoirIncreaseMaximum: bucket,
     // Bottleneck adds to the reservoir on a 250 ms heartbeat, so a 400 ms drip really came every
     // 500 ms (40 calls / 20 s instead of 50). A heartbeat of a fortieth of the drip keeps it within
     // a few percent, never faster (the option is undocumented; SGrondin/bottleneck#88 describes it).
@@ -193,7 +195,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
   // read a record then writes it at once instead of waiting for the next drip (under load, a
   // read-then-write cycle takes two drips back to back rather than one drip apart). It asks for
   // two calls' worth and gives one back as it starts; reads alone lose no throughput by it.
-  const readWeight = maxConcurrent >= 2 ? 2 : 1;
+  const readWeight = maxConcurrent >= 2 && bucket >= 2 ? 2 : 1;
 
   let token: { value: string; refreshAt: number } | undefined;
   // the API-only user the token belongs to (identity's `scope`): activities it caused are our echoes

@@ -45,7 +45,7 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
     const bind = () => {
       taken = take(key);
       // the rest waits for the next call, which starts queuing now
-      if (waiting.has(key)) setImmediate(() => dispatch(key));
+      if (waiting.has(key)) queueMicrotask(() => dispatch(key));
       else queued.delete(key);
       return taken.flatMap((r) => r.items);
     };
@@ -81,8 +81,8 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
         waiting.set(key, riders);
         if (!queued.has(key)) {
           queued.add(key);
-          // after this turn of the event loop: requests made together start together
-          setImmediate(() => dispatch(key));
+          // at once: the call takes its records only when admitted, so later requests still join
+          queueMicrotask(() => dispatch(key));
         }
       });
     },
