@@ -88,7 +88,7 @@ export async function runIntakeBench(options: { quick: boolean; databaseUrl: str
     const base = await baseline(database.url, durationSeconds);
     return await withService({ DATABASE_URL: database.url, INBOX_BATCH_SIZE: '200' }, async (service) => {
       // linked pairs whose Marketo side changed: the first requests name them, later ones new ids
-      const pairs = await seedLinkedLeads(service, linked);
+      const pairs = await seedLinkedLeads({ marketo: service.sandbox!.marketo.admin, dataverse: service.sandbox!.dataverse.admin }, service.db, linked);
       for (const pair of pairs) service.sandbox!.marketo.admin.updateLead(pair.marketoId, { title: 'Changed for the drain' });
       await service.worker.stop();
       let next = 0;

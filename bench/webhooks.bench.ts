@@ -1,9 +1,19 @@
-// The real-time path under load: the real service (sandbox mode, both simulators in-process) takes
-// webhooks at a fixed rate, half Marketo person-changed calls after a Marketo edit, half Dataverse
-// webhook steps after a Dynamics edit, and we time each change until the other system holds it.
+// The real-time path under load: the real service takes webhooks at a fixed rate, half Marketo
+// person-changed calls after a Marketo edit, half Dataverse webhook steps after a Dynamics edit,
+// and we time each change until the other system holds it.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
+import { createServiceProcess, freePort } from '../src/chaos/service-process.ts';
 import { loadConfig } from '../src/config.ts';
+import { openDatabase, type Database } from '../src/db/database.ts';
+import { migrate } from '../src/db/migrate.ts';
 import { startService, type RunningService } from '../src/main.ts';
+import { projectPaths } from '../src/paths.ts';
+import { startDataverseSimulator, type DataverseSimulator } from '../src/sandbox/dynamics/index.ts';
+import { startMarketoSimulator, type StartedMarketoSimulator } from '../src/sandbox/marketo/index.ts';
 
 export interface WebhookBenchResult {
   rate: number;
@@ -13,6 +23,9 @@ export interface WebhookBenchResult {
   p95: number;
   p99: number;
   lost: number;
+  /** p99 of each direction: Marketo edits reaching Dynamics, Dynamics edits reaching Marketo */
+  p99MarketoToDynamics: number;
+  p99DynamicsToMarketo: number;
   apiCallsPerChange: number;
   marketoCalls: number;
   dynamicsCalls: number;
@@ -31,19 +44,20 @@ export async function withService<T>(env: Record<string, string>, fn: (service: 
   }
 }
 
+type Simulators = { marketo: StartedMarketoSimulator['admin']; dataverse: DataverseSimulator['admin'] };
+
 /** Linked pairs created straight in both simulators and the store, as a finished initial sync leaves them. */
-export async function seedLinkedLeads(service: RunningService, count: number): Promise<{ marketoId: number; dynamicsId: string }[]> {
-  const sandbox = service.sandbox!;
+export async function seedLinkedLeads(sims: Simulators, db: Database, count: number): Promise<{ marketoId: number; dynamicsId: string }[]> {
   const rows = Array.from({ length: count }, (_, i) => ({ firstName: 'Bench', lastName: `Person ${i}`, email: `bench.${i}@example.com`, title: 'Start' }));
-  const marketoIds = sandbox.marketo.admin.seedLeads(rows);
+  const marketoIds = sims.marketo.seedLeads(rows);
   const dynamicsIds = rows.map((_, i) => `00000000-0000-4000-8000-${(i + 1).toString(16).padStart(12, '0')}`);
-  sandbox.dataverse.admin.bulkInsert(
+  sims.dataverse.bulkInsert(
     'lead',
     rows.map((r, i) => ({ leadid: dynamicsIds[i], firstname: r.firstName, lastname: r.lastName, emailaddress1: r.email, jobtitle: r.title })),
   );
   const snapshot = (i: number) => ({ email: rows[i]!.email, firstName: 'Bench', lastName: `Person ${i}`, title: 'Start' });
   for (let start = 0; start < count; start += 1000) {
-    await service.db.prisma.syncLink.createMany({
+    await db.prisma.syncLink.createMany({
       data: marketoIds.slice(start, start + 1000).map((marketoId, k) => ({
         marketoId,
         dynamicsEntity: 'LEAD' as const,
@@ -56,89 +70,164 @@ export async function seedLinkedLeads(service: RunningService, count: number): P
   return marketoIds.map((marketoId, i) => ({ marketoId, dynamicsId: dynamicsIds[i]! }));
 }
 
-function apiCalls(service: RunningService) {
-  const marketo = service.sandbox!.marketo.admin.counters().total;
-  const dynamics = Object.entries(service.sandbox!.dataverse.admin.stats())
+function apiCalls(sims: Simulators) {
+  const marketo = sims.marketo.counters().total;
+  const dynamics = Object.entries(sims.dataverse.stats())
     .filter(([endpoint]) => !endpoint.includes('token'))
     .reduce((sum, [, c]) => sum + c.calls, 0);
   return { marketo, dynamics };
 }
 
-export async function runWebhookBench(options: { rate: number; changes: number; env?: Record<string, string> }): Promise<WebhookBenchResult> {
-  return withService(options.env ?? {}, async (service) => {
-    const sandbox = service.sandbox!;
-    const pairs = await seedLinkedLeads(service, options.changes);
-    // warm the token caches and metadata once, as a running service has them
-    await fetch(`${service.url}/readyz`);
-    const before = apiCalls(service);
-    const pending = new Map<number, { check: () => boolean; t0: number }>();
-    const latencies: number[] = [];
-    let accepted = 0;
-    const sends: Promise<void>[] = [];
-    const started = performance.now();
-
-    let polling = true;
-    let sendEnd = Infinity;
-    const poller = (async () => {
-      while (polling || pending.size) {
-        for (const [i, p] of pending) {
-          if (p.check()) {
-            latencies.push(performance.now() - p.t0);
-            pending.delete(i);
-          }
-        }
-        await sleep(2);
-        if (!polling && performance.now() - sendEnd > 30_000) break;
-      }
-    })();
-
-    for (let i = 0; i < options.changes; i++) {
-      const due = started + (i * 1000) / options.rate;
-      const wait = due - performance.now();
-      if (wait > 0) await sleep(wait);
-      const pair = pairs[i]!;
-      const t0 = performance.now();
-      if (i % 2 === 0) {
-        const value = `M-${i}`;
-        sandbox.marketo.admin.updateLead(pair.marketoId, { title: value });
-        pending.set(i, { t0, check: () => sandbox.dataverse.admin.get('lead', pair.dynamicsId)?.jobtitle === value });
-        sends.push(
-          fetch(`${service.url}/webhooks/marketo/person-changed`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', 'x-webhook-secret': service.webhookSecrets.marketo },
-            body: JSON.stringify({ marketoId: pair.marketoId }),
-          }).then(async (res) => {
-            await res.arrayBuffer();
-            if (res.ok) accepted++;
-          }),
-        );
-      } else {
-        const value = `D-${i}`;
-        sandbox.dataverse.admin.update('lead', pair.dynamicsId, { jobtitle: value });
-        accepted++; // Dataverse delivers its webhook itself; a refused delivery shows up as lost
-        pending.set(i, { t0, check: () => sandbox.marketo.admin.getLead(pair.marketoId)?.title === value });
-      }
-    }
-    await Promise.all(sends);
-    sendEnd = performance.now();
-    const acceptedPerSecond = accepted / ((sendEnd - started) / 1000);
-    polling = false;
-    await poller;
-    const after = apiCalls(service);
-    const sorted = [...latencies].sort((a, b) => a - b);
-    const marketoCalls = after.marketo - before.marketo;
-    const dynamicsCalls = after.dynamics - before.dynamics;
-    return {
-      rate: options.rate,
-      changes: options.changes,
-      acceptedPerSecond,
-      p50: percentile(sorted, 50),
-      p95: percentile(sorted, 95),
-      p99: percentile(sorted, 99),
-      lost: pending.size,
-      apiCallsPerChange: (marketoCalls + dynamicsCalls) / options.changes,
-      marketoCalls,
-      dynamicsCalls,
-    };
+/**
+ * The real-time path as production runs it: the service in its own process (the vendors are
+ * elsewhere, so their simulators and this driver do not share its event loop), on a database the
+ * links were written to beforehand, with default settings except the database and credentials.
+ */
+export async function runWebhookBench(options: { rate: number; changes: number; databaseUrl?: string; env?: Record<string, string> }): Promise<WebhookBenchResult> {
+  const workDir = await mkdtemp(join(tmpdir(), 'mds-bench-'));
+  const [marketo, dataverse] = await Promise.all([startMarketoSimulator({}), startDataverseSimulator()]);
+  const sims = { marketo: marketo.admin, dataverse: dataverse.admin };
+  const dataDir = join(workDir, 'data');
+  const db = await openDatabase({ url: options.databaseUrl, dataDir });
+  let pairs: { marketoId: number; dynamicsId: string }[];
+  try {
+    await migrate(db, projectPaths());
+    pairs = await seedLinkedLeads(sims, db, options.changes);
+  } finally {
+    await db.close();
+  }
+  const secrets = { marketo: randomBytes(24).toString('base64url'), dynamics: randomBytes(24).toString('base64url') };
+  const service = createServiceProcess({
+    projectRoot: projectPaths().root,
+    baseEnv: process.env,
+    port: await freePort(),
+    logFile: join(workDir, 'service.log'),
+    env: {
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'warn',
+      ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : { DATA_DIR: dataDir }),
+      MARKETO_BASE_URL: marketo.url,
+      MARKETO_CLIENT_ID: marketo.clientId,
+      MARKETO_CLIENT_SECRET: marketo.clientSecret,
+      DYNAMICS_URL: dataverse.url,
+      DYNAMICS_TOKEN_URL: dataverse.tokenUrl,
+      DYNAMICS_TENANT_ID: dataverse.tenantId,
+      DYNAMICS_CLIENT_ID: dataverse.clientId,
+      DYNAMICS_CLIENT_SECRET: dataverse.clientSecret,
+      MARKETO_WEBHOOK_SECRET: secrets.marketo,
+      DYNAMICS_WEBHOOK_SECRET: secrets.dynamics,
+      GRAPHQL_API_TOKEN: randomBytes(24).toString('base64url'),
+      // a scheduled sweep would share Marketo's budget with the run; it is measured on its own
+      SYNC_SWEEP_CRON: 'off',
+      SYNC_FULL_CRON: 'off',
+      ...options.env,
+      ...(process.env.MDS_TRACE ? { MDS_TRACE: '1' } : {}),
+    },
   });
+  sims.dataverse.registerWebhook({
+    url: `${service.url}/webhooks/dynamics`,
+    authType: 'WebhookKey',
+    authValue: secrets.dynamics,
+    entities: ['lead', 'contact'],
+    messages: ['Create', 'Update', 'Delete'],
+    postImage: true,
+  });
+  try {
+    await service.start();
+    // warm the token caches and metadata once, as a running service has them
+    for (let ready = false; !ready; ) {
+      ready = (await fetch(`${service.url}/readyz`)).ok;
+      if (!ready) await sleep(100);
+    }
+    return await drive(options, service.url, secrets.marketo, sims, pairs);
+  } finally {
+    await service.stop();
+    await Promise.all([marketo.close(), dataverse.close()]);
+    if (process.env.MDS_TRACE) console.error(`log: ${join(workDir, 'service.log')}`);
+    else await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+async function drive(
+  options: { rate: number; changes: number },
+  url: string,
+  marketoSecret: string,
+  sims: Simulators,
+  pairs: { marketoId: number; dynamicsId: string }[],
+): Promise<WebhookBenchResult> {
+  const before = apiCalls(sims);
+  const pending = new Map<number, { check: () => boolean; t0: number }>();
+  const latencies: number[] = [];
+  const byDirection: [number[], number[]] = [[], []];
+  let accepted = 0;
+  const sends: Promise<void>[] = [];
+  const started = performance.now();
+
+  let polling = true;
+  let sendEnd = Infinity;
+  const poller = (async () => {
+    while (polling || pending.size) {
+      for (const [i, p] of pending) {
+        if (p.check()) {
+          const latency = performance.now() - p.t0;
+          latencies.push(latency);
+          byDirection[i % 2]!.push(latency);
+          pending.delete(i);
+        }
+      }
+      await sleep(2);
+      if (!polling && performance.now() - sendEnd > 30_000) break;
+    }
+  })();
+
+  for (let i = 0; i < options.changes; i++) {
+    const due = started + (i * 1000) / options.rate;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    const pair = pairs[i]!;
+    const t0 = performance.now();
+    if (i % 2 === 0) {
+      const value = `M-${i}`;
+      sims.marketo.updateLead(pair.marketoId, { title: value });
+      pending.set(i, { t0, check: () => sims.dataverse.get('lead', pair.dynamicsId)?.jobtitle === value });
+      sends.push(
+        fetch(`${url}/webhooks/marketo/person-changed`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-webhook-secret': marketoSecret },
+          body: JSON.stringify({ marketoId: pair.marketoId }),
+        }).then(async (res) => {
+          await res.arrayBuffer();
+          if (res.ok) accepted++;
+        }),
+      );
+    } else {
+      const value = `D-${i}`;
+      sims.dataverse.update('lead', pair.dynamicsId, { jobtitle: value });
+      accepted++; // Dataverse delivers its webhook itself; a refused delivery shows up as lost
+      pending.set(i, { t0, check: () => sims.marketo.getLead(pair.marketoId)?.title === value });
+    }
+  }
+  await Promise.all(sends);
+  sendEnd = performance.now();
+  const acceptedPerSecond = accepted / ((sendEnd - started) / 1000);
+  polling = false;
+  await poller;
+  const after = apiCalls(sims);
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const marketoCalls = after.marketo - before.marketo;
+  const dynamicsCalls = after.dynamics - before.dynamics;
+  return {
+    rate: options.rate,
+    changes: options.changes,
+    acceptedPerSecond,
+    p50: percentile(sorted, 50),
+    p95: percentile(sorted, 95),
+    p99: percentile(sorted, 99),
+    lost: pending.size,
+    p99MarketoToDynamics: percentile(byDirection[0].sort((a, b) => a - b), 99),
+    p99DynamicsToMarketo: percentile(byDirection[1].sort((a, b) => a - b), 99),
+    apiCallsPerChange: (marketoCalls + dynamicsCalls) / options.changes,
+    marketoCalls,
+    dynamicsCalls,
+  };
 }
