@@ -175,10 +175,11 @@ export function createMarketoClient(options: MarketoClientOptions) {
   // leaky bucket rather than a per-window refill: a refill lets a burst spend the whole window's
   // budget in a second and then stalls everything for the rest of it, while a steady drip keeps
   // calls flowing and lets callers batch more per call under load. Our share is the drip's rate;
-  // any 20 s holds at most the bucket plus what drips in, and that never passes the instance's own
-  // 100, even when our share is all of it.
+  // the bucket (a quarter of it, for an idle service's bursts: a sweep's first pages) is what the
+  // instance has left, since any 20 s holds at most the bucket plus what drips in and that must
+  // never pass the instance's own 100, even when our share is all of it.
   const maxConcurrent = options.limits?.maxConcurrent ?? 5;
-  const bucket = callsPerWindow >= 4 ? 2 : 1;
+  const bucket = callsPerWindow < 4 ? 1 : Math.max(2, Math.min(Math.floor(callsPerWindow / 4), INSTANCE_CALLS_PER_WINDOW - callsPerWindow));
   const dripMs = Math.max(1, Math.ceil(windowMs / Math.min(callsPerWindow, INSTANCE_CALLS_PER_WINDOW - bucket)));
   const limiter = new Bottleneck({
     maxConcurrent,
