@@ -10,7 +10,7 @@ import {
   type ActivityField,
   type ActivitySubject,
 } from './activities.ts';
-import { createLink, findLink, findLinks, saveSyncedLinks, updateLink, type FieldOrigin, type Link, type LinkUpdate, type SyncedLinkState } from './links.ts';
+import { findLink, findLinks, linkOrRepoint, saveSyncedLinks, updateLink, type FieldOrigin, type Link, type LinkUpdate, type SyncedLinkState } from './links.ts';
 import { lockHolder, personKey, recordKey, tryLock, tryLockEach, unlock, unlockAll } from './locks.ts';
 import type { EntityMapping, MappingService } from './mappings.ts';
 import { createCoalescer } from './coalesce.ts';
@@ -545,16 +545,11 @@ export function createSyncEngine(options: EngineOptions) {
     if (!(await tryLock(db.prisma, [personKey(marketoId)], holder, lockLeaseMs))) return { status: 'busy' };
     try {
       const previous = await findLink(db.prisma, { marketoId });
-      const link = await db.prisma.$transaction(async (tx) => {
-        const linked = previous
-          ? await updateLink(tx, previous.id, { entity, dynamicsId: record.id, status: 'ACTIVE', snapshot: {}, blocked: {}, dynamicsEtag: null })
-          : await createLink(tx, { marketoId, entity, dynamicsId: record.id, snapshot: {}, fieldOrigins: {}, dynamicsEtag: null, dynamicsVersion: null, marketoVersion: null });
-        await recordActivities(tx, [
-          ...entries.map((e) => ({ ...e, linkId: linked.id })),
-          activity(subjectOf(linked, item, base.changeEventId), 'LINKED', `${match ? 'matched by email' : 'created'}: person ${marketoId} <-> ${entityLabel(entity)} ${record.id}`),
-        ]);
-        return linked;
-      });
+      const target = { marketoId, entity, dynamicsId: record.id, snapshot: {}, fieldOrigins: {}, dynamicsEtag: null, dynamicsVersion: null };
+      const link = await linkOrRepoint(db.prisma, previous, target, (linked) => [
+        ...entries.map((e) => ({ ...e, linkId: linked.id })),
+        activity(subjectOf(linked, item, base.changeEventId), 'LINKED', `${match ? 'matched by email' : 'created'}: person ${marketoId} <-> ${entityLabel(entity)} ${record.id}`),
+      ]);
       return await syncLink(link, item, { persons: pre.persons, records: new Map([[record.id, record]]) });
     } finally {
       await unlock(db.prisma, [personKey(marketoId)], holder);

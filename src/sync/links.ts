@@ -1,6 +1,6 @@
 import type { Database, Db } from '../db/database.ts';
-import type { LinkStatus, Prisma, SyncLink } from '../db/generated/client.ts';
-import { activityRow, type ActivityEntry } from './activities.ts';
+import type { LinkStatus, Prisma, PrismaClient, SyncLink } from '../db/generated/client.ts';
+import { activityRow, recordActivities, type ActivityEntry } from './activities.ts';
 import type { BlockedValue, Side } from './merge.ts';
 import type { LinkedEntity } from './policy.ts';
 import type { CanonicalValue } from './values.ts';
@@ -116,6 +116,42 @@ export async function updateLink(db: Db, id: string, update: LinkUpdate): Promis
     },
   });
   return toLink(row);
+}
+
+/** What a person is being linked to, and the merge base the link starts from. */
+export interface LinkTarget {
+  marketoId: number;
+  entity: LinkedEntity;
+  dynamicsId: string;
+  snapshot: Record<string, CanonicalValue>;
+  fieldOrigins: Record<string, FieldOrigin>;
+  dynamicsEtag: string | null;
+  dynamicsVersion: string | null;
+}
+
+/**
+ * Links a person to a Dynamics record, with its log entries, in one transaction: a new link, or
+ * the person's existing one re-pointed (its Dynamics record was deleted; Marketo's own sync also
+ * gives the person a new record on the same link).
+ */
+export async function linkOrRepoint(db: PrismaClient, existing: Link | null, target: LinkTarget, entries: (link: Link) => ActivityEntry[]): Promise<Link> {
+  return db.$transaction(async (tx) => {
+    const link = existing
+      ? await updateLink(tx, existing.id, {
+          entity: target.entity,
+          dynamicsId: target.dynamicsId,
+          status: 'ACTIVE',
+          snapshot: target.snapshot,
+          fieldOrigins: target.fieldOrigins,
+          blocked: {},
+          dynamicsEtag: target.dynamicsEtag,
+          dynamicsVersion: target.dynamicsVersion,
+          synced: true,
+        })
+      : await createLink(tx, { ...target, marketoVersion: null });
+    await recordActivities(tx, entries(link));
+    return link;
+  });
 }
 
 /** Where a sync left a link: the state its final save writes. */

@@ -2,7 +2,7 @@ import type { Database } from '../db/database.ts';
 import { ConnectorError } from '../connectors/errors.ts';
 import { enqueue } from '../inbox/inbox.ts';
 import { activity, recordActivities, type ActivityField, type ActivitySubject } from './activities.ts';
-import { createLink, findLink, findLinks, updateLink, type Link } from './links.ts';
+import { findLink, findLinks, linkOrRepoint, type Link } from './links.ts';
 import { lockHolder, lockWithin, personKey, unlock } from './locks.ts';
 import type { MappingService } from './mappings.ts';
 import type { LinkedEntity } from './policy.ts';
@@ -85,7 +85,8 @@ export function createSyncPerson(options: SyncPersonOptions) {
       const taken = new Set((await findLinks(db.prisma, { dynamicsIds: candidates.map((c) => c.id) })).map((l) => l.dynamicsId));
       const match = candidates.filter((c) => !taken.has(c.id)).sort((a, b) => a.modifiedOn.localeCompare(b.modifiedOn))[0];
       if (match) {
-        const link = await saveLink(existing, { marketoId: request.marketoId, entity, dynamicsId: match.id, snapshot: {}, etag: match.etag, version: match.version }, (linked) => [
+        const target = { marketoId: request.marketoId, entity, dynamicsId: match.id, snapshot: {}, fieldOrigins: {}, dynamicsEtag: match.etag, dynamicsVersion: match.version };
+        const link = await linkOrRepoint(db.prisma, existing, target, (linked) => [
           activity({ ...subject, dynamicsId: match.id, linkId: linked.id }, 'LINKED', `Sync Person to Microsoft: matched existing ${entity === 'LEAD' ? 'lead' : 'contact'} ${match.id} by email ${person.email ?? ''}; nothing created`),
         ]);
         await enqueueResync(link);
@@ -129,7 +130,16 @@ export function createSyncPerson(options: SyncPersonOptions) {
       else differs = true;
     }
     const written: ActivityField[] = Object.entries(fields).map(([field, value]) => ({ field, side: 'DYNAMICS', oldValue: null, newValue: value }));
-    const link = await saveLink(existing, { marketoId: request.marketoId, entity, dynamicsId: record.id, snapshot, etag: record.etag, version: record.version }, (linked) => {
+    const target = {
+      marketoId: request.marketoId,
+      entity,
+      dynamicsId: record.id,
+      snapshot,
+      fieldOrigins: Object.fromEntries(Object.keys(snapshot).map((f) => [f, { side: 'MARKETO' as const, at: new Date().toISOString() }])),
+      dynamicsEtag: record.etag,
+      dynamicsVersion: record.version,
+    };
+    const link = await linkOrRepoint(db.prisma, existing, target, (linked) => {
       const s = { ...subject, dynamicsId: record.id, linkId: linked.id };
       return [
         activity(s, 'CREATED_IN_DYNAMICS', `Sync Person to Microsoft: created ${entity === 'LEAD' ? 'lead' : 'contact'} ${record.id}${request.assignTo ? `, owner ${request.assignTo}` : ''}`, written),
@@ -138,39 +148,6 @@ export function createSyncPerson(options: SyncPersonOptions) {
     });
     if (differs) await enqueueResync(link);
     return { status: 'created', entity, dynamicsId: record.id, linkId: link.id };
-  }
-
-  async function saveLink(
-    existing: Link | null,
-    values: { marketoId: number; entity: LinkedEntity; dynamicsId: string; snapshot: Record<string, CanonicalValue>; etag: string; version: string },
-    entries: (link: Link) => ReturnType<typeof activity>[],
-  ): Promise<Link> {
-    return db.prisma.$transaction(async (tx) => {
-      // A person whose Dynamics record was deleted gets a new one on the same link (as Marketo does).
-      const link = existing
-        ? await updateLink(tx, existing.id, {
-            entity: values.entity,
-            dynamicsId: values.dynamicsId,
-            status: 'ACTIVE',
-            snapshot: values.snapshot,
-            blocked: {},
-            dynamicsEtag: values.etag,
-            dynamicsVersion: values.version,
-            synced: true,
-          })
-        : await createLink(tx, {
-            marketoId: values.marketoId,
-            entity: values.entity,
-            dynamicsId: values.dynamicsId,
-            snapshot: values.snapshot,
-            fieldOrigins: Object.fromEntries(Object.keys(values.snapshot).map((f) => [f, { side: 'MARKETO' as const, at: new Date().toISOString() }])),
-            dynamicsEtag: values.etag,
-            dynamicsVersion: values.version,
-            marketoVersion: null,
-          });
-      await recordActivities(tx, entries(link));
-      return link;
-    });
   }
 
   async function enqueueResync(link: Link): Promise<void> {
