@@ -199,7 +199,9 @@ export function createSyncEngine(options: EngineOptions) {
     for (const item of items) {
       const s = item.subject;
       if (s.kind === 'link') {
-        personIds.set(s.link.entity, [...(personIds.get(s.link.entity) ?? []), s.link.marketoId]);
+        const ids = personIds.get(s.link.entity) ?? [];
+        ids.push(s.link.marketoId);
+        personIds.set(s.link.entity, ids);
         reads.push(readRecord(s.link.entity, s.link.dynamicsId).then((r) => void result.records.set(s.link.dynamicsId, r)));
       } else if (s.kind === 'dynamics') {
         reads.push(readRecord(s.entity, s.id).then((r) => void result.records.set(s.id, r)));
