@@ -25,7 +25,7 @@ const webhookRuns: { rate: number; budget?: string }[] = quick
 for (const { rate, budget } of webhookRuns) {
   const changes = quick ? rate * 4 : rate * 20;
   const r = await onBenchDatabase(postgres, (databaseUrl) =>
-    runWebhookBench({ rate, changes, ...(databaseUrl ? { databaseUrl } : {}), env: budget ? { MARKETO_CALLS_PER_20S: budget } : {} }),
+    runWebhookBench({ rate, changes, warmupChanges: rate * (quick ? 1 : 2), ...(databaseUrl ? { databaseUrl } : {}), env: budget ? { MARKETO_CALLS_PER_20S: budget } : {} }),
   );
   if (budget) {
     rows.push([`webhooks ${rate}/s, Marketo ${budget} calls/20 s (${engine})`, String(r.changes), fmt(r.acceptedPerSecond, 1), fmt(r.p50), fmt(r.p95), fmt(r.p99), String(r.lost), fmt(r.apiCallsPerChange, 3), notes(r)]);
