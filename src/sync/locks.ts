@@ -13,17 +13,7 @@ export const lockHolder = (owner: string) => `${owner}:${randomUUID()}`;
 
 /** Takes every key or none, in one statement: no partial hold can survive a failed attempt. */
 export async function tryLock(db: Db, keys: readonly string[], owner: string, leaseMs: number): Promise<boolean> {
-  const wanted = [...new Set(keys)];
-  if (wanted.length === 0) return true;
-  const taken = await db.$queryRaw<{ key: string }[]>`
-    INSERT INTO record_lock (key, owner, "expiresAt")
-    SELECT k, ${owner}, now() + make_interval(secs => ${leaseMs / 1000}::float8) FROM unnest(${wanted}::text[]) AS k
-    ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, "expiresAt" = EXCLUDED."expiresAt"
-     WHERE record_lock."expiresAt" < now()
-    RETURNING key`;
-  if (taken.length === wanted.length) return true;
-  await unlock(db, taken.map((t) => t.key), owner);
-  return false;
+  return (await tryLockEach(db, [{ keys, holder: owner }], leaseMs)).has(owner);
 }
 
 /**
@@ -32,14 +22,15 @@ export async function tryLock(db: Db, keys: readonly string[], owner: string, le
  */
 export async function tryLockEach(db: Db, requests: readonly { keys: readonly string[]; holder: string }[], leaseMs: number): Promise<Set<string>> {
   const claimed = new Set<string>();
-  const asked = requests.filter((r) => {
+  const asked: { keys: string[]; holder: string }[] = [];
+  for (const r of requests) {
     const keys = [...new Set(r.keys)];
-    if (keys.some((k) => claimed.has(k))) return false;
+    if (keys.some((k) => claimed.has(k))) continue;
     keys.forEach((k) => claimed.add(k));
-    return true;
-  });
-  const keys = asked.flatMap((r) => [...new Set(r.keys)]);
-  const owners = asked.flatMap((r) => [...new Set(r.keys)].map(() => r.holder));
+    asked.push({ keys, holder: r.holder });
+  }
+  const keys = asked.flatMap((r) => r.keys);
+  const owners = asked.flatMap((r) => r.keys.map(() => r.holder));
   if (keys.length === 0) return new Set(asked.map((r) => r.holder));
   const taken = await db.$queryRaw<{ key: string; owner: string }[]>`
     INSERT INTO record_lock (key, owner, "expiresAt")
@@ -47,14 +38,14 @@ export async function tryLockEach(db: Db, requests: readonly { keys: readonly st
     ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, "expiresAt" = EXCLUDED."expiresAt"
      WHERE record_lock."expiresAt" < now()
     RETURNING key, owner`;
-  const takenBy = new Map<string, number>();
-  for (const t of taken) takenBy.set(t.owner, (takenBy.get(t.owner) ?? 0) + 1);
+  const takenBy = new Map<string, string[]>();
+  for (const t of taken) takenBy.set(t.owner, [...(takenBy.get(t.owner) ?? []), t.key]);
   const held = new Set<string>();
   const partial: { keys: string[]; holder: string }[] = [];
   for (const r of asked) {
-    const wanted = new Set(r.keys).size;
-    if (takenBy.get(r.holder) === wanted) held.add(r.holder);
-    else if (takenBy.has(r.holder)) partial.push({ keys: taken.filter((t) => t.owner === r.holder).map((t) => t.key), holder: r.holder });
+    const got = takenBy.get(r.holder) ?? [];
+    if (got.length === r.keys.length) held.add(r.holder);
+    else if (got.length > 0) partial.push({ keys: got, holder: r.holder });
   }
   await unlockAll(db, partial);
   return held;
