@@ -91,12 +91,15 @@ const environmentSchema = z
     /** a sweep stops early rather than push Marketo's daily usage past this share of the quota */
     SYNC_SWEEP_QUOTA_SHARE: z.preprocess(blankAsUnset, z.coerce.number().gt(0).max(1).default(0.75)),
     INBOX_BATCH_SIZE: int(1, 1_000, 100),
-    /** visibility timeout: a claimed event whose worker died is claimable again after this */
-    INBOX_LEASE_SECONDS: int(5, 3_600, 60),
+    /**
+     * visibility timeout: renewed by a heartbeat while the worker lives, so a claimed event whose
+     * worker died is claimable again within this (the embedded database reclaims at start-up)
+     */
+    INBOX_LEASE_SECONDS: int(3, 3_600, 12),
     INBOX_MAX_ATTEMPTS: int(1, 100, 8),
     INBOX_POLL_MS: int(10, 60_000, 200),
-    /** per-record lease of one sync; after a crash the record is busy until it expires */
-    SYNC_RECORD_LOCK_SECONDS: int(5, 3_600, 120),
+    /** per-record lease of one sync, renewed by the same heartbeat; after a crash the record is busy until it expires */
+    SYNC_RECORD_LOCK_SECONDS: int(3, 3_600, 12),
     /** Marketo boolean set to true when the linked Dynamics record is deleted; "none" turns it off */
     MARKETO_DELETED_FLAG_FIELD: z.preprocess(blankAsUnset, z.string().default('microsoftIsDeleted')),
   });

@@ -27,6 +27,8 @@ import { createMappingService } from './sync/mappings.ts';
 import { createOperatorActions } from './sync/operator.ts';
 import { createSyncPerson } from './sync/sync-person.ts';
 import { createSyncWorker, type SyncWorker } from './sync/worker.ts';
+import { createLeaseKeeper } from './sync/leases.ts';
+import { fetchUntil } from './lifecycle.ts';
 import { createDynamicsWebhooks } from './webhooks/dynamics.ts';
 import { createMarketoWebhooks } from './webhooks/marketo.ts';
 
@@ -124,8 +126,13 @@ export async function startService(config: Config, options: ServiceOptions = {})
       clientId: sandbox!.dataverse.clientId,
       clientSecret: sandbox!.dataverse.clientSecret,
     };
+    // Aborted half-way through the shutdown budget: in-flight work gets the first half to finish,
+    // then its vendor calls end and the work goes back to the inbox for the next replica or start.
+    const shutdown = new AbortController();
+    const vendorFetch = fetchUntil(shutdown.signal);
     const marketoClient = createMarketoClient({
       ...marketoCredentials,
+      fetch: vendorFetch,
       ...(config.marketo.timeoutMs !== undefined ? { timeoutMs: config.marketo.timeoutMs } : {}),
       logger: logger.child({ component: 'marketo' }),
       limits: {
@@ -138,6 +145,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     closers.push({ name: 'marketo client', close: () => marketoClient.close() });
     const dataverseClient = createDataverseClient({
       ...dynamicsCredentials,
+      fetch: vendorFetch,
       ...(config.dynamics.timeoutMs !== undefined ? { timeoutMs: config.dynamics.timeoutMs } : {}),
       logger: logger.child({ component: 'dynamics' }),
     });
@@ -161,8 +169,19 @@ export async function startService(config: Config, options: ServiceOptions = {})
       owner,
       lockLeaseMs: config.sync.recordLockMs,
       deletedFlagField: config.marketo.deletedFlagField,
+      signal: shutdown.signal,
     });
-    const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner });
+    const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner, leaseMs: config.sync.recordLockMs });
+    const leases = createLeaseKeeper({
+      db,
+      owner,
+      eventLeaseMs: config.sync.inboxLeaseSeconds * 1000,
+      recordLeaseMs: config.sync.recordLockMs,
+      logger: logger.child({ component: 'leases' }),
+    });
+    await leases.reclaimOnStart();
+    leases.start();
+    closers.push({ name: 'lease heartbeat', close: () => leases.stop() });
     const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats() });
     const worker = createSyncWorker({
       db,
@@ -268,6 +287,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     logger.info({ url }, 'listening');
     worker.start();
     closers.push({ name: 'inbox worker', close: () => worker.stop() });
+    closers.push({ name: 'sync person calls', close: () => syncPerson.idle() });
     sweeper.start();
     closers.push({ name: 'sweep scheduler', close: () => sweeper.stop() });
     if (sandbox) {
@@ -293,12 +313,15 @@ export async function startService(config: Config, options: ServiceOptions = {})
         draining = true;
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
+        const abortVendorCalls = setTimeout(() => shutdown.abort(new Error('the service is shutting down')), config.server.shutdownTimeoutMs / 2);
+        abortVendorCalls.unref();
         const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, config.server.shutdownTimeoutMs, 'timeout').unref());
         if ((await Promise.race([closed, timeout])) === 'timeout') {
           logger.warn({ timeoutMs: config.server.shutdownTimeoutMs }, 'in-flight requests did not finish in time; closing them');
           server.closeAllConnections();
         }
         await closeAll();
+        clearTimeout(abortVendorCalls);
         logger.info('stopped');
       })();
       return stopping;

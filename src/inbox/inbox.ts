@@ -214,6 +214,24 @@ export async function release(db: Db, ids: string[], owner: string, delayMs = 0)
      WHERE id = ANY(${`{${ids.join(',')}}`}::uuid[]) AND status = 'PROCESSING' AND "leaseOwner" = ${owner}`;
 }
 
+/** Extends the lease of every event this replica is working on (the heartbeat, sync/leases.ts). */
+export async function renewEventLeases(db: Db, owner: string, leaseMs: number): Promise<number> {
+  return db.$executeRaw`
+    UPDATE change_event SET "nextAttemptAt" = now() + make_interval(secs => ${leaseMs / 1000}::float8)
+     WHERE status = 'PROCESSING' AND "leaseOwner" = ${owner} AND "nextAttemptAt" >= now()`;
+}
+
+/**
+ * Makes every claimed event claimable now (start-up on the embedded database, which one process
+ * owns by construction: a PROCESSING event there was left by a run that died). The attempt still
+ * counts, so an event that kills the process every time is dead-lettered in the end.
+ */
+export async function reclaimAbandoned(db: Db): Promise<number> {
+  return db.$executeRaw`
+    UPDATE change_event SET "nextAttemptAt" = now(), "updatedAt" = now()
+     WHERE status = 'PROCESSING'`;
+}
+
 /** An operator's replay of a dead event: a fresh start with its attempts reset. */
 export async function replay(db: Db, id: string): Promise<boolean> {
   const count = await db.$executeRaw`

@@ -25,6 +25,8 @@ export interface Link {
   fieldOrigins: Record<string, FieldOrigin>;
   blocked: Record<string, BlockedValue>;
   dynamicsEtag: string | null;
+  /** bumped by every commit; a commit planned from an older revision is refused */
+  revision: number;
   lastSyncedAt: Date | null;
 }
 
@@ -39,6 +41,7 @@ export function toLink(row: SyncLink): Link {
     fieldOrigins: (row.fieldOrigins ?? {}) as unknown as Record<string, FieldOrigin>,
     blocked: (row.rejectedValues ?? {}) as unknown as Record<string, BlockedValue>,
     dynamicsEtag: row.dynamicsEtag,
+    revision: row.revision,
     lastSyncedAt: row.lastSyncedAt,
   };
 }
@@ -113,6 +116,7 @@ export async function updateLink(db: Db, id: string, update: LinkUpdate): Promis
       ...(update.dynamicsVersion !== undefined ? { dynamicsVersion: update.dynamicsVersion } : {}),
       ...(update.marketoVersion !== undefined ? { marketoVersion: update.marketoVersion } : {}),
       ...(update.synced ? { lastSyncedAt: new Date() } : {}),
+      revision: { increment: 1 },
     },
   });
   return toLink(row);
@@ -154,43 +158,67 @@ export async function linkOrRepoint(db: PrismaClient, existing: Link | null, tar
   });
 }
 
-/** Where a sync left a link: the state its final save writes. */
+/** Where a sync left a link: the state its commit writes. */
 export type SyncedLinkState = Required<Pick<LinkUpdate, 'status' | 'snapshot' | 'fieldOrigins' | 'blocked' | 'dynamicsEtag' | 'dynamicsVersion' | 'marketoVersion'>>;
 
+/** Step 4 of the write protocol for one sync: the state to commit and the log that goes with it. */
+export interface SyncCommit {
+  linkId: string;
+  /** the revision the plan was made from: the commit is refused if the link moved on since */
+  revision: number;
+  state: SyncedLinkState;
+  /** entries to add as FINAL (what the apply step learned: refusals, or a plan without a journal) */
+  entries: readonly ActivityEntry[];
+  /** this attempt's journaled entries: final once committed, or superseded by what happened */
+  journal: { final: readonly string[]; superseded: readonly string[] };
+}
+
 /**
- * The end of many syncs in one statement: each link's new state and its activity entries, all
- * or nothing (one statement is one transaction). The ids of the links it updated; a link deleted
- * meanwhile makes the statement fail on its entries' foreign key, and the caller saves one by one.
+ * Commits many syncs in one statement, each only if its link is still at the revision it was
+ * planned from (the fencing that keeps a worker whose lease ran out from saving a stale base).
+ * Returns the ids of the links committed; the others' entries are not written and their journal
+ * stays PENDING, for the re-plan to settle. A link deleted meanwhile makes the statement fail on
+ * its entries' foreign key: the caller then commits one by one.
  */
-export async function saveSyncedLinks(db: Database, saves: readonly { linkId: string; state: SyncedLinkState; entries: readonly ActivityEntry[] }[]): Promise<Set<string>> {
-  if (saves.length === 0) return new Set();
-  const links = saves.map((s) => ({
-    id: s.linkId,
-    status: s.state.status,
-    snapshot: s.state.snapshot,
-    origins: s.state.fieldOrigins,
-    blocked: s.state.blocked,
-    etag: s.state.dynamicsEtag,
-    dversion: s.state.dynamicsVersion,
-    mversion: s.state.marketoVersion,
+export async function commitSyncs(db: Database, commits: readonly SyncCommit[]): Promise<Set<string>> {
+  if (commits.length === 0) return new Set();
+  const links = commits.map((c) => ({
+    id: c.linkId,
+    revision: c.revision,
+    status: c.state.status,
+    snapshot: c.state.snapshot,
+    origins: c.state.fieldOrigins,
+    blocked: c.state.blocked,
+    etag: c.state.dynamicsEtag,
+    dversion: c.state.dynamicsVersion,
+    mversion: c.state.marketoVersion,
   }));
-  const entries = saves.flatMap((s) => s.entries.map(activityRow));
+  const entries = commits.flatMap((c) => c.entries.map((e) => ({ ...activityRow(e), commitLink: c.linkId })));
+  const journal = commits.flatMap((c) => [
+    ...c.journal.final.map((id) => ({ id, link: c.linkId, state: 'FINAL' })),
+    ...c.journal.superseded.map((id) => ({ id, link: c.linkId, state: 'SUPERSEDED' })),
+  ]);
   const rows = await db.query<{ id: string }>(
     `WITH saved AS (
        UPDATE sync_link l
           SET status = s.status::"LinkStatus", snapshot = s.snapshot, "fieldOrigins" = s.origins, "rejectedValues" = s.blocked,
               "dynamicsEtag" = s.etag, "dynamicsVersion" = s.dversion, "marketoVersion" = s.mversion,
-              "lastSyncedAt" = now(), "updatedAt" = now()
-         FROM jsonb_to_recordset($1::jsonb) AS s(id uuid, status text, snapshot jsonb, origins jsonb, blocked jsonb, etag text, dversion text, mversion text)
-        WHERE l.id = s.id
+              revision = l.revision + 1, "lastSyncedAt" = now(), "updatedAt" = now()
+         FROM jsonb_to_recordset($1::jsonb) AS s(id uuid, revision int, status text, snapshot jsonb, origins jsonb, blocked jsonb, etag text, dversion text, mversion text)
+        WHERE l.id = s.id AND l.revision = s.revision
         RETURNING l.id
      ), logged AS (
        INSERT INTO activity (type, "linkId", "marketoId", "dynamicsEntity", "dynamicsId", fields, message, "changeEventId")
        SELECT e.type::"ActivityType", e."linkId", e."marketoId", e."dynamicsEntity"::"DynamicsEntity", e."dynamicsId", e.fields, e.message, e."changeEventId"
-         FROM jsonb_to_recordset($2::jsonb) AS e(type text, "linkId" uuid, "marketoId" int, "dynamicsEntity" text, "dynamicsId" uuid, fields jsonb, message text, "changeEventId" uuid)
+         FROM jsonb_to_recordset($2::jsonb) AS e(type text, "linkId" uuid, "marketoId" int, "dynamicsEntity" text, "dynamicsId" uuid, fields jsonb, message text, "changeEventId" uuid, "commitLink" uuid)
+        WHERE e."commitLink" IN (SELECT id FROM saved)
+     ), settled AS (
+       UPDATE activity a SET state = j.state::"ActivityState"
+         FROM jsonb_to_recordset($3::jsonb) AS j(id bigint, link uuid, state text)
+        WHERE a.id = j.id AND a.state = 'PENDING' AND j.link IN (SELECT id FROM saved)
      )
      SELECT id::text FROM saved`,
-    [JSON.stringify(links), JSON.stringify(entries)],
+    [JSON.stringify(links), JSON.stringify(entries), JSON.stringify(journal)],
   );
   return new Set(rows.map((r) => r.id));
 }

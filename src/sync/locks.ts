@@ -81,3 +81,18 @@ export async function lockWithin(
     await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 25));
   }
 }
+
+/** Extends every lease held by this replica's work (holders are `<owner>:<uuid>`, see lockHolder). */
+export async function renewRecordLeases(db: Db, owner: string, leaseMs: number): Promise<number> {
+  return db.$executeRaw`
+    UPDATE record_lock SET "expiresAt" = now() + make_interval(secs => ${leaseMs / 1000}::float8)
+     WHERE starts_with(owner, ${`${owner}:`}) AND "expiresAt" >= now()`;
+}
+
+/**
+ * Drops every record lease (start-up on the embedded database: one process owns it by
+ * construction, so any lease in it belongs to a run that is gone).
+ */
+export async function dropAllRecordLeases(db: Db): Promise<number> {
+  return db.$executeRaw`DELETE FROM record_lock`;
+}

@@ -7,7 +7,8 @@ import { lockHolder, lockWithin, personKey, unlock } from './locks.ts';
 import type { MappingService } from './mappings.ts';
 import type { LinkedEntity } from './policy.ts';
 import type { DynamicsOwner, DynamicsPort, MarketoPort } from './ports.ts';
-import { sameValue, type CanonicalRecordFields, type CanonicalValue } from './values.ts';
+import { baseAfterCreate } from './plan.ts';
+import { sameValue, type CanonicalRecordFields } from './values.ts';
 
 // Marketo's "Sync Person to Microsoft" flow action, in real time: create the person in Dynamics
 // as a lead (default) or contact, link it and answer with the id, inside Marketo's 30 s webhook
@@ -36,6 +37,8 @@ export interface SyncPersonOptions {
   dynamics: DynamicsPort;
   mappings: MappingService;
   owner: string;
+  /** the person's lease without a heartbeat; sync/leases.ts renews it while the call runs */
+  leaseMs?: number;
   /** how long a call waits for a concurrent call on the same person */
   lockWaitMs?: number;
 }
@@ -50,18 +53,34 @@ export function ownerOf(assignTo: string | undefined): DynamicsOwner | undefined
 
 export function createSyncPerson(options: SyncPersonOptions) {
   const { db, marketo, dynamics, mappings } = options;
+  // Calls still running, including those whose webhook already answered "queued" after its
+  // budget: shutdown waits for them, and the heartbeat keeps their lease, so the queued retry
+  // can never create the record a second time while the first call is still at it.
+  const inFlight = new Set<Promise<unknown>>();
 
-  return async function syncPerson(request: SyncPersonRequest): Promise<SyncPersonResult> {
+  async function run(request: SyncPersonRequest): Promise<SyncPersonResult> {
     const key = personKey(request.marketoId);
     const holder = lockHolder(options.owner);
-    const locked = await lockWithin(db.prisma, [key], holder, { leaseMs: 60_000, waitMs: options.lockWaitMs ?? 10_000 });
+    const locked = await lockWithin(db.prisma, [key], holder, { leaseMs: options.leaseMs ?? 15_000, waitMs: options.lockWaitMs ?? 10_000 });
     if (!locked) return { status: 'busy', message: `person ${request.marketoId} is being synced by another call` };
     try {
       return await createOrFind(request);
     } finally {
       await unlock(db.prisma, [key], holder);
     }
+  }
+
+  function syncPerson(request: SyncPersonRequest): Promise<SyncPersonResult> {
+    const call = run(request);
+    const tracked = call.catch(() => undefined).finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+    return call;
+  }
+  /** Resolves once every call started so far has finished (shutdown). */
+  syncPerson.idle = async (): Promise<void> => {
+    while (inFlight.size > 0) await Promise.all([...inFlight]);
   };
+  return syncPerson;
 
   async function createOrFind(request: SyncPersonRequest): Promise<SyncPersonResult> {
     const existing = await findLink(db.prisma, { marketoId: request.marketoId });
@@ -119,16 +138,11 @@ export function createSyncPerson(options: SyncPersonOptions) {
       throw error;
     }
 
-    // The snapshot holds what both sides now agree on; anything Dynamics defaulted differently is
-    // left to the normal merge, queued right away.
-    const snapshot: Record<string, CanonicalValue> = {};
-    let differs = false;
-    for (const rule of mapping.rules) {
-      const m = person.fields[rule.field] ?? null;
-      const d = record.fields[rule.field] ?? null;
-      if (sameValue(m, d, rule.type)) snapshot[rule.field] = m;
-      else differs = true;
-    }
+    // The base is what was created (never empty: an empty base turns a workflow's edit of the new
+    // lead into a fake collision). Whatever Dynamics stored differently (a default, a plug-in's
+    // rewrite) is then an ordinary change made in Dynamics, carried to Marketo by the re-sync.
+    const snapshot = baseAfterCreate(mapping.rules, person.fields, fields, record.fields);
+    const differs = mapping.rules.some((rule) => !sameValue(person.fields[rule.field] ?? null, record.fields[rule.field] ?? null, rule.type));
     const written: ActivityField[] = Object.entries(fields).map(([field, value]) => ({ field, side: 'DYNAMICS', oldValue: null, newValue: value }));
     const target = {
       marketoId: request.marketoId,

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { activity } from '../../src/sync/activities.ts';
-import { createLink, findLink, saveSyncedLinks, type Link, type SyncedLinkState } from '../../src/sync/links.ts';
+import { journal, pendingEntries } from '../../src/sync/journal.ts';
+import { commitSyncs, createLink, findLink, type Link, type SyncCommit, type SyncedLinkState } from '../../src/sync/links.ts';
 import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
 
-describe.each(testEngines())('saving many syncs at once on %s', (engine) => {
+describe.each(testEngines())('committing many syncs at once on %s', (engine) => {
   let test: TestDatabase;
   let db: Database;
 
@@ -39,6 +40,13 @@ describe.each(testEngines())('saving many syncs at once on %s', (engine) => {
     dynamicsVersion: '42',
     marketoVersion: null,
   });
+  const commit = (l: Link, linkState: SyncCommit['state'], entries: SyncCommit['entries']): SyncCommit => ({
+    linkId: l.id,
+    revision: l.revision,
+    state: linkState,
+    entries,
+    journal: { final: [], superseded: [] },
+  });
   const updated = (l: Link, title: string) =>
     activity({ marketoId: l.marketoId, entity: l.entity, dynamicsId: l.dynamicsId, linkId: l.id, changeEventId: null }, 'UPDATED_IN_DYNAMICS', `title -> ${title}`, [
       { field: 'title', side: 'DYNAMICS', oldValue: 'Old', newValue: title },
@@ -46,9 +54,9 @@ describe.each(testEngines())('saving many syncs at once on %s', (engine) => {
 
   it('advances every link and writes every entry in one statement', async () => {
     const [a, b] = await Promise.all([link(1), link(2)]);
-    const saved = await saveSyncedLinks(db, [
-      { linkId: a.id, state: state('CEO'), entries: [updated(a, 'CEO')] },
-      { linkId: b.id, state: { ...state('CTO'), status: 'FILTERED', dynamicsEtag: null }, entries: [updated(b, 'CTO'), updated(b, 'CTO again')] },
+    const saved = await commitSyncs(db, [
+      commit(a, state('CEO'), [updated(a, 'CEO')]),
+      commit(b, { ...state('CTO'), status: 'FILTERED', dynamicsEtag: null }, [updated(b, 'CTO'), updated(b, 'CTO again')]),
     ]);
     expect([...saved].sort()).toEqual([a.id, b.id].sort());
     const after = await findLink(db.prisma, { marketoId: 1 });
@@ -64,16 +72,41 @@ describe.each(testEngines())('saving many syncs at once on %s', (engine) => {
     expect(log[0]!.fields).toEqual([{ field: 'title', side: 'DYNAMICS', oldValue: 'Old', newValue: 'CEO' }]);
   });
 
-  it('changes nothing at all when one of the links no longer exists', async () => {
+  it('commits the links that still exist and leaves out a deleted one, with its entries', async () => {
     const [a, b] = await Promise.all([link(1), link(2)]);
     await db.prisma.syncLink.delete({ where: { id: b.id } });
-    await expect(
-      saveSyncedLinks(db, [
-        { linkId: a.id, state: state('CEO'), entries: [updated(a, 'CEO')] },
-        { linkId: b.id, state: state('CTO'), entries: [updated(b, 'CTO')] },
-      ]),
-    ).rejects.toThrow();
-    expect(await findLink(db.prisma, { marketoId: 1 })).toMatchObject({ snapshot: { title: 'Old' } });
-    expect(await db.prisma.activity.count()).toBe(0);
+    const saved = await commitSyncs(db, [commit(a, state('CEO'), [updated(a, 'CEO')]), commit(b, state('CTO'), [updated(b, 'CTO')])]);
+    expect([...saved]).toEqual([a.id]);
+    expect(await findLink(db.prisma, { marketoId: 1 })).toMatchObject({ snapshot: { title: 'CEO' }, revision: a.revision + 1 });
+    expect((await db.prisma.activity.findMany()).map((e) => e.message)).toEqual(['title -> CEO']);
+  });
+
+  it('refuses a commit planned from an older revision, writes none of its entries and leaves its journal pending', async () => {
+    const a = await link(1);
+    const [pending] = await journal(db, [updated(a, 'journaled')]);
+    const first = await commitSyncs(db, [commit(a, state('first'), [updated(a, 'first')])]);
+    expect([...first]).toEqual([a.id]);
+    // a second worker whose lease ran out planned from the same revision: refused
+    const stale = await commitSyncs(db, [{ ...commit(a, state('stale'), [updated(a, 'stale')]), journal: { final: [pending!], superseded: [] } }]);
+    expect(stale.size).toBe(0);
+    expect(await findLink(db.prisma, { marketoId: 1 })).toMatchObject({ snapshot: { title: 'first' }, revision: a.revision + 1 });
+    const log = await db.prisma.activity.findMany({ orderBy: { id: 'asc' } });
+    expect(log.map((e) => [e.message, e.state])).toEqual([
+      ['title -> journaled', 'PENDING'],
+      ['title -> first', 'FINAL'],
+    ]);
+  });
+
+  it('a committed sync makes its journaled entries final and the superseded ones superseded', async () => {
+    const a = await link(1);
+    const [kept, dropped] = await journal(db, [updated(a, 'kept'), updated(a, 'dropped')]);
+    expect(await pendingEntries(db, [a.id])).toEqual(new Map([[a.id, [expect.objectContaining({ id: kept }), expect.objectContaining({ id: dropped })]]]));
+    await commitSyncs(db, [{ ...commit(a, state('kept'), []), journal: { final: [kept!], superseded: [dropped!] } }]);
+    const log = await db.prisma.activity.findMany({ orderBy: { id: 'asc' } });
+    expect(log.map((e) => [e.message, e.state])).toEqual([
+      ['title -> kept', 'FINAL'],
+      ['title -> dropped', 'SUPERSEDED'],
+    ]);
+    expect((await pendingEntries(db, [a.id])).size).toBe(0);
   });
 });

@@ -1,0 +1,100 @@
+import { ConnectorError } from '../connectors/errors.ts';
+import { createCoalescer } from './coalesce.ts';
+import type { EntityMapping, MappingService } from './mappings.ts';
+import type { LinkedEntity } from './policy.ts';
+import type { DynamicsPort, DynamicsRecordView, MarketoPort, PersonRecord, PersonWriteResult } from './ports.ts';
+import type { CanonicalRecordFields } from './values.ts';
+
+// The engine's reads and writes of both systems, in canonical terms. Dataverse reads of all
+// concurrent work share calls (coalesce.ts); Marketo's client does the same for its reads and
+// writes, filling each call when its rate limiter admits it. One coalescer per entity, since each
+// has its own field bindings.
+
+export interface SyncIOOptions {
+  marketo: MarketoPort;
+  dynamics: DynamicsPort;
+  mappings: MappingService;
+}
+
+/** What a Dynamics write left: the record as the server stored it, and the fields it refused. */
+export interface DynamicsWriteResult {
+  record: DynamicsRecordView;
+  rejected: Map<string, string>;
+}
+
+export function createSyncIO(options: SyncIOOptions) {
+  const { marketo, dynamics, mappings } = options;
+  const perEntity = <T>(make: (entity: LinkedEntity) => T) => {
+    const made = new Map<LinkedEntity, T>();
+    return (entity: LinkedEntity) => {
+      let value = made.get(entity);
+      if (!value) made.set(entity, (value = make(entity)));
+      return value;
+    };
+  };
+  const bindingsOf = async (entity: LinkedEntity) => (await mappings.forEntity(entity)).bindings;
+  const recordReader = perEntity((entity) =>
+    createCoalescer<string, DynamicsRecordView>(async (ids) => dynamics.readRecords(entity, ids, await bindingsOf(entity)), { maxBatch: 100, maxInFlight: 4 }),
+  );
+  const personFinder = perEntity((entity) =>
+    createCoalescer<string, PersonRecord>(async (emails) => marketo.findPersonsByEmail(emails, await bindingsOf(entity)), { maxBatch: 100, maxInFlight: 2 }),
+  );
+
+  async function readPersons(entity: LinkedEntity, ids: readonly number[]): Promise<Map<number, PersonRecord>> {
+    return marketo.readPersons(ids, await bindingsOf(entity));
+  }
+
+  return {
+    readPersons,
+    async readPerson(entity: LinkedEntity, id: number): Promise<PersonRecord | null> {
+      return (await readPersons(entity, [id])).get(id) ?? null;
+    },
+    async readRecord(entity: LinkedEntity, id: string): Promise<DynamicsRecordView | null> {
+      return (await recordReader(entity).load(id)) ?? null;
+    },
+    async findPersonByEmail(entity: LinkedEntity, email: string): Promise<PersonRecord | null> {
+      return (await personFinder(entity).load(email.toLowerCase())) ?? null;
+    },
+    async writePerson(entity: LinkedEntity, id: number, fields: CanonicalRecordFields): Promise<PersonWriteResult> {
+      const [result] = await marketo.updatePersons([{ id, fields }], await bindingsOf(entity));
+      return result ?? { status: 'skipped', id, reasons: [{ code: 'none', message: 'Marketo returned no result for the record' }] };
+    },
+    async setPersonField(id: number, field: string, value: boolean): Promise<PersonWriteResult> {
+      return marketo.setPersonField(id, field, value);
+    },
+    async createPerson(fields: CanonicalRecordFields, mapping: EntityMapping): Promise<PersonWriteResult> {
+      const [result] = await marketo.createPersons([fields], mapping.bindings);
+      return result ?? { status: 'skipped', id: null, reasons: [] };
+    },
+    /**
+     * PATCH with If-Match; a validation refusal is narrowed to the fields that cause it (the rest
+     * still sync). The record returned is what the server stored: a plug-in may have rewritten a
+     * value, and the caller compares it with what it sent.
+     */
+    async writeDynamics(entity: LinkedEntity, id: string, mapping: EntityMapping, record: DynamicsRecordView, writes: CanonicalRecordFields): Promise<DynamicsWriteResult> {
+      const rejected = new Map<string, string>();
+      try {
+        return { record: await dynamics.update(entity, id, writes, mapping.bindings, record.etag), rejected };
+      } catch (error) {
+        if (!(error instanceof ConnectorError) || error.kind !== 'validation') throw error;
+        const fields = Object.keys(writes);
+        if (fields.length === 1) {
+          rejected.set(fields[0]!, error.message);
+          return { record, rejected };
+        }
+        let current = record;
+        for (const field of fields) {
+          try {
+            current = await dynamics.update(entity, id, { [field]: writes[field] ?? null }, mapping.bindings, current.etag);
+          } catch (fieldError) {
+            if (fieldError instanceof ConnectorError && fieldError.kind === 'validation') rejected.set(field, fieldError.message);
+            else throw fieldError;
+          }
+        }
+        return { record: current, rejected };
+      }
+    },
+  };
+}
+
+export type SyncIO = ReturnType<typeof createSyncIO>;

@@ -1,0 +1,56 @@
+import type { Database } from '../db/database.ts';
+import { activityRow, type ActivityEntry, type ActivityField } from './activities.ts';
+import type { PendingEntry } from './plan.ts';
+
+// Step 2 of the write protocol: a plan's activity entries are stored, PENDING, before any vendor
+// write. A collision's loser is therefore never only in memory: if the process dies between the
+// writes and the commit, the next sync of the link finds the entry and settles it (plan.ts
+// settlePending). Each statement carries the entries of every sync in flight (engine.ts
+// coalesces), so the journal costs one statement per batch, not one per person.
+
+const columns = `type text, "linkId" uuid, "marketoId" int, "dynamicsEntity" text, "dynamicsId" uuid, fields jsonb, message text, "changeEventId" uuid, ord int`;
+
+/**
+ * Stores entries as PENDING; returns their ids in the order given. The ids come from one sequence
+ * and are drawn in the order the SELECT produces rows (ORDER BY ord), so sorting the returned ids
+ * restores the input order.
+ */
+export async function journal(db: Database, entries: readonly ActivityEntry[]): Promise<string[]> {
+  if (entries.length === 0) return [];
+  const rows = entries.map((e, ord) => ({ ...activityRow(e), ord }));
+  const inserted = await db.query<{ id: string }>(
+    `INSERT INTO activity (type, "linkId", "marketoId", "dynamicsEntity", "dynamicsId", fields, message, "changeEventId", state)
+     SELECT e.type::"ActivityType", e."linkId", e."marketoId", e."dynamicsEntity"::"DynamicsEntity", e."dynamicsId", e.fields, e.message, e."changeEventId", 'PENDING'
+       FROM jsonb_to_recordset($1::jsonb) AS e(${columns})
+      ORDER BY e.ord
+     RETURNING id::text`,
+    [JSON.stringify(rows)],
+  );
+  return inserted.map((r) => BigInt(r.id)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(String);
+}
+
+/** The entries earlier attempts journaled for these links and never committed. */
+export async function pendingEntries(db: Database, linkIds: readonly string[]): Promise<Map<string, PendingEntry[]>> {
+  const byLink = new Map<string, PendingEntry[]>();
+  if (linkIds.length === 0) return byLink;
+  const rows = await db.query<{ id: string; linkId: string; type: PendingEntry['type']; fields: ActivityField[] }>(
+    `SELECT id::text, "linkId"::text AS "linkId", type, fields FROM activity WHERE "linkId" = ANY($1::uuid[]) AND state = 'PENDING' ORDER BY id`,
+    [linkIds],
+  );
+  for (const row of rows) byLink.set(row.linkId, [...(byLink.get(row.linkId) ?? []), { id: row.id, type: row.type, fields: row.fields }]);
+  return byLink;
+}
+
+/** Marks journaled entries final or superseded (a settled earlier attempt). */
+export async function settle(db: Database, outcome: { final: readonly string[]; superseded: readonly string[] }): Promise<void> {
+  if (outcome.final.length === 0 && outcome.superseded.length === 0) return;
+  await db.query(
+    `UPDATE activity a SET state = s.state::"ActivityState"
+       FROM unnest($1::bigint[], $2::text[]) AS s(id, state)
+      WHERE a.id = s.id AND a.state = 'PENDING'`,
+    [
+      [...outcome.final, ...outcome.superseded],
+      [...outcome.final.map(() => 'FINAL'), ...outcome.superseded.map(() => 'SUPERSEDED')],
+    ],
+  );
+}

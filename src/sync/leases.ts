@@ -1,0 +1,75 @@
+import type { Database } from '../db/database.ts';
+import { reclaimAbandoned, renewEventLeases } from '../inbox/inbox.ts';
+import type { Logger } from '../logger.ts';
+import { dropAllRecordLeases, renewRecordLeases } from './locks.ts';
+
+// The heartbeat of the write protocol (step 3): leases are short so that a dead worker's work is
+// picked up in seconds, and renewed while the worker lives, so a slow sync (Marketo retries that
+// last minutes, a Dataverse Retry-After pause) never loses its inbox events or record leases to a
+// second worker. One beat renews everything this replica holds in two statements, whatever the
+// number of syncs in flight. A beat that is late or fails only shortens what is left of a lease:
+// the commit's revision check (links.ts commitSyncs) still refuses a stale snapshot.
+
+export interface LeaseKeeperOptions {
+  db: Database;
+  /** this replica's name: inbox events are leased to it, record leases to `<owner>:<uuid>` */
+  owner: string;
+  eventLeaseMs: number;
+  recordLeaseMs: number;
+  /** default: a third of the shorter lease, so two beats can be missed before anything expires */
+  intervalMs?: number;
+  logger: Logger;
+}
+
+export function createLeaseKeeper(options: LeaseKeeperOptions) {
+  const { db, owner, logger } = options;
+  const intervalMs = options.intervalMs ?? Math.max(250, Math.floor(Math.min(options.eventLeaseMs, options.recordLeaseMs) / 3));
+  let timer: NodeJS.Timeout | undefined;
+  let beating: Promise<void> = Promise.resolve();
+  let failing = false;
+
+  async function beat(): Promise<void> {
+    try {
+      await renewEventLeases(db.prisma, owner, options.eventLeaseMs);
+      await renewRecordLeases(db.prisma, owner, options.recordLeaseMs);
+      if (failing) logger.info('lease heartbeat works again');
+      failing = false;
+    } catch (error) {
+      // One line per outage, not per beat.
+      if (!failing) logger.warn({ err: error }, 'lease heartbeat failed; leases expire unless it recovers');
+      failing = true;
+    }
+  }
+
+  return {
+    intervalMs,
+    /** Renews now (tests, and right after a long pause such as a stop-the-world start-up). */
+    beat(): Promise<void> {
+      beating = beating.then(beat);
+      return beating;
+    },
+    /**
+     * On the embedded database one process owns the data by construction, so every lease in it
+     * was left by a run that is gone: its work moves again at once instead of after the leases.
+     */
+    async reclaimOnStart(): Promise<{ events: number; records: number }> {
+      if (db.engine !== 'pglite') return { events: 0, records: 0 };
+      const events = await reclaimAbandoned(db.prisma);
+      const records = await dropAllRecordLeases(db.prisma);
+      if (events || records) logger.info({ events, records }, 'reclaimed the work of the previous run (embedded database)');
+      return { events, records };
+    },
+    start(): void {
+      if (timer) return;
+      timer = setInterval(() => void this.beat(), intervalMs);
+      timer.unref();
+    },
+    async stop(): Promise<void> {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      await beating;
+    },
+  };
+}
+
+export type LeaseKeeper = ReturnType<typeof createLeaseKeeper>;
