@@ -53,6 +53,11 @@ const environmentSchema = z
     HTTP_BODY_LIMIT_KB: int(16, 10_240, 512),
     /** how long SIGTERM waits for in-flight requests and work before closing anyway */
     SHUTDOWN_TIMEOUT_MS: int(1_000, 600_000, 25_000),
+    /**
+     * how long "Sync Person to Microsoft" may take before its webhook answers 202 queued: Marketo
+     * gives a webhook 30 s; the call itself goes on under its (renewed) lease
+     */
+    SYNC_PERSON_BUDGET_MS: int(100, 29_000, 20_000),
 
     DATABASE_URL: z.preprocess(
       blankAsUnset,
@@ -156,7 +161,7 @@ export interface DynamicsCredentials {
 
 export interface Config {
   env: Environment['NODE_ENV'];
-  server: { host: string; port: number; bodyLimitBytes: number; shutdownTimeoutMs: number };
+  server: { host: string; port: number; bodyLimitBytes: number; shutdownTimeoutMs: number; syncPersonBudgetMs: number };
   log: { level: Environment['LOG_LEVEL'] };
   database: { url: string | undefined; dataDir: string; poolSize: number };
   /** true when no credentials are set: the service runs against its built-in simulators */
@@ -234,6 +239,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       port: env.PORT,
       bodyLimitBytes: env.HTTP_BODY_LIMIT_KB * 1024,
       shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+      syncPersonBudgetMs: env.SYNC_PERSON_BUDGET_MS,
     },
     log: { level: env.LOG_LEVEL },
     database: { url: env.DATABASE_URL, dataDir: env.DATA_DIR, poolSize: env.DATABASE_POOL_SIZE },

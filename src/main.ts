@@ -77,6 +77,11 @@ export interface ServiceOptions {
   sandbox?: SandboxOptions;
   /** sandbox mode only: seed both simulators with demo data (npm start, npm run demo) */
   seed?: boolean;
+  /**
+   * Wraps the vendor clients' HTTP (tests): races and faults at the HTTP boundary, such as an
+   * automation editing a person right after the sync created it, or a plug-in rewriting a value.
+   */
+  interceptVendorHttp?: { marketo?: (next: typeof fetch) => typeof fetch; dynamics?: (next: typeof fetch) => typeof fetch };
 }
 
 export async function startService(config: Config, options: ServiceOptions = {}): Promise<RunningService> {
@@ -132,7 +137,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const vendorFetch = fetchUntil(shutdown.signal);
     const marketoClient = createMarketoClient({
       ...marketoCredentials,
-      fetch: vendorFetch,
+      fetch: options.interceptVendorHttp?.marketo?.(vendorFetch) ?? vendorFetch,
       ...(config.marketo.timeoutMs !== undefined ? { timeoutMs: config.marketo.timeoutMs } : {}),
       logger: logger.child({ component: 'marketo' }),
       limits: {
@@ -145,7 +150,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     closers.push({ name: 'marketo client', close: () => marketoClient.close() });
     const dataverseClient = createDataverseClient({
       ...dynamicsCredentials,
-      fetch: vendorFetch,
+      fetch: options.interceptVendorHttp?.dynamics?.(vendorFetch) ?? vendorFetch,
       ...(config.dynamics.timeoutMs !== undefined ? { timeoutMs: config.dynamics.timeoutMs } : {}),
       logger: logger.child({ component: 'dynamics' }),
     });
@@ -274,7 +279,14 @@ export async function startService(config: Config, options: ServiceOptions = {})
       draining: () => draining,
       graphql: graphql.middleware,
       webhooks: {
-        marketo: createMarketoWebhooks({ db, secret: webhookSecrets.marketo, syncPerson, logger, notify: () => worker.notify() }),
+        marketo: createMarketoWebhooks({
+          db,
+          secret: webhookSecrets.marketo,
+          syncPerson,
+          logger,
+          notify: () => worker.notify(),
+          syncPersonBudgetMs: config.server.syncPersonBudgetMs,
+        }),
         dynamics: createDynamicsWebhooks({ db, secret: webhookSecrets.dynamics, syncUserId: knownSyncUser, notify: () => worker.notify() }),
       },
     });

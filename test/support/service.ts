@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import request from 'supertest';
 import { loadConfig } from '../../src/config.ts';
 import type { DatabaseEngine } from '../../src/db/database.ts';
-import { startService, type RunningService } from '../../src/main.ts';
+import { startService, type RunningService, type ServiceOptions } from '../../src/main.ts';
 import { freshDatabase, type TestDatabase } from './database.ts';
 
 /** The real service in sandbox mode (both simulators in-process) on a fresh database. */
@@ -19,7 +19,7 @@ export interface TestService {
   stop(): Promise<void>;
 }
 
-export async function bootService(engine: DatabaseEngine, env: Record<string, string> = {}): Promise<TestService> {
+export async function bootService(engine: DatabaseEngine, env: Record<string, string> = {}, options: Pick<ServiceOptions, 'interceptVendorHttp'> = {}): Promise<TestService> {
   const database: TestDatabase = await freshDatabase(engine);
   const config = loadConfig({
     PORT: '0',
@@ -33,6 +33,7 @@ export async function bootService(engine: DatabaseEngine, env: Record<string, st
   const service = await startService(config, {
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     sandbox: { marketoRateWindowMs: 1_000 },
+    ...options,
   });
   const sandbox = service.sandbox!;
   const http = request(service.url);
