@@ -108,6 +108,7 @@ export function addLinkSchema(builder: Builder, refs: Refs) {
     fields: (t) => ({
       id: t.id({ description: 'increasing with time', resolve: (a) => a.id.toString() }),
       type: t.field({ type: enums.ActivityType, resolve: (a) => a.type }),
+      state: t.field({ type: enums.ActivityState, resolve: (a) => a.state }),
       occurredAt: t.field({ type: 'DateTime', resolve: (a) => a.occurredAt }),
       message: t.exposeString('message', { nullable: true, description: "a sentence for people; Dynamics' own message for VALIDATION_REJECTED" }),
       marketoId: t.id({ nullable: true, resolve: (a) => a.marketoId }),
@@ -275,6 +276,8 @@ export function addLinkSchema(builder: Builder, refs: Refs) {
         const after = decodeCursor('activity', args.after);
         const rows = await ctx.prisma.activity.findMany({
           where: {
+            // a superseded entry was a plan that never happened (see ActivityState)
+            state: { not: 'SUPERSEDED' },
             ...(args.marketoId ? { marketoId: parseMarketoId(args.marketoId) } : {}),
             ...(args.dynamicsId ? { dynamicsId: parseDynamicsId(args.dynamicsId) } : {}),
             ...(args.types?.length ? { type: { in: [...args.types] as ActivityType[] } } : {}),
@@ -303,6 +306,7 @@ export function addLinkSchema(builder: Builder, refs: Refs) {
         const rows = await ctx.prisma.activity.findMany({
           where: {
             type: 'COLLISION_RESOLVED',
+            state: { not: 'SUPERSEDED' },
             ...(args.marketoId ? { marketoId: parseMarketoId(args.marketoId) } : {}),
             ...timeRange(args.since, args.until),
             ...(after !== undefined ? { id: { lt: BigInt(after) } } : {}),

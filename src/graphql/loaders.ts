@@ -56,6 +56,7 @@ export function createLoaders(prisma: PrismaClient) {
             CROSS JOIN LATERAL (
               SELECT a.id FROM activity a
                WHERE (a."linkId" = l.id OR a."marketoId" = l."marketoId" OR a."dynamicsId" = l."dynamicsId")
+                 AND a.state <> 'SUPERSEDED'
                  ${before !== null ? Prisma.sql`AND a.id < ${before}` : Prisma.empty}
                  ${types ? Prisma.sql`AND a.type::text = ANY(${`{${types.join(',')}}`}::text[])` : Prisma.empty}
                ORDER BY a.id DESC

@@ -35,6 +35,14 @@ export function createRefs(builder: Builder) {
       DELETED_IN_MARKETO: { description: 'the Marketo person was deleted; it is re-created if the Dynamics record changes' },
     } as const,
   });
+  const ActivityState = builder.enumType('ActivityState', {
+    description: 'Where an entry stands in the write protocol: recorded before the writes it describes, final once they are committed.',
+    values: {
+      PENDING: { description: 'the sync recorded what it is about to write and has not committed yet (or died before it did: the next sync settles it)' },
+      FINAL: { description: 'what happened' },
+      SUPERSEDED: { description: 'a plan that never happened (a 412, a refusal or a crash before the write); hidden from the lists' },
+    } as const,
+  });
   const ActivityType = builder.enumType('ActivityType', {
     description: 'What an activity log entry records.',
     values: {
@@ -121,7 +129,7 @@ export function createRefs(builder: Builder) {
   const SyncStatusRef = builder.objectRef<SyncStatusRow>('SyncStatus');
 
   return {
-    enums: { DynamicsEntity, LinkStatus, ActivityType, SyncSide, CollisionRule, ChangeSource, ChangeOrigin, ChangeEventStatus, SyncDirection, SyncRunStatus, BlockReason },
+    enums: { DynamicsEntity, LinkStatus, ActivityType, ActivityState, SyncSide, CollisionRule, ChangeSource, ChangeOrigin, ChangeEventStatus, SyncDirection, SyncRunStatus, BlockReason },
     pageInfo,
     SyncLink: SyncLinkRef,
     Activity: ActivityRef,

@@ -8,7 +8,7 @@ import { createGraphQLHandler } from '../../src/graphql/handler.ts';
 import { enqueue } from '../../src/inbox/inbox.ts';
 
 export const TOKEN = 'test-token-0123456789';
-export const silent = pino({ level: 'silent' });
+export const silent = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
 /** Simple stand-ins for the engine and the sweep; every call is recorded. */
 export function fakeActions(overrides: Partial<SyncActions> = {}) {

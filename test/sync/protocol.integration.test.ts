@@ -10,7 +10,8 @@ import { bootService, type TestService } from '../support/service.ts';
 let n = 0;
 const unique = (name: string) => `${name}.${Date.now().toString(36)}${++n}@example.com`;
 
-type Hook = (url: string, init: RequestInit | undefined, body: string) => Promise<{ body?: string; after?: (response: Response) => Promise<void>; fail?: Error } | void>;
+type HookPlan = { body?: string; after?: (response: Response) => Promise<void>; fail?: Error } | undefined;
+type Hook = (url: string, init: RequestInit | undefined, body: string) => HookPlan | Promise<HookPlan>;
 
 /** One interceptor per vendor whose behaviour each test sets (and clears after itself). */
 function interceptor() {
@@ -33,7 +34,7 @@ function interceptor() {
   };
 }
 
-async function until<T>(what: string, check: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
+async function until<T>(what: string, check: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
@@ -69,7 +70,7 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
   it('a Marketo automation that edits the person the sync just created wins nothing by collision: its edit reaches Dynamics', async () => {
     const email = unique('automation');
     // "Person is Created -> Change Data Value": the edit lands before the sync reads the person again
-    marketoHttp.set(async (url, _init, body) => {
+    marketoHttp.set((url, _init, body) => {
       if (!url.includes('/rest/v1/leads.json') || !body.includes('createOnly') || !body.includes(email)) return;
       return {
         after: async (response) => {
@@ -94,13 +95,13 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
     const email = unique('created-rewrite');
     const person = t.marketo.createLead({ email, firstName: 'Rewritten', lastName: 'OnCreate', country: 'usa' });
     // a synchronous plug-in on Create normalises the country
-    dynamicsHttp.set(async (_url, init, body) => {
+    dynamicsHttp.set((_url, init, body) => {
       if (init?.method === 'POST' && body.includes(email)) return { body: body.replace('"address1_country":"usa"', '"address1_country":"United States"') };
     });
     // 200 with the id, or 202 when the machine is slower than this file's short answer budget
     const answer = await t.marketoWebhook('sync-person', { marketoId: person.id, syncAs: 'lead' });
     expect([200, 202]).toContain(answer.status);
-    const { dynamicsId } = (await until('the link', () => linkOf({ marketoId: person.id })))!;
+    const { dynamicsId } = (await until('the link', () => linkOf({ marketoId: person.id })));
     await t.settle();
     expect(t.dataverse.get('lead', dynamicsId)?.address1_country).toBe('United States');
     expect(t.marketo.getLead(person.id)?.country).toBe('United States');
@@ -112,8 +113,8 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
     const lead = t.dataverse.create('lead', { firstname: 'Plug', lastname: 'In', emailaddress1: email });
     const dynamicsId = String(lead.leadid);
     await t.settle();
-    const { marketoId } = (await until('the link', () => linkOf({ dynamicsId })))!;
-    dynamicsHttp.set(async (_url, init, body) => {
+    const { marketoId } = (await until('the link', () => linkOf({ dynamicsId })));
+    dynamicsHttp.set((_url, init, body) => {
       if (init?.method !== 'GET' && body.includes('"address1_country":"usa"')) return { body: body.replaceAll('"address1_country":"usa"', '"address1_country":"United States"') };
     });
     t.marketo.updateLead(marketoId, { country: 'usa' });
@@ -130,19 +131,19 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
     const lead = t.dataverse.create('lead', { firstname: 'Lo', lastname: 'Ser', emailaddress1: email, jobtitle: 'Base', telephone1: '1' });
     const dynamicsId = String(lead.leadid);
     await t.settle();
-    const { marketoId } = (await until('the link', () => linkOf({ dynamicsId })))!;
+    const { marketoId } = (await until('the link', () => linkOf({ dynamicsId })));
     // title collides (Marketo wins: Dynamics is written first); phone changed only in Dynamics (Marketo written second)
     t.marketo.updateLead(marketoId, { title: 'Marketing title' });
     t.dataverse.update('lead', dynamicsId, { jobtitle: 'Sales title', telephone1: '2' });
     let failures = 0;
-    marketoHttp.set(async (url, _init, body) => {
+    marketoHttp.set((url, _init, body) => {
       if (url.includes('/rest/v1/leads.json') && body.includes('updateOnly') && body.includes(String(marketoId)) && failures < 6) {
         failures++;
         return { fail: new TypeError('fetch failed (the network dropped the Marketo write)') };
       }
     });
     await t.marketoWebhook('person-changed', { marketoId }).expect(202);
-    await until('the Marketo write to go through', async () => t.marketo.getLead(marketoId)?.phone === '2');
+    await until('the Marketo write to go through', () => t.marketo.getLead(marketoId)?.phone === '2');
     await t.settle();
     expect(t.dataverse.get('lead', dynamicsId)?.jobtitle).toBe('Marketing title');
     const collisions = (await log(marketoId)).filter((a) => a.type === 'COLLISION_RESOLVED');
@@ -157,7 +158,7 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
     const lead = t.dataverse.create('lead', { firstname: 'Fen', lastname: 'Ced', emailaddress1: email, jobtitle: 'Before' });
     const dynamicsId = String(lead.leadid);
     await t.settle();
-    const before = (await until('the link', () => linkOf({ dynamicsId })))!;
+    const before = (await until('the link', () => linkOf({ dynamicsId })));
     let interfered = false;
     // while this sync writes Dynamics, a second worker (whose lease this one outlived) commits the link
     dynamicsHttp.set(async (_url, init, body) => {
@@ -183,7 +184,7 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
     const lead = t.dataverse.create('lead', { firstname: 'Slow', lastname: 'Write', emailaddress1: email });
     const dynamicsId = String(lead.leadid);
     await t.settle();
-    const { marketoId } = (await until('the link', () => linkOf({ dynamicsId })))!;
+    const { marketoId } = (await until('the link', () => linkOf({ dynamicsId })));
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
     let held = false;
@@ -193,19 +194,25 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
       await released;
     });
     t.marketo.updateLead(marketoId, { title: 'Slow Writer' });
-    await t.marketoWebhook('person-changed', { marketoId }).expect(202);
-    await until('the write to be held', async () => held);
-    const lease = async () => (await t.service.db.prisma.recordLock.findUnique({ where: { key: `dyn:${dynamicsId}` } }))?.expiresAt.getTime() ?? 0;
-    const first = await lease();
-    // the record lease is 3 s; it must be pushed past its first expiry by the heartbeat, twice
-    const renewed = await until('a renewal', async () => ((await lease()) > first ? lease() : false));
-    await until('a second renewal', async () => (await lease()) > renewed);
-    const event = await t.service.db.prisma.changeEvent.findFirstOrThrow({ where: { marketoId, status: 'PROCESSING' } });
-    expect(event.attempts).toBe(1);
-    release();
+    let eventId: string;
+    try {
+      await t.marketoWebhook('person-changed', { marketoId }).expect(202);
+      await until('the write to be held', () => held);
+      const lease = async () => (await t.service.db.prisma.recordLock.findUnique({ where: { key: `dyn:${dynamicsId}` } }))?.expiresAt.getTime() ?? 0;
+      const first = await lease();
+      // the record lease is 3 s; it must be pushed past its first expiry by the heartbeat, twice
+      const renewed = await until('a renewal', async () => ((await lease()) > first ? lease() : false));
+      await until('a second renewal', async () => (await lease()) > renewed);
+      const event = await t.service.db.prisma.changeEvent.findFirstOrThrow({ where: { marketoId, status: 'PROCESSING' } });
+      expect(event.attempts).toBe(1);
+      eventId = event.id;
+    } finally {
+      // a failing assertion must not leave the write held: the service could not stop
+      release();
+    }
     await t.settle();
     expect(t.dataverse.get('lead', dynamicsId)?.jobtitle).toBe('Slow Writer');
-    expect(await t.service.db.prisma.changeEvent.findUniqueOrThrow({ where: { id: event.id } })).toMatchObject({ status: 'DONE', attempts: 1 });
+    expect(await t.service.db.prisma.changeEvent.findUniqueOrThrow({ where: { id: eventId } })).toMatchObject({ status: 'DONE', attempts: 1 });
   });
 
   it('Sync Person past its answer budget keeps its lease while it runs: the queued retry never creates a second lead', async () => {
@@ -219,13 +226,16 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
       creates++;
       if (creates === 1) await released;
     });
-    const answer = await t.marketoWebhook('sync-person', { marketoId: person.id, syncAs: 'lead' }).expect(202);
-    expect(answer.body).toMatchObject({ status: 'queued' });
-    const key = `mkto:${person.id}`;
-    const lease = async () => (await t.service.db.prisma.recordLock.findUnique({ where: { key } }))?.expiresAt.getTime() ?? 0;
-    const first = await until('the person lease', lease);
-    await until('the person lease to be renewed past its first expiry', async () => (await lease()) > first);
-    release();
+    try {
+      const answer = await t.marketoWebhook('sync-person', { marketoId: person.id, syncAs: 'lead' }).expect(202);
+      expect(answer.body).toMatchObject({ status: 'queued' });
+      const key = `mkto:${person.id}`;
+      const lease = async () => (await t.service.db.prisma.recordLock.findUnique({ where: { key } }))?.expiresAt.getTime() ?? 0;
+      const first = await until('the person lease', lease);
+      await until('the person lease to be renewed past its first expiry', async () => (await lease()) > first);
+    } finally {
+      release();
+    }
     await until('the link', () => linkOf({ marketoId: person.id }));
     await t.settle();
     expect(creates).toBe(1);
