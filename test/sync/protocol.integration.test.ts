@@ -52,7 +52,7 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
   beforeAll(async () => {
     t = await bootService(
       engine,
-      { SYNC_RECORD_LOCK_SECONDS: '3', INBOX_LEASE_SECONDS: '3', SYNC_PERSON_BUDGET_MS: '300' },
+      { SYNC_RECORD_LOCK_SECONDS: '5', INBOX_LEASE_SECONDS: '5', SYNC_PERSON_BUDGET_MS: '300' },
       { interceptVendorHttp: { marketo: (next) => marketoHttp.wrap(next), dynamics: (next) => dynamicsHttp.wrap(next) } },
     );
   });
@@ -200,7 +200,7 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
       await until('the write to be held', () => held);
       const lease = async () => (await t.service.db.prisma.recordLock.findUnique({ where: { key: `dyn:${dynamicsId}` } }))?.expiresAt.getTime() ?? 0;
       const first = await lease();
-      // the record lease is 3 s; it must be pushed past its first expiry by the heartbeat, twice
+      // the record lease is 5 s; it must be pushed past its first expiry by the heartbeat, twice
       const renewed = await until('a renewal', async () => ((await lease()) > first ? lease() : false));
       await until('a second renewal', async () => (await lease()) > renewed);
       const event = await t.service.db.prisma.changeEvent.findFirstOrThrow({ where: { marketoId, status: 'PROCESSING' } });
