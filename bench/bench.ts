@@ -2,6 +2,7 @@
 // on the last line, one JSON object of every figure (the keys later issues extend).
 import { onBenchDatabase } from './database.ts';
 import { runIntakeBench } from './intake.bench.ts';
+import { runRecoveryBench } from './recovery.bench.ts';
 import { runSweepBench, sweepFigures, sweepRows } from './sweep.bench.ts';
 import { runWebhookBench } from './webhooks.bench.ts';
 
@@ -84,6 +85,23 @@ for (const { rate, budget } of webhookRuns) {
   );
   rows.push(...sweepRows(sweep).map((r) => [r[0]!, r[1]!, '', '', '', '', '', r[3]!, `${r[2]!}, ${r[4]!} (${r[5]!})`]));
   Object.assign(figures, sweepFigures(sweep));
+}
+
+// Crash recovery: SIGKILL with work in flight, restart on the same database (issue 12).
+{
+  const r = await onBenchDatabase(postgres, (databaseUrl) => runRecoveryBench({ changes: quick ? 100 : 300, databaseUrl }));
+  rows.push([
+    `kill -9 mid-batch, restart (${engine})`,
+    String(r.changes),
+    '',
+    '',
+    '',
+    '',
+    String(r.lost),
+    '',
+    `${r.undeliveredAtKill} undelivered at the kill${r.inFlightAtKill === null ? '' : ` (${r.inFlightAtKill} claimed)`} all delivered ${fmt(r.secondsToRecover, 1)} s after the restart (floor: ${r.leaseSeconds ? `the ${r.leaseSeconds} s lease of the dead replica` : '0 s, reclaimed at start-up'})`,
+  ]);
+  Object.assign(figures, { recovery_seconds: Number(r.secondsToRecover.toFixed(1)), recovery_undelivered: r.undeliveredAtKill, recovery_lost: r.lost });
 }
 
 const header = ['scenario', 'count', 'per s', 'p50 ms', 'p95 ms', 'p99 ms', 'lost', 'API calls (per change)', 'notes (Marketo / Dynamics)'];

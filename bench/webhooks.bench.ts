@@ -79,6 +79,40 @@ function apiCalls(sims: Simulators) {
 }
 
 /**
+ * The service's environment as a production replica has it, pointed at the bench's simulators:
+ * default settings but for the database, credentials, webhook secrets and scheduled sweeps (a
+ * scheduled sweep would share Marketo's budget with the run; it is measured on its own).
+ */
+export function serviceEnv(options: {
+  marketo: StartedMarketoSimulator;
+  dataverse: DataverseSimulator;
+  secrets: { marketo: string; dynamics: string };
+  databaseUrl?: string;
+  dataDir?: string;
+}): Record<string, string> {
+  const { marketo, dataverse, secrets } = options;
+  return {
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'warn',
+    ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : { DATA_DIR: options.dataDir ?? './data' }),
+    MARKETO_BASE_URL: marketo.url,
+    MARKETO_CLIENT_ID: marketo.clientId,
+    MARKETO_CLIENT_SECRET: marketo.clientSecret,
+    DYNAMICS_URL: dataverse.url,
+    DYNAMICS_TOKEN_URL: dataverse.tokenUrl,
+    DYNAMICS_TENANT_ID: dataverse.tenantId,
+    DYNAMICS_CLIENT_ID: dataverse.clientId,
+    DYNAMICS_CLIENT_SECRET: dataverse.clientSecret,
+    MARKETO_WEBHOOK_SECRET: secrets.marketo,
+    DYNAMICS_WEBHOOK_SECRET: secrets.dynamics,
+    GRAPHQL_API_TOKEN: randomBytes(24).toString('base64url'),
+    SYNC_SWEEP_CRON: 'off',
+    SYNC_FULL_CRON: 'off',
+    ...(process.env.MDS_TRACE ? { MDS_TRACE: '1' } : {}),
+  };
+}
+
+/**
  * The real-time path as production runs it: the service in its own process (the vendors are
  * elsewhere, so their simulators and this driver do not share its event loop), on a database the
  * links were written to beforehand, with default settings except the database and credentials.
@@ -111,27 +145,7 @@ export async function runWebhookBench(options: {
     baseEnv: process.env,
     port: await freePort(),
     logFile: join(workDir, 'service.log'),
-    env: {
-      NODE_ENV: 'production',
-      LOG_LEVEL: 'warn',
-      ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : { DATA_DIR: dataDir }),
-      MARKETO_BASE_URL: marketo.url,
-      MARKETO_CLIENT_ID: marketo.clientId,
-      MARKETO_CLIENT_SECRET: marketo.clientSecret,
-      DYNAMICS_URL: dataverse.url,
-      DYNAMICS_TOKEN_URL: dataverse.tokenUrl,
-      DYNAMICS_TENANT_ID: dataverse.tenantId,
-      DYNAMICS_CLIENT_ID: dataverse.clientId,
-      DYNAMICS_CLIENT_SECRET: dataverse.clientSecret,
-      MARKETO_WEBHOOK_SECRET: secrets.marketo,
-      DYNAMICS_WEBHOOK_SECRET: secrets.dynamics,
-      GRAPHQL_API_TOKEN: randomBytes(24).toString('base64url'),
-      // a scheduled sweep would share Marketo's budget with the run; it is measured on its own
-      SYNC_SWEEP_CRON: 'off',
-      SYNC_FULL_CRON: 'off',
-      ...options.env,
-      ...(process.env.MDS_TRACE ? { MDS_TRACE: '1' } : {}),
-    },
+    env: { ...serviceEnv({ marketo, dataverse, secrets, ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : { dataDir }) }), ...options.env },
   });
   sims.dataverse.registerWebhook({
     url: `${service.url}/webhooks/dynamics`,

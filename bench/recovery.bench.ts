@@ -1,0 +1,107 @@
+// Crash recovery (issue 12): the service is killed with SIGKILL while it holds claimed events and
+// record leases, and started again on the same database. What counts is how long the work the
+// dead process held takes to move again after the restart: the embedded database reclaims it at
+// start-up (minimum 0 s), PostgreSQL waits for the dead replica's leases to run out (at most the
+// 12 s lease, since nothing renews them any more).
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServiceProcess, freePort } from '../src/chaos/service-process.ts';
+import { openDatabase } from '../src/db/database.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { projectPaths } from '../src/paths.ts';
+import { startDataverseSimulator } from '../src/sandbox/dynamics/index.ts';
+import { startMarketoSimulator } from '../src/sandbox/marketo/index.ts';
+import { seedLinkedLeads, serviceEnv } from './webhooks.bench.ts';
+
+export interface RecoveryBenchResult {
+  changes: number;
+  /** changes not yet in Dynamics when the process died */
+  undeliveredAtKill: number;
+  /** of those, events the killed process had claimed (PROCESSING; PostgreSQL only) */
+  inFlightAtKill: number | null;
+  /** from the restarted service answering /readyz to the last undelivered change reaching Dynamics */
+  secondsToRecover: number;
+  /** the lease after which PostgreSQL hands a dead replica's work to another (0 on PGlite) */
+  leaseSeconds: number;
+  lost: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function runRecoveryBench(options: { changes: number; databaseUrl?: string | undefined }): Promise<RecoveryBenchResult> {
+  const workDir = await mkdtemp(join(tmpdir(), 'mds-recovery-'));
+  // A slow Marketo keeps batches in flight long enough to be killed mid-way.
+  const [marketo, dataverse] = await Promise.all([startMarketoSimulator({ latencyMs: 1_500 }), startDataverseSimulator()]);
+  const sims = { marketo: marketo.admin, dataverse: dataverse.admin };
+  const dataDir = join(workDir, 'data');
+  const db = await openDatabase({ url: options.databaseUrl, dataDir });
+  let pairs: { marketoId: number; dynamicsId: string }[];
+  try {
+    await migrate(db, projectPaths());
+    pairs = await seedLinkedLeads(sims, db, options.changes);
+  } finally {
+    await db.close();
+  }
+  const secrets = { marketo: randomBytes(24).toString('base64url'), dynamics: randomBytes(24).toString('base64url') };
+  const service = createServiceProcess({
+    projectRoot: projectPaths().root,
+    baseEnv: process.env,
+    port: await freePort(),
+    logFile: join(workDir, 'service.log'),
+    env: serviceEnv({ marketo, dataverse, secrets, ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : { dataDir }) }),
+  });
+  const ready = async () => {
+    while (!(await fetch(`${service.url}/readyz`).then((r) => r.ok, () => false))) await sleep(50);
+  };
+  try {
+    await service.start();
+    await ready();
+    const values = pairs.map((_, i) => `Recovered-${i}`);
+    await Promise.all(
+      pairs.map((pair, i) => {
+        sims.marketo.updateLead(pair.marketoId, { title: values[i]! });
+        return fetch(`${service.url}/webhooks/marketo/person-changed`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-webhook-secret': secrets.marketo },
+          body: JSON.stringify({ marketoId: pair.marketoId }),
+        }).then((r) => r.arrayBuffer());
+      }),
+    );
+    await sleep(2_000);
+    await service.kill();
+    // PostgreSQL can be asked what the dead process held; the embedded database is left untouched
+    // between the two runs, as a crashed single-process install would be.
+    let inFlight: number | null = null;
+    if (options.databaseUrl) {
+      const store = await openDatabase({ url: options.databaseUrl, dataDir });
+      try {
+        inFlight = (await store.query<{ n: number }>(`SELECT count(*)::int AS n FROM change_event WHERE status = 'PROCESSING'`, []))[0]?.n ?? 0;
+      } finally {
+        await store.close();
+      }
+    }
+    const delivered = (i: number) => sims.dataverse.get('lead', pairs[i]!.dynamicsId)?.jobtitle === values[i];
+    const waiting = pairs.flatMap((_, i) => (delivered(i) ? [] : [i]));
+    await service.start();
+    await ready();
+    const restarted = performance.now();
+    const deadline = restarted + 120_000;
+    while (waiting.some((i) => !delivered(i)) && performance.now() < deadline) await sleep(20);
+    const secondsToRecover = (performance.now() - restarted) / 1000;
+    return {
+      changes: options.changes,
+      undeliveredAtKill: waiting.length,
+      inFlightAtKill: inFlight,
+      secondsToRecover,
+      leaseSeconds: options.databaseUrl ? 12 : 0,
+      lost: pairs.filter((_, i) => !delivered(i)).length,
+    };
+  } finally {
+    await service.stop();
+    await Promise.all([marketo.close(), dataverse.close()]);
+    if (process.env.MDS_TRACE) console.error(`log: ${join(workDir, 'service.log')}`);
+    else await rm(workDir, { recursive: true, force: true });
+  }
+}
