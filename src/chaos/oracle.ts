@@ -144,7 +144,6 @@ export function sameValue(a: FieldValue | undefined, b: FieldValue | undefined, 
 
 const show = (value: FieldValue | undefined) => JSON.stringify(value ?? null);
 const sideName = (side: SyncSide) => (side === 'MARKETO' ? 'Marketo' : 'Dynamics');
-const otherSide = (side: SyncSide): SyncSide => (side === 'MARKETO' ? 'DYNAMICS' : 'MARKETO');
 const key = (person: number, field: string) => `${person}:${field}`;
 
 /** The side the default rules let win; null when an override or a one-way mapping decided. */
