@@ -22,6 +22,8 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
   const unresolvedDynamics = new Map<string, { email: string; entity: Entity }>();
   /** every Dynamics record the campaign knew as a person's (a qualified lead stays its person's) */
   const personOfRecord = new Map<string, number>();
+  /** persons whose Sync Person call never reached the service: nothing links them, by design */
+  const syncPersonFailed = new Map<number, string>();
   /** persons the Marketo flow action must be told about */
   const changedPersons = new Set<number>();
   /** Sync Person calls wait until every edit of the round is made (no I/O between edits) */
@@ -93,6 +95,7 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
     deferredCalls.push(async () => {
       const call = world.marketoWebhook('sync-person', { marketoId: person.id, syncAs: entity }).then((answer) => {
         if (typeof answer === 'object' && answer.status >= 500) counters.problems.push(`sync-person ${person.id} answered ${answer.status}: ${JSON.stringify(answer.body)}`);
+        if (typeof answer !== 'object') syncPersonFailed.set(person.id, `its Sync Person to Microsoft call was ${answer} (the service was down); Marketo does not retry it`);
         options.afterCall?.(answer);
       });
       await Promise.all([call, options.whileCalling?.(email)]);
@@ -297,6 +300,7 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
 
   return {
     pairs,
+    syncPersonFailed,
     editSide,
     valueFor,
     createDynamics,

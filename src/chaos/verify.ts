@@ -76,6 +76,9 @@ export async function gatherOracleInput(world: World, editor: Editor, log: Inten
     if (pairs.has(pair.marketoId) || pair.state === 'active') continue;
     pairs.set(pair.marketoId, { person: pair.marketoId, entity: pair.entity === 'lead' ? 'LEAD' : 'CONTACT', dynamicsId: pair.dynamicsId, outOfScope: pair.state.replaceAll('_', ' '), fields: [], marketo: {}, dynamics: {} });
   }
+  for (const [person, reason] of editor.syncPersonFailed) {
+    if (!pairs.has(person)) pairs.set(person, { person, entity: 'LEAD', dynamicsId: '', outOfScope: reason, fields: [], marketo: {}, dynamics: {} });
+  }
   return { edits, agreements, pairs: [...pairs.values()], activities: await world.activities(), fieldKinds };
 }
 
