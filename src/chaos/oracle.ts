@@ -55,6 +55,8 @@ export interface FinalPair {
   fields: string[];
   marketo: Record<string, FieldValue>;
   dynamics: Record<string, FieldValue>;
+  /** the link's snapshot (the merge base) per field, where it has one and holds no blocked value */
+  snapshot?: Record<string, FieldValue>;
 }
 
 export interface LoggedField {
@@ -98,7 +100,7 @@ export interface Judgement {
   why: string;
 }
 
-export type ViolationKind = 'lost-edit' | 'fake-collision' | 'collision-rule' | 'diverged' | 'never-linked';
+export type ViolationKind = 'lost-edit' | 'fake-collision' | 'collision-rule' | 'diverged' | 'never-linked' | 'stale-snapshot';
 
 export interface Violation {
   kind: ViolationKind;
@@ -346,6 +348,17 @@ export function runOracle(input: OracleInput): OracleReport {
       const kind = input.fieldKinds[field] ?? 'string';
       const m = pair.marketo[field] ?? null;
       const d = pair.dynamics[field] ?? null;
+      const base = pair.snapshot?.[field];
+      if (sameValue(m, d, kind) && base !== undefined && !sameValue(base, m, kind) && !violatedFields.has(key(pair.person, field))) {
+        // both sides agree, settled, yet the base says otherwise: the next edit would look like a collision
+        violations.push({
+          kind: 'stale-snapshot',
+          person: pair.person,
+          field,
+          races: racesOf(edits.get(key(pair.person, field)) ?? []),
+          message: `person ${pair.person} / ${pair.entity.toLowerCase()} ${pair.dynamicsId}: both sides hold ${show(m)} for ${field}, but the link's snapshot (the merge base) says ${show(base)}`,
+        });
+      }
       if (sameValue(m, d, kind) || violatedFields.has(key(pair.person, field))) continue;
       const explained = (activities.get(String(pair.person)) ?? []).some(
         (a) => (a.type === 'VALIDATION_REJECTED' || a.type === 'FIELD_SKIPPED') && a.fields.some((f) => f.field === field && (sameValue(f.newValue, m, kind) || sameValue(f.newValue, d, kind))),

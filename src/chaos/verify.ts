@@ -24,7 +24,7 @@ export async function allLinks(world: World): Promise<WorldLink[]> {
   let after: string | null = null;
   for (;;) {
     const page: { links: { edges: { cursor: string; node: WorldLink }[]; pageInfo: { hasNextPage: boolean } } } = await world.graphql(
-      'query($after: String) { links(first: 100, after: $after) { edges { cursor node { marketoId dynamicsEntity dynamicsId status } } pageInfo { hasNextPage } } }',
+      'query($after: String) { links(first: 40, after: $after) { edges { cursor node { marketoId dynamicsEntity dynamicsId status fields { field value blocked { side } } } } pageInfo { hasNextPage } } }',
       { after },
     );
     links.push(...page.links.edges.map((e) => e.node));
@@ -69,6 +69,7 @@ export async function gatherOracleInput(world: World, editor: Editor, log: Inten
       fields: specs.map((f) => f.canonical),
       marketo: Object.fromEntries(specs.map((f) => [f.canonical, (marketo?.[f.marketo] ?? null) as FieldValue])),
       dynamics: Object.fromEntries(specs.map((f) => [f.canonical, (dynamics?.[f.dynamics] ?? null) as FieldValue])),
+      snapshot: Object.fromEntries((link.fields ?? []).filter((f) => f.blocked === null).map((f) => [f.field, f.value])),
     });
   }
   // persons the campaign deleted (or whose record it deleted) may have no link under their id any more

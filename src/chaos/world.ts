@@ -30,7 +30,13 @@ export interface WorldCounters {
   problems: string[];
 }
 
-export type WorldLink = { dynamicsEntity: string; dynamicsId: string; status: string; marketoId: string };
+export type WorldLink = {
+  dynamicsEntity: string;
+  dynamicsId: string;
+  status: string;
+  marketoId: string;
+  fields?: { field: string; value: string | number | boolean | null; blocked: { side: string } | null }[];
+};
 
 export async function startWorld(options: WorldOptions, counters: WorldCounters) {
   const workDir = await mkdtemp(join(tmpdir(), `mds-chaos-${options.seed}-`));

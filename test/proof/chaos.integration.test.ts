@@ -4,7 +4,7 @@ import { runCampaign, summarise, type CampaignOptions } from '../../src/chaos/ca
 import { RACES } from '../../src/chaos/races.ts';
 import { postgresUrl } from '../support/database.ts';
 
-// The fault campaign of `npm run chaos`, shortened for CI: three rounds of edits on both simulators
+// The fault campaign of `npm run chaos`, shortened for CI: two rounds of edits on both simulators
 // under injected faults, the races of issue 12 (edits right after a create on either side, during
 // slow writes, after leases expired mid-retry, a plug-in rewriting the sync's write), one SIGKILL
 // mid-batch, then one sweep. The intent oracle must find every edit on both sides, superseded, or
@@ -12,7 +12,7 @@ import { postgresUrl } from '../support/database.ts';
 
 const ciCampaign = (databaseUrl: string | undefined): CampaignOptions => ({
   seed: 7,
-  rounds: 3,
+  rounds: 2,
   pairsPerKind: 3,
   editsPerRound: 8,
   kills: 1,

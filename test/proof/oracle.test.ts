@@ -206,6 +206,18 @@ const rows: Row[] = [
     violations: ['diverged'],
   },
   {
+    name: 'a snapshot that disagrees with two agreeing sides is stale',
+    input: input({ edits: [edit(1, 'MARKETO', 'city', 'Oslo')], pairs: [pair('LEAD', { city: 'Oslo' }, { city: 'Oslo' }, { snapshot: { city: 'Bergen' } })] }),
+    verdicts: ['both-sides'],
+    violations: ['stale-snapshot'],
+  },
+  {
+    name: 'a snapshot equal to both sides is fine',
+    input: input({ edits: [edit(1, 'MARKETO', 'city', 'Oslo')], pairs: [pair('LEAD', { city: 'Oslo' }, { city: 'Oslo' }, { snapshot: { city: 'Oslo', title: null } })] }),
+    verdicts: ['both-sides'],
+    violations: [],
+  },
+  {
     name: 'an edit of a record that was never linked is a violation',
     input: input({ edits: [edit(1, 'DYNAMICS', 'title', 'X', { person: null })] }),
     verdicts: ['violation'],
