@@ -233,6 +233,15 @@ export function summarise(figures: CampaignFigures): string[] {
   lines.push(`collisions in the log: ${figures.collisionsGenuine} genuine, ${figures.collisionsFake} fake`);
   lines.push(`inbox: ${figures.events} events (${figures.eventsDone} done, ${figures.eventsDead} dead, ${figures.retries} retries); webhooks: ${figures.webhooksRefused} refused, ${figures.webhooksAborted} aborted, ${figures.webhooksReplayed} replayed; ${figures.duplicates} duplicates, ${figures.lost} lost`);
   lines.push(`violations: ${figures.violations.length}`);
+  const byRace = new Map<string, Map<string, number>>();
+  for (const violation of figures.violations) {
+    for (const race of violation.races.length ? violation.races : ['no race (scripted, settled edits)']) {
+      const kinds = byRace.get(race) ?? new Map<string, number>();
+      kinds.set(violation.kind, (kinds.get(violation.kind) ?? 0) + 1);
+      byRace.set(race, kinds);
+    }
+  }
+  for (const [race, kinds] of byRace) lines.push(`  ${[...kinds].map(([kind, n]) => `${n} ${kind}`).join(', ')} involving: ${race}`);
   for (const violation of figures.violations) lines.push(`VIOLATION [${violation.kind}]${violation.races.length ? ` (races: ${violation.races.join('; ')})` : ''}: ${violation.message}`);
   for (const problem of figures.problems) lines.push(`PROBLEM: ${problem}`);
   lines.push(`service log: ${figures.logFile}`);
