@@ -2,9 +2,9 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { openDatabase } from '../db/database.ts';
-import { createEditor } from './edits.ts';
+import { createEditor, type Editor } from './edits.ts';
 import { injectFaults, replayDeliveries } from './faults.ts';
-import { createIntentLog, prng, sleep } from './model.ts';
+import { createIntentLog, prng, sleep, type IntentLog, type Rng } from './model.ts';
 import { runOracle, type EditClass, type OracleReport, type Violation } from './oracle.ts';
 import { createRaces, RACES } from './races.ts';
 import { allLinks, checkInvariants, gatherOracleInput } from './verify.ts';
@@ -74,12 +74,8 @@ export function campaignPassed(figures: CampaignFigures): boolean {
   return figures.violations.length === 0 && figures.lost + figures.duplicates === 0 && figures.problems.length === 0;
 }
 
-export async function runCampaign(options: CampaignOptions): Promise<CampaignFigures> {
-  const started = Date.now();
-  const print = options.log ?? ((line: string) => console.log(line));
-  const say = (line: string) => print(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${line}`);
-  const rng = prng(options.seed);
-  const figures: CampaignFigures = {
+function emptyFigures(options: CampaignOptions): CampaignFigures {
+  return {
     seed: options.seed,
     database: options.databaseUrl ? 'postgres' : 'pglite',
     rounds: options.rounds,
@@ -107,6 +103,113 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignFig
     logFile: '',
     oracleFile: '',
   };
+}
+
+/** Everything one campaign run works with. */
+interface Play {
+  options: CampaignOptions;
+  world: World;
+  editor: Editor;
+  races: ReturnType<typeof createRaces>;
+  log: IntentLog;
+  rng: Rng;
+  counters: CampaignFigures & { acceptedEventIds: Set<string> };
+  say: (line: string) => void;
+}
+
+/** Linked pairs of every kind, settled. */
+async function setUp({ options, world, editor, say }: Play): Promise<void> {
+  for (let i = 0; i < options.pairsPerKind; i++) {
+    editor.createDynamics(0, 'lead');
+    editor.createDynamics(0, 'contact');
+  }
+  for (let i = 0; i < options.pairsPerKind; i++) editor.createMarketo(0, i % 2 === 0 ? 'lead' : 'contact');
+  await editor.notifyMarketo();
+  await world.settle('set-up');
+  await editor.refreshPairs();
+  editor.observeAgreements('set-up settled');
+  say(`set-up: ${editor.pairs.size} linked pairs`);
+}
+
+/** One round: faults, scripted edits, the races, perhaps a SIGKILL; it ends settled and observed. */
+async function playRound(play: Play, round: number, kill: boolean): Promise<void> {
+  const { options, world, editor, races, log, rng, counters, say } = play;
+  const deliveriesBefore = world.dv.webhookDeliveries().length;
+  const faults = injectFaults(world, rng, counters);
+  for (let i = 0; i < options.editsPerRound; i++) editor.applyEdit(round);
+  let lostCalls = await editor.notifyMarketo();
+  await world.dv.flushWebhooks();
+  await replayDeliveries(world, rng, deliveriesBefore, counters);
+  if (options.races !== false) {
+    await races.run(round, options.rounds);
+    say(`round ${round}: races done`);
+  }
+  if (kill) {
+    await world.waitForWork(3_000);
+    await sleep(rng.int(0, 120));
+    await world.service.kill();
+    counters.kills++;
+    log.raced(RACES.killMidBatch);
+    // while it is down: edits keep happening, their webhooks fail at the sender
+    const downRound = round + 0.5;
+    for (let i = 0; i < Math.max(2, Math.floor(options.editsPerRound / 3)); i++) editor.applyEdit(downRound);
+    await editor.notifyMarketo();
+    await world.dv.flushWebhooks();
+    lostCalls = true;
+    await world.service.start();
+  }
+  world.mkto.clearFaults();
+  world.dv.clearFaults();
+  await world.settle(`round ${round}`);
+  // missed webhooks (downtime, Marketo's timeouts) are the sweep's to find
+  if (lostCalls) await world.sweep(`round ${round}`);
+  await editor.refreshPairs();
+  editor.observeAgreements(`round ${round} settled`);
+  say(`round ${round}: ${faults.length} fault(s) [${faults.join(', ')}]${kill ? ', SIGKILL + restart' : ''}${lostCalls ? ', sweep' : ''}; ${counters.edits} edits so far`);
+}
+
+/** The end: one sweep, settled; the oracle judges what it reads while the service still runs. */
+async function judge({ world, editor, log }: Play, figures: CampaignFigures): Promise<void> {
+  await world.sweep('final');
+  await editor.refreshPairs();
+  const input = await gatherOracleInput(world, editor, log, await allLinks(world));
+  const report: OracleReport = runOracle(input);
+  figures.verdicts = report.counts;
+  figures.violations = report.violations;
+  figures.collisionsGenuine = report.collisions.filter((c) => c.genuine).length;
+  figures.collisionsFake = report.collisions.filter((c) => !c.genuine).length;
+  // everything the oracle saw and decided, for checking a verdict by hand
+  figures.oracleFile = join(world.workDir, 'oracle.json');
+  const verdicts = report.judgements.map((j) => ({ seq: j.edit.seq, verdict: j.verdict, why: j.why }));
+  const collisions = report.collisions.map((c) => ({ id: c.activity.id, person: c.activity.marketoId, field: c.field.field, seq: c.seq, genuine: c.genuine, why: c.why }));
+  await writeFile(figures.oracleFile, JSON.stringify({ input, judgements: verdicts, collisions }, null, 1));
+}
+
+/** Stops everything; a failed run keeps its database and data directory for inspection. */
+async function tearDown(world: World | undefined, figures: CampaignFigures, options: CampaignOptions, stopped: boolean): Promise<void> {
+  if (world && !stopped) await world.service.kill().catch(() => undefined);
+  await world?.marketoSim.close().catch(() => undefined);
+  await world?.dataverseSim.close().catch(() => undefined);
+  const passed = campaignPassed(figures);
+  if (world?.databaseName && options.databaseUrl) {
+    if (passed) {
+      const admin = new pg.Client({ connectionString: options.databaseUrl });
+      await admin.connect();
+      await admin.query(`DROP DATABASE IF EXISTS ${world.databaseName} WITH (FORCE)`).catch(() => undefined);
+      await admin.end();
+    } else {
+      figures.problems.push(`the database ${world.databaseName} is kept for inspection`);
+    }
+  }
+  if (passed && world) await rm(world.dataDir, { recursive: true, force: true }).catch(() => undefined);
+}
+
+export async function runCampaign(options: CampaignOptions): Promise<CampaignFigures> {
+  const started = Date.now();
+  const print = options.log ?? ((line: string) => console.log(line));
+  const say = (line: string) => print(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${line}`);
+  const rng = prng(options.seed);
+  const figures = emptyFigures(options);
   const counters = { ...figures, acceptedEventIds: new Set<string>(), problems: figures.problems };
   const log = createIntentLog();
   let world: World | undefined;
@@ -116,78 +219,17 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignFig
     figures.logFile = world.logFile;
     const editor = createEditor(world, rng, log, options.seed, counters);
     const races = createRaces(world, editor, log, rng, { leaseSeconds: LEASE_SECONDS });
+    const play: Play = { options, world, editor, races, log, rng, counters, say };
     races.listenToPlugin();
     await world.service.start();
     say(`chaos seed ${options.seed}: service on ${world.service.url} (${figures.database}), Marketo ${world.marketoSim.url}, Dataverse ${world.dataverseSim.url}`);
-
-    // ---- set-up: linked pairs of every kind ----
-    for (let i = 0; i < options.pairsPerKind; i++) {
-      editor.createDynamics(0, 'lead');
-      editor.createDynamics(0, 'contact');
-    }
-    for (let i = 0; i < options.pairsPerKind; i++) editor.createMarketo(0, i % 2 === 0 ? 'lead' : 'contact');
-    await editor.notifyMarketo();
-    await world.settle('set-up');
-    await editor.refreshPairs();
-    editor.observeAgreements('set-up settled');
-    say(`set-up: ${editor.pairs.size} linked pairs`);
-
+    await setUp(play);
     const killRounds = new Set<number>();
     while (killRounds.size < Math.min(options.kills, options.rounds)) killRounds.add(rng.int(1, options.rounds));
-
-    for (let round = 1; round <= options.rounds; round++) {
-      const deliveriesBefore = world.dv.webhookDeliveries().length;
-      const faults = injectFaults(world, rng, counters);
-      for (let i = 0; i < options.editsPerRound; i++) editor.applyEdit(round);
-      let lostCalls = await editor.notifyMarketo();
-      await world.dv.flushWebhooks();
-      await replayDeliveries(world, rng, deliveriesBefore, counters);
-      if (options.races !== false) {
-        await races.run(round, options.rounds);
-        say(`round ${round}: races done`);
-      }
-
-      let killed = false;
-      if (killRounds.has(round)) {
-        await world.waitForWork(3_000);
-        await sleep(rng.int(0, 120));
-        await world.service.kill();
-        counters.kills++;
-        log.raced(RACES.killMidBatch);
-        killed = true;
-        // while it is down: edits keep happening, their webhooks fail at the sender
-        const downRound = round + 0.5;
-        for (let i = 0; i < Math.max(2, Math.floor(options.editsPerRound / 3)); i++) editor.applyEdit(downRound);
-        await editor.notifyMarketo();
-        await world.dv.flushWebhooks();
-        lostCalls = true;
-        await world.service.start();
-      }
-      world.mkto.clearFaults();
-      world.dv.clearFaults();
-      await world.settle(`round ${round}`);
-      // missed webhooks (downtime, Marketo's timeouts) are the sweep's to find
-      if (lostCalls) await world.sweep(`round ${round}`);
-      await editor.refreshPairs();
-      editor.observeAgreements(`round ${round} settled`);
-      say(`round ${round}: ${faults.length} fault(s) [${faults.join(', ')}]${killed ? ', SIGKILL + restart' : ''}${lostCalls ? ', sweep' : ''}; ${counters.edits} edits so far`);
-    }
-
-    // ---- the end: one sweep, settled; the oracle's input is read while the service runs ----
-    await world.sweep('final');
-    await editor.refreshPairs();
-    const input = await gatherOracleInput(world, editor, log, await allLinks(world));
-    const report: OracleReport = runOracle(input);
-    // everything the oracle saw and decided, for checking a verdict by hand
-    figures.oracleFile = join(world.workDir, 'oracle.json');
-    await writeFile(figures.oracleFile, JSON.stringify({ input, judgements: report.judgements.map((j) => ({ seq: j.edit.seq, verdict: j.verdict, why: j.why })), collisions: report.collisions.map((c) => ({ id: c.activity.id, person: c.activity.marketoId, field: c.field.field, seq: c.seq, genuine: c.genuine, why: c.why })) }, null, 1));
-    figures.verdicts = report.counts;
-    figures.violations = report.violations;
-    figures.collisionsGenuine = report.collisions.filter((c) => c.genuine).length;
-    figures.collisionsFake = report.collisions.filter((c) => !c.genuine).length;
+    for (let round = 1; round <= options.rounds; round++) await playRound(play, round, killRounds.has(round));
+    await judge(play, figures);
     await world.service.stop();
     stopped = true;
-
     const db = await openDatabase({ url: world.databaseUrl, dataDir: world.dataDir, poolSize: 2 });
     try {
       Object.assign(figures, await checkInvariants(db.prisma, world, editor, counters.acceptedEventIds, figures.problems));
@@ -195,26 +237,12 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignFig
       await db.close();
     }
   } catch (error) {
-    figures.problems.push(`campaign aborted: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+    figures.problems.push(`campaign aborted: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     figures.lost++;
   } finally {
-    if (world && !stopped) await world.service.kill().catch(() => undefined);
-    await world?.marketoSim.close().catch(() => undefined);
-    await world?.dataverseSim.close().catch(() => undefined);
     for (const key of ['edits', 'collisionsScripted', 'kills', 'webhooksRefused', 'webhooksAborted', 'webhooksReplayed', 'faultsInjected', 'sweeps'] as const) figures[key] = counters[key];
     figures.races = Object.fromEntries(log.races);
-    const passed = campaignPassed(figures);
-    if (world?.databaseName && options.databaseUrl) {
-      if (passed) {
-        const admin = new pg.Client({ connectionString: options.databaseUrl });
-        await admin.connect();
-        await admin.query(`DROP DATABASE IF EXISTS ${world.databaseName} WITH (FORCE)`).catch(() => undefined);
-        await admin.end();
-      } else {
-        figures.problems.push(`the database ${world.databaseName} is kept for inspection`);
-      }
-    }
-    if (passed && world) await rm(world.dataDir, { recursive: true, force: true }).catch(() => undefined);
+    await tearDown(world, figures, options, stopped);
   }
   figures.durationSeconds = Math.round((Date.now() - started) / 100) / 10;
   return figures;
