@@ -17,7 +17,8 @@ export const RACES = {
   pluginRewrite: 'a Dataverse plug-in rewrites a value (usa -> United States)',
 } as const;
 
-const WATCH_MS = 15_000;
+/** how long a trigger waits for the sync to create the record; long, so a busy machine still runs the race */
+const WATCH_MS = 60_000;
 // a trigger that fires within ~10 ms of the record appearing; the delay drawn after it spreads the edit over the first second
 const POLL_MS = 10;
 

@@ -35,5 +35,5 @@ describe.each(databases)('the fault campaign with its intent oracle, shortened, 
     for (const race of Object.values(RACES)) expect(figures.races[race] ?? 0, `${race}\n${summary}`).toBeGreaterThan(0);
     expect(figures.kills, summary).toBe(1);
     expect(figures.verdicts['both-sides'], summary).toBeGreaterThan(20);
-  }, 240_000);
+  }, 600_000);
 });
