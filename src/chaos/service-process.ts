@@ -63,7 +63,8 @@ export function createServiceProcess(options: ServiceProcessOptions): ServicePro
       proc.stderr?.pipe(log, { end: false });
       exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
       handle.starts++;
-      const deadline = Date.now() + 60_000;
+      // generous: on a loaded machine tsx and the migrations alone have taken over a minute
+      const deadline = Date.now() + 180_000;
       for (;;) {
         if (proc.exitCode !== null) throw new Error(`the service exited with ${proc.exitCode} while starting; see ${options.logFile}`);
         try {
@@ -72,7 +73,7 @@ export function createServiceProcess(options: ServiceProcessOptions): ServicePro
         } catch {
           // not listening yet
         }
-        if (Date.now() > deadline) throw new Error(`the service did not start within 60 s; see ${options.logFile}`);
+        if (Date.now() > deadline) throw new Error(`the service did not start within 180 s; see ${options.logFile}`);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     },

@@ -6,11 +6,13 @@ import { isLookup, type SimAttribute, type SimTable } from './dataverse.metadata
 import {
   DataverseStore,
   SimHttpError,
+  type AppliedRewrite,
   type BusinessRule,
   type ColumnGrant,
   type SimChange,
   type SimLookup,
   type SimRecord,
+  type ValueRewrite,
   type WriteContext,
 } from './dataverse.store.ts';
 import { compareKeys, ODataQueryError, parseFilter, parseOrderBy, resolveProperty, sortKey, type OrderBy } from './odata-query.ts';
@@ -860,6 +862,21 @@ function createAdmin(state: DataverseSimulatorState) {
       store.rules = store.rules.filter((r) => r.id !== id);
       return store.rules.length !== before;
     },
+    /** registers a plug-in that rewrites a value on every write (see ValueRewrite) */
+    addValueRewrite(rewrite: Omit<ValueRewrite, 'id'> & { id?: string }): ValueRewrite {
+      const full: ValueRewrite = { ...rewrite, id: rewrite.id ?? randomUUID() };
+      store.rewrites.push(full);
+      return full;
+    },
+    removeValueRewrite(id: string): boolean {
+      const before = store.rewrites.length;
+      store.rewrites = store.rewrites.filter((r) => r.id !== id);
+      return store.rewrites.length !== before;
+    },
+    /** in-process only: hears each rewrite as it happens (a test's edit log) */
+    onValueRewrite(listener: (applied: AppliedRewrite) => void): void {
+      store.rewriteListeners.push(listener);
+    },
     /** every delta token issued so far for the table(s) answers 0x80044352 */
     expireDeltaTokens(table?: string): void {
       for (const name of table ? [table] : ['lead', 'contact', 'account']) store.deltaFloor.set(name, store.version + 1);
@@ -937,6 +954,9 @@ function createAdminRouter(state: DataverseSimulatorState): express.Router {
   router.get('/business-rules', wrap(() => admin.businessRules()));
   router.post('/business-rules', wrap((req) => admin.addBusinessRule(body(req) as Omit<BusinessRule, 'id'>)));
   router.delete('/business-rules/:id', wrap((req) => ({ removed: admin.removeBusinessRule(p(req, 'id')) })));
+  router.get('/value-rewrites', wrap(() => state.store.rewrites));
+  router.post('/value-rewrites', wrap((req) => admin.addValueRewrite(body(req) as Omit<ValueRewrite, 'id'>)));
+  router.delete('/value-rewrites/:id', wrap((req) => ({ removed: admin.removeValueRewrite(p(req, 'id')) })));
   router.post('/delta-tokens/expire', wrap((req) => admin.expireDeltaTokens(body(req).table as string | undefined)));
   router.post('/change-tracking', wrap((req) => admin.setChangeTracking(String(body(req).table), body(req).enabled === true)));
   router.post('/access-tokens/expire', wrap(() => admin.expireAccessTokens()));

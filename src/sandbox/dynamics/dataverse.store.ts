@@ -51,6 +51,23 @@ export type BusinessRule = {
   messages?: ('Create' | 'Update')[];
 };
 
+/**
+ * A synchronous pre-operation plug-in that normalises a value before it is stored, whoever writes
+ * it (e.g. "usa" -> "United States"). Its change is part of the write: the caller's own webhook
+ * step sees the rewritten value, attributed to the caller.
+ */
+export type ValueRewrite = {
+  id: string;
+  table: 'lead' | 'contact' | 'account';
+  column: string;
+  /** matched case-insensitively against the whole trimmed value */
+  from: string;
+  to: string;
+};
+
+/** One time a ValueRewrite changed a write. */
+export type AppliedRewrite = { rewriteId: string; table: string; id: string; column: string; from: string; to: string; userId: string; at: number };
+
 export type WriteContext = {
   userId: string;
   /** UI/admin users hold every field-security grant; the app user only what the admin configured */
@@ -82,6 +99,9 @@ export class DataverseStore {
   /** secured columns: "table.column" -> what the app (sync) user may do */
   readonly securedColumns = new Map<string, ColumnGrant>();
   rules: BusinessRule[] = defaultBusinessRules();
+  rewrites: ValueRewrite[] = [];
+  /** called (synchronously, before the row is stored) each time a rewrite changes a write */
+  readonly rewriteListeners: ((applied: AppliedRewrite) => void)[] = [];
   /** tokens minted below this version are refused (admin "expire delta tokens", metadata changes) */
   readonly deltaFloor = new Map<string, number>();
   readonly changeTrackingEnabled = new Map<string, boolean>();
@@ -266,6 +286,17 @@ export class DataverseStore {
     }
   }
 
+  private applyRewrites(t: SimTable, id: string, changed: Record<string, unknown>, ctx: WriteContext): void {
+    for (const rewrite of this.rewrites) {
+      if (rewrite.table !== t.logicalName) continue;
+      const value = changed[rewrite.column];
+      if (typeof value !== 'string' || value.trim().toLowerCase() !== rewrite.from.toLowerCase()) continue;
+      changed[rewrite.column] = rewrite.to;
+      const applied = { rewriteId: rewrite.id, table: t.logicalName, id, column: rewrite.column, from: value, to: rewrite.to, userId: ctx.userId, at: this.now() };
+      for (const listener of this.rewriteListeners) listener(applied);
+    }
+  }
+
   private applyState(t: SimTable, merged: Record<string, unknown>, changed: Record<string, unknown>): void {
     if (!t.attributes.has('statecode')) return;
     if ('statecode' in changed && !('statuscode' in changed)) {
@@ -311,6 +342,7 @@ export class DataverseStore {
     const changed = this.convertPayload(t, body, 'create', ctx);
     const id = (changed[t.primaryKey] as string | undefined) ?? randomUUID();
     delete changed[t.primaryKey];
+    this.applyRewrites(t, id, changed, ctx);
     if (this.get(tableName, id)) throw new SimHttpError(412, '0x80040237', 'Cannot insert duplicate key.');
     const at = wholeSeconds(this.now());
     const user: SimLookup = { id: ctx.userId, logicalName: 'systemuser' };
@@ -344,6 +376,7 @@ export class DataverseStore {
     const rec = this.get(tableName, id);
     if (!rec) throw this.notFound(tableName, id);
     const changed = this.convertPayload(t, body, 'update', ctx);
+    this.applyRewrites(t, rec.id, changed, ctx);
     const merged = { ...rec.values, ...changed };
     this.applyState(t, merged, changed);
     this.computed(t, merged);
@@ -450,6 +483,7 @@ export class DataverseStore {
     }
     this.securedColumns.clear();
     this.rules = defaultBusinessRules();
+    this.rewrites = [];
     this.mutations += 1;
   }
 }

@@ -9,5 +9,5 @@ export {
   type EndpointCounter,
   type SimFault,
 } from './dataverse.simulator.ts';
-export type { BusinessRule, ColumnGrant } from './dataverse.store.ts';
+export type { AppliedRewrite, BusinessRule, ColumnGrant, ValueRewrite } from './dataverse.store.ts';
 export type { WebhookDelivery, WebhookRegistration } from './webhook.emitter.ts';
