@@ -5,8 +5,9 @@ import type { Logger } from '../logger.ts';
 import type { ActivitySubject } from './activities.ts';
 import { createSyncIO } from './io.ts';
 import { pendingEntries } from './journal.ts';
-import { findLinks, type Link } from './links.ts';
-import { lockHolder, personKey, recordKey, tryLockEach, unlockAll } from './locks.ts';
+import { groupEvents, leaseItems, type LeasedBatch, type Subject, type WorkItem } from './batch.ts';
+import type { Link } from './links.ts';
+import { unlockAll } from './locks.ts';
 import type { MappingService } from './mappings.ts';
 import { createPairSync } from './pair.ts';
 import type { PendingEntry } from './plan.ts';
@@ -45,13 +46,6 @@ export type EventOutcome =
   | { status: 'dead'; reason: string }
   /** another worker holds the record (or this one is stopping): try again shortly without counting an attempt */
   | { status: 'busy' };
-
-type Subject = { kind: 'link'; link: Link } | { kind: 'dynamics'; entity: LinkedEntity; id: string } | { kind: 'marketo'; id: number };
-
-interface WorkItem {
-  subject: Subject;
-  events: ClaimedChangeEvent[];
-}
 
 /** What a batch read once, so that items do not each call the APIs. */
 interface Prefetched {
@@ -137,40 +131,6 @@ export function createSyncEngine(options: EngineOptions) {
     };
   }
 
-  /** Groups a batch's events by the link (or the unlinked record) they concern. */
-  async function group(events: readonly ClaimedChangeEvent[]): Promise<WorkItem[]> {
-    const links = await findLinks(db.prisma, {
-      marketoIds: events.flatMap((e) => (e.marketoId !== null ? [e.marketoId] : [])),
-      dynamicsIds: events.flatMap((e) => (e.dynamicsId !== null ? [e.dynamicsId] : [])),
-    });
-    const byMarketo = new Map(links.map((l) => [l.marketoId, l]));
-    const byDynamics = new Map(links.map((l) => [l.dynamicsId, l]));
-    const items = new Map<string, WorkItem>();
-    for (const event of events) {
-      const dynamicsId = event.dynamicsId?.toLowerCase() ?? null;
-      const link = (dynamicsId ? byDynamics.get(dynamicsId) : undefined) ?? (event.marketoId !== null ? byMarketo.get(event.marketoId) : undefined);
-      let key: string;
-      let subject: Subject;
-      if (link) {
-        key = `link:${link.id}`;
-        subject = { kind: 'link', link };
-      } else if (dynamicsId && event.dynamicsEntity) {
-        key = recordKey(dynamicsId);
-        subject = { kind: 'dynamics', entity: event.dynamicsEntity, id: dynamicsId };
-      } else if (event.marketoId !== null) {
-        key = personKey(event.marketoId);
-        subject = { kind: 'marketo', id: event.marketoId };
-      } else {
-        key = `event:${event.id}`;
-        subject = { kind: 'marketo', id: -1 };
-      }
-      const item = items.get(key) ?? { subject, events: [] };
-      item.events.push(event);
-      items.set(key, item);
-    }
-    return [...items.values()];
-  }
-
   /** Both sides of every item, and what earlier attempts left pending, in as few calls as possible. */
   async function prefetch(items: readonly WorkItem[]): Promise<Prefetched> {
     const result: Prefetched = { persons: new Map(), records: new Map(), pending: new Map() };
@@ -216,13 +176,6 @@ export function createSyncEngine(options: EngineOptions) {
   /** A failure's outcome; while stopping, the work is handed back without counting an attempt. */
   const failed = (error: unknown): EventOutcome => (options.signal?.aborted ? { status: 'busy' } : outcomeForError(error));
 
-  function lockKeysOf(item: WorkItem): string[] {
-    const s = item.subject;
-    if (s.kind === 'link') return [personKey(s.link.marketoId), recordKey(s.link.dynamicsId)];
-    if (s.kind === 'dynamics') return [recordKey(s.id)];
-    return [personKey(s.id)];
-  }
-
   /** Syncs one item whose leases are held, from reads made after they were taken. */
   async function syncItem(item: WorkItem, pre: Prefetched, holder: string): Promise<EventOutcome> {
     try {
@@ -241,59 +194,15 @@ export function createSyncEngine(options: EngineOptions) {
     }
   }
 
-  /**
-   * Takes each item's leases, then reloads its link: everything the merge reads (link snapshot,
-   * both records) must be read after the lease is held, or a sync that finished meanwhile would
-   * be undone from stale values. Items whose records are busy elsewhere come back as `busy`.
-   */
-  async function lockItems(items: WorkItem[]): Promise<{ locked: { item: WorkItem; holder: string; keys: string[] }[]; busy: WorkItem[]; moved: WorkItem[] }> {
-    const attempts = items.map((item) => ({ item, keys: lockKeysOf(item), holder: lockHolder(options.owner) }));
-    const held = await tryLockEach(db.prisma, attempts, lockLeaseMs);
-    const locked = attempts.filter((a) => held.has(a.holder));
-    const busy = attempts.filter((a) => !held.has(a.holder)).map((a) => a.item);
-    const subjects = locked.map((a) => a.item.subject);
-    const fresh = await findLinks(db.prisma, {
-      marketoIds: subjects.flatMap((s) => (s.kind === 'link' ? [s.link.marketoId] : s.kind === 'marketo' ? [s.id] : [])),
-      dynamicsIds: subjects.flatMap((s) => (s.kind === 'dynamics' ? [s.id] : [])),
-    });
-    const byId = new Map(fresh.map((l) => [l.id, l]));
-    const linkedPersons = new Set(fresh.map((l) => l.marketoId));
-    const linkedRecords = new Set(fresh.map((l) => l.dynamicsId));
-    const moved: WorkItem[] = [];
-    const kept = locked.filter((a) => {
-      const s = a.item.subject;
-      // Linked since the events were grouped (another event created the link): group them again,
-      // as a link, under the link's leases.
-      if (s.kind === 'dynamics' && linkedRecords.has(s.id)) {
-        moved.push(a.item);
-        return false;
-      }
-      if (s.kind === 'marketo' && linkedPersons.has(s.id)) {
-        moved.push(a.item);
-        return false;
-      }
-      if (s.kind !== 'link') return true;
-      const current = byId.get(s.link.id);
-      if (current && current.marketoId === s.link.marketoId && current.dynamicsId === s.link.dynamicsId) {
-        a.item.subject = { kind: 'link', link: current };
-        return true;
-      }
-      moved.push(a.item);
-      return false;
-    });
-    await unlockAll(db.prisma, locked.filter((a) => !kept.includes(a)));
-    return { locked: kept, busy, moved };
-  }
-
   return {
     /** Syncs a claimed batch; one outcome per event. */
     async syncBatch(events: readonly ClaimedChangeEvent[]): Promise<Map<string, EventOutcome>> {
       const outcomes = new Map<string, EventOutcome>();
       if (events.length === 0) return outcomes;
       const setAll = (item: WorkItem, outcome: EventOutcome) => item.events.forEach((e) => outcomes.set(e.id, outcome));
-      let held: Awaited<ReturnType<typeof lockItems>>['locked'] = [];
+      let held: LeasedBatch['locked'] = [];
       try {
-        const planned = await lockItems(await group(events));
+        const planned = await leaseItems(db, options.owner, lockLeaseMs, await groupEvents(db, events));
         held = planned.locked;
         planned.busy.forEach((item) => setAll(item, { status: 'busy' }));
         // The link moved or was re-pointed since the events were grouped: group them again.
