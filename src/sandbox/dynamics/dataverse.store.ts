@@ -43,9 +43,16 @@ export type BusinessRule = {
   id: string;
   table: 'lead' | 'contact' | 'account';
   column: string;
-  kind: 'required' | 'email' | 'pattern';
-  /** regular expression source for kind "pattern" */
+  /**
+   * refusals: 'required' | 'email' | 'pattern'. 'rewrite' is a synchronous plug-in that normalises a
+   * value during the write (pre-operation, inside the transaction): a value matching `pattern`
+   * (whole value, case-insensitive) is stored as `value`, and the change notice carries the result.
+   */
+  kind: 'required' | 'email' | 'pattern' | 'rewrite';
+  /** regular expression source for kinds "pattern" and "rewrite" */
   pattern?: string;
+  /** what kind "rewrite" stores instead */
+  value?: unknown;
   /** Dynamics' message returned to the caller, as a plug-in's InvalidPluginExecutionException would */
   message: string;
   messages?: ('Create' | 'Update')[];
@@ -249,8 +256,22 @@ export class DataverseStore {
     }
   }
 
+  /** Synchronous plug-ins that rewrite a value the caller wrote; they run before validation. */
+  private applyRewrites(t: SimTable, message: 'Create' | 'Update', merged: Record<string, unknown>, changed: Record<string, unknown>): void {
+    for (const rule of this.rules) {
+      if (rule.kind !== 'rewrite' || rule.table !== t.logicalName || !(rule.column in changed)) continue;
+      if (rule.messages && !rule.messages.includes(message)) continue;
+      const value = changed[rule.column];
+      if (typeof value === 'string' && new RegExp(`^(?:${rule.pattern ?? '.*'})$`, 'i').test(value)) {
+        merged[rule.column] = rule.value ?? null;
+        changed[rule.column] = rule.value ?? null;
+      }
+    }
+  }
+
   private checkRules(t: SimTable, message: 'Create' | 'Update', merged: Record<string, unknown>, changed: Record<string, unknown>): void {
     for (const rule of this.rules) {
+      if (rule.kind === 'rewrite') continue;
       if (rule.table !== t.logicalName) continue;
       if (rule.messages && !rule.messages.includes(message)) continue;
       if (message === 'Update' && !(rule.column in changed)) continue;
@@ -320,6 +341,7 @@ export class DataverseStore {
       values.statuscode ??= defaultStatusFor(t, values.statecode as number);
     }
     if (t.attributes.has('ownerid')) values.ownerid ??= user;
+    this.applyRewrites(t, 'Create', values, changed);
     this.applyState(t, values, changed);
     this.computed(t, values);
     this.checkRules(t, 'Create', values, changed);
@@ -345,6 +367,7 @@ export class DataverseStore {
     if (!rec) throw this.notFound(tableName, id);
     const changed = this.convertPayload(t, body, 'update', ctx);
     const merged = { ...rec.values, ...changed };
+    this.applyRewrites(t, 'Update', merged, changed);
     this.applyState(t, merged, changed);
     this.computed(t, merged);
     this.checkRules(t, 'Update', merged, changed);
