@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createRideAlong } from '../../src/connectors/marketo/ride-along.ts';
+import { createRideAlong } from '../../src/connectors/ride-along.ts';
 
 /** A fake rate limiter: each call is admitted when the test says so. */
 function gate() {

@@ -2,7 +2,7 @@ import Bottleneck from 'bottleneck';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { MarketoApiError } from './marketo.errors.ts';
-import { createRideAlong } from './ride-along.ts';
+import { createRideAlong } from '../ride-along.ts';
 import {
   activitySchema,
   deleteResultSchema,
