@@ -154,6 +154,17 @@ export function parseMarketoDate(value: string): Date {
   return new Date(value.replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
 }
 
+/**
+ * The leaky bucket spending a share of the instance's calls: `bucket` calls at once, then one every
+ * `dripMs`. Any window then holds at most bucket + windowMs / dripMs calls, which never passes the
+ * instance's 100 (see the limiter below).
+ */
+export function marketoDripPlan(callsPerWindow: number, windowMs: number): { bucket: number; dripMs: number } {
+  const bucket = callsPerWindow < 4 ? 1 : Math.max(2, Math.min(Math.floor(callsPerWindow / 4), INSTANCE_CALLS_PER_WINDOW - callsPerWindow));
+  const dripMs = Math.max(1, Math.ceil(windowMs / Math.min(callsPerWindow, INSTANCE_CALLS_PER_WINDOW - bucket)));
+  return { bucket, dripMs };
+}
+
 export function createMarketoClient(options: MarketoClientOptions) {
   const baseUrl = options.baseUrl.replace(/\/+$/, '').replace(/\/rest$/, '');
   const fetchImpl = options.fetch ?? fetch;
@@ -179,8 +190,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
   // instance has left, since any 20 s holds at most the bucket plus what drips in and that must
   // never pass the instance's own 100, even when our share is all of it.
   const maxConcurrent = options.limits?.maxConcurrent ?? 5;
-  const bucket = callsPerWindow < 4 ? 1 : Math.max(2, Math.min(Math.floor(callsPerWindow / 4), INSTANCE_CALLS_PER_WINDOW - callsPerWindow));
-  const dripMs = Math.max(1, Math.ceil(windowMs / Math.min(callsPerWindow, INSTANCE_CALLS_PER_WINDOW - bucket)));
+  const { bucket, dripMs } = marketoDripPlan(callsPerWindow, windowMs);
   const limiter = new Bottleneck({
     maxConcurrent,
     reservoir: bucket,
@@ -700,6 +710,11 @@ export function createMarketoClient(options: MarketoClientOptions) {
       return structuredClone({ ...totals, dailyCalls });
     },
     /** stops the limiter; calls still queued are rejected */
+    /** calls the limiter would admit at once now (its bucket); for tests that count instead of timing */
+    async callsAvailable(): Promise<number> {
+      return (await limiter.currentReservoir()) ?? Number.POSITIVE_INFINITY;
+    },
+
     async close(): Promise<void> {
       await limiter.stop({ dropWaitingJobs: true });
     },
