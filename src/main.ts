@@ -140,7 +140,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
       ...dynamicsCredentials,
       ...(config.dynamics.timeoutMs !== undefined ? { timeoutMs: config.dynamics.timeoutMs } : {}),
       logger: logger.child({ component: 'dynamics' }),
+      budget: config.dynamics.budget,
     });
+    closers.push({ name: 'dynamics client', close: () => dataverseClient.close() });
     const marketo = createMarketoPort(marketoClient);
     const dynamics = createDynamicsPort({ client: dataverseClient });
 
