@@ -43,6 +43,7 @@ export async function runLoadBench(options: LoadOptions): Promise<{ rows: string
     figures[`load_${rate}_dataverse_per_change`] = Number((r.dynamicsCalls / r.changes).toFixed(3));
     figures[`load_${rate}_lost`] = r.lost;
     figures[`load_${rate}_429`] = r.dynamics429;
+    console.log(`${rate}/s: Dataverse requests by endpoint ${JSON.stringify(r.dynamicsEndpoints)}; refused webhook deliveries: ${r.refusedDeliveries.length}`);
   };
 
   const burst = async (direction: 'marketo' | 'dynamics', changes: number) => {
@@ -62,6 +63,7 @@ export async function runLoadBench(options: LoadOptions): Promise<{ rows: string
       `drained in ${fmt(r.drainSeconds, 1)} s (min ${fmt(marketoSeconds(marketoMin), 1)} s at the default Marketo share)`,
     ]);
     const key = direction === 'marketo' ? 'm2d' : 'd2m';
+    console.log(`burst ${key}: Dataverse requests by endpoint ${JSON.stringify(r.dynamicsEndpoints)}; refused webhook deliveries: ${r.refusedDeliveries.length}`);
     Object.assign(figures, {
       [`burst_${key}_seconds`]: Number(r.drainSeconds.toFixed(1)),
       [`burst_${key}_marketo_calls`]: r.marketoCalls,

@@ -36,6 +36,10 @@ export interface WebhookBenchResult {
   marketoRefused: number;
   /** from the first change to the last one reaching the other side */
   drainSeconds: number;
+  /** Dataverse webhook deliveries the service did not accept (a lost change is then a delivery loss) */
+  refusedDeliveries: string[];
+  /** Dataverse requests by endpoint during the run: where the requests per change come from */
+  dynamicsEndpoints: Record<string, number>;
 }
 
 /**
@@ -93,7 +97,8 @@ function apiCalls(sims: Simulators) {
   const endpoints = Object.entries(sims.dataverse.stats()).filter(([endpoint]) => !endpoint.includes('token'));
   const dynamics = endpoints.reduce((sum, [, c]) => sum + c.calls, 0);
   const dynamics429 = endpoints.reduce((sum, [, c]) => sum + (c.byStatus['429'] ?? 0), 0);
-  return { marketo, dynamics, marketoRefused, dynamics429 };
+  const byEndpoint = Object.fromEntries(endpoints.map(([endpoint, c]) => [endpoint, c.calls]));
+  return { marketo, dynamics, marketoRefused, dynamics429, byEndpoint };
 }
 
 /**
@@ -275,6 +280,15 @@ async function drive(
     dynamics429: after.dynamics429 - before.dynamics429,
     marketoRefused: after.marketoRefused - before.marketoRefused,
     drainSeconds: (lastArrival - started) / 1000,
+    dynamicsEndpoints: Object.fromEntries(
+      Object.entries(after.byEndpoint)
+        .map(([endpoint, calls]) => [endpoint, calls - (before.byEndpoint[endpoint] ?? 0)] as const)
+        .filter(([, calls]) => calls > 0),
+    ),
+    refusedDeliveries: sims.dataverse
+      .webhookDeliveries()
+      .filter((d) => d.status === null || d.status >= 300)
+      .map((d) => `${d.status ?? d.error ?? 'no answer'}`),
     apiCallsPerChange: (marketoCalls + dynamicsCalls) / options.changes,
     marketoCalls,
     dynamicsCalls,
