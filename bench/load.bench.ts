@@ -13,6 +13,7 @@ const MARKETO_DRIP_S = 0.4;
 
 export type LoadOptions = { quick: boolean; postgres: string | undefined; engine: string; steadyMinutes: number; burst: number };
 
+const count = (values: string[]) => values.reduce<Record<string, number>>((acc, v) => ({ ...acc, [v]: (acc[v] ?? 0) + 1 }), {});
 const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
 
 /** Seconds the default Marketo share needs for `calls` calls, plus one call time. */
@@ -43,7 +44,7 @@ export async function runLoadBench(options: LoadOptions): Promise<{ rows: string
     figures[`load_${rate}_dataverse_per_change`] = Number((r.dynamicsCalls / r.changes).toFixed(3));
     figures[`load_${rate}_lost`] = r.lost;
     figures[`load_${rate}_429`] = r.dynamics429;
-    console.log(`${rate}/s: Dataverse requests by endpoint ${JSON.stringify(r.dynamicsEndpoints)}; refused webhook deliveries: ${r.refusedDeliveries.length}`);
+    console.log(`${rate}/s: Dataverse requests by endpoint ${JSON.stringify(r.dynamicsEndpoints)}; refused Dataverse webhook deliveries: ${JSON.stringify(count(r.refusedDeliveries))}, failed Marketo webhook calls: ${JSON.stringify(count(r.failedSends))}`);
   };
 
   const burst = async (direction: 'marketo' | 'dynamics', changes: number) => {
@@ -63,7 +64,7 @@ export async function runLoadBench(options: LoadOptions): Promise<{ rows: string
       `drained in ${fmt(r.drainSeconds, 1)} s (min ${fmt(marketoSeconds(marketoMin), 1)} s at the default Marketo share)`,
     ]);
     const key = direction === 'marketo' ? 'm2d' : 'd2m';
-    console.log(`burst ${key}: Dataverse requests by endpoint ${JSON.stringify(r.dynamicsEndpoints)}; refused webhook deliveries: ${r.refusedDeliveries.length}`);
+    console.log(`burst ${key}: Dataverse requests by endpoint ${JSON.stringify(r.dynamicsEndpoints)}; refused Dataverse webhook deliveries: ${JSON.stringify(count(r.refusedDeliveries))}, failed Marketo webhook calls: ${JSON.stringify(count(r.failedSends))}`);
     Object.assign(figures, {
       [`burst_${key}_seconds`]: Number(r.drainSeconds.toFixed(1)),
       [`burst_${key}_marketo_calls`]: r.marketoCalls,

@@ -38,6 +38,8 @@ export interface WebhookBenchResult {
   drainSeconds: number;
   /** Dataverse webhook deliveries the service did not accept (a lost change is then a delivery loss) */
   refusedDeliveries: string[];
+  /** Marketo webhook calls the service did not accept (status or network error) */
+  failedSends: string[];
   /** Dataverse requests by endpoint during the run: where the requests per change come from */
   dynamicsEndpoints: Record<string, number>;
 }
@@ -200,6 +202,7 @@ async function drive(
   const latencies: number[] = [];
   const byDirection: [number[], number[]] = [[], []];
   let accepted = 0;
+  const failedSends: string[] = [];
   const sends: Promise<void>[] = [];
   const started = performance.now();
 
@@ -242,10 +245,17 @@ async function drive(
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-webhook-secret': marketoSecret },
         body: JSON.stringify({ marketoId: pair.marketoId }),
-      }).then(async (res) => {
-        await res.arrayBuffer();
-        if (res.ok) accepted++;
-      });
+      }).then(
+        async (res) => {
+          await res.arrayBuffer();
+          if (res.ok) accepted++;
+          else failedSends.push(String(res.status));
+        },
+        // a connection the service closed: Marketo does not retry a webhook, so the change waits for the sweep (shown as lost here)
+        (error: unknown) => {
+          failedSends.push(error instanceof Error ? String((error.cause as { code?: string } | undefined)?.code ?? error.message) : String(error));
+        },
+      );
       sends.push(send);
       inFlight.add(send);
       void send.finally(() => inFlight.delete(send));
@@ -285,6 +295,7 @@ async function drive(
         .map(([endpoint, calls]) => [endpoint, calls - (before.byEndpoint[endpoint] ?? 0)] as const)
         .filter(([, calls]) => calls > 0),
     ),
+    failedSends,
     refusedDeliveries: sims.dataverse
       .webhookDeliveries()
       .filter((d) => d.status === null || d.status >= 300)

@@ -8,6 +8,7 @@ import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createDataverseClient } from './connectors/dynamics/dataverse.client.ts';
 import { createDynamicsPort } from './connectors/dynamics/dynamics.port.ts';
 import { createMarketoClient } from './connectors/marketo/marketo.client.ts';
+import { createPostgresSharedBudget } from './db/shared-budget.ts';
 import { createMarketoPort } from './connectors/marketo/marketo.port.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
@@ -124,8 +125,27 @@ export async function startService(config: Config, options: ServiceOptions = {})
       clientId: sandbox!.dataverse.clientId,
       clientSecret: sandbox!.dataverse.clientSecret,
     };
+    // Replicas on one PostgreSQL database count each vendor's calls together there; the embedded
+    // database is one process, whose in-process limiters are the whole budget.
+    const marketoWindowMs = sandbox && options.sandbox?.marketoRateWindowMs ? options.sandbox.marketoRateWindowMs : 20_000;
+    const sharedBudgets =
+      db.engine === 'postgres'
+        ? {
+            marketo: createPostgresSharedBudget(db.prisma, {
+              vendor: `marketo:${new URL(marketoCredentials.baseUrl).host}`,
+              limit: config.marketo.callsPer20s,
+              windowMs: marketoWindowMs,
+            }),
+            dynamics: createPostgresSharedBudget(db.prisma, {
+              vendor: `dataverse:${new URL(dynamicsCredentials.url).host}:${dynamicsCredentials.clientId}`,
+              limit: config.dynamics.budget.requestsPerWindow,
+              windowMs: 300_000,
+            }),
+          }
+        : undefined;
     const marketoClient = createMarketoClient({
       ...marketoCredentials,
+      ...(sharedBudgets ? { sharedBudget: sharedBudgets.marketo } : {}),
       ...(config.marketo.timeoutMs !== undefined ? { timeoutMs: config.marketo.timeoutMs } : {}),
       logger: logger.child({ component: 'marketo' }),
       limits: {
@@ -141,6 +161,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       ...(config.dynamics.timeoutMs !== undefined ? { timeoutMs: config.dynamics.timeoutMs } : {}),
       logger: logger.child({ component: 'dynamics' }),
       budget: config.dynamics.budget,
+      ...(sharedBudgets ? { sharedBudget: sharedBudgets.dynamics } : {}),
     });
     closers.push({ name: 'dynamics client', close: () => dataverseClient.close() });
     const marketo = createMarketoPort(marketoClient);

@@ -11,6 +11,7 @@ import {
   dataverseErrorFromResponse,
 } from './dataverse.errors.ts';
 import { createRideAlong } from '../ride-along.ts';
+import type { SharedBudget } from '../shared-budget.ts';
 import { createBatchSizer, decodeBatch, encodeBatch, type BatchOperation, type BatchOperationAnswer } from './dataverse.batch.ts';
 import { createDataversePacer, type DataverseBudget } from './dataverse.pacing.ts';
 import {
@@ -56,6 +57,8 @@ export type DataverseClientOptions = {
   maxConcurrency?: number;
   /** the share of the service protection limits this client spends (see dataverse.pacing.ts) */
   budget?: DataverseBudget;
+  /** requests counted across replicas (PostgreSQL); see src/connectors/shared-budget.ts */
+  sharedBudget?: SharedBudget;
   /** operations in the first $batch of writes; default 10 (Microsoft's advice), grows while batches are fast */
   initialBatchSize?: number;
   /** a $batch taking longer than this shrinks the next; default 10,000 ms */
@@ -216,6 +219,7 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
     now,
     sleep,
     ...(logger ? { logger } : {}),
+    ...(options.sharedBudget ? { sharedBudget: options.sharedBudget } : {}),
   });
   const maxUrlLength = options.maxUrlLength ?? 16_384;
   const batchSizer = createBatchSizer({ initial: options.initialBatchSize ?? 10, targetMs: options.batchTargetMs ?? 10_000 });

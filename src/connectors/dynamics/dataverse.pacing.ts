@@ -1,5 +1,6 @@
 import Bottleneck from 'bottleneck';
 import type { Logger } from 'pino';
+import { reserveShared, type SharedBudget } from '../shared-budget.ts';
 
 // One client-side budget for Dataverse's service protection limits (reference §4.2: per user, a
 // 5-minute sliding window of 6,000 requests and 1,200,000 ms of execution time, 52 concurrent).
@@ -27,6 +28,8 @@ export type DataversePacerOptions = {
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
   logger?: Logger;
+  /** the application user's requests counted across replicas (PostgreSQL); `requestsPerWindow` is then all replicas' share */
+  sharedBudget?: SharedBudget;
 };
 
 export type DataversePacerStats = {
@@ -121,6 +124,7 @@ export function createDataversePacer(options: DataversePacerOptions = {}) {
         await enter();
         try {
           await ready();
+          await reserveShared(options.sharedBudget, now, sleep, (error) => logger?.warn({ err: error }, 'shared Dataverse budget unavailable; pacing on the local budget alone'));
           return await send();
         } finally {
           leave();

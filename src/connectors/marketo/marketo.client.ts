@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { MarketoApiError } from './marketo.errors.ts';
 import { createRideAlong } from '../ride-along.ts';
+import { reserveShared, type SharedBudget } from '../shared-budget.ts';
 import {
   activitySchema,
   deleteResultSchema,
@@ -54,6 +55,11 @@ export type MarketoClientOptions = {
   timeoutMs?: number;
   /** renew the token this long before it expires; default 60000 */
   tokenRefreshSkewMs?: number;
+  /**
+   * the instance's calls counted across replicas (PostgreSQL): every call is reserved there too,
+   * so `limits.callsPer20s` is then the share of all replicas together, not of this one
+   */
+  sharedBudget?: SharedBudget;
 };
 
 export type MarketoSyncAction = 'createOrUpdate' | 'updateOnly' | 'createOnly';
@@ -379,8 +385,9 @@ export function createMarketoClient(options: MarketoClientOptions) {
   function admitted(method: CallSpec['method'], request: () => CallSpec, timeoutMs: number): Promise<MarketoEnvelope> {
     const read = method === 'GET';
     const weight = read ? readWeight : 1;
-    return limiter.schedule({ priority: read ? READ_PRIORITY : WRITE_PRIORITY, weight }, () => {
+    return limiter.schedule({ priority: read ? READ_PRIORITY : WRITE_PRIORITY, weight }, async () => {
       if (weight > 1) void limiter.incrementReservoir(weight - 1);
+      await reserveShared(options.sharedBudget, now, sleep, (error) => logger?.warn({ err: error }, 'shared Marketo budget unavailable; calling on the local limiter alone'));
       return attempt(request(), timeoutMs);
     });
   }
