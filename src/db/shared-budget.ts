@@ -39,7 +39,7 @@ export function createPostgresSharedBudget(prisma: PrismaClient, options: Shared
       // every slot that may hold a call of the window (at - windowMs, at]
       const floor = slot - options.windowMs;
       const wait = await prisma.$transaction(async (tx) => {
-        await tx.$queryRaw`SELECT pg_advisory_xact_lock(${key}::int)`;
+        await tx.$executeRaw`SELECT pg_advisory_xact_lock(${key}::int)`;
         const slots = await tx.$queryRaw<{ slot_start: bigint; used: number }[]>`
           SELECT slot_start, used FROM vendor_budget_slot
           WHERE vendor = ${options.vendor} AND slot_start >= ${BigInt(floor)} ORDER BY slot_start`;
