@@ -535,7 +535,10 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
 
   // ---- batched writes ----------------------------------------------------------------------------
   // The writes of all work in flight ride in one $batch, filled when the budget admits it; each
-  // operation keeps its own answer (see dataverse.batch.ts for why no change sets).
+  // operation keeps its own answer (see dataverse.batch.ts for why no change sets). A batch lost to
+  // a timeout or 5xx is sent again as it was: an update that had run then answers 412 (its If-Match
+  // is stale: the caller re-reads), a create answers duplicate key (its id is ours: read back below).
+  // A 429 for a batch means nothing ran.
   const writes = createRideAlong<BatchOperation, BatchOperationAnswer[]>({
     maxItems: 1000,
     capacity: () => batchSizer.size(),
