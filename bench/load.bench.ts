@@ -37,12 +37,12 @@ export async function runLoadBench(options: LoadOptions): Promise<{ rows: string
       String(r.changes),
       fmt(r.acceptedPerSecond, 1),
       `M->D ${fmt(r.p50MarketoToDynamics)} / D->M ${fmt(r.p50DynamicsToMarketo)}`,
+      '',
       `M->D ${fmt(r.p99MarketoToDynamics)} / D->M ${fmt(r.p99DynamicsToMarketo)}`,
       String(r.lost),
       `${r.marketoCalls} Marketo, ${r.dynamicsCalls} Dataverse (${fmt(r.dynamicsCalls / r.changes, 3)}/change)`,
-      `429: ${r.dynamics429}, 606/615: ${r.marketoRefused}`,
       // floor: a Dynamics change waits for a call slot (<= 400 ms), a read and a write (300 ms each)
-      'floor M->D ~0.5 s (Marketo read + Dataverse read/write), D->M ~0.8-1.3 s',
+      `429: ${r.dynamics429}, 606/615: ${r.marketoRefused}; floor M->D ~0.5 s (Marketo read + Dataverse read/write), D->M ~0.8-1.3 s`,
     ]);
     figures[`load_${rate}_p99_m2d_ms`] = Math.round(r.p99MarketoToDynamics);
     figures[`load_${rate}_p99_d2m_ms`] = Math.round(r.p99DynamicsToMarketo);
@@ -63,10 +63,10 @@ export async function runLoadBench(options: LoadOptions): Promise<{ rows: string
       fmt(changes / r.drainSeconds, 1),
       '',
       '',
+      '',
       String(r.lost),
       `${r.marketoCalls} Marketo (min ${marketoMin}), ${r.dynamicsCalls} Dataverse (min ${dataverseMin})`,
-      `429: ${r.dynamics429}, 606/615: ${r.marketoRefused}`,
-      `drained in ${fmt(r.drainSeconds, 1)} s (min ${fmt(marketoSeconds(marketoMin), 1)} s at the default Marketo share)`,
+      `429: ${r.dynamics429}, 606/615: ${r.marketoRefused}; drained in ${fmt(r.drainSeconds, 1)} s (min ${fmt(marketoSeconds(marketoMin), 1)} s at the default Marketo share)`,
     ]);
     const key = direction === 'marketo' ? 'm2d' : 'd2m';
     console.log(`burst ${key}: Dataverse requests by endpoint ${JSON.stringify(r.dynamicsEndpoints)}; refused Dataverse webhook deliveries: ${JSON.stringify(count(r.refusedDeliveries))}, failed Marketo webhook calls: ${JSON.stringify(count(r.failedSends))}`);
