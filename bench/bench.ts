@@ -1,12 +1,16 @@
-// npm run bench [-- --quick]: the speed and memory figures of the sync, printed as a table and,
-// on the last line, one JSON object of every figure (the keys later issues extend).
+// npm run bench [-- --quick] [-- --load-only] [-- --steady-minutes=10] [-- --burst=10000]: the speed
+// and memory figures of the sync, printed as a table and, on the last line, one JSON object of every
+// figure (the keys later issues extend). --load-only runs only the rows at the vendors' real limits.
 import { onBenchDatabase } from './database.ts';
 import { runIntakeBench } from './intake.bench.ts';
+import { runLoadBench } from './load.bench.ts';
 import { runRecoveryBench } from './recovery.bench.ts';
 import { runSweepBench, sweepFigures, sweepRows } from './sweep.bench.ts';
 import { runWebhookBench } from './webhooks.bench.ts';
 
 const quick = process.argv.includes('--quick');
+const loadOnly = process.argv.includes('--load-only');
+const flag = (name: string, fallback: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback);
 // PostgreSQL (production's engine) when a server is configured: each section gets a fresh database
 const postgres = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
 const engine = postgres ? 'PostgreSQL' : 'PGlite';
@@ -20,9 +24,11 @@ const notes = (r: { marketoCalls: number; dynamicsCalls: number; p99MarketoToDyn
 // Marketo's default call budget is half the instance's 100 calls / 20 s; the last row shows what the
 // whole budget buys (MARKETO_CALLS_PER_20S=100), since Marketo's calls are what bound the latency:
 // a change waits for the next read of its person (a read and a write take two drips of the budget).
-const webhookRuns: { rate: number; budget?: string }[] = quick
-  ? [{ rate: 50 }, { rate: 200 }]
-  : [{ rate: 50 }, { rate: 100 }, { rate: 200 }, { rate: 100, budget: '100' }];
+const webhookRuns: { rate: number; budget?: string }[] = loadOnly
+  ? []
+  : quick
+    ? [{ rate: 50 }, { rate: 200 }]
+    : [{ rate: 50 }, { rate: 100 }, { rate: 200 }, { rate: 100, budget: '100' }];
 for (const { rate, budget } of webhookRuns) {
   const changes = quick ? rate * 4 : rate * 20;
   const r = await onBenchDatabase(postgres, (databaseUrl) =>
@@ -58,8 +64,15 @@ for (const { rate, budget } of webhookRuns) {
   figures[`webhook_${rate}_lost`] = r.lost;
 }
 
-// Intake under load on PostgreSQL beside a bare Express + one INSERT, then the backlog's drain (issue 7)
+// At the vendors' real limits and call times (issue 13)
 {
+  const load = await runLoadBench({ quick, postgres, engine, steadyMinutes: flag('steady-minutes', 10), burst: flag('burst', quick ? 2_000 : 10_000) });
+  rows.push(...load.rows);
+  Object.assign(figures, load.figures);
+}
+
+// Intake under load on PostgreSQL beside a bare Express + one INSERT, then the backlog's drain (issue 7)
+if (!loadOnly) {
   const intake = await runIntakeBench({ quick, databaseUrl: postgres });
   if ('skipped' in intake) {
     console.log(`intake bench skipped: ${intake.skipped}`);
@@ -77,7 +90,7 @@ for (const { rate, budget } of webhookRuns) {
 }
 
 // The sweep: discovery of changed records and a full reconciliation.
-{
+if (!loadOnly) {
   const sweep = await onBenchDatabase(postgres, (databaseUrl) =>
     onBenchDatabase(postgres, (fullDatabaseUrl) =>
       runSweepBench({ records: quick ? 5_000 : 100_000, linkedRecords: quick ? 20_000 : 1_000_000, databaseUrl, fullDatabaseUrl }),
@@ -88,7 +101,7 @@ for (const { rate, budget } of webhookRuns) {
 }
 
 // Crash recovery: SIGKILL with work in flight, restart on the same database (issue 12).
-{
+if (!loadOnly) {
   const r = await onBenchDatabase(postgres, (databaseUrl) => runRecoveryBench({ changes: quick ? 100 : 300, databaseUrl }));
   rows.push([
     `kill -9 mid-batch, restart (${engine})`,

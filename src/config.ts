@@ -83,6 +83,12 @@ const environmentSchema = z
     DYNAMICS_CLIENT_ID: optionalString,
     DYNAMICS_CLIENT_SECRET: optionalString,
     DYNAMICS_TOKEN_URL: httpsOrHttpUrl,
+    /** the share of Dataverse's 6,000 requests per 5 minutes (per application user) the sync spends */
+    DYNAMICS_REQUESTS_PER_5MIN: int(1, 1_000_000, 5_400),
+    /** requests in flight; Dataverse refuses above 52 per user */
+    DYNAMICS_MAX_CONCURRENT: int(1, 52, 16),
+    /** the share of Dataverse's 1,200,000 ms of execution time per 5 minutes the sync spends */
+    DYNAMICS_EXECUTION_MS_PER_5MIN: int(1_000, 100_000_000, 1_080_000),
     /** per-call timeout of the vendor clients; unset: Marketo 30-300 s by endpoint, Dynamics 120 s */
     MARKETO_TIMEOUT_MS: z.preprocess(blankAsUnset, z.coerce.number().int().min(100).max(600_000).optional()),
     DYNAMICS_TIMEOUT_MS: z.preprocess(blankAsUnset, z.coerce.number().int().min(100).max(600_000).optional()),
@@ -176,7 +182,13 @@ export interface Config {
     /** per-call timeout; undefined: the client's per-endpoint defaults */
     timeoutMs: number | undefined;
   };
-  dynamics: { credentials: DynamicsCredentials | undefined; webhookSecret: string | undefined; timeoutMs: number | undefined };
+  dynamics: {
+    credentials: DynamicsCredentials | undefined;
+    webhookSecret: string | undefined;
+    timeoutMs: number | undefined;
+    /** what the client spends of the service protection limits per 5-minute window */
+    budget: { requestsPerWindow: number; maxConcurrent: number; executionMsPerWindow: number };
+  };
   graphql: { apiToken: string | undefined };
   sync: {
     /** undefined: "off", no schedule on this replica */
@@ -253,7 +265,16 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       deletedFlagField: env.MARKETO_DELETED_FLAG_FIELD.toLowerCase() === 'none' ? null : env.MARKETO_DELETED_FLAG_FIELD,
       timeoutMs: env.MARKETO_TIMEOUT_MS,
     },
-    dynamics: { credentials: dynamics, webhookSecret: env.DYNAMICS_WEBHOOK_SECRET, timeoutMs: env.DYNAMICS_TIMEOUT_MS },
+    dynamics: {
+      credentials: dynamics,
+      webhookSecret: env.DYNAMICS_WEBHOOK_SECRET,
+      timeoutMs: env.DYNAMICS_TIMEOUT_MS,
+      budget: {
+        requestsPerWindow: env.DYNAMICS_REQUESTS_PER_5MIN,
+        maxConcurrent: env.DYNAMICS_MAX_CONCURRENT,
+        executionMsPerWindow: env.DYNAMICS_EXECUTION_MS_PER_5MIN,
+      },
+    },
     graphql: { apiToken: env.GRAPHQL_API_TOKEN },
     sync: {
       sweepCron: env.SYNC_SWEEP_CRON,

@@ -8,6 +8,7 @@ import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createDataverseClient } from './connectors/dynamics/dataverse.client.ts';
 import { createDynamicsPort } from './connectors/dynamics/dynamics.port.ts';
 import { createMarketoClient } from './connectors/marketo/marketo.client.ts';
+import { createPostgresSharedBudget } from './db/shared-budget.ts';
 import { createMarketoPort } from './connectors/marketo/marketo.port.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
@@ -131,6 +132,24 @@ export async function startService(config: Config, options: ServiceOptions = {})
       clientId: sandbox!.dataverse.clientId,
       clientSecret: sandbox!.dataverse.clientSecret,
     };
+    // Replicas on one PostgreSQL database count each vendor's calls together there; the embedded
+    // database is one process, whose in-process limiters are the whole budget.
+    const marketoWindowMs = sandbox && options.sandbox?.marketoRateWindowMs ? options.sandbox.marketoRateWindowMs : 20_000;
+    const sharedBudgets =
+      db.engine === 'postgres'
+        ? {
+            marketo: createPostgresSharedBudget(db.prisma, {
+              vendor: `marketo:${new URL(marketoCredentials.baseUrl).host}`,
+              limit: config.marketo.callsPer20s,
+              windowMs: marketoWindowMs,
+            }),
+            dynamics: createPostgresSharedBudget(db.prisma, {
+              vendor: `dataverse:${new URL(dynamicsCredentials.url).host}:${dynamicsCredentials.clientId}`,
+              limit: config.dynamics.budget.requestsPerWindow,
+              windowMs: 300_000,
+            }),
+          }
+        : undefined;
     // Aborted half-way through the shutdown budget: in-flight work gets the first half to finish,
     // then its vendor calls end and the work goes back to the inbox for the next replica or start.
     const shutdown = new AbortController();
@@ -138,6 +157,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const marketoClient = createMarketoClient({
       ...marketoCredentials,
       fetch: options.interceptVendorHttp?.marketo?.(vendorFetch) ?? vendorFetch,
+      ...(sharedBudgets ? { sharedBudget: sharedBudgets.marketo } : {}),
       ...(config.marketo.timeoutMs !== undefined ? { timeoutMs: config.marketo.timeoutMs } : {}),
       logger: logger.child({ component: 'marketo' }),
       limits: {
@@ -153,7 +173,10 @@ export async function startService(config: Config, options: ServiceOptions = {})
       fetch: options.interceptVendorHttp?.dynamics?.(vendorFetch) ?? vendorFetch,
       ...(config.dynamics.timeoutMs !== undefined ? { timeoutMs: config.dynamics.timeoutMs } : {}),
       logger: logger.child({ component: 'dynamics' }),
+      budget: config.dynamics.budget,
+      ...(sharedBudgets ? { sharedBudget: sharedBudgets.dynamics } : {}),
     });
+    closers.push({ name: 'dynamics client', close: () => dataverseClient.close() });
     const marketo = createMarketoPort(marketoClient);
     const dynamics = createDynamicsPort({ client: dataverseClient });
 

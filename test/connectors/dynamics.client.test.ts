@@ -213,7 +213,8 @@ describe('Dataverse client against the simulator', () => {
     const error = await rejection(c.findByEmail('lead', 'a@b.com', []));
     expect(error).toBeInstanceOf(DataverseTransientError);
     sim.admin.clearFaults();
-    expect(c.stats().endpoints['POST leads']).toMatchObject({ errors: 2, retries: 2 });
+    // writes travel in $batch requests
+    expect(c.stats().endpoints['POST $batch']).toMatchObject({ errors: 2, retries: 2 });
   });
 
   it('treats a dropped connection as transient and retries it', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createRideAlong } from '../../src/connectors/marketo/ride-along.ts';
+import { createRideAlong } from '../../src/connectors/ride-along.ts';
 
 /** A fake rate limiter: each call is admitted when the test says so. */
 function gate() {
@@ -98,5 +98,33 @@ describe('ride-along calls', () => {
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
     // and the next request starts a new call rather than waiting forever
     await expect(rides.ride('k', [3])).rejects.toThrow('607');
+  });
+
+  it('fills a call up to the capacity asked when it is admitted, in weight units, and the rest waits for the next call', async () => {
+    const limiter = gate();
+    const sent: string[][] = [];
+    let capacity = 10;
+    const rides = createRideAlong<string, number>({
+      maxItems: 1000,
+      capacity: () => capacity,
+      weigh: (item) => item.length,
+      async send(_key, bind) {
+        await limiter.wait();
+        sent.push(bind());
+        return sent.length;
+      },
+    });
+    const all = ['aaaa', 'bbbb', 'cc', 'dddd', 'e'].map((item) => rides.ride('k', [item]));
+    await tick();
+    // the capacity in force when the call is admitted counts, not the one when it was queued
+    capacity = 6;
+    limiter.admitNext();
+    await tick();
+    limiter.admitNext();
+    await tick();
+    limiter.admitNext();
+    await Promise.all(all);
+    // in arrival order: a request that does not fit ends the call (no overtaking)
+    expect(sent).toEqual([['aaaa'], ['bbbb', 'cc'], ['dddd', 'e']]);
   });
 });

@@ -10,6 +10,10 @@ import {
   DataverseTransientError,
   dataverseErrorFromResponse,
 } from './dataverse.errors.ts';
+import { createRideAlong } from '../ride-along.ts';
+import type { SharedBudget } from '../shared-budget.ts';
+import { createBatchSizer, decodeBatch, encodeBatch, type BatchOperation, type BatchOperationAnswer } from './dataverse.batch.ts';
+import { createDataversePacer, type DataverseBudget } from './dataverse.pacing.ts';
 import {
   attributeMetadataSchema,
   attributePrivilegesSchema,
@@ -49,15 +53,25 @@ export type DataverseClientOptions = {
   timeoutMs?: number;
   /** odata.maxpagesize; default 5000 (the platform cap) */
   maxPageSize?: number;
-  /** parallel calls in flight; default 16 (platform rejects above 52 per user) */
+  /** parallel calls in flight; default 16 (platform rejects above 52 per user); same as budget.maxConcurrent */
   maxConcurrency?: number;
+  /** the share of the service protection limits this client spends (see dataverse.pacing.ts) */
+  budget?: DataverseBudget;
+  /** requests counted across replicas (PostgreSQL); see src/connectors/shared-budget.ts */
+  sharedBudget?: SharedBudget;
+  /** operations in the first $batch of writes; default 10 (Microsoft's advice), grows while batches are fast */
+  initialBatchSize?: number;
+  /** a $batch taking longer than this shrinks the next; default 10,000 ms */
+  batchTargetMs?: number;
+  /** longest request URL sent; longer reads are split. Default 16,384 (Dataverse allows 32 KB) */
+  maxUrlLength?: number;
   /** retries of one call after 5xx/network/timeout; default 3 */
   transientRetries?: number;
   /** retries of one call after 429; default 10 (each waits the Retry-After the server asked for) */
   rateLimitRetries?: number;
   /** first backoff for transient retries in ms, doubled each time; default 500 */
   retryBaseDelayMs?: number;
-  /** ids per $filter when reading many rows by id; default 100 */
+  /** ids per $filter when reading many rows by id; default: as many as the URL length allows */
   idChunkSize?: number;
 };
 
@@ -120,6 +134,15 @@ export type DataverseClientStats = {
   totalErrors: number;
   rateLimitedPauses: number;
   tokenRequests: number;
+  /** requests answered 429 */
+  throttled: number;
+  /** throttling episodes (each logged once) */
+  throttlingEpisodes: number;
+  /** $batch requests sent and the operations they carried */
+  batches: number;
+  batchOperations: number;
+  /** operations the next $batch of writes may carry */
+  batchSize: number;
 };
 
 export type DataverseClient = {
@@ -156,6 +179,8 @@ export type DataverseClient = {
   getAttributes(entity: DataverseEntity): Promise<DataverseAttribute[]>;
   getColumnAccess(entity: DataverseEntity): Promise<DataverseColumnAccess[]>;
   stats(): DataverseClientStats;
+  /** stops the request budget's timers; calls still waiting for it are refused */
+  close(): Promise<void>;
 };
 
 const API_PATH = '/api/data/v9.2/';
@@ -168,11 +193,15 @@ type CallOptions = {
   /** absolute URL or path relative to the Web API root */
   url: string;
   endpoint: string;
+  /** JSON (serialised here) or a ready text body (a $batch) */
   body?: unknown;
   headers?: Record<string, string>;
 };
 
-type RawResponse = { status: number; headers: Headers; json: unknown };
+/** A call whose request is built when the budget admits it (see ride-along.ts); retries resend it. */
+type DeferredCall = { endpoint: string; build: () => CallOptions };
+
+type RawResponse = { status: number; headers: Headers; json: unknown; text?: string; elapsedMs?: number };
 
 export function createDataverseClient(options: DataverseClientOptions): DataverseClient {
   const baseUrl = options.url.replace(/\/+$/, '');
@@ -185,14 +214,23 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
   const logger = options.logger;
   const timeoutMs = options.timeoutMs ?? 120_000;
   const maxPageSize = Math.min(options.maxPageSize ?? 5000, 5000);
-  const maxConcurrency = options.maxConcurrency ?? 16;
+  const pacer = createDataversePacer({
+    budget: { ...(options.maxConcurrency === undefined ? {} : { maxConcurrent: options.maxConcurrency }), ...options.budget },
+    now,
+    sleep,
+    ...(logger ? { logger } : {}),
+    ...(options.sharedBudget ? { sharedBudget: options.sharedBudget } : {}),
+  });
+  const maxUrlLength = options.maxUrlLength ?? 16_384;
+  const batchSizer = createBatchSizer({ initial: options.initialBatchSize ?? 10, targetMs: options.batchTargetMs ?? 10_000 });
+  let batches = 0;
+  let batchOperations = 0;
   const transientRetries = options.transientRetries ?? 3;
   const rateLimitRetries = options.rateLimitRetries ?? 10;
   const retryBaseDelayMs = options.retryBaseDelayMs ?? 500;
-  const idChunkSize = options.idChunkSize ?? 100;
+  const idChunkSize = options.idChunkSize;
 
   const endpointStats = new Map<string, DataverseEndpointStats>();
-  let rateLimitedPauses = 0;
   let tokenRequests = 0;
 
   function count(endpoint: string, field: keyof DataverseEndpointStats): void {
@@ -257,29 +295,6 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
     return tokenInFlight;
   }
 
-  // ---- limits ------------------------------------------------------------------------------------
-  // The docs ask to pause every call of the user while a Retry-After runs; one shared deadline does that.
-  let pausedUntil = 0;
-  let active = 0;
-  const waiting: (() => void)[] = [];
-
-  async function acquireSlot(): Promise<void> {
-    if (active < maxConcurrency) {
-      active += 1;
-      return;
-    }
-    await new Promise<void>((resolve) => waiting.push(resolve));
-  }
-  function releaseSlot(): void {
-    const next = waiting.shift();
-    if (next) next();
-    else active -= 1;
-  }
-
-  async function waitForPause(): Promise<void> {
-    for (let wait = pausedUntil - now(); wait > 0; wait = pausedUntil - now()) await sleep(wait);
-  }
-
   // ---- HTTP --------------------------------------------------------------------------------------
   function resolveUrl(url: string): string {
     const absolute = /^https?:\/\//i.test(url) ? url : apiUrl + url.replace(/^\/+/, '');
@@ -298,9 +313,12 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
       'OData-Version': '4.0',
       ...call.headers,
     };
-    if (call.body !== undefined) headers['Content-Type'] = 'application/json';
     const init: RequestInit = { method: call.method, headers, signal: AbortSignal.timeout(timeoutMs) };
-    if (call.body !== undefined) init.body = JSON.stringify(call.body);
+    if (typeof call.body === 'string') init.body = call.body;
+    else if (call.body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(call.body);
+    }
     let response: Response;
     try {
       response = await doFetch(resolveUrl(call.url), init);
@@ -312,8 +330,26 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
         endpoint: call.endpoint,
       });
     }
+    if (/^multipart\/mixed/i.test(response.headers.get('content-type') ?? '')) {
+      return { status: response.status, headers: response.headers, json: undefined, text: await response.text() };
+    }
     const json = response.status === 204 || response.status === 304 ? undefined : await readJson(response);
     return { status: response.status, headers: response.headers, json };
+  }
+
+  /** One request, admitted by the budget; its time and the server's headers feed the budget back. */
+  function paced(spec: CallOptions | DeferredCall, bound: { call?: CallOptions }): Promise<{ raw: RawResponse; token: string }> {
+    return pacer.schedule(async () => {
+      const request = (bound.call ??= 'build' in spec ? spec.build() : spec);
+      const token = await getToken();
+      count(request.endpoint, 'calls');
+      const started = now();
+      const raw = await sendOnce(request, token);
+      raw.elapsedMs = Math.max(0, now() - started);
+      pacer.observe(raw.headers, raw.elapsedMs);
+      if (raw.status !== 429) pacer.succeeded();
+      return { raw, token };
+    });
   }
 
   function errorFrom(call: CallOptions, raw: RawResponse): DataverseApiError {
@@ -327,54 +363,49 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
     });
   }
 
-  async function call(callOptions: CallOptions): Promise<RawResponse> {
+  async function call(spec: CallOptions | DeferredCall): Promise<RawResponse> {
+    const bound: { call?: CallOptions } = {};
     let rateLimitedTries = 0;
     let transientTries = 0;
     let renewedToken = false;
     for (;;) {
-      await waitForPause();
-      await acquireSlot();
       let raw: RawResponse;
       let tokenUsed: string;
       try {
-        await waitForPause();
-        tokenUsed = await getToken();
-        count(callOptions.endpoint, 'calls');
-        raw = await sendOnce(callOptions, tokenUsed);
+        ({ raw, token: tokenUsed } = await paced(spec, bound));
       } catch (error) {
-        releaseSlot();
-        count(callOptions.endpoint, 'errors');
+        count(spec.endpoint, 'errors');
         if (error instanceof DataverseTransientError && transientTries < transientRetries) {
           transientTries += 1;
-          count(callOptions.endpoint, 'retries');
+          count(spec.endpoint, 'retries');
           await sleep(retryBaseDelayMs * 2 ** (transientTries - 1));
           continue;
         }
         throw error;
       }
-      releaseSlot();
-      if (raw.status < 400) return raw;
-      count(callOptions.endpoint, 'errors');
-      const error = errorFrom(callOptions, raw);
+      if (raw.status < 400 || (raw.status === 400 && raw.text !== undefined)) return raw;
+      count(spec.endpoint, 'errors');
+      const error = errorFrom(bound.call ?? { method: 'GET', url: '', endpoint: spec.endpoint }, raw);
       if (raw.status === 401 && !renewedToken) {
         // a token revoked or expired early: renew once, then give up as `auth`
         renewedToken = true;
         if (cachedToken?.value === tokenUsed) cachedToken = undefined;
-        count(callOptions.endpoint, 'retries');
+        count(spec.endpoint, 'retries');
         continue;
       }
-      if (error.kind === 'rate_limited' && rateLimitedTries < rateLimitRetries) {
-        rateLimitedTries += 1;
-        const waitMs = error.retryAfterMs ?? 1000 * 2 ** rateLimitedTries;
-        pausedUntil = Math.max(pausedUntil, now() + waitMs);
-        rateLimitedPauses += 1;
-        count(callOptions.endpoint, 'retries');
-        logger?.warn({ endpoint: callOptions.endpoint, waitMs, code: error.code }, 'Dataverse throttled; pausing all calls');
-        continue;
+      if (error.kind === 'rate_limited') {
+        // the docs: wait exactly Retry-After, and pause every request of the user meanwhile
+        pacer.throttled(error.retryAfterMs ?? 1000 * 2 ** Math.min(rateLimitedTries, 6), error.code);
+        if (error.code === DataverseCodes.executionTimeLimit) batchSizer.shrink();
+        if (rateLimitedTries < rateLimitRetries) {
+          rateLimitedTries += 1;
+          count(spec.endpoint, 'retries');
+          continue;
+        }
       }
       if (error.kind === 'transient' && transientTries < transientRetries) {
         transientTries += 1;
-        count(callOptions.endpoint, 'retries');
+        count(spec.endpoint, 'retries');
         await sleep(retryBaseDelayMs * 2 ** (transientTries - 1));
         continue;
       }
@@ -422,29 +453,135 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
     };
   }
 
+  const pageHeaders = () => ({ Prefer: `odata.maxpagesize=${maxPageSize}` });
+
+  /** Pages of a query; the first URL may be built only when the budget admits it (`build`). */
   async function* pages(
     entity: DataverseEntity,
-    firstUrl: string,
+    first: string | (() => string),
     endpoint: string,
   ): AsyncGenerator<DataverseRecord[], void, undefined> {
-    let url: string | undefined = firstUrl;
-    while (url !== undefined) {
-      const raw = await call({
-        method: 'GET',
-        url,
-        endpoint,
-        headers: { Prefer: `odata.maxpagesize=${maxPageSize}` },
-      });
+    let url: string | undefined;
+    let spec: CallOptions | DeferredCall =
+      typeof first === 'string'
+        ? { method: 'GET', url: first, endpoint, headers: pageHeaders() }
+        : { endpoint, build: () => ({ method: 'GET', url: first(), endpoint, headers: pageHeaders() }) };
+    for (;;) {
+      const raw = await call(spec);
       const page = parse(collectionSchema, raw, endpoint);
       yield page.value.map((row) => toRecord(entity, row, endpoint));
       url = page['@odata.nextLink'];
+      if (url === undefined) return;
+      spec = { method: 'GET', url, endpoint, headers: pageHeaders() };
     }
   }
 
-  async function collect(entity: DataverseEntity, url: string, endpoint: string): Promise<DataverseRecord[]> {
+  async function collect(entity: DataverseEntity, first: string | (() => string), endpoint: string): Promise<DataverseRecord[]> {
     const rows: DataverseRecord[] = [];
-    for await (const page of pages(entity, url, endpoint)) rows.push(...page);
+    for await (const page of pages(entity, first, endpoint)) rows.push(...page);
     return rows;
+  }
+
+  // ---- batched reads -----------------------------------------------------------------------------
+  // Reads of concurrent callers for the same table and columns share one In-filter query, filled
+  // when the budget admits it with as many values as the URL length allows.
+  type ReadKey = { entity: DataverseEntity; property: string; columns: string[]; order: string };
+  const IN_VALUE_ROOM = (value: string) => encodeURIComponent(`${quote(value)},`).length;
+  function inQueryUrl(key: ReadKey, values: readonly string[]): string {
+    const { set } = dataverseEntitySets[key.entity];
+    const filter = `Microsoft.Dynamics.CRM.In(PropertyName='${key.property}',PropertyValues=[${values.map((v) => quote(v)).join(',')}])`;
+    return `${set}?$select=${selectList(key.entity, key.columns)}&$filter=${encodeURIComponent(filter)}&$orderby=${key.order}`;
+  }
+  function inQueryRoom(keyText: string): number {
+    const key = JSON.parse(keyText) as ReadKey;
+    const room = maxUrlLength - (apiUrl.length + inQueryUrl(key, []).length);
+    return idChunkSize === undefined ? room : Math.min(room, idChunkSize * IN_VALUE_ROOM('00000000-0000-0000-0000-000000000000'));
+  }
+  const inReads = createRideAlong<string, DataverseRecord[]>({
+    maxItems: 5000,
+    capacity: inQueryRoom,
+    weigh: IN_VALUE_ROOM,
+    send(keyText, bind) {
+      const key = JSON.parse(keyText) as ReadKey;
+      const endpoint = `GET ${dataverseEntitySets[key.entity].set}`;
+      return collect(key.entity, () => inQueryUrl(key, [...new Set(bind())]), endpoint);
+    },
+  });
+
+  /** Rows whose `property` is one of `values`, read together with other callers' values. */
+  async function readIn(key: ReadKey, values: readonly string[]): Promise<DataverseRecord[]> {
+    const keyText = JSON.stringify(key);
+    const room = inQueryRoom(keyText);
+    const chunks: string[][] = [];
+    let current: string[] = [];
+    let used = 0;
+    for (const value of values) {
+      const w = IN_VALUE_ROOM(value);
+      if (current.length > 0 && used + w > room) {
+        chunks.push(current);
+        current = [];
+        used = 0;
+      }
+      current.push(value);
+      used += w;
+    }
+    if (current.length > 0) chunks.push(current);
+    const rides = await Promise.all(chunks.map((chunk) => inReads.ride(keyText, chunk)));
+    // a shared query answers for everyone who rode it: keep one copy of each row
+    const rows = new Map<string, DataverseRecord>();
+    for (const ride of rides) for (const row of ride.result) rows.set(row.id.toLowerCase(), row);
+    return [...rows.values()];
+  }
+
+  // ---- batched writes ----------------------------------------------------------------------------
+  // The writes of all work in flight ride in one $batch, filled when the budget admits it; each
+  // operation keeps its own answer (see dataverse.batch.ts for why no change sets). A batch lost to
+  // a timeout or 5xx is sent again as it was: an update that had run then answers 412 (its If-Match
+  // is stale: the caller re-reads), a create answers duplicate key (its id is ours: read back below).
+  // A 429 for a batch means nothing ran.
+  const writes = createRideAlong<BatchOperation, BatchOperationAnswer[]>({
+    maxItems: 1000,
+    capacity: () => batchSizer.size(),
+    async send(_key, bind) {
+      let operations: BatchOperation[] = [];
+      const raw = await call({
+        endpoint: 'POST $batch',
+        build: () => {
+          operations = bind();
+          const { contentType, body } = encodeBatch(new URL(apiUrl).pathname, operations);
+          batches += 1;
+          batchOperations += operations.length;
+          return {
+            method: 'POST',
+            url: '$batch',
+            endpoint: 'POST $batch',
+            body,
+            headers: { 'Content-Type': contentType, Prefer: 'odata.continue-on-error' },
+          };
+        },
+      });
+      if (raw.text === undefined || raw.status !== 200) {
+        // continue-on-error ignored: the answer holds one failure and says nothing of the others
+        throw new DataverseTransientError(`$batch answered HTTP ${raw.status} without an answer per operation`, { endpoint: 'POST $batch', httpStatus: raw.status });
+      }
+      batchSizer.observe(operations.length, raw.elapsedMs ?? 0);
+      const answers = decodeBatch(raw.text, raw.headers.get('content-type'));
+      return operations.map(
+        (_, i) =>
+          answers[i] ?? { status: 503, headers: {}, json: { error: { code: '', message: `no answer for operation ${i + 1} of the $batch` } } },
+      );
+    },
+  });
+
+  /** One write in the next $batch: its own answer, or its own typed error. */
+  async function write(operation: BatchOperation, endpoint: string): Promise<BatchOperationAnswer> {
+    const { result, offset } = await writes.ride('writes', [operation]);
+    const answer = result[offset]!;
+    if (answer.status < 400) return answer;
+    const body = errorBodySchema.safeParse(answer.json);
+    throw dataverseErrorFromResponse(answer.status, body.success ? (body.data.error.code ?? '') : '', body.success ? (body.data.error.message ?? '') : '', {
+      endpoint,
+    });
   }
 
   let identity: Promise<DataverseIdentity> | undefined;
@@ -549,25 +686,22 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
     },
 
     async getRecords(entity, ids, columns) {
-      const { set, key } = dataverseEntitySets[entity];
+      const { key } = dataverseEntitySets[entity];
       const unique = [...new Set(ids.map((id) => encodeGuid(id)))];
-      const chunks: string[][] = [];
-      for (let i = 0; i < unique.length; i += idChunkSize) chunks.push(unique.slice(i, i + idChunkSize));
-      const results = await Promise.all(
-        chunks.map((chunk) => {
-          const filter = `Microsoft.Dynamics.CRM.In(PropertyName='${key}',PropertyValues=[${chunk.map((id) => `'${id}'`).join(',')}])`;
-          const url = `${set}?$select=${selectList(entity, columns)}&$filter=${encodeURIComponent(filter)}&$orderby=${key}%20asc`;
-          return collect(entity, url, `GET ${set}`);
-        }),
-      );
-      return results.flat();
+      const wanted = new Set(unique);
+      const rows = await readIn({ entity, property: key, columns: [...columns].sort(), order: `${key}%20asc` }, unique);
+      return rows.filter((row) => wanted.has(row.id.toLowerCase()));
     },
 
-    findByEmail(entity, email, columns) {
-      const { set, key } = dataverseEntitySets[entity];
-      const filter = `emailaddress1 eq ${quote(email)}`;
-      const url = `${set}?$select=${selectList(entity, columns)}&$filter=${encodeURIComponent(filter)}&$orderby=createdon%20asc,${key}%20asc`;
-      return collect(entity, url, `GET ${set}`);
+    async findByEmail(entity, email, columns) {
+      const { key } = dataverseEntitySets[entity];
+      const wanted = email.toLowerCase();
+      // the email column is selected to tell the rows of concurrent callers apart
+      const selected = [...new Set([...columns, 'emailaddress1'])].sort();
+      const rows = await readIn({ entity, property: 'emailaddress1', columns: selected, order: `createdon%20asc,${key}%20asc` }, [email]);
+      return rows
+        .filter((row) => typeof row.values.emailaddress1 === 'string' && row.values.emailaddress1.toLowerCase() === wanted)
+        .map((row) => (columns.includes('emailaddress1') ? row : { ...row, values: withoutKey(row.values, 'emailaddress1') }));
     },
 
     async createRecord(entity, values, createOptions = {}) {
@@ -582,14 +716,8 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
       const endpoint = `POST ${set}`;
       const select = selectList(entity, createOptions.columns ?? Object.keys(values).filter((c) => !c.includes('@')));
       try {
-        const raw = await call({
-          method: 'POST',
-          url: `${set}?$select=${select}`,
-          endpoint,
-          body,
-          headers: { Prefer: 'return=representation' },
-        });
-        return toRecord(entity, parse(rowSchema, raw, endpoint), endpoint);
+        const answer = await write({ method: 'POST', url: `${set}?$select=${select}`, body, headers: { Prefer: 'return=representation' } }, endpoint);
+        return toRecord(entity, parse(rowSchema, { status: answer.status, headers: new Headers(), json: answer.json }, endpoint), endpoint);
       } catch (error) {
         // the first attempt may have committed before a 5xx/timeout reached us
         if (error instanceof DataverseApiError && error.code === DataverseCodes.duplicateKey) {
@@ -606,15 +734,18 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
       const select = selectList(entity, updateOptions.columns ?? Object.keys(values).filter((c) => !c.includes('@')));
       const body = { ...values };
       delete body[key];
-      const raw = await call({
-        method: 'PATCH',
-        url: `${keyUrl(entity, id)}?$select=${select}`,
+      // return=representation: the row as stored, after any synchronous plug-in rewrote a value
+      const answer = await write(
+        {
+          method: 'PATCH',
+          url: `${keyUrl(entity, id)}?$select=${select}`,
+          body,
+          // If-Match: * keeps an update from turning into an upsert when the row is gone
+          headers: { Prefer: 'return=representation', 'If-Match': updateOptions.etag ?? '*' },
+        },
         endpoint,
-        body,
-        // If-Match: * keeps an update from turning into an upsert when the row is gone
-        headers: { Prefer: 'return=representation', 'If-Match': updateOptions.etag ?? '*' },
-      });
-      return toRecord(entity, parse(rowSchema, raw, endpoint), endpoint);
+      );
+      return toRecord(entity, parse(rowSchema, { status: answer.status, headers: new Headers(), json: answer.json }, endpoint), endpoint);
     },
 
     async deleteRecord(entity, id, deleteOptions = {}) {
@@ -715,7 +846,23 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
         totalCalls += s.calls;
         totalErrors += s.errors;
       }
-      return { endpoints, totalCalls, totalErrors, rateLimitedPauses, tokenRequests };
+      const pacing = pacer.stats();
+      return {
+        endpoints,
+        totalCalls,
+        totalErrors,
+        rateLimitedPauses: pacing.throttled,
+        tokenRequests,
+        throttled: pacing.throttled,
+        throttlingEpisodes: pacing.episodes,
+        batches,
+        batchOperations,
+        batchSize: batchSizer.size(),
+      };
+    },
+
+    close() {
+      return pacer.stop();
     },
   };
   return client;
@@ -738,6 +885,12 @@ export function parseRetryAfter(header: string | null, nowMs: number): number | 
   if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
   const date = Date.parse(header);
   return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs);
+}
+
+function withoutKey(values: Record<string, DataverseValue>, key: string): Record<string, DataverseValue> {
+  const copy = { ...values };
+  delete copy[key];
+  return copy;
 }
 
 /** OData string literal: single quotes doubled. */

@@ -1,5 +1,6 @@
 export {
   createMarketoClient,
+  marketoDripPlan,
   parseMarketoDate,
   type MarketoActivityPage,
   type MarketoClient,

@@ -2,7 +2,8 @@ import Bottleneck from 'bottleneck';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { MarketoApiError } from './marketo.errors.ts';
-import { createRideAlong } from './ride-along.ts';
+import { createRideAlong } from '../ride-along.ts';
+import { reserveShared, type SharedBudget } from '../shared-budget.ts';
 import {
   activitySchema,
   deleteResultSchema,
@@ -54,6 +55,11 @@ export type MarketoClientOptions = {
   timeoutMs?: number;
   /** renew the token this long before it expires; default 60000 */
   tokenRefreshSkewMs?: number;
+  /**
+   * the instance's calls counted across replicas (PostgreSQL): every call is reserved there too,
+   * so `limits.callsPer20s` is then the share of all replicas together, not of this one
+   */
+  sharedBudget?: SharedBudget;
 };
 
 export type MarketoSyncAction = 'createOrUpdate' | 'updateOnly' | 'createOnly';
@@ -154,6 +160,17 @@ export function parseMarketoDate(value: string): Date {
   return new Date(value.replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
 }
 
+/**
+ * The leaky bucket spending a share of the instance's calls: `bucket` calls at once, then one every
+ * `dripMs`. Any window then holds at most bucket + windowMs / dripMs calls, which never passes the
+ * instance's 100 (see the limiter below).
+ */
+export function marketoDripPlan(callsPerWindow: number, windowMs: number): { bucket: number; dripMs: number } {
+  const bucket = callsPerWindow < 4 ? 1 : Math.max(2, Math.min(Math.floor(callsPerWindow / 4), INSTANCE_CALLS_PER_WINDOW - callsPerWindow));
+  const dripMs = Math.max(1, Math.ceil(windowMs / Math.min(callsPerWindow, INSTANCE_CALLS_PER_WINDOW - bucket)));
+  return { bucket, dripMs };
+}
+
 export function createMarketoClient(options: MarketoClientOptions) {
   const baseUrl = options.baseUrl.replace(/\/+$/, '').replace(/\/rest$/, '');
   const fetchImpl = options.fetch ?? fetch;
@@ -179,8 +196,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
   // instance has left, since any 20 s holds at most the bucket plus what drips in and that must
   // never pass the instance's own 100, even when our share is all of it.
   const maxConcurrent = options.limits?.maxConcurrent ?? 5;
-  const bucket = callsPerWindow < 4 ? 1 : Math.max(2, Math.min(Math.floor(callsPerWindow / 4), INSTANCE_CALLS_PER_WINDOW - callsPerWindow));
-  const dripMs = Math.max(1, Math.ceil(windowMs / Math.min(callsPerWindow, INSTANCE_CALLS_PER_WINDOW - bucket)));
+  const { bucket, dripMs } = marketoDripPlan(callsPerWindow, windowMs);
   const limiter = new Bottleneck({
     maxConcurrent,
     reservoir: bucket,
@@ -369,8 +385,9 @@ export function createMarketoClient(options: MarketoClientOptions) {
   function admitted(method: CallSpec['method'], request: () => CallSpec, timeoutMs: number): Promise<MarketoEnvelope> {
     const read = method === 'GET';
     const weight = read ? readWeight : 1;
-    return limiter.schedule({ priority: read ? READ_PRIORITY : WRITE_PRIORITY, weight }, () => {
+    return limiter.schedule({ priority: read ? READ_PRIORITY : WRITE_PRIORITY, weight }, async () => {
       if (weight > 1) void limiter.incrementReservoir(weight - 1);
+      await reserveShared(options.sharedBudget, now, sleep, (error) => logger?.warn({ err: error }, 'shared Marketo budget unavailable; calling on the local limiter alone'));
       return attempt(request(), timeoutMs);
     });
   }
@@ -700,6 +717,11 @@ export function createMarketoClient(options: MarketoClientOptions) {
       return structuredClone({ ...totals, dailyCalls });
     },
     /** stops the limiter; calls still queued are rejected */
+    /** calls the limiter would admit at once now (its bucket); for tests that count instead of timing */
+    async callsAvailable(): Promise<number> {
+      return (await limiter.currentReservoir()) ?? Number.POSITIVE_INFINITY;
+    },
+
     async close(): Promise<void> {
       await limiter.stop({ dropWaitingJobs: true });
     },

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { isLookup, type SimAttribute, type SimTable } from './dataverse.metadata.ts';
@@ -16,6 +16,7 @@ import {
   type WriteContext,
 } from './dataverse.store.ts';
 import { compareKeys, ODataQueryError, parseFilter, parseOrderBy, resolveProperty, sortKey, type OrderBy } from './odata-query.ts';
+import { parseBatch, serializeBatchResponse, type BatchRequest, type BatchResponse, type BatchResponsePart } from './dataverse.batch.ts';
 import { WebhookEmitter, type WebhookDelivery, type WebhookRegistration } from './webhook.emitter.ts';
 
 export type DataverseSimulatorOptions = {
@@ -31,8 +32,20 @@ export type DataverseSimulatorOptions = {
   uiUserId?: string;
   /** access token lifetime; default 3599 s like Entra ID */
   tokenLifetimeSeconds?: number;
-  /** service protection limits per user (defaults: 6000 requests / 300 s, 52 concurrent) */
-  limits?: { requestsPerWindow?: number; windowMs?: number; maxConcurrent?: number };
+  /**
+   * service protection limits per user (reference §4.2; defaults: 6000 requests and 1,200,000 ms of
+   * execution time per 300 s sliding window, 52 concurrent)
+   */
+  limits?: { requestsPerWindow?: number; windowMs?: number; maxConcurrent?: number; executionMsPerWindow?: number };
+  /**
+   * time each request takes (held while it occupies a concurrency slot) and the execution time it is
+   * charged; default 0. A `$batch` takes `latencyMs` plus `operationMs` per operation.
+   */
+  latencyMs?: number;
+  /** execution time of one operation inside a `$batch`; default 0 */
+  operationMs?: number;
+  /** longest request URL accepted (414 above it); default 32768. Inside `$batch` a URL may be up to 65536 */
+  maxUrlLength?: number;
   /** organization.expirechangetrackingindays; default 7 */
   changeTrackingRetentionDays?: number;
   webhookTimeoutMs?: number;
@@ -75,7 +88,10 @@ export function createDataverseSimulatorState(options: DataverseSimulatorOptions
       requestsPerWindow: options.limits?.requestsPerWindow ?? 6000,
       windowMs: options.limits?.windowMs ?? 300_000,
       maxConcurrent: options.limits?.maxConcurrent ?? 52,
+      executionMsPerWindow: options.limits?.executionMsPerWindow ?? 1_200_000,
     },
+    timing: { latencyMs: options.latencyMs ?? 0, operationMs: options.operationMs ?? 0 },
+    maxUrlLength: options.maxUrlLength ?? 32_768,
     retentionDays: options.changeTrackingRetentionDays ?? 7,
   };
   const state = {
@@ -86,6 +102,10 @@ export function createDataverseSimulatorState(options: DataverseSimulatorOptions
     faults: [] as SimFault[],
     counters: new Map<string, EndpointCounter>(),
     requestLog: new Map<string, number[]>(),
+    /** per user: execution time charged, as [start, ms] in admission order */
+    executionLog: new Map<string, { at: number; ms: number }[]>(),
+    /** while a change set runs, its notifications wait here: they go out only if it commits */
+    deferredChanges: undefined as SimChange[] | undefined,
     inFlight: new Map<string, number>(),
     queryCache: new Map<string, { mutations: number; rows: SimRecord[] }>(),
     store: undefined as unknown as DataverseStore,
@@ -100,7 +120,10 @@ export function createDataverseSimulatorState(options: DataverseSimulatorOptions
     retryDelayMs: options.webhookRetryDelayMs ?? 1000,
     fetch: options.fetch ?? fetch,
   });
-  state.store = new DataverseStore(now, (change: SimChange) => state.webhooks.notify(change));
+  state.store = new DataverseStore(now, (change: SimChange) => {
+    if (state.deferredChanges) state.deferredChanges.push(change);
+    else state.webhooks.notify(change);
+  });
   const system = { userId: config.uiUserId, fullAccess: true };
   state.store.bulkInsert(
     'systemuser',
@@ -601,6 +624,249 @@ function handleApi(state: DataverseSimulatorState, req: Request, res: Response, 
   }
 }
 
+// ---- service protection and $batch ---------------------------------------------------------------
+
+function isBatch(req: Request): boolean {
+  return apiPath(req) === '$batch';
+}
+
+/**
+ * Service protection per user (reference §4.2): concurrency is refused at once; the request count
+ * and the execution time are measured over a sliding window. Admitted requests carry the
+ * x-ms-ratelimit-* headers of what is left. Returns the 429 to send, or nothing when admitted.
+ */
+function admit(state: DataverseSimulatorState, userId: string, res: Response): SimHttpError | undefined {
+  const { limits, timing } = state.config;
+  const nowMs = state.now();
+  const log = state.requestLog.get(userId) ?? [];
+  while (log.length > 0 && log[0]! <= nowMs - limits.windowMs) log.shift();
+  const executions = state.executionLog.get(userId) ?? [];
+  while (executions.length > 0 && executions[0]!.at <= nowMs - limits.windowMs) executions.shift();
+  const executed = executions.reduce((sum, e) => sum + e.ms, 0);
+  const active = state.inFlight.get(userId) ?? 0;
+  if (active >= limits.maxConcurrent) {
+    return new SimHttpError(429, '0x80072326', `Number of concurrent requests exceeded the limit of ${limits.maxConcurrent}.`, { 'Retry-After': '1' });
+  }
+  if (log.length >= limits.requestsPerWindow) {
+    const retry = Math.max(1, Math.ceil((log[0]! + limits.windowMs - nowMs) / 1000));
+    return new SimHttpError(
+      429,
+      '0x80072322',
+      `Number of requests exceeded the limit of ${limits.requestsPerWindow} over time window of ${limits.windowMs / 1000} seconds.`,
+      { 'Retry-After': String(retry) },
+    );
+  }
+  if (executed >= limits.executionMsPerWindow) {
+    // until enough of the window's oldest execution time has slid out
+    let freed = 0;
+    let until = nowMs;
+    for (const e of executions) {
+      freed += e.ms;
+      until = e.at + limits.windowMs;
+      if (executed - freed < limits.executionMsPerWindow) break;
+    }
+    return new SimHttpError(
+      429,
+      '0x80072321',
+      `Combined execution time of incoming requests exceeded limit of ${limits.executionMsPerWindow.toLocaleString('en-US')} milliseconds over time window of ${limits.windowMs / 1000} seconds. Decrease number of concurrent requests or reduce the duration of requests and try again later.`,
+      { 'Retry-After': String(Math.max(1, Math.ceil((until - nowMs) / 1000))) },
+    );
+  }
+  log.push(nowMs);
+  state.requestLog.set(userId, log);
+  executions.push({ at: nowMs, ms: timing.latencyMs });
+  state.executionLog.set(userId, executions);
+  state.inFlight.set(userId, active + 1);
+  res.setHeader('x-ms-ratelimit-burst-remaining-xrm-requests', String(limits.requestsPerWindow - log.length));
+  res.setHeader('x-ms-ratelimit-time-remaining-xrm-requests', (limits.executionMsPerWindow - executed - timing.latencyMs).toFixed(2));
+  return undefined;
+}
+
+/** A request of a batch as the handlers expect it: headers, URL and JSON body of the part. */
+function innerRequest(method: string, pathAndQuery: string, headers: Map<string, string>, body: unknown): Request {
+  const fake = {
+    method,
+    originalUrl: pathAndQuery,
+    body,
+    protocol: 'http',
+    get: (name: string) => headers.get(name.toLowerCase()),
+    is: (type: string) => (/^application\/json/i.test(headers.get('content-type') ?? '') ? type : false),
+  };
+  return fake as unknown as Request;
+}
+
+/** Collects what a handler answers, for one part of the batch response. */
+function innerResponse() {
+  const out = { status: 200, headers: {} as Record<string, string>, body: undefined as string | undefined };
+  const res = {
+    locals: {},
+    setHeader(name: string, value: string) {
+      out.headers[name] = value;
+      return res;
+    },
+    status(code: number) {
+      out.status = code;
+      return res;
+    },
+    json(value: unknown) {
+      out.headers['Content-Type'] = 'application/json; odata.metadata=minimal';
+      out.headers['OData-Version'] = '4.0';
+      out.body = JSON.stringify(value);
+      return res;
+    },
+    end() {
+      return res;
+    },
+  };
+  return { out, res: res as unknown as Response };
+}
+
+function errorResponse(error: unknown): BatchResponse {
+  const e =
+    error instanceof SimHttpError
+      ? error
+      : error instanceof ODataQueryError
+        ? new SimHttpError(400, error.code, error.message)
+        : new SimHttpError(500, '0x80040216', error instanceof Error ? error.message : String(error));
+  return {
+    status: e.status,
+    headers: { 'Content-Type': 'application/json; odata.metadata=minimal', 'OData-Version': '4.0', ...e.headers },
+    body: JSON.stringify({ error: { code: e.code, message: e.message } }),
+  };
+}
+
+const MAX_BATCH_URL = 65_536;
+
+/** Runs one operation of a batch; `$n` in its URL or an @odata.bind value names an earlier Content-ID. */
+function runOperation(state: DataverseSimulatorState, op: BatchRequest, ctx: WriteContext, ids: Map<string, string>): BatchResponse {
+  const resolveRef = (value: string) => value.replace(/^\$(\w+)/, (whole, id: string) => {
+    const target = ids.get(id);
+    if (target === undefined) throw new SimHttpError(400, '0x80060888', `Content-ID Reference: '${whole}' does not exist in the batch context.`);
+    return target;
+  });
+  try {
+    if (op.url.length > MAX_BATCH_URL) throw new SimHttpError(414, '0x8006088e', `The request URL is longer than ${MAX_BATCH_URL} characters.`);
+    let url = resolveRef(op.url);
+    if (/^https?:\/\//i.test(url)) url = url.replace(/^https?:\/\/[^/]+/i, '');
+    if (!url.startsWith('/')) url = `/api/data/v9.2/${url}`;
+    if (!API_PREFIX.test(url)) throw new SimHttpError(404, '0x8006088a', `Resource not found for the segment '${url}'.`);
+    let body: unknown;
+    if (op.body !== '') {
+      try {
+        body = JSON.parse(op.body) as unknown;
+      } catch (cause) {
+        throw new SimHttpError(400, '0x80048d19', `Error identified in Payload provided by the user: the body is not valid JSON (${cause instanceof Error ? cause.message : ''}).`);
+      }
+      if (typeof body === 'object' && body !== null) {
+        for (const [k, v] of Object.entries(body)) {
+          if (k.endsWith('@odata.bind') && typeof v === 'string' && v.startsWith('$')) (body as Record<string, unknown>)[k] = resolveRef(v);
+        }
+      }
+    }
+    const { out, res } = innerResponse();
+    handleApi(state, innerRequest(op.method, url, op.headers, body), res, ctx);
+    const location = out.headers['OData-EntityId'] ?? (out.body && out.status === 201 ? createdUrl(state, url, out.body) : undefined);
+    if (op.contentId !== undefined && location !== undefined) ids.set(op.contentId, location);
+    return { ...out, contentId: op.contentId };
+  } catch (error) {
+    return { ...errorResponse(error), contentId: op.contentId };
+  }
+}
+
+function createdUrl(state: DataverseSimulatorState, url: string, body: string): string | undefined {
+  const set = /^\/api\/data\/v9\.[0-2]\/([a-z_]+)/.exec(url)?.[1];
+  const t = set === undefined ? undefined : state.store.tableBySet(set);
+  const id = t ? (JSON.parse(body) as Record<string, unknown>)[t.primaryKey] : undefined;
+  return t && typeof id === 'string' ? `${state.baseUrl}/api/data/v9.2/${t.entitySet}(${id})` : undefined;
+}
+
+/** A change set commits together: on the first failure the rows it touched go back as they were. */
+function runChangeSet(state: DataverseSimulatorState, ops: BatchRequest[], ctx: WriteContext): BatchResponsePart {
+  const store = state.store;
+  const touched = new Map<string, { table: string; id: string; before: SimRecord | undefined; values?: Record<string, unknown>; version?: number }>();
+  const remember = (op: BatchRequest) => {
+    const m = new RegExp(`/([a-z_]+)\\((${GUID})\\)`).exec(op.url);
+    const t = m?.[1] ? store.tableBySet(m[1]) : undefined;
+    if (!t || !m?.[2]) return;
+    const id = m[2].toLowerCase();
+    const key = `${t.logicalName}:${id}`;
+    if (touched.has(key)) return;
+    const rec = store.get(t.logicalName, id);
+    touched.set(key, { table: t.logicalName, id, before: rec, ...(rec ? { values: { ...rec.values }, version: rec.versionnumber } : {}) });
+  };
+  const ids = new Map<string, string>();
+  const responses: BatchResponse[] = [];
+  const rowsBefore = new Map([...store.records].map(([table, rows]) => [table, new Set(rows.keys())]));
+  state.deferredChanges = [];
+  try {
+    for (const op of ops) {
+      remember(op);
+      const response = runOperation(state, op, ctx, ids);
+      if (response.status >= 400) {
+        // roll back: rows created go, rows changed or deleted come back as they were
+        for (const [table, rows] of store.records) {
+          const before = rowsBefore.get(table)!;
+          for (const id of [...rows.keys()]) if (!before.has(id)) rows.delete(id);
+        }
+        for (const t of touched.values()) {
+          if (!t.before) continue;
+          t.before.values = t.values!;
+          t.before.versionnumber = t.version!;
+          store.rows(t.table).set(t.id, t.before);
+        }
+        store.mutations += 1;
+        state.deferredChanges = undefined;
+        return { kind: 'response', response };
+      }
+      responses.push(response);
+    }
+    const changes = state.deferredChanges;
+    state.deferredChanges = undefined;
+    for (const change of changes) state.webhooks.notify(change);
+    return { kind: 'changeset', responses };
+  } finally {
+    state.deferredChanges = undefined;
+  }
+}
+
+/**
+ * POST $batch (reference §2.7): parts run in order; without `odata.continue-on-error` the first
+ * failure stops the batch and the answer is a 400 holding that failure alone. The batch counted as
+ * one request at admission; each operation's execution time is charged to the window here.
+ */
+async function runBatch(state: DataverseSimulatorState, req: Request, res: Response, ctx: WriteContext): Promise<void> {
+  if (req.method !== 'POST') throw new SimHttpError(405, '0x80060888', 'The HTTP verb is not supported for $batch: use POST.');
+  const parts = parseBatch(typeof req.body === 'string' ? req.body : '', req.get('content-type'));
+  const operations = parts.reduce((n, p) => n + (p.kind === 'changeset' ? p.requests.length : 1), 0);
+  const executionMs = operations * state.config.timing.operationMs;
+  if (executionMs > 0) {
+    const log = state.executionLog.get(ctx.userId) ?? [];
+    log.push({ at: state.now(), ms: executionMs });
+    state.executionLog.set(ctx.userId, log);
+  }
+  const delay = state.config.timing.latencyMs + executionMs;
+  if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+  const continueOnError = preferences(req).continueOnError;
+  const answered: BatchResponsePart[] = [];
+  const ids = new Map<string, string>();
+  for (const part of parts) {
+    const result: BatchResponsePart =
+      part.kind === 'changeset' ? runChangeSet(state, part.requests, ctx) : { kind: 'response', response: runOperation(state, part.request, ctx, ids) };
+    const failed = result.kind === 'response' && result.response.status >= 400;
+    if (failed && !continueOnError) {
+      const { contentType, body } = serializeBatchResponse([result]);
+      res.status(400).setHeader('Content-Type', contentType);
+      res.send(body);
+      return;
+    }
+    answered.push(result);
+  }
+  const { contentType, body } = serializeBatchResponse(answered);
+  if (continueOnError) res.setHeader('Preference-Applied', 'odata.continue-on-error');
+  res.status(200).setHeader('Content-Type', contentType);
+  res.send(body);
+}
+
 // ---- app -----------------------------------------------------------------------------------------
 
 export function createDataverseSimulatorApp(state: DataverseSimulatorState): express.Express {
@@ -702,32 +968,25 @@ export function createDataverseSimulatorApp(state: DataverseSimulatorState): exp
       // injected faults come before the limits, as an overloaded front end would answer
       const fault = state.faults[0];
       const run = () => {
-        const nowMs = state.now();
-        const log = state.requestLog.get(userId) ?? [];
-        while (log.length > 0 && log[0]! <= nowMs - config.limits.windowMs) log.shift();
-        const active = state.inFlight.get(userId) ?? 0;
-        if (active >= config.limits.maxConcurrent) {
-          sendError(res, new SimHttpError(429, '0x80072326', `Number of concurrent requests exceeded the limit of ${config.limits.maxConcurrent}.`, { 'Retry-After': '1' }));
+        const refusal = admit(state, userId, res);
+        if (refusal) {
+          sendError(res, refusal);
           return;
         }
-        if (log.length >= config.limits.requestsPerWindow) {
-          const retry = Math.max(1, Math.ceil((log[0]! + config.limits.windowMs - nowMs) / 1000));
-          sendError(
-            res,
-            new SimHttpError(429, '0x80072322', `Number of requests exceeded the limit of ${config.limits.requestsPerWindow} over time window of ${config.limits.windowMs / 1000} seconds.`, { 'Retry-After': String(retry) }),
-          );
-          return;
-        }
-        log.push(nowMs);
-        state.requestLog.set(userId, log);
-        state.inFlight.set(userId, active + 1);
         res.on('close', () => state.inFlight.set(userId, (state.inFlight.get(userId) ?? 1) - 1));
         res.locals.userId = userId;
         res.locals.setEndpoint = (name: string) => {
           endpoint = `${req.method} ${name}`;
         };
-        next();
+        // a batch takes its time once its operations are known (see runBatch)
+        const latency = isBatch(req) ? 0 : config.timing.latencyMs;
+        if (latency > 0) setTimeout(next, latency);
+        else next();
       };
+      if (req.originalUrl.length > config.maxUrlLength) {
+        res.status(414).json({ error: { code: '0x8006088e', message: `The request URL is longer than ${config.maxUrlLength} characters. Send long queries inside a $batch request.` } });
+        return;
+      }
       if (fault) {
         fault.count -= 1;
         if (fault.count <= 0) state.faults.shift();
@@ -751,8 +1010,17 @@ export function createDataverseSimulatorApp(state: DataverseSimulatorState): exp
       run();
     },
     express.json({ limit: '16mb', type: ['application/json', 'application/*+json'] }),
+    express.text({ limit: '64mb', type: 'multipart/mixed' }),
     (req: Request, res: Response) => {
       const ctx: WriteContext = { userId: res.locals.userId as string, fullAccess: res.locals.userId !== config.syncUserId };
+      if (isBatch(req)) {
+        (res.locals.setEndpoint as (n: string) => void)('$batch');
+        runBatch(state, req, res, ctx).catch((error: unknown) => {
+          if (error instanceof SimHttpError) sendError(res, error);
+          else sendError(res, new SimHttpError(500, '0x80040216', error instanceof Error ? error.message : String(error)));
+        });
+        return;
+      }
       try {
         const name = handleApi(state, req, res, ctx);
         (res.locals.setEndpoint as (n: string) => void)(name);
@@ -895,6 +1163,11 @@ function createAdmin(state: DataverseSimulatorState) {
     setLimits(limits: Partial<typeof state.config.limits>): void {
       Object.assign(state.config.limits, limits);
       state.requestLog.clear();
+      state.executionLog.clear();
+    },
+    /** per-request latency and per-operation execution time inside a $batch */
+    setTiming(timing: Partial<typeof state.config.timing>): void {
+      Object.assign(state.config.timing, timing);
     },
     injectFault(fault: SimFault): void {
       state.faults.push({ ...fault });
@@ -914,6 +1187,7 @@ function createAdmin(state: DataverseSimulatorState) {
       state.faults.length = 0;
       state.counters.clear();
       state.requestLog.clear();
+      state.executionLog.clear();
       state.queryCache.clear();
       state.webhooks.registrations = [];
       state.webhooks.deliveries.length = 0;
@@ -985,8 +1259,11 @@ export async function startDataverseSimulator(options: DataverseSimulatorOptions
   const state = createDataverseSimulatorState(options);
   const app = createDataverseSimulatorApp(state);
   const host = options.host ?? '127.0.0.1';
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(options.port ?? 0, host, (error?: Error) => (error ? reject(error) : resolve(s)));
+  // Node refuses request lines over 16 KB by default; Dataverse takes URLs up to maxUrlLength
+  const server = createServer({ maxHeaderSize: 2 * state.config.maxUrlLength + 16_384 }, app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
   state.baseUrl = `http://${host}:${port}`;

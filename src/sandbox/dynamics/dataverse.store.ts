@@ -43,6 +43,7 @@ export type BusinessRule = {
   id: string;
   table: 'lead' | 'contact' | 'account';
   column: string;
+  /** a refusal; a plug-in that rewrites a value instead is a ValueRewrite */
   kind: 'required' | 'email' | 'pattern';
   /** regular expression source for kind "pattern" */
   pattern?: string;

@@ -1,7 +1,9 @@
 // Requests of one shape (one endpoint, the same parameters) wait for the rate limiter together, and
 // a call takes its records only when the limiter admits it: every request that arrived while it
-// waited rides along. Under load Marketo's fixed call budget then carries more records per call,
-// and no record waits for two calls (as it would if calls were filled when queued).
+// waited rides along. Under load a vendor's fixed call budget then carries more records per call,
+// and no record waits for two calls (as it would if calls were filled when queued). The one
+// batching layer of both connectors: Marketo's reads and writes, Dataverse's In-filter reads and
+// $batch writes.
 
 export interface Ride<R> {
   /** what the whole call returned */
@@ -17,8 +19,16 @@ interface Rider<I, R> {
 }
 
 export interface RideAlongOptions<I, R> {
-  /** records one call may carry (Marketo: 300) */
+  /** records one call may carry (Marketo: 300, a Dataverse $batch: 1000); one request never carries more */
   maxItems: number;
+  /**
+   * what one call for `key` may carry now, in `weigh` units, asked when the call is filled: a
+   * batch size that adapts, or the room left in a URL. Default `maxItems`. A call always takes at
+   * least the first request waiting.
+   */
+  capacity?: (key: string) => number;
+  /** the share of `capacity` one record takes; default 1 */
+  weigh?: (item: I) => number;
   /**
    * Makes one call for `key`; `bind` must be called when the limiter admits the call (not before)
    * and returns the records it carries.
@@ -29,12 +39,23 @@ export interface RideAlongOptions<I, R> {
 export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
   const waiting = new Map<string, Rider<I, R>[]>();
   const queued = new Set<string>();
+  const weigh = options.weigh;
 
   function take(key: string): Rider<I, R>[] {
     const riders = waiting.get(key) ?? [];
+    const capacity = Math.min(options.capacity?.(key) ?? options.maxItems, options.maxItems);
+    const weightOf = (rider: Rider<I, R>) => (weigh ? rider.items.reduce((sum, item) => sum + weigh(item), 0) : rider.items.length);
     let count = 0;
+    let weight = 0;
     let n = 0;
-    while (n < riders.length && (n === 0 || count + riders[n]!.items.length <= options.maxItems)) count += riders[n++]!.items.length;
+    while (n < riders.length) {
+      const rider = riders[n]!;
+      const w = weightOf(rider);
+      if (n > 0 && (count + rider.items.length > options.maxItems || weight + w > capacity)) break;
+      count += rider.items.length;
+      weight += w;
+      n += 1;
+    }
     const taken = riders.splice(0, n);
     if (riders.length === 0) waiting.delete(key);
     return taken;

@@ -1,0 +1,87 @@
+// Bulk and sustained load at the vendors' real limits and call times (issue 13): steady rates and
+// bursts of changes, each row with the physical minimum beside it.
+import { onBenchDatabase } from './database.ts';
+import { realisticVendors, runWebhookBench, type WebhookBenchResult } from './webhooks.bench.ts';
+
+const MARKETO_BATCH = 300;
+// ids per In-filter read in a 16 KB URL (45 URL characters an id) and operations per $batch
+const DATAVERSE_IDS_PER_READ = 350;
+const DATAVERSE_BATCH = 1000;
+// the default Marketo share: 50 calls / 20 s as a bucket of 12 and a drip every 400 ms
+const MARKETO_BUCKET = 12;
+const MARKETO_DRIP_S = 0.4;
+
+export type LoadOptions = { quick: boolean; postgres: string | undefined; engine: string; steadyMinutes: number; burst: number };
+
+const count = (values: string[]) => values.reduce<Record<string, number>>((acc, v) => ({ ...acc, [v]: (acc[v] ?? 0) + 1 }), {});
+const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+
+/** Seconds the default Marketo share needs for `calls` calls, plus one call time. */
+const marketoSeconds = (calls: number) => Math.max(0, calls - MARKETO_BUCKET) * MARKETO_DRIP_S + realisticVendors.marketoLatencyMs / 1000;
+
+export async function runLoadBench(options: LoadOptions): Promise<{ rows: string[][]; figures: Record<string, number> }> {
+  const rows: string[][] = [];
+  const figures: Record<string, number> = {};
+  // each row as soon as it is measured: a long run stopped halfway still leaves its figures
+  const push = (row: string[]) => {
+    rows.push(row);
+    console.log(`| ${row.join(' | ')} |`);
+  };
+  const run = (o: Parameters<typeof runWebhookBench>[0]) => onBenchDatabase(options.postgres, (databaseUrl) => runWebhookBench({ ...o, ...(databaseUrl ? { databaseUrl } : {}), vendors: realisticVendors }));
+  const tag = options.engine === 'PostgreSQL' ? 'PG' : 'PGlite';
+
+  const steady = async (rate: number, seconds: number) => {
+    const r = await run({ rate, changes: rate * seconds, warmupChanges: rate * 2 });
+    push([
+      `real limits: ${rate}/s for ${seconds} s (${tag})`,
+      String(r.changes),
+      fmt(r.acceptedPerSecond, 1),
+      `M->D ${fmt(r.p50MarketoToDynamics)} / D->M ${fmt(r.p50DynamicsToMarketo)}`,
+      '',
+      `M->D ${fmt(r.p99MarketoToDynamics)} / D->M ${fmt(r.p99DynamicsToMarketo)}`,
+      String(r.lost),
+      `${r.marketoCalls} Marketo, ${r.dynamicsCalls} Dataverse (${fmt(r.dynamicsCalls / r.changes, 3)}/change)`,
+      // floor: a Dynamics change waits for a call slot (<= 400 ms), a read and a write (300 ms each)
+      `429: ${r.dynamics429}, 606/615: ${r.marketoRefused}; floor M->D ~0.5 s (Marketo read + Dataverse read/write), D->M ~0.8-1.3 s`,
+    ]);
+    figures[`load_${rate}_p99_m2d_ms`] = Math.round(r.p99MarketoToDynamics);
+    figures[`load_${rate}_p99_d2m_ms`] = Math.round(r.p99DynamicsToMarketo);
+    figures[`load_${rate}_dataverse_per_change`] = Number((r.dynamicsCalls / r.changes).toFixed(3));
+    figures[`load_${rate}_lost`] = r.lost;
+    figures[`load_${rate}_429`] = r.dynamics429;
+    console.log(`${rate}/s: Dataverse requests by endpoint ${JSON.stringify(r.dynamicsEndpoints)}; refused Dataverse webhook deliveries: ${JSON.stringify(count(r.refusedDeliveries))}, failed Marketo webhook calls: ${JSON.stringify(count(r.failedSends))}`);
+  };
+
+  const burst = async (direction: 'marketo' | 'dynamics', changes: number) => {
+    const r: WebhookBenchResult = await run({ rate: changes, changes, burst: direction });
+    const marketoMin = direction === 'marketo' ? Math.ceil(changes / MARKETO_BATCH) : 2 * Math.ceil(changes / MARKETO_BATCH);
+    const dataverseMin = direction === 'marketo' ? Math.ceil(changes / DATAVERSE_IDS_PER_READ) + Math.ceil(changes / DATAVERSE_BATCH) : Math.ceil(changes / DATAVERSE_IDS_PER_READ);
+    const label = direction === 'marketo' ? 'Marketo -> Dynamics' : 'Dynamics -> Marketo';
+    push([
+      `real limits: ${changes} ${label} at once (${tag})`,
+      String(changes),
+      fmt(changes / r.drainSeconds, 1),
+      '',
+      '',
+      '',
+      String(r.lost),
+      `${r.marketoCalls} Marketo (min ${marketoMin}), ${r.dynamicsCalls} Dataverse (min ${dataverseMin})`,
+      `429: ${r.dynamics429}, 606/615: ${r.marketoRefused}; drained in ${fmt(r.drainSeconds, 1)} s (min ${fmt(marketoSeconds(marketoMin), 1)} s at the default Marketo share)`,
+    ]);
+    const key = direction === 'marketo' ? 'm2d' : 'd2m';
+    console.log(`burst ${key}: Dataverse requests by endpoint ${JSON.stringify(r.dynamicsEndpoints)}; refused Dataverse webhook deliveries: ${JSON.stringify(count(r.refusedDeliveries))}, failed Marketo webhook calls: ${JSON.stringify(count(r.failedSends))}`);
+    Object.assign(figures, {
+      [`burst_${key}_seconds`]: Number(r.drainSeconds.toFixed(1)),
+      [`burst_${key}_marketo_calls`]: r.marketoCalls,
+      [`burst_${key}_dataverse_requests`]: r.dynamicsCalls,
+      [`burst_${key}_429`]: r.dynamics429,
+      [`burst_${key}_lost`]: r.lost,
+    });
+  };
+
+  await steady(20, options.quick ? 20 : 60);
+  await burst('marketo', options.burst);
+  await burst('dynamics', options.burst);
+  if (options.steadyMinutes > 0) await steady(100, options.quick ? 20 : options.steadyMinutes * 60);
+  return { rows, figures };
+}
