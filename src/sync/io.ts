@@ -5,10 +5,11 @@ import type { LinkedEntity } from './policy.ts';
 import type { DynamicsPort, DynamicsRecordView, MarketoPort, PersonRecord, PersonWriteResult } from './ports.ts';
 import type { CanonicalRecordFields } from './values.ts';
 
-// The engine's reads and writes of both systems, in canonical terms. Dataverse reads of all
-// concurrent work share calls (coalesce.ts); Marketo's client does the same for its reads and
-// writes, filling each call when its rate limiter admits it. One coalescer per entity, since each
-// has its own field bindings.
+// The engine's reads and writes of both systems, in canonical terms. Batching lives in the
+// clients: each fills a call (Marketo reads and writes, Dataverse In-filter reads and $batch
+// writes) with the requests of all concurrent work when its pacing admits it. Marketo's look-up by
+// email is the one call its client does not gather; those are coalesced here, one coalescer per
+// entity since each has its own field bindings.
 
 export interface SyncIOOptions {
   marketo: MarketoPort;
@@ -33,9 +34,6 @@ export function createSyncIO(options: SyncIOOptions) {
     };
   };
   const bindingsOf = async (entity: LinkedEntity) => (await mappings.forEntity(entity)).bindings;
-  const recordReader = perEntity((entity) =>
-    createCoalescer<string, DynamicsRecordView>(async (ids) => dynamics.readRecords(entity, ids, await bindingsOf(entity)), { maxBatch: 100, maxInFlight: 4 }),
-  );
   const personFinder = perEntity((entity) =>
     createCoalescer<string, PersonRecord>(async (emails) => marketo.findPersonsByEmail(emails, await bindingsOf(entity)), { maxBatch: 100, maxInFlight: 2 }),
   );
@@ -50,7 +48,7 @@ export function createSyncIO(options: SyncIOOptions) {
       return (await readPersons(entity, [id])).get(id) ?? null;
     },
     async readRecord(entity: LinkedEntity, id: string): Promise<DynamicsRecordView | null> {
-      return (await recordReader(entity).load(id)) ?? null;
+      return (await dynamics.readRecords(entity, [id], await bindingsOf(entity))).get(id.toLowerCase()) ?? null;
     },
     async findPersonByEmail(entity: LinkedEntity, email: string): Promise<PersonRecord | null> {
       return (await personFinder(entity).load(email.toLowerCase())) ?? null;

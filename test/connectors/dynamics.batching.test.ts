@@ -164,8 +164,10 @@ describe('Dataverse pacing to the service protection limits', () => {
     expect(results).toHaveLength(10_000);
     expect(sim.admin.count('contact')).toBe(10_000);
     expect(refused()).toBe(0);
-    // 10, 20, 40, ... 640 then 1000 a batch: 17 requests
-    expect(requests('POST $batch')).toBe(17);
+    // 10, 20, 40, ... 640 then 1000 a batch: 16 requests at the least; a batch admitted before the
+    // previous one answered has not grown yet, so a loaded machine may need a few more
+    expect(requests('POST $batch')).toBeGreaterThanOrEqual(16);
+    expect(requests('POST $batch')).toBeLessThanOrEqual(20);
   }, 60_000);
 
   it('without the budget the same simulator answers 429 (the test above can fail)', async () => {

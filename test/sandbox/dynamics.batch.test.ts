@@ -272,6 +272,7 @@ describe('Dataverse simulator service protection', () => {
 describe('Dataverse simulator synchronous plug-ins', () => {
   it('rewrites a value during the write, and the representation returned shows what was stored, single and in a batch', async () => {
     sim.admin.addValueRewrite({ table: 'contact', column: 'address1_country', from: 'usa', to: 'United States' });
+    sim.admin.addValueRewrite({ table: 'contact', column: 'address1_country', from: 'us', to: 'United States' });
     const single = await fetch(`${sim.url}/api/data/v9.2/contacts?$select=address1_country`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', Prefer: 'return=representation' },
