@@ -8,6 +8,7 @@ import {
   NoApiTokenError,
   SECRET_PREFIX,
 } from '../../src/auth/tokens.ts';
+import { runTokenCommand } from '../../src/auth/token-cli.ts';
 import type { Database } from '../../src/db/database.ts';
 import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
 
@@ -133,5 +134,27 @@ describe.each(testEngines())('API tokens on %s', (engine) => {
     expect(await db.prisma.serviceSetting.findUnique({ where: { key: 'graphql.apiToken' } })).toBeNull();
     expect(await storedText()).not.toContain(clear);
     expect(await createApiTokens(db.prisma).authenticate(clear)).toMatchObject({ name: 'migrated', scope: 'operate' });
+  });
+
+  it('the CLI creates (secret printed once), lists (no secret) and revokes tokens, and audits the changes as "cli"', async () => {
+    const created = await runTokenCommand(db.prisma, ['create', '--scope', 'read', '--name', 'grafana']);
+    expect(created.code).toBe(0);
+    const secret = /\n(mds_\S+)\n/.exec(created.output)?.[1] ?? '';
+    expect(await createApiTokens(db.prisma).authenticate(secret)).toMatchObject({ name: 'grafana', scope: 'read' });
+    const listed = await runTokenCommand(db.prisma, ['list']);
+    expect(listed.output).toContain('grafana');
+    expect(listed.output).not.toContain(secret);
+    const id = /id ([0-9a-f-]{36})/.exec(created.output)?.[1] ?? '';
+    expect((await runTokenCommand(db.prisma, ['revoke', id])).code).toBe(0);
+    expect((await runTokenCommand(db.prisma, ['revoke', id])).code).toBe(1);
+    expect(await createApiTokens(db.prisma).authenticate(secret)).toBeNull();
+    expect((await runTokenCommand(db.prisma, ['list'])).output).toBe('no tokens\n');
+    expect((await runTokenCommand(db.prisma, ['list', '--all'])).output).toContain('revoked');
+    for (const bad of [['create', '--scope', 'admin', '--name', 'x'], ['create', '--scope', 'read'], ['revoke'], ['frobnicate'], ['list', '--bogus']]) {
+      expect((await runTokenCommand(db.prisma, bad)).code, bad.join(' ')).toBe(2);
+    }
+    const audit = await db.prisma.auditEntry.findMany({ where: { tokenName: 'cli' }, orderBy: [{ at: 'asc' }, { id: 'asc' }] });
+    expect(audit.map((a) => [a.action, a.outcome])).toEqual([['token.create', 'OK'], ['token.revoke', 'OK'], ['token.revoke', 'REFUSED']]);
+    expect(JSON.stringify(audit)).not.toContain(secret);
   });
 });
