@@ -1,7 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { PrismaClient } from '../db/generated/client.ts';
 import { CLI_ACTOR, recordAudit } from './audit.ts';
-import type { TokenScope } from './caller.ts';
 import { createApiTokens, type TokenInfo } from './tokens.ts';
 
 // `npm run token -- create --scope read --name grafana | list [--all] | revoke <id>`: token
@@ -42,7 +41,7 @@ export async function runTokenCommand(prisma: PrismaClient, argv: string[]): Pro
       if (scope !== 'read' && scope !== 'operate') return { code: 2, output: `--scope must be read or operate\n${TOKEN_USAGE}` };
       let created;
       try {
-        created = await tokens.create({ name, scope: scope as TokenScope });
+        created = await tokens.create({ name, scope: scope });
       } catch (error) {
         return { code: 2, output: `${error instanceof Error ? error.message : String(error)}\n${TOKEN_USAGE}` };
       }

@@ -48,7 +48,7 @@ function everyMutation() {
     const decl = args.map((a) => `$${a.name}: ${a.type.toString()}`).join(', ');
     const pass = args.map((a) => `${a.name}: $${a.name}`).join(', ');
     const variables = Object.fromEntries(args.map((a) => [a.name, sample(schema, a.type.toString())]));
-    const named = schema.getType(field.type.toString().replace(/[[\]!]/g, '')) as Record<string, unknown>;
+    const named = schema.getType(field.type.toString().replace(/[[\]!]/g, '')) as unknown as Record<string, unknown>;
     const selection = typeof named['getFields'] === 'function' ? ' { __typename }' : '';
     return {
       name: field.name,
@@ -108,7 +108,7 @@ describe.each(testEngines())('token scopes and the audit log on %s', (engine) =>
     const app = graphqlApp(testDeps(db.prisma));
     const res = await gql(app, '{ syncStatus { backlog { pending } } apiTokens { name scope createdAt lastUsedAt } }', {}, { token: READ_TOKEN });
     expect(res.body.data.syncStatus.backlog.pending).toEqual(expect.any(Number));
-    expect(res.body.data.apiTokens.map((t: any) => [t.name, t.scope]).sort()).toEqual([['env', 'OPERATE'], ['reader', 'READ']]);
+    expect(res.body.data.apiTokens.map((t: { name: string; scope: string }) => [t.name, t.scope]).sort()).toEqual([['env', 'OPERATE'], ['reader', 'READ']]);
     expect(JSON.stringify(res.body)).not.toContain(TOKEN);
     expect(JSON.stringify(res.body)).not.toContain(READ_TOKEN);
   });
@@ -120,7 +120,7 @@ describe.each(testEngines())('token scopes and the audit log on %s', (engine) =>
     expect(token).toMatchObject({ name: 'grafana', scope: 'READ' });
     expect(secret).toMatch(/^mds_/);
     const listed = await gql(app, '{ apiTokens { id name scope createdAt lastUsedAt } }', {}, { token: secret });
-    expect(listed.body.data.apiTokens.map((t: any) => t.name)).toContain('grafana');
+    expect(listed.body.data.apiTokens.map((t: { name: string }) => t.name)).toContain('grafana');
     expect(JSON.stringify(listed.body)).not.toContain(secret);
     const forbidden = await gql(app, `mutation { revokeApiToken(id: "${token.id}") { ok } }`, {}, { token: secret, expectErrors: true });
     expect(forbidden.body.errors?.[0]?.extensions?.['code']).toBe('FORBIDDEN');
@@ -150,14 +150,14 @@ describe.each(testEngines())('token scopes and the audit log on %s', (engine) =>
     await gql(app, 'mutation { replayChangeEvent(id: "0191c1c2-0000-7000-8000-00000000ffff") { ok } }');
     const res = await gql(app, '{ auditEntries(first: 2) { edges { node { action tokenName outcome detail at } } pageInfo { hasNextPage endCursor } } }', {}, { token: READ_TOKEN });
     const page = res.body.data.auditEntries;
-    expect(page.edges.map((e: any) => [e.node.action, e.node.outcome, e.node.tokenName])).toEqual([
+    expect(page.edges.map((e: { node: Record<string, unknown> }) => [e.node['action'], e.node['outcome'], e.node['tokenName']])).toEqual([
       ['replayChangeEvent', 'REFUSED', 'env'],
       ['requestSweep', 'REFUSED', 'env'],
     ]);
     expect(page.edges[1].node.detail).toEqual({ args: {}, error: 'a sweep is already running' });
     expect(page.pageInfo.hasNextPage).toBe(true);
     const next = await gql(app, `{ auditEntries(first: 2, after: "${page.pageInfo.endCursor}") { edges { node { action outcome detail } } } }`);
-    expect(next.body.data.auditEntries.edges.map((e: any) => e.node)).toEqual([{ action: 'requestPersonSync', outcome: 'OK', detail: { args: { marketoId: '1001' } } }]);
+    expect(next.body.data.auditEntries.edges.map((e: { node: unknown }) => e.node)).toEqual([{ action: 'requestPersonSync', outcome: 'OK', detail: { args: { marketoId: '1001' } } }]);
   });
 
   it('an action that throws is audited as FAILED and masked for the caller', async () => {

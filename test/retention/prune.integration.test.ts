@@ -1,6 +1,8 @@
-/* eslint-disable @typescript-eslint/no-explicit-any -- GraphQL answers are checked by assertions, not by types */
+ 
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { DataverseClientStats } from '../../src/connectors/dynamics/dataverse.client.ts';
+import type { MarketoClientStats } from '../../src/connectors/marketo/marketo.client.ts';
 import type { Database } from '../../src/db/database.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { createRetentionService, readLastPrune } from '../../src/retention/index.ts';
@@ -135,8 +137,8 @@ describe.each(testEngines())('retention on %s', (engine) => {
     const metrics = createMetrics({
       db,
       processMetrics: false,
-      marketoStats: () => ({ calls: 0, errors: {}, retries: 0, dailyCalls: 0 }) as any,
-      dataverseStats: () => ({ totalCalls: 0, totalErrors: 0, endpoints: {} }) as any,
+      marketoStats: () => ({ calls: 0, errors: {}, retries: 0, dailyCalls: 0 }) as unknown as MarketoClientStats,
+      dataverseStats: () => ({ totalCalls: 0, totalErrors: 0, endpoints: {} }) as unknown as DataverseClientStats,
     });
     const service = createRetentionService({ db, policy: defaultRetention, cron: undefined, owner: 'replica-b', logger: silent, now: () => NOW, onPruned: (r) => metrics.recordPrune(r) });
     const other = createLease({ db: db.prisma, owner: 'replica-a', ttlMs: 60_000 });
