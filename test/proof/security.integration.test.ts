@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { bearerSecret, hashSecret } from '../../src/auth/tokens.ts';
-import { redactPaths } from '../../src/logger.ts';
+import { createLogger } from '../../src/logger.ts';
 import { startService, type RunningService } from '../../src/main.ts';
 import { secretMatches } from '../../src/webhooks/auth.ts';
 import { freshDatabase, testEngines, type TestDatabase } from '../support/database.ts';
@@ -48,7 +47,7 @@ describe.each(testEngines())('security on %s', (engine) => {
         done();
       },
     });
-    const logger = pino({ level: 'trace', redact: { paths: redactPaths, censor: '[redacted]' } }, sink);
+    const logger = createLogger({ level: 'trace', destination: sink });
     service = await startService(config, { logger, sandbox: { marketoRateWindowMs: 1_000 } });
     await service.worker.stop();
   });
