@@ -46,6 +46,8 @@ describe.skipIf(!postgresUrl())('two replica processes on one PostgreSQL', () =>
       DYNAMICS_CLIENT_SECRET: sandbox.dataverse.clientSecret,
       MARKETO_WEBHOOK_SECRET: 'replica-test-marketo-secret',
       DYNAMICS_WEBHOOK_SECRET: 'replica-test-dynamics-secret',
+      // with credentials the service is in production mode: it needs a token and never makes one
+      GRAPHQL_API_TOKEN: 'replica-test-graphql-token-0123',
     };
     for (const name of ['a', 'b']) {
       replicas.push(
