@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
+# Node 24: the Active LTS since October 2025 (maintained until April 2028); package.json "engines" lists
+# every supported line (20.19+, 22.12+, 24), and .ci/run runs the suite on 22 and 24 besides this machine's 20.
 # Build stage: install everything, generate the Prisma client, compile TypeScript.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY prisma ./prisma
@@ -13,7 +15,7 @@ COPY bench/full-reconcile.child.ts ./bench/
 RUN npm run build
 
 # Runtime stage: production dependencies only, compiled code, migrations; runs as non-root.
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -294,7 +294,7 @@ async function main(): Promise<void> {
     const sandbox = service.sandbox!;
     ({ ok } = await runDemo({
       url: service.url,
-      graphqlToken: service.graphqlToken,
+      graphqlToken: service.graphqlToken!,
       marketoWebhookSecret: service.webhookSecrets.marketo,
       marketoUrl: sandbox.marketo.url,
       dataverseUrl: sandbox.dataverse.url,

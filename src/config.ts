@@ -111,6 +111,18 @@ const environmentSchema = z
     INBOX_POLL_MS: int(10, 60_000, 200),
     /** per-record lease of one sync, renewed by the same heartbeat; after a crash the record is busy until it expires */
     SYNC_RECORD_LOCK_SECONDS: int(3, 3_600, 12),
+    /** retention: DONE change events are deleted this many days after they completed */
+    RETENTION_DONE_EVENTS_DAYS: int(1, 3_650, 14),
+    /** retention: activity log entries, by age */
+    RETENTION_ACTIVITY_DAYS: int(1, 36_500, 400),
+    /** retention: finished sweep runs, by age */
+    RETENTION_SYNC_RUN_DAYS: int(1, 36_500, 90),
+    /** retention: audit entries (operator actions), by age */
+    RETENTION_AUDIT_DAYS: int(1, 36_500, 400),
+    /** when the leader prunes; "off": never on this replica */
+    RETENTION_CRON: cron('17 * * * *'),
+    /** rows per DELETE statement: small enough never to hold up intake */
+    RETENTION_BATCH_SIZE: int(100, 100_000, 5_000),
     /** Marketo boolean set to true when the linked Dynamics record is deleted; "none" turns it off */
     MARKETO_DELETED_FLAG_FIELD: z.preprocess(blankAsUnset, z.string().default('microsoftIsDeleted')),
   });
@@ -190,6 +202,17 @@ export interface Config {
     budget: { requestsPerWindow: number; maxConcurrent: number; executionMsPerWindow: number };
   };
   graphql: { apiToken: string | undefined };
+  /** production: NODE_ENV=production or real credentials; no API token is ever generated then */
+  production: boolean;
+  retention: {
+    doneEventDays: number;
+    activityDays: number;
+    syncRunDays: number;
+    auditDays: number;
+    batchSize: number;
+    /** undefined: "off" */
+    cron: string | undefined;
+  };
   sync: {
     /** undefined: "off", no schedule on this replica */
     sweepCron: string | undefined;
@@ -276,6 +299,15 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       },
     },
     graphql: { apiToken: env.GRAPHQL_API_TOKEN },
+    production: env.NODE_ENV === 'production' || marketo !== undefined || dynamics !== undefined,
+    retention: {
+      doneEventDays: env.RETENTION_DONE_EVENTS_DAYS,
+      activityDays: env.RETENTION_ACTIVITY_DAYS,
+      syncRunDays: env.RETENTION_SYNC_RUN_DAYS,
+      auditDays: env.RETENTION_AUDIT_DAYS,
+      batchSize: env.RETENTION_BATCH_SIZE,
+      cron: env.RETENTION_CRON,
+    },
     sync: {
       sweepCron: env.SYNC_SWEEP_CRON,
       fullCron: env.SYNC_FULL_CRON,

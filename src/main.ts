@@ -4,6 +4,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
+import { createApiTokens, ensureSessionKey, ensureStartupToken, type ApiTokenService } from './auth/tokens.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createDataverseClient } from './connectors/dynamics/dataverse.client.ts';
 import { createDynamicsPort } from './connectors/dynamics/dynamics.port.ts';
@@ -12,13 +13,13 @@ import { createPostgresSharedBudget } from './db/shared-budget.ts';
 import { createMarketoPort } from './connectors/marketo/marketo.port.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
-import { ensureApiToken } from './graphql/auth.ts';
 import { createGraphQLHandler } from './graphql/handler.ts';
 import { createApp } from './http/app.ts';
 import { createHealth, type ConnectorProbe } from './http/health.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { projectPaths } from './paths.ts';
+import { createRetentionService, type RetentionService } from './retention/index.ts';
 import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox/sandbox.ts';
 import { prepareSandboxDatabase, seedSandbox, whatToTry, type SandboxSeed } from './sandbox/seed.ts';
 import { createStatusPage } from './status/status.routes.ts';
@@ -49,8 +50,15 @@ export interface RunningService {
   /** the demo data `seed: true` put into the simulators */
   seed: SandboxSeed | undefined;
   webhookSecrets: { marketo: string; dynamics: string };
-  /** bearer token for /graphql (configured, stored, or generated at first start) */
-  graphqlToken: string;
+  /** an operate secret for /graphql: GRAPHQL_API_TOKEN, or the one sandbox mode made at this start;
+   * undefined when only CLI-made tokens exist (their secrets are not stored) */
+  graphqlToken: string | undefined;
+  /** true when graphqlToken was made at this start (sandbox mode): main() prints it once */
+  graphqlTokenGenerated: boolean;
+  /** the API tokens (hashes only) */
+  tokens: ApiTokenService;
+  /** pruning of old rows on the leader (schedule and `pruneNow()`) */
+  retention: RetentionService;
   /** reads both systems' field metadata again (column security or fields changed) */
   refreshMetadata(): void;
   /** stop intake, finish in-flight work, close the database; idempotent */
@@ -260,14 +268,23 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const health = createHealth({ db, migrationsDir: paths.migrationsDir, sandbox: config.sandbox, probes, draining: () => draining });
 
     const operator = createOperatorActions({ db, marketo, dynamics, mappings, owner, notify: () => worker.notify() });
-    const graphqlToken = await ensureApiToken(db.prisma, config.graphql.apiToken);
-    if (graphqlToken.generated) {
-      logger.warn({ graphqlApiToken: graphqlToken.token }, 'GraphQL API token generated and stored (shown once): send it as Authorization: Bearer <token>');
-    }
+    // production refuses to start without a token (NoApiTokenError) and never makes or logs one
+    const startupToken = await ensureStartupToken(db.prisma, { configured: config.graphql.apiToken, production: config.production });
+    const graphqlToken = startupToken.kind === 'stored' ? undefined : startupToken.secret;
+    if (startupToken.kind === 'generated') logger.info('sandbox: an API token (operate scope) was made for this start; it is printed once, never logged');
+    const tokens = createApiTokens(db.prisma);
+    const retention = createRetentionService({
+      db,
+      policy: config.retention,
+      cron: config.retention.cron,
+      owner,
+      logger: logger.child({ component: 'retention' }),
+      onPruned: (result) => metrics.recordPrune(result),
+    });
     const graphql = createGraphQLHandler({
       prisma: db.prisma,
       logger: logger.child({ component: 'graphql' }),
-      apiToken: graphqlToken.token,
+      tokens,
       graphiql: config.env !== 'production',
       bodyLimitBytes: config.server.bodyLimitBytes,
       actions: {
@@ -295,7 +312,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     });
     const app = createApp({
       metrics,
-      status: createStatusPage({ db, readiness: () => health.readiness(), apiToken: graphqlToken.token }),
+      status: createStatusPage({ db, readiness: () => health.readiness(), tokens, sessionKey: await ensureSessionKey(db.prisma) }),
       logger,
       health,
       bodyLimitBytes: config.server.bodyLimitBytes,
@@ -325,6 +342,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
     closers.push({ name: 'sync person calls', close: () => syncPerson.idle() });
     sweeper.start();
     closers.push({ name: 'sweep scheduler', close: () => sweeper.stop() });
+    retention.start();
+    closers.push({ name: 'retention', close: () => retention.stop() });
     if (sandbox) {
       // As an admin would with the Plugin Registration Tool: a webhook step on lead and contact.
       sandbox.dataverse.admin.registerWebhook({
@@ -370,7 +389,10 @@ export async function startService(config: Config, options: ServiceOptions = {})
       sandbox,
       seed,
       webhookSecrets,
-      graphqlToken: graphqlToken.token,
+      graphqlToken,
+      graphqlTokenGenerated: startupToken.kind === 'generated',
+      tokens,
+      retention,
       refreshMetadata: () => mappings.invalidate(),
       stop,
     };
@@ -393,6 +415,9 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ level: config.log.level });
   const service = await startService(config, { logger, seed: true });
+  if (service.graphqlTokenGenerated && !(service.sandbox && service.seed)) {
+    process.stdout.write(`Sandbox API token (operate scope, made at this start, shown once): ${service.graphqlToken}\n`);
+  }
   if (service.sandbox && service.seed) {
     process.stdout.write(
       whatToTry({
@@ -400,7 +425,7 @@ async function main(): Promise<void> {
         marketoUrl: service.sandbox.marketo.url,
         dataverseUrl: service.sandbox.dataverse.url,
         marketoWebhookSecret: service.webhookSecrets.marketo,
-        graphqlToken: service.graphqlToken,
+        graphqlToken: service.graphqlToken ?? '<an API token: npm run token -- create --scope operate --name me>',
         seed: service.seed,
       }),
     );

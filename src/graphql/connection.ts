@@ -15,7 +15,7 @@ export interface Connection<T> {
   pageInfo: { hasNextPage: boolean; endCursor: string | null };
 }
 
-export type CursorKind = 'activity' | 'link' | 'event' | 'run';
+export type CursorKind = 'activity' | 'link' | 'event' | 'run' | 'audit';
 
 export const DEFAULT_PAGE = 20;
 export const MAX_PAGE = 100;

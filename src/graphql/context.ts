@@ -1,3 +1,5 @@
+import type { Caller } from '../auth/caller.ts';
+import type { ApiTokenService } from '../auth/tokens.ts';
 import type { PrismaClient } from '../db/generated/client.ts';
 import type { ConnectorHealth } from '../http/health.ts';
 import type { Logger } from '../logger.ts';
@@ -49,8 +51,8 @@ export interface ApiUsage {
 export interface GraphQLDeps {
   prisma: PrismaClient;
   logger: Logger;
-  /** the bearer token every request must carry (see ensureApiToken) */
-  apiToken: string;
+  /** every request carries the secret of one of these (see src/auth/tokens.ts) */
+  tokens: ApiTokenService;
   /** serve GraphiQL on GET /graphql from a browser (outside production) */
   graphiql: boolean;
   actions: SyncActions;
@@ -80,4 +82,6 @@ export interface GraphQLContext {
   prisma: PrismaClient;
   /** per request, so batching never leaks data between callers */
   loaders: Loaders;
+  /** the token this request authenticated with; mutations need its scope to be operate */
+  caller: Caller;
 }

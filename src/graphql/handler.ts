@@ -1,12 +1,15 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import express, { type Request as ExpressRequest, type RequestHandler, type Response as ExpressResponse } from 'express';
 import { createYoga, maskError, shouldRenderGraphiQL, type Plugin, type YogaServerInstance } from 'graphql-yoga';
-import { bearerMatches } from './auth.ts';
+import type { Caller } from '../auth/caller.ts';
+import { bearerSecret } from '../auth/tokens.ts';
 import { defaultLimits, type GraphQLContext, type GraphQLDeps } from './context.ts';
 import { createLoaders } from './loaders.ts';
 import { buildSchema } from './schema.ts';
 
-// /graphql: graphql-yoga over the Pothos schema. The bearer check runs before anything is parsed,
+// /graphql: graphql-yoga over the Pothos schema. The bearer secret is authenticated against the
+// stored API tokens (src/auth/tokens.ts) before anything is parsed, and its Caller (token id, name,
+// scope) is the context's `caller`; src/graphql/guard.ts refuses mutations to read tokens.
 // graphql-armor bounds depth, cost, aliases and tokens during validation, and every error that is
 // not a GraphQLError we raised on purpose reaches the caller as "Unexpected error." (and the log).
 
@@ -17,6 +20,8 @@ export const DEFAULT_BODY_LIMIT_BYTES = 256 * 1024;
 
 type ServerContext = { req: ExpressRequest; res: ExpressResponse };
 
+const callers = new WeakMap<object, Caller>();
+
 export interface GraphQLHandler {
   /** mount with `app.use('/graphql', handler.middleware)` (the path must match deps.endpoint) */
   middleware: RequestHandler;
@@ -24,7 +29,7 @@ export interface GraphQLHandler {
 }
 
 const unauthorizedBody = {
-  errors: [{ message: 'missing or invalid bearer token: send Authorization: Bearer <GRAPHQL_API_TOKEN>', extensions: { code: 'UNAUTHENTICATED' } }],
+  errors: [{ message: 'missing, unknown or revoked bearer token: send Authorization: Bearer <API token>', extensions: { code: 'UNAUTHENTICATED' } }],
 };
 const unauthorizedHeaders = { 'content-type': 'application/json; charset=utf-8', 'www-authenticate': 'Bearer realm="graphql"' };
 
@@ -37,11 +42,16 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
   const endpoint = deps.endpoint ?? '/graphql';
 
   const auth: Plugin = {
-    onRequest(payload) {
-      const { request } = payload;
+    async onRequest(payload) {
+      const { request, serverContext } = payload;
       // The GraphiQL page is static HTML: it executes nothing, and its own requests carry the token.
       if (deps.graphiql && shouldRenderGraphiQL(request)) return;
-      if (!bearerMatches(deps.apiToken, request.headers.get('authorization'))) payload.endResponse(unauthorized(payload.fetchAPI));
+      // the router below has authenticated already when the handler is mounted through it
+      const req = (serverContext as Partial<ServerContext> | undefined)?.req;
+      const known = req ? callers.get(req) : undefined;
+      const caller = known ?? (await deps.tokens.authenticate(bearerSecret(request.headers.get('authorization'))));
+      if (!caller) payload.endResponse(unauthorized(payload.fetchAPI));
+      else callers.set(request, caller);
     },
   };
 
@@ -67,7 +77,12 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
         return maskError(error, message, isDev);
       },
     },
-    context: () => ({ deps, prisma: deps.prisma, loaders: createLoaders(deps.prisma) }),
+    context: ({ request, req }) => {
+      const caller = (req ? callers.get(req) : undefined) ?? callers.get(request);
+      // onRequest ended every request without a caller; reaching here without one is a bug
+      if (!caller) throw new Error('unauthenticated request reached execution');
+      return { deps, prisma: deps.prisma, loaders: createLoaders(deps.prisma), caller };
+    },
     plugins: [
       auth,
       EnvelopArmorPlugin({
@@ -88,11 +103,18 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
   // whether its body parses. (The yoga plugin above checks again, for mounts without this router.)
   router.use((req, res, next) => {
     const graphiqlPage = deps.graphiql && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
-    if (!graphiqlPage && !bearerMatches(deps.apiToken, req.headers.authorization ?? null)) {
-      res.status(401).set(unauthorizedHeaders).send(JSON.stringify(unauthorizedBody));
+    if (graphiqlPage) {
+      next();
       return;
     }
-    next();
+    deps.tokens.authenticate(bearerSecret(req.headers.authorization)).then((caller) => {
+      if (!caller) {
+        res.status(401).set(unauthorizedHeaders).send(JSON.stringify(unauthorizedBody));
+        return;
+      }
+      callers.set(req, caller);
+      next();
+    }, next);
   });
   router.use(express.json({ limit: deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, type: ['application/json', 'application/*+json'] }));
   router.use((req, res, next) => {

@@ -1,10 +1,14 @@
 import type { GraphQLSchema } from 'graphql';
 import { createBuilder } from './builder.ts';
+import { addErasureSchema } from './erasure.schema.ts';
+import { guardMutations } from './guard.ts';
 import { addInboxSchema } from './inbox.schema.ts';
 import { addLinkSchema } from './links.schema.ts';
 import { addMappingSchema } from './mappings.schema.ts';
 import { createRefs } from './refs.ts';
+import { addRetentionSchema } from './retention.schema.ts';
 import { addRunSchema } from './runs.schema.ts';
+import { addTokenSchema } from './tokens.schema.ts';
 
 /** The whole schema, code-first. `npm run graphql:print` writes it to schema.graphql. */
 export function buildSchema(): GraphQLSchema {
@@ -16,5 +20,9 @@ export function buildSchema(): GraphQLSchema {
   addInboxSchema(builder, refs);
   addRunSchema(builder, refs);
   addMappingSchema(builder, refs);
-  return builder.toSchema();
+  addTokenSchema(builder, refs);
+  addErasureSchema(builder);
+  addRetentionSchema(builder, refs);
+  // every mutation: refused to read tokens and audited, in one place
+  return guardMutations(builder.toSchema());
 }

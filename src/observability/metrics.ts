@@ -62,6 +62,18 @@ export function createMetrics(options: MetricsOptions) {
     registers: [registry],
   });
 
+  const pruned = new Counter({
+    name: 'mds_retention_removed_total',
+    help: 'Rows deleted by retention passes on this replica, by table (change_event, activity, sync_run, audit_entry)',
+    labelNames: ['table'] as const,
+    registers: [registry],
+  });
+  const lastPrune = new Gauge({
+    name: 'mds_retention_last_pass_timestamp_seconds',
+    help: 'When this replica last finished a retention pass (Unix seconds); 0 when it has not',
+    registers: [registry],
+  });
+
   new Gauge({
     name: 'mds_inbox_events',
     help: 'Change events in the inbox that are not done, by status (shared by every replica)',
@@ -184,6 +196,11 @@ export function createMetrics(options: MetricsOptions) {
     /** the inbox worker reports each event's outcome here */
     recordOutcome(outcome: 'done' | 'retry' | 'dead' | 'busy'): void {
       outcomes.inc({ outcome });
+    },
+    /** each retention pass reports what it removed here */
+    recordPrune(result: { at: Date; removed: Record<string, number> }): void {
+      for (const [table, count] of Object.entries(result.removed)) pruned.inc({ table }, count);
+      lastPrune.set(result.at.getTime() / 1000);
     },
     /** GET /metrics */
     handler: (async (_req: Request, res: Response) => {

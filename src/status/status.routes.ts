@@ -1,20 +1,24 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import express, { Router, type Request, type Response } from 'express';
+import type { ApiTokens, Caller } from '../auth/caller.ts';
+import { bearerSecret } from '../auth/tokens.ts';
 import type { Database } from '../db/database.ts';
-import { bearerMatches } from '../graphql/auth.ts';
 import type { Readiness } from '../http/health.ts';
 import { collectStatus } from './status.data.ts';
 import { renderFragment, renderLogin, renderPage } from './status.page.ts';
 
 // The status page at `/`. It shows person data (emails in collisions, ids), so it is protected by
-// the GraphQL API token: a login form sets an HttpOnly, SameSite=Strict cookie that holds an HMAC
-// of the token (not the token: a copied cookie does not open the API), or scripts send
-// `Authorization: Bearer <token>`. No token in URLs, so none in access logs or browser history.
+// an API token (any scope): a login form sets an HttpOnly, SameSite=Strict cookie that holds the
+// token's id and an HMAC of it (not the secret: a copied cookie does not open the API; a revoked
+// token ends its sessions), or scripts send `Authorization: Bearer <token>`. No token in URLs, so
+// none in access logs or browser history.
 
 export interface StatusPageOptions {
   db: Database;
   readiness: () => Promise<Readiness>;
-  apiToken: string;
+  tokens: ApiTokens;
+  /** signs session cookies; shared by the replicas (see ensureSessionKey) */
+  sessionKey: string;
   /** cookie lifetime; default 12 h */
   sessionSeconds?: number;
 }
@@ -23,7 +27,8 @@ const COOKIE = 'mds_status';
 
 export function createStatusPage(options: StatusPageOptions): Router {
   const router = Router();
-  const session = createHmac('sha256', options.apiToken).update('status-page-session-v1').digest('base64url');
+  const sign = (tokenId: string) => createHmac('sha256', options.sessionKey).update(`status-page-session-v2:${tokenId}`).digest('base64url');
+  const session = (caller: Caller) => `${caller.tokenId}.${sign(caller.tokenId)}`;
   const maxAge = options.sessionSeconds ?? 12 * 3600;
 
   function cookieValue(req: Request): string | undefined {
@@ -33,11 +38,12 @@ export function createStatusPage(options: StatusPageOptions): Router {
     }
     return undefined;
   }
-  function authenticated(req: Request): boolean {
-    if (req.get('authorization')) return bearerMatches(options.apiToken, req.get('authorization'));
-    const given = Buffer.from(cookieValue(req) ?? '');
-    const expected = Buffer.from(session);
-    return given.length === expected.length && timingSafeEqual(given, expected);
+  async function authenticated(req: Request): Promise<boolean> {
+    if (req.get('authorization')) return (await options.tokens.authenticate(bearerSecret(req.get('authorization')))) !== null;
+    const [tokenId = '', mac = ''] = (cookieValue(req) ?? '').split('.');
+    const given = Buffer.from(mac);
+    const expected = Buffer.from(sign(tokenId));
+    return given.length === expected.length && timingSafeEqual(given, expected) && (await options.tokens.byId(tokenId)) !== null;
   }
   function noStore(res: Response): void {
     res.setHeader('cache-control', 'no-store');
@@ -53,7 +59,7 @@ export function createStatusPage(options: StatusPageOptions): Router {
   const read = () => collectStatus(options.db, options.readiness);
 
   router.get('/', async (req, res) => {
-    if (!authenticated(req)) {
+    if (!(await authenticated(req))) {
       page(res, 401, renderLogin());
       return;
     }
@@ -61,7 +67,7 @@ export function createStatusPage(options: StatusPageOptions): Router {
     page(res, 200, renderPage(await read(), nonce), nonce);
   });
   router.get('/status/fragment', async (req, res) => {
-    if (!authenticated(req)) {
+    if (!(await authenticated(req))) {
       noStore(res);
       res.status(401).type('text').send('sign in again');
       return;
@@ -70,20 +76,21 @@ export function createStatusPage(options: StatusPageOptions): Router {
   });
   router.get('/status.json', async (req, res) => {
     noStore(res);
-    if (!authenticated(req)) {
+    if (!(await authenticated(req))) {
       res.status(401).json({ error: { code: 'unauthorized', message: 'send Authorization: Bearer <GRAPHQL_API_TOKEN> or sign in at /' } });
       return;
     }
     res.json(await read());
   });
-  router.post('/login', express.urlencoded({ extended: false, limit: '4kb' }), (req, res) => {
+  router.post('/login', express.urlencoded({ extended: false, limit: '4kb' }), async (req, res) => {
     const token = typeof (req.body as Record<string, unknown> | undefined)?.['token'] === 'string' ? String((req.body as Record<string, unknown>)['token']).trim() : '';
-    if (!bearerMatches(options.apiToken, `Bearer ${token}`)) {
+    const caller = await options.tokens.authenticate(token);
+    if (!caller) {
       page(res, 401, renderLogin('That is not the API token.'));
       return;
     }
     const secure = req.secure ? '; Secure' : '';
-    res.setHeader('set-cookie', `${COOKIE}=${session}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure}`);
+    res.setHeader('set-cookie', `${COOKIE}=${session(caller)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure}`);
     noStore(res);
     res.redirect(303, '/');
   });

@@ -2,7 +2,6 @@ import express from 'express';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
-import { API_TOKEN_SETTING, ensureApiToken } from '../../src/graphql/auth.ts';
 import { createGraphQLHandler } from '../../src/graphql/handler.ts';
 import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
 import { fakeActions, gql, graphqlApp, seed, testDeps, TOKEN } from './support.ts';
@@ -237,35 +236,5 @@ describe.each(testEngines())('GraphQL mutations, auth and limits on %s', (engine
     const off = graphqlApp(testDeps(db.prisma, { graphiql: false }));
     const refused = await request(off).get('/graphql').set('accept', 'text/html');
     expect(refused.status).toBe(401);
-  });
-});
-
-describe.each(testEngines())('the API token on %s', (engine) => {
-  let test: TestDatabase;
-  let db: Database;
-  beforeAll(async () => {
-    ({ test, db } = await migratedDatabase(engine));
-  });
-  afterAll(async () => {
-    await test.drop();
-  });
-
-  it('uses the configured token, else generates one once, stores it and reuses it on every later start', async () => {
-    expect(await ensureApiToken(db.prisma, 'configured-token')).toEqual({ token: 'configured-token', generated: false });
-    expect(await db.prisma.serviceSetting.count()).toBe(0);
-    const first = await ensureApiToken(db.prisma, undefined);
-    expect(first.generated).toBe(true);
-    expect(first.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    const [second, third] = await Promise.all([ensureApiToken(db.prisma, undefined), ensureApiToken(db.prisma, '')]);
-    expect(second).toEqual({ token: first.token, generated: false });
-    expect(third).toEqual({ token: first.token, generated: false });
-    expect((await db.prisma.serviceSetting.findUniqueOrThrow({ where: { key: API_TOKEN_SETTING } })).value).toBe(first.token);
-  });
-
-  it('lets replicas starting together agree on one generated token', async () => {
-    await db.prisma.serviceSetting.deleteMany();
-    const results = await Promise.all([1, 2, 3].map(() => ensureApiToken(db.prisma, undefined)));
-    expect(new Set(results.map((r) => r.token)).size).toBe(1);
-    expect(results.filter((r) => r.generated)).toHaveLength(1);
   });
 });

@@ -5,9 +5,29 @@ import request from 'supertest';
 import type { PrismaClient } from '../../src/db/generated/client.ts';
 import type { FieldMappingDraft, GraphQLDeps, SyncActions } from '../../src/graphql/context.ts';
 import { createGraphQLHandler } from '../../src/graphql/handler.ts';
+import { createApiTokens, ensureConfiguredToken, hashSecret, type ApiTokenService } from '../../src/auth/tokens.ts';
 import { enqueue } from '../../src/inbox/inbox.ts';
 
 export const TOKEN = 'test-token-0123456789';
+/** a token of the read scope, made next to TOKEN (operate) in every testDeps database */
+export const READ_TOKEN = 'test-read-token-0123456789';
+
+/** The real token repository, with TOKEN (operate, "env") and READ_TOKEN (read, "reader") stored on first use. */
+export function testTokens(prisma: PrismaClient): ApiTokenService {
+  const tokens = createApiTokens(prisma);
+  let ready: Promise<void> | undefined;
+  const seedTokens = async () => {
+    await ensureConfiguredToken(prisma, TOKEN);
+    await prisma.apiToken.createMany({ data: [{ name: 'reader', scope: 'READ', secretHash: hashSecret(READ_TOKEN) }], skipDuplicates: true });
+  };
+  return {
+    ...tokens,
+    async authenticate(secret) {
+      await (ready ??= seedTokens());
+      return tokens.authenticate(secret);
+    },
+  };
+}
 export const silent = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
 /** Simple stand-ins for the engine and the sweep; every call is recorded. */
@@ -57,7 +77,7 @@ export function testDeps(prisma: PrismaClient, overrides: Partial<GraphQLDeps> =
   return {
     prisma,
     logger: silent,
-    apiToken: TOKEN,
+    tokens: testTokens(prisma),
     graphiql: false,
     actions: fakeActions().actions,
     connectorHealth: () =>

@@ -30,6 +30,15 @@ describe.each(testEngines())('the inbox on %s', (engine) => {
     await db.prisma.changeEvent.deleteMany();
   });
 
+  /**
+   * Lets an event's wait (backoff or lease) run out without waiting for it: the inbox compares
+   * nextAttemptAt with the database's clock, so moving nextAttemptAt back by the wait is the same
+   * as that much time passing, and no assertion depends on how fast this machine runs.
+   */
+  const elapse = async (id: string, ms: number) => {
+    await db.prisma.$executeRaw`UPDATE change_event SET "nextAttemptAt" = "nextAttemptAt" - make_interval(secs => ${ms / 1000}::float8) WHERE id = ${id}::uuid`;
+  };
+
   it('answers a redelivered event as a duplicate of the first, storing it once', async () => {
     const first = await enqueue(db.prisma, event(1));
     const again = await enqueue(db.prisma, event(1, { payload: { different: true } }));
@@ -80,8 +89,12 @@ describe.each(testEngines())('the inbox on %s', (engine) => {
       random: () => 0,
     });
     expect(result).toEqual({ status: 'FAILED', retryInMs: 300 });
-    expect(await claim(db.prisma, options)).toEqual([]);
-    await sleep(400);
+    const waiting = await db.prisma.changeEvent.findUniqueOrThrow({ where: { id: claimed!.id } });
+    // due the Retry-After after the failure (one statement sets both from the same now(); updatedAt
+    // keeps milliseconds, nextAttemptAt microseconds, hence the one-millisecond rounding)
+    expect(Math.abs(waiting.nextAttemptAt.getTime() - waiting.updatedAt.getTime() - 300)).toBeLessThanOrEqual(1);
+    expect(waiting.status).toBe('FAILED');
+    await elapse(claimed!.id, 300);
     const [again] = await claim(db.prisma, options);
     expect(again?.attempts).toBe(2);
     const row = await db.prisma.changeEvent.findUniqueOrThrow({ where: { id: claimed!.id } });
@@ -114,9 +127,11 @@ describe.each(testEngines())('the inbox on %s', (engine) => {
 
   it("makes a crashed claimer's events claimable again once the lease expires", async () => {
     await enqueue(db.prisma, event(1));
-    const [first] = await claim(db.prisma, { ...options, owner: 'crashed', leaseMs: 300 });
+    const [first] = await claim(db.prisma, { ...options, owner: 'crashed', leaseMs: 300_000 });
+    // 10 s of the lease left: far more than this machine needs between two statements, however busy
+    await elapse(first!.id, 290_000);
     expect(await claim(db.prisma, { ...options, owner: 'survivor' })).toEqual([]);
-    await sleep(400);
+    await elapse(first!.id, 10_000);
     const [again] = await claim(db.prisma, { ...options, owner: 'survivor' });
     expect(again).toMatchObject({ id: first!.id, attempts: 2 });
     // the crashed worker, should it wake up, no longer owns the event

@@ -41,7 +41,7 @@ describe.skipIf(skip)('the status page in headless Chromium', () => {
     await page.click('button[type=submit]');
     await page.locator('text=That is not the API token.').waitFor();
 
-    await page.fill('input[name=token]', t.service.graphqlToken);
+    await page.fill('input[name=token]', t.service.graphqlToken!);
     await page.click('button[type=submit]');
     await page.locator('#connectors').waitFor();
     expect(await page.locator('#connectors').innerText()).toMatch(/marketo\s+OK\s+sandbox/);

@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
-import { bearerMatches } from '../../src/graphql/auth.ts';
-import { redactPaths } from '../../src/logger.ts';
+import { bearerSecret, hashSecret } from '../../src/auth/tokens.ts';
+import { createLogger } from '../../src/logger.ts';
 import { startService, type RunningService } from '../../src/main.ts';
 import { secretMatches } from '../../src/webhooks/auth.ts';
 import { freshDatabase, testEngines, type TestDatabase } from '../support/database.ts';
@@ -48,7 +47,7 @@ describe.each(testEngines())('security on %s', (engine) => {
         done();
       },
     });
-    const logger = pino({ level: 'trace', redact: { paths: redactPaths, censor: '[redacted]' } }, sink);
+    const logger = createLogger({ level: 'trace', destination: sink });
     service = await startService(config, { logger, sandbox: { marketoRateWindowMs: 1_000 } });
     await service.worker.stop();
   });
@@ -122,22 +121,24 @@ describe.each(testEngines())('security on %s', (engine) => {
       for (const presented of ['', 'x', secrets.marketo.slice(0, -1), `${secrets.marketo}x`, secrets.marketo.toUpperCase(), undefined, null, 42, ['a']]) {
         expect(secretMatches(presented, secrets.marketo)).toBe(false);
       }
-      expect(bearerMatches(secrets.graphql, `Bearer ${secrets.graphql}`)).toBe(true);
-      expect(bearerMatches(secrets.graphql, `bearer  ${secrets.graphql}`)).toBe(true);
-      for (const header of [null, undefined, '', 'Bearer', `Bearer ${secrets.graphql}x`, `Token ${secrets.graphql}`]) {
-        expect(bearerMatches(secrets.graphql, header)).toBe(false);
+      expect(bearerSecret(`Bearer ${secrets.graphql}`)).toBe(secrets.graphql);
+      expect(bearerSecret(`bearer  ${secrets.graphql}`)).toBe(secrets.graphql);
+      for (const header of [null, undefined, '', 'Bearer', `Token ${secrets.graphql}`, `Bearer a b`]) {
+        expect(bearerSecret(header)).toBe('');
       }
+      // API tokens are looked up by the SHA-256 of the presented secret: no comparison of secrets at all
+      expect(hashSecret(secrets.graphql)).toMatch(/^[0-9a-f]{64}$/);
+      expect(source('src/auth/tokens.ts')).toMatch(/findUnique\(\{ where: \{ secretHash: hashSecret\(secret\) \}/);
       expect(source('src/webhooks/auth.ts')).toMatch(/timingSafeEqual\(/);
-      expect(source('src/graphql/auth.ts')).toMatch(/timingSafeEqual\(/);
     });
 
-    it('every webhook route authenticates through secretMatches and GraphQL through bearerMatches, never with ===', () => {
+    it('every webhook route authenticates through secretMatches and GraphQL through the token digests, never with ===', () => {
       for (const file of ['src/webhooks/marketo.ts', 'src/webhooks/dynamics.ts']) {
         const text = source(file);
         expect(text, file).toMatch(/secretMatches\(/);
         expect(text, file).not.toMatch(/[!=]==\s*(deps\.)?secret\b|\bsecret\s*[!=]==|presented\s*[!=]==/);
       }
-      expect(source('src/graphql/handler.ts')).toMatch(/bearerMatches\(/);
+      expect(source('src/graphql/handler.ts')).toMatch(/tokens\.authenticate\(bearerSecret\(/);
     });
   });
 

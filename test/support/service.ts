@@ -49,7 +49,8 @@ export async function bootService(engine: DatabaseEngine, env: Record<string, st
         .set('x-webhook-secret', service.webhookSecrets.marketo)
         .send(JSON.stringify(body));
     },
-    async settle(timeoutMs = 15_000) {
+    // a deadline against hangs, not a speed check: a busy machine may need much longer than an idle one
+    async settle(timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       let quiet = 0;
       while (Date.now() < deadline) {

@@ -1,0 +1,91 @@
+import type { Db } from '../db/database.ts';
+
+// Retention: what is old enough to go, deleted in small batches. Each batch is one statement of
+// its own (DELETE ... WHERE id IN (SELECT id ... LIMIT n)), so no transaction is held, no table is
+// locked, intake and the engine interleave between batches, and a crash half-way leaves only fully
+// deleted batches: the next pass carries on. DEAD change events are never pruned (an operator
+// replays or discards them), nor are events still to do, nor a sweep that is still running.
+
+export interface RetentionPolicy {
+  /** DONE change events, by completedAt */
+  doneEventDays: number;
+  /** activity log entries, by occurredAt */
+  activityDays: number;
+  /** finished sweeps, by finishedAt */
+  syncRunDays: number;
+  /** audit entries, by at */
+  auditDays: number;
+  /** rows per DELETE statement */
+  batchSize: number;
+}
+
+export const defaultRetention: RetentionPolicy = { doneEventDays: 14, activityDays: 400, syncRunDays: 90, auditDays: 400, batchSize: 5_000 };
+
+export const PRUNED_TABLES = ['change_event', 'activity', 'sync_run', 'audit_entry'] as const;
+export type PrunedTable = (typeof PRUNED_TABLES)[number];
+
+export interface PruneResult {
+  at: Date;
+  removed: Record<PrunedTable, number>;
+  batches: number;
+  /** true when it stopped before finishing (lease lost, shutdown); the next pass continues */
+  interrupted: boolean;
+  durationMs: number;
+}
+
+const DAY_MS = 86_400_000;
+
+/** One table's rule: which rows are due, given the cutoff ($1) and the batch size ($2). */
+const batchStatements: Record<PrunedTable, string> = {
+  change_event: `DELETE FROM change_event WHERE id IN (
+      SELECT id FROM change_event WHERE status = 'DONE' AND "completedAt" < $1 LIMIT $2)`,
+  activity: `DELETE FROM activity WHERE id IN (
+      SELECT id FROM activity WHERE "occurredAt" < $1 LIMIT $2)`,
+  sync_run: `DELETE FROM sync_run WHERE id IN (
+      SELECT id FROM sync_run WHERE "finishedAt" IS NOT NULL AND status <> 'RUNNING' AND "finishedAt" < $1 LIMIT $2)`,
+  audit_entry: `DELETE FROM audit_entry WHERE id IN (
+      SELECT id FROM audit_entry WHERE at < $1 LIMIT $2)`,
+};
+
+const retentionDays = (policy: RetentionPolicy, table: PrunedTable) =>
+  ({ change_event: policy.doneEventDays, activity: policy.activityDays, sync_run: policy.syncRunDays, audit_entry: policy.auditDays })[table];
+
+/** The instant before which a table's rows are due, for a pass that runs at `now`. */
+export function cutoffs(policy: RetentionPolicy, now: Date): Record<PrunedTable, Date> {
+  return Object.fromEntries(PRUNED_TABLES.map((table) => [table, new Date(now.getTime() - retentionDays(policy, table) * DAY_MS)])) as Record<PrunedTable, Date>;
+}
+
+export interface PruneOptions {
+  db: Db;
+  policy: RetentionPolicy;
+  /** the pass's clock: cutoffs are computed from it (tests inject one) */
+  now: () => Date;
+  /** aborted: stop after the current batch (lease lost, shutdown) */
+  signal?: AbortSignal;
+  /** called between batches; lets the event loop and other statements in */
+  pause?: () => Promise<void>;
+}
+
+const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export async function pruneOnce(options: PruneOptions): Promise<PruneResult> {
+  const { db, policy, signal } = options;
+  const pause = options.pause ?? yieldToOthers;
+  const at = options.now();
+  const started = performance.now();
+  const due = cutoffs(policy, at);
+  const removed = { change_event: 0, activity: 0, sync_run: 0, audit_entry: 0 } satisfies Record<PrunedTable, number>;
+  let batches = 0;
+  // events first: their activities' changeEventId is set to null, then old activities go too
+  for (const table of PRUNED_TABLES) {
+    for (;;) {
+      if (signal?.aborted) return { at, removed, batches, interrupted: true, durationMs: performance.now() - started };
+      const count = await db.$executeRawUnsafe(batchStatements[table], due[table], policy.batchSize);
+      batches += 1;
+      removed[table] += count;
+      if (count < policy.batchSize) break;
+      await pause();
+    }
+  }
+  return { at, removed, batches, interrupted: false, durationMs: performance.now() - started };
+}

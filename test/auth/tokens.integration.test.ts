@@ -1,0 +1,160 @@
+import { readFile } from 'node:fs/promises';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  createApiTokens,
+  ensureConfiguredToken,
+  ensureStartupToken,
+  hashSecret,
+  NoApiTokenError,
+  SECRET_PREFIX,
+} from '../../src/auth/tokens.ts';
+import { runTokenCommand } from '../../src/auth/token-cli.ts';
+import type { Database } from '../../src/db/database.ts';
+import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
+
+// API tokens: only digests are stored, several are valid at once, revocation is immediate, and
+// start-up never makes a token outside sandbox mode.
+
+describe.each(testEngines())('API tokens on %s', (engine) => {
+  let test: TestDatabase;
+  let db: Database;
+  beforeAll(async () => {
+    ({ test, db } = await migratedDatabase(engine));
+  });
+  afterAll(async () => {
+    await test.drop();
+  });
+  beforeEach(async () => {
+    await db.prisma.apiToken.deleteMany();
+    await db.prisma.serviceSetting.deleteMany();
+  });
+
+  /** every stored text of the token and settings tables, to look for secrets in */
+  const storedText = async () => JSON.stringify([await db.prisma.apiToken.findMany(), await db.prisma.serviceSetting.findMany()]);
+
+  it('stores only the digest of a secret; the secret authenticates its caller, a wrong one nobody', async () => {
+    const tokens = createApiTokens(db.prisma);
+    const { token, secret } = await tokens.create({ name: 'console', scope: 'read' });
+    expect(secret.startsWith(SECRET_PREFIX)).toBe(true);
+    expect(secret.length).toBeGreaterThanOrEqual(SECRET_PREFIX.length + 43);
+    expect(await storedText()).not.toContain(secret);
+    expect((await db.prisma.apiToken.findUniqueOrThrow({ where: { id: token.tokenId } })).secretHash).toBe(hashSecret(secret));
+    expect(await tokens.authenticate(secret)).toEqual({ tokenId: token.tokenId, name: 'console', scope: 'read' });
+    for (const wrong of ['', `${secret}x`, secret.slice(0, -1), hashSecret(secret)]) expect(await tokens.authenticate(wrong)).toBeNull();
+  });
+
+  it('keeps several tokens valid at once and revokes one without touching the others', async () => {
+    const tokens = createApiTokens(db.prisma);
+    const old = await tokens.create({ name: 'deploy-2025', scope: 'operate' });
+    const fresh = await tokens.create({ name: 'deploy-2026', scope: 'operate' });
+    const reader = await tokens.create({ name: 'grafana', scope: 'read' });
+    for (const t of [old, fresh, reader]) expect(await tokens.authenticate(t.secret)).not.toBeNull();
+    expect(await tokens.revoke(old.token.tokenId)).toBe(true);
+    expect(await tokens.revoke(old.token.tokenId)).toBe(false);
+    expect(await tokens.authenticate(old.secret)).toBeNull();
+    expect(await tokens.byId(old.token.tokenId)).toBeNull();
+    expect(await tokens.authenticate(fresh.secret)).toMatchObject({ name: 'deploy-2026', scope: 'operate' });
+    expect(await tokens.byId(reader.token.tokenId)).toEqual({ tokenId: reader.token.tokenId, name: 'grafana', scope: 'read' });
+    expect((await tokens.list()).map((t) => t.name)).toEqual(['grafana', 'deploy-2026']);
+    expect((await tokens.list({ includeRevoked: true })).map((t) => t.name).sort()).toEqual(['deploy-2025', 'deploy-2026', 'grafana']);
+    expect(await tokens.byId('not-a-uuid')).toBeNull();
+    expect(await tokens.revoke('not-a-uuid')).toBe(false);
+  });
+
+  it('records the last use at most once a minute per token (injected clock)', async () => {
+    let now = new Date('2026-11-01T10:00:00Z');
+    const tokens = createApiTokens(db.prisma, { now: () => now });
+    const { token, secret } = await tokens.create({ name: 'ci', scope: 'read' });
+    const lastUsed = async () => {
+      // the write is fire-and-forget; wait until it landed (or did not)
+      for (let i = 0; i < 50; i += 1) await new Promise((resolve) => setImmediate(resolve));
+      return (await db.prisma.apiToken.findUniqueOrThrow({ where: { id: token.tokenId } })).lastUsedAt?.toISOString() ?? null;
+    };
+    expect(await lastUsed()).toBeNull();
+    await tokens.authenticate(secret);
+    await expect.poll(lastUsed).toBe('2026-11-01T10:00:00.000Z');
+    now = new Date('2026-11-01T10:00:30Z');
+    await tokens.authenticate(secret);
+    expect(await lastUsed()).toBe('2026-11-01T10:00:00.000Z');
+    now = new Date('2026-11-01T10:01:05Z');
+    await tokens.authenticate(secret);
+    await expect.poll(lastUsed).toBe('2026-11-01T10:01:05.000Z');
+  });
+
+  it('refuses names that are empty, too long or carry control characters', async () => {
+    const tokens = createApiTokens(db.prisma);
+    for (const name of ['', '   ', 'x'.repeat(101), 'line\nbreak']) await expect(tokens.create({ name, scope: 'read' })).rejects.toThrow(/name/);
+  });
+
+  it('GRAPHQL_API_TOKEN becomes the operate token "env", stored as a digest; a new value rotates it', async () => {
+    const first = 'configured-token-0123456789';
+    expect(await ensureStartupToken(db.prisma, { configured: first, production: true })).toEqual({ kind: 'configured', secret: first });
+    await Promise.all([ensureConfiguredToken(db.prisma, first), ensureConfiguredToken(db.prisma, first)]);
+    const tokens = createApiTokens(db.prisma);
+    expect(await tokens.authenticate(first)).toMatchObject({ name: 'env', scope: 'operate' });
+    expect(await storedText()).not.toContain(first);
+    expect(await db.prisma.apiToken.count()).toBe(1);
+
+    const second = 'configured-token-rotated-987654';
+    await ensureStartupToken(db.prisma, { configured: second, production: true });
+    expect(await tokens.authenticate(second)).toMatchObject({ name: 'env', scope: 'operate' });
+    expect(await tokens.authenticate(first)).toBeNull();
+  });
+
+  it('in production refuses to start without a token, and never makes one up', async () => {
+    await expect(ensureStartupToken(db.prisma, { configured: undefined, production: true })).rejects.toBeInstanceOf(NoApiTokenError);
+    await expect(ensureStartupToken(db.prisma, { configured: '  ', production: true })).rejects.toThrow(/npm run token -- create/);
+    expect(await db.prisma.apiToken.count()).toBe(0);
+    const tokens = createApiTokens(db.prisma);
+    const cli = await tokens.create({ name: 'ops', scope: 'operate' });
+    expect(await ensureStartupToken(db.prisma, { configured: undefined, production: true })).toEqual({ kind: 'stored' });
+    await tokens.revoke(cli.token.tokenId);
+    await expect(ensureStartupToken(db.prisma, { configured: undefined, production: true })).rejects.toBeInstanceOf(NoApiTokenError);
+  });
+
+  it('in sandbox mode makes an operate token at each start and revokes the previous one', async () => {
+    const tokens = createApiTokens(db.prisma);
+    const first = await ensureStartupToken(db.prisma, { configured: undefined, production: false });
+    const second = await ensureStartupToken(db.prisma, { configured: undefined, production: false });
+    if (first.kind !== 'generated' || second.kind !== 'generated') throw new Error('expected generated tokens');
+    expect(await tokens.authenticate(first.secret)).toBeNull();
+    expect(await tokens.authenticate(second.secret)).toMatchObject({ name: 'sandbox', scope: 'operate' });
+    expect(await storedText()).not.toContain(second.secret);
+  });
+
+  it('the migration turns the clear token of earlier versions into a digest and deletes the clear one', async () => {
+    const clear = 'legacy-clear-token-0123456789';
+    await db.prisma.serviceSetting.create({ data: { key: 'graphql.apiToken', value: clear } });
+    const dir = new URL('../../prisma/migrations/', import.meta.url);
+    const sql = await readFile(new URL('20261129132333_tokens_audit_retention/migration.sql', dir), 'utf8');
+    const tail = sql.slice(sql.indexOf('-- The API token kept in clear'));
+    for (const statement of tail.split(';').map((s) => s.replace(/^\s*--.*$/gm, '').trim()).filter(Boolean)) {
+      await db.prisma.$executeRawUnsafe(statement);
+    }
+    expect(await db.prisma.serviceSetting.findUnique({ where: { key: 'graphql.apiToken' } })).toBeNull();
+    expect(await storedText()).not.toContain(clear);
+    expect(await createApiTokens(db.prisma).authenticate(clear)).toMatchObject({ name: 'migrated', scope: 'operate' });
+  });
+
+  it('the CLI creates (secret printed once), lists (no secret) and revokes tokens, and audits the changes as "cli"', async () => {
+    const created = await runTokenCommand(db.prisma, ['create', '--scope', 'read', '--name', 'grafana']);
+    expect(created.code).toBe(0);
+    const secret = /\n(mds_\S+)\n/.exec(created.output)?.[1] ?? '';
+    expect(await createApiTokens(db.prisma).authenticate(secret)).toMatchObject({ name: 'grafana', scope: 'read' });
+    const listed = await runTokenCommand(db.prisma, ['list']);
+    expect(listed.output).toContain('grafana');
+    expect(listed.output).not.toContain(secret);
+    const id = /id ([0-9a-f-]{36})/.exec(created.output)?.[1] ?? '';
+    expect((await runTokenCommand(db.prisma, ['revoke', id])).code).toBe(0);
+    expect((await runTokenCommand(db.prisma, ['revoke', id])).code).toBe(1);
+    expect(await createApiTokens(db.prisma).authenticate(secret)).toBeNull();
+    expect((await runTokenCommand(db.prisma, ['list'])).output).toBe('no tokens\n');
+    expect((await runTokenCommand(db.prisma, ['list', '--all'])).output).toContain('revoked');
+    for (const bad of [['create', '--scope', 'admin', '--name', 'x'], ['create', '--scope', 'read'], ['revoke'], ['frobnicate'], ['list', '--bogus']]) {
+      expect((await runTokenCommand(db.prisma, bad)).code, bad.join(' ')).toBe(2);
+    }
+    const audit = await db.prisma.auditEntry.findMany({ where: { tokenName: 'cli' }, orderBy: [{ at: 'asc' }, { id: 'asc' }] });
+    expect(audit.map((a) => [a.action, a.outcome])).toEqual([['token.create', 'OK'], ['token.revoke', 'OK'], ['token.revoke', 'REFUSED']]);
+    expect(JSON.stringify(audit)).not.toContain(secret);
+  });
+});
