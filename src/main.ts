@@ -11,6 +11,11 @@ import { createMarketoClient } from './connectors/marketo/marketo.client.ts';
 import { createMarketoPort } from './connectors/marketo/marketo.port.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
+import { singleTokenAdapter } from './auth/single-token.ts';
+import { consoleBanner } from './console/banner.ts';
+import { createConsole } from './console/console.routes.ts';
+import { createLiveReads } from './console/live.ts';
+import { createConsoleSessions, ensureSessionSecret } from './console/session.ts';
 import { ensureApiToken } from './graphql/auth.ts';
 import { createGraphQLHandler } from './graphql/handler.ts';
 import { createApp } from './http/app.ts';
@@ -19,8 +24,7 @@ import { createLogger, type Logger } from './logger.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { projectPaths } from './paths.ts';
 import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox/sandbox.ts';
-import { prepareSandboxDatabase, seedSandbox, whatToTry, type SandboxSeed } from './sandbox/seed.ts';
-import { createStatusPage } from './status/status.routes.ts';
+import { prepareSandboxDatabase, seedSandbox, type SandboxSeed } from './sandbox/seed.ts';
 import { createSweepService, type SweepService } from './sweep/index.ts';
 import { createSyncEngine } from './sync/engine.ts';
 import { createMappingService } from './sync/mappings.ts';
@@ -217,7 +221,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
     if (graphqlToken.generated) {
       logger.warn({ graphqlApiToken: graphqlToken.token }, 'GraphQL API token generated and stored (shown once): send it as Authorization: Bearer <token>');
     }
+    // the console's sessions name a token of this set (today: the one API token, scope operate)
+    const sessions = createConsoleSessions({ secret: await ensureSessionSecret(db.prisma), tokens: singleTokenAdapter(graphqlToken.token) });
     const graphql = createGraphQLHandler({
+      sessions,
+      live: createLiveReads({ marketo, dynamics, mappings }),
       prisma: db.prisma,
       logger: logger.child({ component: 'graphql' }),
       apiToken: graphqlToken.token,
@@ -248,7 +256,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     });
     const app = createApp({
       metrics,
-      status: createStatusPage({ db, readiness: () => health.readiness(), apiToken: graphqlToken.token }),
+      console: createConsole({ sessions, sandbox: config.sandbox }),
       logger,
       health,
       bodyLimitBytes: config.server.bodyLimitBytes,
@@ -337,7 +345,7 @@ async function main(): Promise<void> {
   const service = await startService(config, { logger, seed: true });
   if (service.sandbox && service.seed) {
     process.stdout.write(
-      whatToTry({
+      consoleBanner({
         url: service.url,
         marketoUrl: service.sandbox.marketo.url,
         dataverseUrl: service.sandbox.dataverse.url,

@@ -1,10 +1,12 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import express, { type Request as ExpressRequest, type RequestHandler, type Response as ExpressResponse } from 'express';
 import { createYoga, maskError, shouldRenderGraphiQL, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import type { Caller } from '../auth/caller.ts';
 import { bearerMatches } from './auth.ts';
 import { defaultLimits, type GraphQLContext, type GraphQLDeps } from './context.ts';
 import { createLoaders } from './loaders.ts';
 import { buildSchema } from './schema.ts';
+import { callerFromConsoleSession, refuseReadOnlyMutations } from './session-auth.ts';
 
 // /graphql: graphql-yoga over the Pothos schema. The bearer check runs before anything is parsed,
 // graphql-armor bounds depth, cost, aliases and tokens during validation, and every error that is
@@ -36,11 +38,16 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
   const limits = { ...defaultLimits, ...deps.limits };
   const endpoint = deps.endpoint ?? '/graphql';
 
+  // requests the router below let in with a console session (cookie + CSRF header), and as whom
+  const sessionCallers = new WeakMap<ExpressRequest, Caller>();
+
   const auth: Plugin = {
     onRequest(payload) {
       const { request } = payload;
       // The GraphiQL page is static HTML: it executes nothing, and its own requests carry the token.
       if (deps.graphiql && shouldRenderGraphiQL(request)) return;
+      const req = (payload.serverContext as Partial<ServerContext> | undefined)?.req;
+      if (req && sessionCallers.has(req)) return;
       if (!bearerMatches(deps.apiToken, request.headers.get('authorization'))) payload.endResponse(unauthorized(payload.fetchAPI));
     },
   };
@@ -67,9 +74,10 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
         return maskError(error, message, isDev);
       },
     },
-    context: () => ({ deps, prisma: deps.prisma, loaders: createLoaders(deps.prisma) }),
+    context: ({ req }) => ({ deps, prisma: deps.prisma, loaders: createLoaders(deps.prisma), caller: sessionCallers.get(req) }),
     plugins: [
       auth,
+      refuseReadOnlyMutations,
       EnvelopArmorPlugin({
         maxDepth: { n: limits.maxDepth },
         costLimit: { maxCost: limits.maxCost },
@@ -88,11 +96,23 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
   // whether its body parses. (The yoga plugin above checks again, for mounts without this router.)
   router.use((req, res, next) => {
     const graphiqlPage = deps.graphiql && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
-    if (!graphiqlPage && !bearerMatches(deps.apiToken, req.headers.authorization ?? null)) {
-      res.status(401).set(unauthorizedHeaders).send(JSON.stringify(unauthorizedBody));
+    if (graphiqlPage || bearerMatches(deps.apiToken, req.headers.authorization ?? null)) {
+      next();
       return;
     }
-    next();
+    // no bearer: the operator console's cookie session, with its CSRF token
+    if (req.headers.authorization === undefined && deps.sessions) {
+      callerFromConsoleSession(deps.sessions, { cookie: req.headers.cookie, csrf: req.headers['x-csrf-token'] }).then((auth) => {
+        if (auth.ok) {
+          sessionCallers.set(req, auth.caller);
+          next();
+        } else {
+          res.status(auth.status).set(unauthorizedHeaders).send(JSON.stringify({ errors: [{ message: auth.message, extensions: { code: auth.status === 401 ? 'UNAUTHENTICATED' : 'FORBIDDEN' } }] }));
+        }
+      }, next);
+      return;
+    }
+    res.status(401).set(unauthorizedHeaders).send(JSON.stringify(unauthorizedBody));
   });
   router.use(express.json({ limit: deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, type: ['application/json', 'application/*+json'] }));
   router.use((req, res, next) => {

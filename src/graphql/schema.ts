@@ -2,6 +2,7 @@ import type { GraphQLSchema } from 'graphql';
 import { createBuilder } from './builder.ts';
 import { addInboxSchema } from './inbox.schema.ts';
 import { addLinkSchema } from './links.schema.ts';
+import { addConsoleSchema } from './console.schema.ts';
 import { addMappingSchema } from './mappings.schema.ts';
 import { createRefs } from './refs.ts';
 import { addRunSchema } from './runs.schema.ts';
@@ -16,5 +17,6 @@ export function buildSchema(): GraphQLSchema {
   addInboxSchema(builder, refs);
   addRunSchema(builder, refs);
   addMappingSchema(builder, refs);
+  addConsoleSchema(builder, refs);
   return builder.toSchema();
 }

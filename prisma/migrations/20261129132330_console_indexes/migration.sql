@@ -1,0 +1,12 @@
+-- CreateIndex
+CREATE INDEX "activity_linkId_id_idx" ON "activity"("linkId", "id" DESC);
+
+-- CreateIndex
+CREATE INDEX "change_event_linkId_idx" ON "change_event"("linkId");
+
+-- CreateIndex
+CREATE INDEX "change_event_completedAt_idx" ON "change_event"("completedAt");
+
+-- Find a person by email in the console: the snapshot's canonical email is lower-cased already.
+-- (An expression index: Prisma's schema cannot express it, so it lives here only.)
+CREATE INDEX "sync_link_snapshot_email_idx" ON "sync_link" (("snapshot"->>'email'));
