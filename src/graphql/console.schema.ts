@@ -85,6 +85,7 @@ async function fieldLineage(link: SyncLink, ctx: GraphQLContext): Promise<Lineag
   const snapshot = asRecord<unknown>(link.snapshot);
   const origins = asRecord<FieldOrigin>(link.fieldOrigins);
   const blocked = asRecord<BlockedValue>(link.rejectedValues);
+  const created = recent.find((a) => a.type === 'CREATED_IN_MARKETO' || a.type === 'CREATED_IN_DYNAMICS');
   return mappings.map((mapping) => {
     const field = mapping.canonicalField;
     const { state, reason } = fieldSyncState({
@@ -104,9 +105,22 @@ async function fieldLineage(link: SyncLink, ctx: GraphQLContext): Promise<Lineag
       origin: origins[field] ?? null,
       blocked: blocked[field] ?? null,
       live,
-      lastChange: recent.find((a) => activityFields(a).some((f) => f.field === field)) ?? null,
+      // a person created from the other side's record: its CREATED_IN_MARKETO entry lists no fields
+      lastChange: recent.find((a) => activityFields(a).some((f) => f.field === field)) ?? (snapshot[field] != null ? (created ?? null) : null),
     };
   });
+}
+
+/** Where the agreed value came from: the link's own record, else the activity that last wrote the field. */
+export function setBy(r: Pick<LineageRow, 'origin' | 'lastChange' | 'mapping'>): { side: 'MARKETO' | 'DYNAMICS'; at: Date } | null {
+  if (r.origin && (r.origin.side === 'MARKETO' || r.origin.side === 'DYNAMICS')) return { side: r.origin.side, at: new Date(r.origin.at) };
+  if (!r.lastChange) return null;
+  const written = activityFields(r.lastChange).find((f) => f.field === r.mapping.canonicalField);
+  // a write to one side carries the other side's value; a collision's value is the winner's
+  const type = r.lastChange.type;
+  const writtenTo = written?.side ?? (type === 'CREATED_IN_MARKETO' ? 'MARKETO' : type === 'CREATED_IN_DYNAMICS' ? 'DYNAMICS' : undefined);
+  const side = type === 'COLLISION_RESOLVED' ? written?.winner : writtenTo === 'MARKETO' ? 'DYNAMICS' : writtenTo === 'DYNAMICS' ? 'MARKETO' : undefined;
+  return side ? { side, at: r.lastChange.occurredAt } : null;
 }
 
 async function throughput(ctx: GraphQLContext, hours: number): Promise<ThroughputRow> {
@@ -175,8 +189,13 @@ export function addConsoleSchema(builder: Builder, refs: Refs) {
           return same(r.live.marketo?.[r.mapping.canonicalField], r.agreed) && same(r.live.dynamics?.[r.mapping.canonicalField], r.agreed);
         },
       }),
-      lastSetBy: t.field({ type: enums.SyncSide, nullable: true, description: 'the side the agreed value came from', resolve: (r) => (r.origin?.side === 'MARKETO' || r.origin?.side === 'DYNAMICS' ? r.origin.side : null) }),
-      lastSetAt: t.field({ type: 'DateTime', nullable: true, description: 'when it came from there', resolve: (r) => (r.origin?.at ? new Date(r.origin.at) : null) }),
+      lastSetBy: t.field({
+        type: enums.SyncSide,
+        nullable: true,
+        description: 'the side the agreed value came from (recorded on the link, else read from the activity that last wrote it)',
+        resolve: (r) => setBy(r)?.side ?? null,
+      }),
+      lastSetAt: t.field({ type: 'DateTime', nullable: true, description: 'when it came from there', resolve: (r) => setBy(r)?.at ?? null }),
       lastChange: t.field({ type: refs.Activity, nullable: true, description: 'the newest activity that wrote this field (within the last 200 writes of this person)', resolve: (r) => r.lastChange }),
       lastChangeEvent: t.field({ type: refs.ChangeEvent, nullable: true, description: 'the change event behind lastChange (webhook, sweep, flow action or operator)', resolve: (r) => r.lastChange?.changeEvent ?? null }),
       state: t.field({ type: FieldSyncStateEnum, resolve: (r) => r.state }),

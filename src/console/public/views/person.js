@@ -20,7 +20,7 @@ const QUERY = `query Person($q: String!, $history: [ActivityType!]) {
 }`;
 
 const through = (f) => {
-  if (!f.lastChange) return html`<span class="muted">before the log's last 200 writes, or the initial sync</span>`;
+  if (!f.lastChange) return f.agreedValue === null ? html`<span class="muted">—</span>` : html`<span class="muted">not in the person's last 200 writes</span>`;
   const e = f.lastChangeEvent;
   return html`<a href="#/timeline?m=${encodeURIComponent(f.marketoId ?? '')}&focus=${f.lastChange.id}">${f.lastChange.type}</a>${
     e ? html`<br><span class="muted">${e.origin.toLowerCase()} from ${side(e.source) || e.source} · event <code>${e.id.slice(0, 8)}</code></span>` : ''
