@@ -92,7 +92,7 @@ describe.skipIf(skipBrowser)('the operator console in headless Chromium', () => 
     await collision.getByRole('button', { name: /Re-apply the losing value \(keep Marketo's title\)/ }).click();
     await expect.poll(() => notice().innerText()).toContain("Re-applying Marketo's value");
     await t.settle();
-    await eventually('the losing title on the Dynamics contact', async () => t.dataverse.get('contact', contactId)?.['jobtitle'] === 'Research Mathematician');
+    await eventually('the losing title on the Dynamics contact', () => Promise.resolve(t.dataverse.get('contact', contactId)?.['jobtitle'] === 'Research Mathematician'));
     expect(t.marketo.getLead(marketoId)?.['title']).toBe('Research Mathematician');
   });
 
