@@ -1,5 +1,6 @@
 // npm run bench [-- --quick]: the speed and memory figures of the sync, printed as a table and,
 // on the last line, one JSON object of every figure (the keys later issues extend).
+import { consoleBenchOptions, runConsoleBench } from './console.bench.ts';
 import { onBenchDatabase } from './database.ts';
 import { runIntakeBench } from './intake.bench.ts';
 import { runSweepBench, sweepFigures, sweepRows } from './sweep.bench.ts';
@@ -84,6 +85,19 @@ for (const { rate, budget } of webhookRuns) {
   );
   rows.push(...sweepRows(sweep).map((r) => [r[0]!, r[1]!, '', '', '', '', '', r[3]!, `${r[2]!}, ${r[4]!} (${r[5]!})`]));
   Object.assign(figures, sweepFigures(sweep));
+}
+
+// The operator console's queries on 1M links / 10M activities (issue 14): each p95 under 200 ms
+{
+  const console_ = await runConsoleBench(consoleBenchOptions(quick, postgres));
+  if ('skipped' in console_) {
+    console.log(`console bench skipped: ${console_.skipped}`);
+    rows.push(['console queries (PostgreSQL)', 'skipped', 'n/a', '', '', '', '', '', 'set BENCH_DATABASE_URL']);
+  } else {
+    const store = `${console_.links / 1000}k links, ${console_.activities / 1000}k activities`;
+    for (const q of console_.queries) rows.push([`console: ${q.name}`, '', '', fmt(q.p50, 1), fmt(q.p95, 1), '', '', '', store]);
+    figures['console_worst_p95_ms'] = Math.round(Math.max(...console_.queries.map((q) => q.p95)));
+  }
 }
 
 const header = ['scenario', 'count', 'per s', 'p50 ms', 'p95 ms', 'p99 ms', 'lost', 'API calls (per change)', 'notes (Marketo / Dynamics)'];
