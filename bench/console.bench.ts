@@ -172,7 +172,7 @@ export async function runConsoleBench(o: ConsoleBenchOptions): Promise<ConsoleBe
 export function consoleBenchOptions(quick: boolean, databaseUrl: string | undefined): ConsoleBenchOptions {
   return quick
     ? { links: 20_000, activities: 200_000, events: 40_000, runs: 20, databaseUrl }
-    : { links: 1_000_000, activities: 10_000_000, events: 2_000_000, runs: 40, databaseUrl };
+    : { links: 1_000_000, activities: 10_000_000, events: 2_000_000, runs: 30, databaseUrl };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
