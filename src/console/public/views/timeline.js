@@ -7,6 +7,7 @@ const TYPES = [
   'COLLISION_RESOLVED', 'UPDATED_IN_DYNAMICS', 'UPDATED_IN_MARKETO', 'CREATED_IN_DYNAMICS', 'CREATED_IN_MARKETO', 'LINKED', 'LINK_MOVED',
   'VALIDATION_REJECTED', 'SYNC_FAILED', 'EVENT_DEAD', 'FIELD_SKIPPED', 'SYNC_FILTERED', 'DELETED_IN_DYNAMICS', 'DELETED_IN_MARKETO',
 ];
+const whose = (s) => (side(s).endsWith('s') ? `${side(s)}'` : `${side(s)}'s`);
 const FAILURES = new Set(['VALIDATION_REJECTED', 'SYNC_FAILED', 'EVENT_DEAD', 'FIELD_SKIPPED']);
 const RULES = {
   LEAD_MARKETO_WINS: 'lead: Marketo wins',
@@ -37,7 +38,7 @@ function collision(a) {
 <tr><th scope="row">Winner</th><td><b>${side(f.winner)}</b> <span class="muted">(${RULES[f.rule] ?? f.rule ?? ''})</span></td></tr>
 <tr><th scope="row">Overwritten</th><td>${value(f.losingValue)} <span class="muted">on ${side(loser)}</span></td></tr>
 </tbody></table>
-${loser ? action(`Re-apply the losing value (keep ${side(loser)}'s ${f.field})`, { 'data-resolve': a.id, 'data-keep': loser }) : ''}
+${loser ? action(`Re-apply the losing value (keep ${whose(loser)} ${f.field})`, { 'data-resolve': a.id, 'data-keep': loser }) : ''}
 </div>`;
   });
 }
@@ -102,7 +103,7 @@ export async function mount(main, params) {
           keep: button.dataset.keep,
         });
         if (!r.ok) throw new Error(r.error);
-        return `Re-applying ${side(button.dataset.keep)}'s value: the sync writes it to both sides now.`;
+        return `Re-applying ${whose(button.dataset.keep)} value: the sync writes it to both sides now.`;
       },
       () => load(true),
     );
