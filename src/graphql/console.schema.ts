@@ -246,10 +246,11 @@ export function addConsoleSchema(builder: Builder, refs: Refs) {
         if (!m.backfillRequestedAt) return null;
         const cursor = await ctx.prisma.syncCursor.findUnique({ where: { system_scope: { system: 'DYNAMICS', scope: fullScope(m.entity) } } });
         const position = cursor?.token ?? null;
-        const [total, done] = await Promise.all([
-          ctx.prisma.syncLink.count({ where: { dynamicsEntity: m.entity } }),
-          position ? ctx.prisma.syncLink.count({ where: { dynamicsEntity: m.entity, id: { lte: position } } }) : Promise.resolve(0),
-        ]);
+        // one index-only pass over sync_link_entity_id_idx (entity, id), up to the keyset position
+        const [counts] = await ctx.prisma.$queryRaw<{ total: number; done: number }[]>`
+          SELECT count(*)::int AS total, count(*) FILTER (WHERE ${position}::uuid IS NOT NULL AND id <= ${position}::uuid)::int AS done
+            FROM sync_link WHERE "dynamicsEntity" = ${m.entity}::"DynamicsEntity"`;
+        const [total, done] = [counts?.total ?? 0, counts?.done ?? 0];
         return { requestedAt: m.backfillRequestedAt, running: position !== null, linksDone: done, linksTotal: total };
       },
     }),

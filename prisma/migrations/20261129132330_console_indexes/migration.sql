@@ -16,3 +16,6 @@ CREATE INDEX "change_event_open_idx" ON "change_event" ("status", "receivedAt") 
 -- Throughput and latency over the last hours (and the last hour's count): the done events of the
 -- window, read from the index alone (source, origin and receivedAt ride along).
 CREATE INDEX "change_event_done_idx" ON "change_event" ("completedAt") INCLUDE ("source", "origin", "receivedAt") WHERE "status" = 'DONE';
+
+-- CreateIndex
+CREATE INDEX "sync_link_dynamicsEntity_id_idx" ON "sync_link"("dynamicsEntity", "id");
