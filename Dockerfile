@@ -23,6 +23,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY prisma ./prisma
+# the operator console's browser modules and stylesheet, served as they are (no build step)
+COPY src/console/public ./src/console/public
 RUN mkdir -p /app/data && chown node:node /app/data
 USER node
 EXPOSE 3000

@@ -36,4 +36,14 @@ export default tseslint.config(
     },
   },
   { files: ['eslint.config.js'], ...tseslint.configs.disableTypeChecked },
+  // the operator console's browser modules (plain JavaScript, served as they are)
+  {
+    files: ['src/console/public/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      sourceType: 'module',
+      parserOptions: { projectService: false, project: null },
+      globals: { window: 'readonly', document: 'readonly', location: 'readonly', fetch: 'readonly', CSS: 'readonly', URLSearchParams: 'readonly', setInterval: 'readonly', clearInterval: 'readonly' },
+    },
+  },
 );

@@ -1,6 +1,7 @@
 // npm run bench [-- --quick] [-- --load-only] [-- --steady-minutes=10] [-- --burst=10000]: the speed
 // and memory figures of the sync, printed as a table and, on the last line, one JSON object of every
 // figure (the keys later issues extend). --load-only runs only the rows at the vendors' real limits.
+import { consoleBenchOptions, runConsoleBench } from './console.bench.ts';
 import { onBenchDatabase } from './database.ts';
 import { runIntakeBench } from './intake.bench.ts';
 import { runLoadBench } from './load.bench.ts';
@@ -115,6 +116,19 @@ if (!loadOnly) {
     `${r.undeliveredAtKill} undelivered at the kill${r.inFlightAtKill === null ? '' : ` (${r.inFlightAtKill} claimed)`} all delivered ${fmt(r.secondsToRecover, 1)} s after the restart (floor: ${r.leaseSeconds ? `the ${r.leaseSeconds} s lease of the dead replica` : '0 s, reclaimed at start-up'})`,
   ]);
   Object.assign(figures, { recovery_seconds: Number(r.secondsToRecover.toFixed(1)), recovery_undelivered: r.undeliveredAtKill, recovery_lost: r.lost });
+}
+
+// The operator console's queries on 1M links / 10M activities (issue 14): each p95 under 200 ms
+if (!loadOnly) {
+  const console_ = await runConsoleBench(consoleBenchOptions(quick, postgres));
+  if ('skipped' in console_) {
+    console.log(`console bench skipped: ${console_.skipped}`);
+    rows.push(['console queries (PostgreSQL)', 'skipped', 'n/a', '', '', '', '', '', 'set BENCH_DATABASE_URL']);
+  } else {
+    const store = `${console_.links / 1000}k links, ${console_.activities / 1000}k activities`;
+    for (const q of console_.queries) rows.push([`console: ${q.name}`, '', '', fmt(q.p50, 1), fmt(q.p95, 1), '', '', '', store]);
+    figures['console_worst_p95_ms'] = Math.round(Math.max(...console_.queries.map((q) => q.p95)));
+  }
 }
 
 const header = ['scenario', 'count', 'per s', 'p50 ms', 'p95 ms', 'p99 ms', 'lost', 'API calls (per change)', 'notes (Marketo / Dynamics)'];

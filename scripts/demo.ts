@@ -280,7 +280,7 @@ export async function runDemo(target: DemoTarget, options: { print?: (line: stri
 
   const failed = steps.filter((s) => !s.ok);
   print('');
-  print(failed.length === 0 ? `All ${steps.length} steps held. (With npm start, the status page at / shows such collisions and rejections.)` : `${failed.length} of ${steps.length} steps failed: ${failed.map((s) => s.title).join('; ')}`);
+  print(failed.length === 0 ? `All ${steps.length} steps held. (With npm start, the operator console at / shows such collisions and rejections.)` : `${failed.length} of ${steps.length} steps failed: ${failed.map((s) => s.title).join('; ')}`);
   return { ok: failed.length === 0, steps };
 }
 

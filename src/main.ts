@@ -4,7 +4,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { createApiTokens, ensureSessionKey, ensureStartupToken, type ApiTokenService } from './auth/tokens.ts';
+import { createApiTokens, ensureStartupToken, type ApiTokenService } from './auth/tokens.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createDataverseClient } from './connectors/dynamics/dataverse.client.ts';
 import { createDynamicsPort } from './connectors/dynamics/dynamics.port.ts';
@@ -13,6 +13,10 @@ import { createPostgresSharedBudget } from './db/shared-budget.ts';
 import { createMarketoPort } from './connectors/marketo/marketo.port.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
+import { consoleBanner } from './console/banner.ts';
+import { createConsole } from './console/console.routes.ts';
+import { createLiveReads } from './console/live.ts';
+import { createConsoleSessions, ensureSessionSecret } from './console/session.ts';
 import { createGraphQLHandler } from './graphql/handler.ts';
 import { createApp } from './http/app.ts';
 import { createHealth, type ConnectorProbe } from './http/health.ts';
@@ -21,8 +25,7 @@ import { createMetrics } from './observability/metrics.ts';
 import { projectPaths } from './paths.ts';
 import { createRetentionService, type RetentionService } from './retention/index.ts';
 import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox/sandbox.ts';
-import { prepareSandboxDatabase, seedSandbox, whatToTry, type SandboxSeed } from './sandbox/seed.ts';
-import { createStatusPage } from './status/status.routes.ts';
+import { prepareSandboxDatabase, seedSandbox, type SandboxSeed } from './sandbox/seed.ts';
 import { createSweepService, type SweepService } from './sweep/index.ts';
 import { createSyncEngine } from './sync/engine.ts';
 import { createMappingService } from './sync/mappings.ts';
@@ -281,7 +284,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
       logger: logger.child({ component: 'retention' }),
       onPruned: (result) => metrics.recordPrune(result),
     });
+    // the console's sessions name a token of this set; revoking the token ends them
+    const sessions = createConsoleSessions({ secret: await ensureSessionSecret(db.prisma), tokens });
     const graphql = createGraphQLHandler({
+      sessions,
+      live: createLiveReads({ marketo, dynamics, mappings }),
       prisma: db.prisma,
       logger: logger.child({ component: 'graphql' }),
       tokens,
@@ -312,7 +319,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     });
     const app = createApp({
       metrics,
-      status: createStatusPage({ db, readiness: () => health.readiness(), tokens, sessionKey: await ensureSessionKey(db.prisma) }),
+      console: createConsole({ sessions, sandbox: config.sandbox }),
       logger,
       health,
       bodyLimitBytes: config.server.bodyLimitBytes,
@@ -420,7 +427,7 @@ async function main(): Promise<void> {
   }
   if (service.sandbox && service.seed) {
     process.stdout.write(
-      whatToTry({
+      consoleBanner({
         url: service.url,
         marketoUrl: service.sandbox.marketo.url,
         dataverseUrl: service.sandbox.dataverse.url,

@@ -168,14 +168,3 @@ export async function ensureStartupToken(
   const { secret } = await tokens.create({ name: SANDBOX_TOKEN_NAME, scope: 'operate' });
   return { kind: 'generated', secret };
 }
-
-export const SESSION_KEY_SETTING = 'console.sessionKey';
-
-/**
- * The key that signs console/status-page session cookies (a token id and its HMAC), made once and
- * shared by every replica. It opens nothing by itself: a session also needs its token to be valid.
- */
-export async function ensureSessionKey(prisma: PrismaClient): Promise<string> {
-  await prisma.serviceSetting.createMany({ data: [{ key: SESSION_KEY_SETTING, value: randomBytes(32).toString('base64url') }], skipDuplicates: true });
-  return (await prisma.serviceSetting.findUniqueOrThrow({ where: { key: SESSION_KEY_SETTING } })).value;
-}

@@ -1,5 +1,6 @@
 import type { Caller } from '../auth/caller.ts';
 import type { ApiTokenService } from '../auth/tokens.ts';
+import type { ConsoleSessions } from '../console/session.ts';
 import type { PrismaClient } from '../db/generated/client.ts';
 import type { ConnectorHealth } from '../http/health.ts';
 import type { Logger } from '../logger.ts';
@@ -64,6 +65,27 @@ export interface GraphQLDeps {
   /** where the handler is mounted; default /graphql */
   endpoint?: string;
   limits?: Partial<GraphQLLimits>;
+  /** the operator console's cookie sessions; requests without a bearer token may use one */
+  sessions?: ConsoleSessions;
+  /** live reads for the console's person view and field access (the composition root wires them) */
+  live?: LiveReads;
+}
+
+/** What the console shows "now" from both systems, not from the sync's memory. */
+export interface LiveReads {
+  /** both records of a link, canonical values by field; a side is null when its record is gone */
+  records(link: { marketoId: number; entity: LinkedEntity; dynamicsId: string }): Promise<LiveRecords>;
+  /** reads both systems' field metadata again and stores it on the mappings (FieldMapping.access) */
+  refreshFieldAccess(entity: LinkedEntity): Promise<void>;
+}
+
+export interface LiveRecords {
+  marketo: Record<string, unknown> | null;
+  dynamics: Record<string, unknown> | null;
+  /** Dynamics' new_synctomkto on the record: false means the record is filtered out */
+  dynamicsSyncFilter: boolean | null;
+  /** why a side could not be read (the vendor's message) */
+  errors: string[];
 }
 
 /** Query limits (graphql-armor). The person view nests 6 deep; 10 leaves room for fragments. */
@@ -82,6 +104,6 @@ export interface GraphQLContext {
   prisma: PrismaClient;
   /** per request, so batching never leaks data between callers */
   loaders: Loaders;
-  /** the token this request authenticated with; mutations need its scope to be operate */
+  /** the token this request authenticated with (bearer or console session); mutations need its scope to be operate */
   caller: Caller;
 }

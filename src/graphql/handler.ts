@@ -6,6 +6,7 @@ import { bearerSecret } from '../auth/tokens.ts';
 import { defaultLimits, type GraphQLContext, type GraphQLDeps } from './context.ts';
 import { createLoaders } from './loaders.ts';
 import { buildSchema } from './schema.ts';
+import { callerFromConsoleSession } from './session-auth.ts';
 
 // /graphql: graphql-yoga over the Pothos schema. The bearer secret is authenticated against the
 // stored API tokens (src/auth/tokens.ts) before anything is parsed, and its Caller (token id, name,
@@ -46,7 +47,7 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
       const { request, serverContext } = payload;
       // The GraphiQL page is static HTML: it executes nothing, and its own requests carry the token.
       if (deps.graphiql && shouldRenderGraphiQL(request)) return;
-      // the router below has authenticated already when the handler is mounted through it
+      // the router below has authenticated already (bearer or console session) when mounted through it
       const req = (serverContext as Partial<ServerContext> | undefined)?.req;
       const known = req ? callers.get(req) : undefined;
       const caller = known ?? (await deps.tokens.authenticate(bearerSecret(request.headers.get('authorization'))));
@@ -107,13 +108,21 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
       next();
       return;
     }
-    deps.tokens.authenticate(bearerSecret(req.headers.authorization)).then((caller) => {
-      if (!caller) {
-        res.status(401).set(unauthorizedHeaders).send(JSON.stringify(unauthorizedBody));
-        return;
-      }
+    const admit = (caller: Caller) => {
       callers.set(req, caller);
       next();
+    };
+    // no bearer: the operator console's cookie session, with its CSRF token
+    if (req.headers.authorization === undefined && deps.sessions) {
+      callerFromConsoleSession(deps.sessions, { cookie: req.headers.cookie, csrf: req.headers['x-csrf-token'] }).then((auth) => {
+        if (auth.ok) admit(auth.caller);
+        else res.status(auth.status).set(unauthorizedHeaders).send(JSON.stringify({ errors: [{ message: auth.message, extensions: { code: auth.status === 401 ? 'UNAUTHENTICATED' : 'FORBIDDEN' } }] }));
+      }, next);
+      return;
+    }
+    deps.tokens.authenticate(bearerSecret(req.headers.authorization)).then((caller) => {
+      if (caller) admit(caller);
+      else res.status(401).set(unauthorizedHeaders).send(JSON.stringify(unauthorizedBody));
     }, next);
   });
   router.use(express.json({ limit: deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, type: ['application/json', 'application/*+json'] }));

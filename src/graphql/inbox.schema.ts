@@ -42,6 +42,8 @@ export function addInboxSchema(builder: Builder, refs: Refs) {
       args: {
         status: t.arg({ type: [enums.ChangeEventStatus], required: false }),
         marketoId: t.arg.id({ required: false }),
+        source: t.arg({ type: enums.ChangeSource, required: false }),
+        entity: t.arg({ type: enums.DynamicsEntity, required: false, description: 'events about a lead or a contact' }),
         first: t.arg.int({ required: false, description: 'page size, 1-100 (default 20)' }),
         after: t.arg.string({ required: false }),
       },
@@ -55,6 +57,8 @@ export function addInboxSchema(builder: Builder, refs: Refs) {
           where: {
             ...(args.status?.length ? { status: { in: [...args.status] as ChangeEventStatus[] } } : {}),
             ...(marketoId !== undefined ? { marketoId } : {}),
+            ...(args.source ? { source: args.source } : {}),
+            ...(args.entity ? { dynamicsEntity: args.entity } : {}),
           },
           orderBy: [{ receivedAt: 'desc' }, { id: 'desc' }],
           take: size + 1,
@@ -100,12 +104,18 @@ export function addInboxSchema(builder: Builder, refs: Refs) {
     }),
     replayChangeEvents: t.field({
       type: ReplayPayload,
-      description: `Replays DEAD change events: the given ids, or with allDead every dead event (at most ${MAX_REPLAY} per call, oldest first).`,
-      args: { ids: t.arg.idList({ required: false }), allDead: t.arg.boolean({ required: false }) },
+      description: `Replays DEAD change events: the given ids, or with allDead every dead event (narrowed by source and entity when given; at most ${MAX_REPLAY} per call, oldest first).`,
+      args: {
+        ids: t.arg.idList({ required: false }),
+        allDead: t.arg.boolean({ required: false }),
+        source: t.arg({ type: enums.ChangeSource, required: false, description: 'with allDead: only events from this source' }),
+        entity: t.arg({ type: enums.DynamicsEntity, required: false, description: 'with allDead: only events about this entity' }),
+      },
       resolve: async (_root, args, ctx) => {
         if (!args.allDead && !args.ids?.length) return { ok: false, error: 'pass ids or allDead: true', replayed: [], skipped: [] };
+        const matching = { status: 'DEAD' as const, ...(args.source ? { source: args.source } : {}), ...(args.entity ? { dynamicsEntity: args.entity } : {}) };
         const ids = args.allDead
-          ? (await ctx.prisma.changeEvent.findMany({ where: { status: 'DEAD' }, select: { id: true }, orderBy: { receivedAt: 'asc' }, take: MAX_REPLAY })).map((e) => e.id)
+          ? (await ctx.prisma.changeEvent.findMany({ where: matching, select: { id: true }, orderBy: { receivedAt: 'asc' }, take: MAX_REPLAY })).map((e) => e.id)
           : [...new Set(args.ids ?? [])];
         const result = await replayAll(ctx.prisma, ids);
         const ok = result.skipped.length === 0;

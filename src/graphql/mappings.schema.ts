@@ -122,12 +122,25 @@ export function addMappingSchema(builder: Builder, refs: Refs) {
     fieldMappings: t.field({
       type: [refs.FieldMapping],
       description: 'Field mappings (enabled and disabled), by entity then canonical field.',
-      args: { entity: t.arg({ type: enums.DynamicsEntity, required: false }) },
-      resolve: (_root, args, ctx) =>
-        ctx.prisma.fieldMapping.findMany({
+      args: {
+        entity: t.arg({ type: enums.DynamicsEntity, required: false }),
+        checkNow: t.arg.boolean({
+          required: false,
+          description: "true: read both systems' field metadata again first, so `access` is live (a few API calls)",
+        }),
+      },
+      resolve: async (_root, args, ctx) => {
+        if (args.checkNow && ctx.deps.live) {
+          for (const entity of args.entity ? [args.entity] : (['LEAD', 'CONTACT'] as const)) {
+            // a system that does not answer leaves the last stored access (accessCheckedAt says when)
+            await ctx.deps.live.refreshFieldAccess(entity).catch((error: unknown) => ctx.deps.logger.warn({ err: error, entity }, 'could not read field metadata now'));
+          }
+        }
+        return ctx.prisma.fieldMapping.findMany({
           where: args.entity ? { entity: args.entity } : {},
           orderBy: [{ entity: 'asc' }, { canonicalField: 'asc' }],
-        }),
+        });
+      },
     }),
   }));
 

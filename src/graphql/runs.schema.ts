@@ -15,6 +15,7 @@ interface BacklogGroupRow {
   processing: number;
   failed: number;
   dead: number;
+  oldestWaitingAt: Date | null;
 }
 
 export function addRunSchema(builder: Builder, refs: Refs) {
@@ -67,6 +68,11 @@ export function addRunSchema(builder: Builder, refs: Refs) {
       processing: t.exposeInt('processing'),
       failed: t.exposeInt('failed'),
       dead: t.exposeInt('dead'),
+      oldestPendingAgeSeconds: t.float({
+        nullable: true,
+        description: 'age of the oldest event of this group still waiting (pending, processing or failed); null when none waits',
+        resolve: (g) => (g.oldestWaitingAt ? Math.max(0, Date.now() - g.oldestWaitingAt.getTime()) / 1000 : null),
+      }),
     }),
   });
 
@@ -116,17 +122,18 @@ export function addRunSchema(builder: Builder, refs: Refs) {
         type: [BacklogGroup],
         description: 'the backlog per source side and Dynamics entity',
         resolve: async (_s, _args, ctx) => {
-          const rows = await ctx.prisma.changeEvent.groupBy({
-            by: ['source', 'dynamicsEntity', 'status'],
-            where: { status: { not: 'DONE' } },
-            _count: { _all: true },
-          });
+          // the literal `status <> 'DONE'` lets PostgreSQL read the open events' partial index
+          const rows = await ctx.prisma.$queryRaw<{ source: ChangeSource; dynamicsEntity: DynamicsEntity | null; status: ChangeEventStatus; count: number; oldest: Date | null }[]>`
+            SELECT source, "dynamicsEntity", status, count(*)::int AS count, min("receivedAt") AS oldest
+              FROM change_event WHERE status <> 'DONE' GROUP BY 1, 2, 3`;
           const groups = new Map<string, BacklogGroupRow>();
           for (const row of rows) {
             const key = `${row.source}/${row.dynamicsEntity ?? ''}`;
-            const group = groups.get(key) ?? { source: row.source, entity: row.dynamicsEntity, pending: 0, processing: 0, failed: 0, dead: 0 };
+            const group = groups.get(key) ?? { source: row.source, entity: row.dynamicsEntity, pending: 0, processing: 0, failed: 0, dead: 0, oldestWaitingAt: null };
+            const received = row.oldest;
+            if (row.status !== 'DEAD' && received && (!group.oldestWaitingAt || received < group.oldestWaitingAt)) group.oldestWaitingAt = received;
             const field = ({ PENDING: 'pending', PROCESSING: 'processing', FAILED: 'failed', DEAD: 'dead' } as const)[row.status as Exclude<ChangeEventStatus, 'DONE'>];
-            group[field] += row._count._all;
+            group[field] += row.count;
             groups.set(key, group);
           }
           return [...groups.values()].sort((a, b) => `${a.source}/${a.entity ?? ''}`.localeCompare(`${b.source}/${b.entity ?? ''}`));

@@ -4,6 +4,7 @@ import { addErasureSchema } from './erasure.schema.ts';
 import { guardMutations } from './guard.ts';
 import { addInboxSchema } from './inbox.schema.ts';
 import { addLinkSchema } from './links.schema.ts';
+import { addConsoleSchema } from './console.schema.ts';
 import { addMappingSchema } from './mappings.schema.ts';
 import { createRefs } from './refs.ts';
 import { addRetentionSchema } from './retention.schema.ts';
@@ -23,6 +24,7 @@ export function buildSchema(): GraphQLSchema {
   addTokenSchema(builder, refs);
   addErasureSchema(builder);
   addRetentionSchema(builder, refs);
+  addConsoleSchema(builder, refs);
   // every mutation: refused to read tokens and audited, in one place
   return guardMutations(builder.toSchema());
 }

@@ -16,8 +16,8 @@ export interface AppDeps {
   graphql?: RequestHandler;
   /** GET /metrics and the webhook intake counter */
   metrics?: { handler: RequestHandler; intakeMiddleware: RequestHandler };
-  /** the status page at / (and /status.json) */
-  status?: Router;
+  /** the operator console at / (sign-in, shell, static modules) */
+  console?: Router;
 }
 
 /** Builds the HTTP app without listening, so tests drive it with supertest. */
@@ -38,7 +38,7 @@ export function createApp(deps: AppDeps): Express {
       serializers: {
         req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: redactUrl(req.url) }),
       },
-      autoLogging: { ignore: (req) => ['/healthz', '/readyz', '/metrics', '/status/fragment'].includes(req.url ?? '') },
+      autoLogging: { ignore: (req) => ['/healthz', '/readyz', '/metrics'].includes(req.url ?? '') },
       customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
     }),
   );
@@ -82,7 +82,7 @@ export function createApp(deps: AppDeps): Express {
     app.use('/webhooks/dynamics', deps.webhooks.dynamics);
   }
 
-  if (deps.status) app.use(deps.status);
+  if (deps.console) app.use(deps.console);
 
   app.use(notFound);
   app.use(errorHandler(deps.logger));
