@@ -3,17 +3,8 @@
 // dead process held takes to move again after the restart: the embedded database reclaims it at
 // start-up (minimum 0 s), PostgreSQL waits for the dead replica's leases to run out (at most the
 // 12 s lease, since nothing renews them any more).
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createServiceProcess, freePort } from '../src/chaos/service-process.ts';
 import { openDatabase } from '../src/db/database.ts';
-import { migrate } from '../src/db/migrate.ts';
-import { projectPaths } from '../src/paths.ts';
-import { startDataverseSimulator } from '../src/sandbox/dynamics/index.ts';
-import { startMarketoSimulator } from '../src/sandbox/marketo/index.ts';
-import { seedLinkedLeads, serviceEnv } from './webhooks.bench.ts';
+import { deployBenchService } from './webhooks.bench.ts';
 
 export interface RecoveryBenchResult {
   changes: number;
@@ -31,27 +22,8 @@ export interface RecoveryBenchResult {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function runRecoveryBench(options: { changes: number; databaseUrl?: string | undefined }): Promise<RecoveryBenchResult> {
-  const workDir = await mkdtemp(join(tmpdir(), 'mds-recovery-'));
   // A slow Marketo keeps batches in flight long enough to be killed mid-way.
-  const [marketo, dataverse] = await Promise.all([startMarketoSimulator({ latencyMs: 1_500 }), startDataverseSimulator()]);
-  const sims = { marketo: marketo.admin, dataverse: dataverse.admin };
-  const dataDir = join(workDir, 'data');
-  const db = await openDatabase({ url: options.databaseUrl, dataDir });
-  let pairs: { marketoId: number; dynamicsId: string }[];
-  try {
-    await migrate(db, projectPaths());
-    pairs = await seedLinkedLeads(sims, db, options.changes);
-  } finally {
-    await db.close();
-  }
-  const secrets = { marketo: randomBytes(24).toString('base64url'), dynamics: randomBytes(24).toString('base64url') };
-  const service = createServiceProcess({
-    projectRoot: projectPaths().root,
-    baseEnv: process.env,
-    port: await freePort(),
-    logFile: join(workDir, 'service.log'),
-    env: serviceEnv({ marketo, dataverse, secrets, ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : { dataDir }) }),
-  });
+  const { sims, pairs, service, secrets, dataDir, close } = await deployBenchService({ vendors: { marketoLatencyMs: 1_500 }, pairs: options.changes, databaseUrl: options.databaseUrl, env: {} });
   const ready = async () => {
     while (!(await fetch(`${service.url}/readyz`).then((r) => r.ok, () => false))) await sleep(50);
   };
@@ -99,9 +71,6 @@ export async function runRecoveryBench(options: { changes: number; databaseUrl?:
       lost: pairs.filter((_, i) => !delivered(i)).length,
     };
   } finally {
-    await service.stop();
-    await Promise.all([marketo.close(), dataverse.close()]);
-    if (process.env.MDS_TRACE) console.error(`log: ${join(workDir, 'service.log')}`);
-    else await rm(workDir, { recursive: true, force: true });
+    await close();
   }
 }

@@ -138,28 +138,16 @@ export function serviceEnv(options: {
 }
 
 /**
- * The real-time path as production runs it: the service in its own process (the vendors are
- * elsewhere, so their simulators and this driver do not share its event loop), on a database the
- * links were written to beforehand, with default settings except the database and credentials.
- * A warm-up at the same rate comes first, so the figures are those of a service already at work.
+ * The simulators in this process (as remote vendors are), a store holding `pairs` linked leads as a
+ * finished initial sync leaves them, and the service in a process of its own on that store, with a
+ * Dataverse webhook step pointing at it. `close` stops it all and removes the work folder (kept,
+ * with the service's log, under MDS_TRACE).
  */
-export async function runWebhookBench(options: {
-  rate: number;
-  changes: number;
-  /** changes sent first at the same rate and not counted: JIT, query plans, pools, Marketo's idle bucket */
-  warmupChanges?: number;
-  databaseUrl?: string;
-  env?: Record<string, string>;
-  /** call times of the simulators; default none (the limits are the real ones either way) */
-  vendors?: VendorTiming;
-  /** all changes at once in one direction instead of a steady rate */
-  burst?: 'marketo' | 'dynamics';
-}): Promise<WebhookBenchResult> {
-  const warmup = options.warmupChanges ?? 0;
+export async function deployBenchService(options: { vendors: Partial<VendorTiming>; pairs: number; databaseUrl: string | undefined; env: Record<string, string> }) {
   const workDir = await mkdtemp(join(tmpdir(), 'mds-bench-'));
   const [marketo, dataverse] = await Promise.all([
-    startMarketoSimulator({ latencyMs: options.vendors?.marketoLatencyMs ?? 0 }),
-    startDataverseSimulator({ latencyMs: options.vendors?.dataverseLatencyMs ?? 0, operationMs: options.vendors?.dataverseOperationMs ?? 0 }),
+    startMarketoSimulator({ latencyMs: options.vendors.marketoLatencyMs ?? 0 }),
+    startDataverseSimulator({ latencyMs: options.vendors.dataverseLatencyMs ?? 0, operationMs: options.vendors.dataverseOperationMs ?? 0 }),
   ]);
   const sims = { marketo: marketo.admin, dataverse: dataverse.admin };
   const dataDir = join(workDir, 'data');
@@ -167,7 +155,7 @@ export async function runWebhookBench(options: {
   let pairs: { marketoId: number; dynamicsId: string }[];
   try {
     await migrate(db, projectPaths());
-    pairs = await seedLinkedLeads(sims, db, warmup + options.changes);
+    pairs = await seedLinkedLeads(sims, db, options.pairs);
   } finally {
     await db.close();
   }
@@ -187,6 +175,46 @@ export async function runWebhookBench(options: {
     messages: ['Create', 'Update', 'Delete'],
     postImage: true,
   });
+  return {
+    sims,
+    pairs,
+    service,
+    secrets,
+    dataDir,
+    close: async () => {
+      await service.stop();
+      await Promise.all([marketo.close(), dataverse.close()]);
+      if (process.env.MDS_TRACE) console.error(`log: ${join(workDir, 'service.log')}`);
+      else await rm(workDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * The real-time path as production runs it: the service in its own process (the vendors are
+ * elsewhere, so their simulators and this driver do not share its event loop), on a database the
+ * links were written to beforehand, with default settings except the database and credentials.
+ * A warm-up at the same rate comes first, so the figures are those of a service already at work.
+ */
+export async function runWebhookBench(options: {
+  rate: number;
+  changes: number;
+  /** changes sent first at the same rate and not counted: JIT, query plans, pools, Marketo's idle bucket */
+  warmupChanges?: number;
+  databaseUrl?: string;
+  env?: Record<string, string>;
+  /** call times of the simulators; default none (the limits are the real ones either way) */
+  vendors?: VendorTiming;
+  /** all changes at once in one direction instead of a steady rate */
+  burst?: 'marketo' | 'dynamics';
+}): Promise<WebhookBenchResult> {
+  const warmup = options.warmupChanges ?? 0;
+  const { sims, pairs, service, secrets, close } = await deployBenchService({
+    vendors: options.vendors ?? {},
+    pairs: warmup + options.changes,
+    databaseUrl: options.databaseUrl,
+    env: options.env ?? {},
+  });
   try {
     await service.start();
     // warm the token caches and metadata once, as a running service has them
@@ -197,10 +225,7 @@ export async function runWebhookBench(options: {
     if (warmup > 0) await drive({ rate: options.rate, changes: warmup }, service.url, secrets.marketo, sims, pairs.slice(0, warmup));
     return await drive(options, service.url, secrets.marketo, sims, pairs.slice(warmup));
   } finally {
-    await service.stop();
-    await Promise.all([marketo.close(), dataverse.close()]);
-    if (process.env.MDS_TRACE) console.error(`log: ${join(workDir, 'service.log')}`);
-    else await rm(workDir, { recursive: true, force: true });
+    await close();
   }
 }
 
