@@ -114,7 +114,7 @@ describe('console sessions', () => {
     for (const mutation of ['mutation { requestSweep { ok } }', 'mutation { requestPersonSync(marketoId: "1") { ok } }', 'mutation { replayChangeEvents(allDead: true) { ok } }']) {
       const refused = await post(s.cookie, s.csrf, mutation);
       expect(refused.body.data ?? null, mutation).toBeNull();
-      expect(refused.body.errors[0]).toMatchObject({ message: expect.stringContaining('may read but not operate'), extensions: { code: 'FORBIDDEN' } });
+      expect(refused.body.errors[0]).toMatchObject({ message: expect.stringContaining('needs an operate token'), extensions: { code: 'FORBIDDEN' } });
     }
     expect(calls.requestSweep).toBe(before.requestSweep);
     expect(calls.requestPersonSync.length).toBe(before.requestPersonSync);

@@ -44,13 +44,13 @@ function expectNoSecret(log: string, extra: string[] = []) {
 describe('log scrubbing (unit)', () => {
   it('blanks secret-named keys at any depth, secret URL parameters, bearer values and errors that quote them', () => {
     const error = Object.assign(new Error(`GET https://x.mktorest.com/identity/oauth/token?grant_type=client_credentials&client_secret=${secrets.marketoClient} failed`), {
-      response: { headers: { Authorization: `Bearer ${secrets.dynamicsAccess}`, 'Set-Cookie': 'mds_status=abc' } },
+      response: { headers: { Authorization: `Bearer ${secrets.dynamicsAccess}`, 'Set-Cookie': 'mds_console=abc' } },
       cause: new Error(`body: grant_type=client_credentials&client_secret=${secrets.dynamicsClient}`),
     });
     const out = JSON.stringify(
       scrub({
         err: error,
-        deep: { a: { b: { c: { headers: { 'x-webhook-secret': secrets.marketoWebhook, cookie: 'mds_status=1' }, access_token: secrets.marketoAccess } } } },
+        deep: { a: { b: { c: { headers: { 'x-webhook-secret': secrets.marketoWebhook, cookie: 'mds_console=1' }, access_token: secrets.marketoAccess } } } },
         url: `https://org.crm.dynamics.com/webhooks/dynamics?code=${secrets.dynamicsWebhook}&x=1`,
         list: [{ clientSecret: secrets.dynamicsClient }, `Authorization: Bearer ${secrets.graphql}`],
         code: 606,
@@ -111,10 +111,11 @@ describe.each(testEngines())('no secret in the log on %s', (engine) => {
     await http().post('/graphql').set('authorization', bearer).send({ query: '{ nope }' });
     const login = await http().post('/login').type('form').send({ token: secrets.graphql });
     const cookie = String(login.headers['set-cookie']?.[0] ?? '').split(';')[0]!;
-    expect(cookie).toMatch(/^mds_status=.+/);
-    await http().get('/').set('cookie', cookie);
-    await http().get('/status/fragment').set('cookie', cookie);
-    await http().get('/status.json').set('authorization', bearer);
+    expect(cookie).toMatch(/^mds_console=.+/);
+    const shell = await http().get('/').set('cookie', cookie);
+    const csrf = /<meta name="csrf-token" content="([^"]+)"/.exec(shell.text)?.[1] ?? '';
+    await http().post('/graphql').set('cookie', cookie).set('x-csrf-token', csrf).send({ query: '{ syncStatus { backlog { pending } } }' });
+    await http().post('/graphql').set('cookie', cookie).send({ query: 'mutation { requestSweep { ok } }' });
     await http().post('/login').type('form').send({ token: 'wrong-login-token-3333' });
     await http().get('/metrics');
     await http().get('/healthz');
@@ -125,7 +126,7 @@ describe.each(testEngines())('no secret in the log on %s', (engine) => {
     const log = captured.lines.join('');
     expect(captured.lines.length).toBeGreaterThan(10);
     expect(log).toContain('[redacted]');
-    expectNoSecret(log, [newSecret, cookie.split('=')[1]!, 'wrong-marketo-secret-0000', 'wrong-dynamics-code-1111', 'wrong-bearer-token-2222', 'wrong-login-token-3333']);
+    expectNoSecret(log, [newSecret, cookie.split('=')[1]!, csrf, 'wrong-marketo-secret-0000', 'wrong-dynamics-code-1111', 'wrong-bearer-token-2222', 'wrong-login-token-3333']);
   });
 });
 
