@@ -103,6 +103,13 @@ const environmentSchema = z
     SYNC_SWEEP_QUOTA_SHARE: z.preprocess(blankAsUnset, z.coerce.number().gt(0).max(1).default(0.75)),
     INBOX_BATCH_SIZE: int(1, 1_000, 100),
     /**
+     * "shared": replicas on PostgreSQL count Marketo's and Dataverse's calls together in the
+     * database, so MARKETO_CALLS_PER_20S and DYNAMICS_REQUESTS_PER_5MIN are shares of all of them.
+     * Off by default: its slot accounting makes the default Marketo share's tail latency several
+     * seconds (README, Performance); each replica then spends its own share.
+     */
+    VENDOR_BUDGET: z.preprocess(blankAsUnset, z.enum(['per-replica', 'shared']).default('per-replica')),
+    /**
      * visibility timeout: renewed by a heartbeat while the worker lives, so a claimed event whose
      * worker died is claimable again within this (the embedded database reclaims at start-up)
      */
@@ -214,6 +221,8 @@ export interface Config {
     cron: string | undefined;
   };
   sync: {
+    /** replicas on PostgreSQL count vendor calls together in the database */
+    sharedVendorBudget: boolean;
     /** undefined: "off", no schedule on this replica */
     sweepCron: string | undefined;
     fullCron: string | undefined;
@@ -309,6 +318,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       cron: env.RETENTION_CRON,
     },
     sync: {
+      sharedVendorBudget: env.VENDOR_BUDGET === 'shared',
       sweepCron: env.SYNC_SWEEP_CRON,
       fullCron: env.SYNC_FULL_CRON,
       sweepQuotaShare: env.SYNC_SWEEP_QUOTA_SHARE,

@@ -147,7 +147,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     // database is one process, whose in-process limiters are the whole budget.
     const marketoWindowMs = sandbox && options.sandbox?.marketoRateWindowMs ? options.sandbox.marketoRateWindowMs : 20_000;
     const sharedBudgets =
-      db.engine === 'postgres'
+      db.engine === 'postgres' && config.sync.sharedVendorBudget
         ? {
             marketo: createPostgresSharedBudget(db.prisma, {
               vendor: `marketo:${new URL(marketoCredentials.baseUrl).host}`,
