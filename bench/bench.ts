@@ -6,6 +6,8 @@ import { onBenchDatabase } from './database.ts';
 import { runIntakeBench } from './intake.bench.ts';
 import { runLoadBench } from './load.bench.ts';
 import { runRecoveryBench } from './recovery.bench.ts';
+import { monthOptions, runRetentionMonth } from './retention.bench.ts';
+import { defaultRetention } from '../src/retention/prune.ts';
 import { runSweepBench, sweepFigures, sweepRows } from './sweep.bench.ts';
 import { runWebhookBench } from './webhooks.bench.ts';
 
@@ -120,7 +122,7 @@ if (!loadOnly) {
 
 // The operator console's queries on 1M links / 10M activities (issue 14): each p95 under 200 ms
 if (!loadOnly) {
-  const console_ = await runConsoleBench(consoleBenchOptions(quick, postgres));
+  const console_ = await runConsoleBench(consoleBenchOptions(quick, postgres), { prune: true });
   if ('skipped' in console_) {
     console.log(`console bench skipped: ${console_.skipped}`);
     rows.push(['console queries (PostgreSQL)', 'skipped', 'n/a', '', '', '', '', '', 'set BENCH_DATABASE_URL']);
@@ -128,7 +130,32 @@ if (!loadOnly) {
     const store = `${console_.links / 1000}k links, ${console_.activities / 1000}k activities`;
     for (const q of console_.queries) rows.push([`console: ${q.name}`, '', '', fmt(q.p50, 1), fmt(q.p95, 1), '', '', '', store]);
     figures['console_worst_p95_ms'] = Math.round(Math.max(...console_.queries.map((q) => q.p95)));
+    const p = console_.prunePass;
+    if (p) {
+      rows.push([`retention pass on ${(p.rowsBefore / 1e6).toFixed(1)}M rows (PostgreSQL)`, String(p.removed), fmt(p.removed / p.seconds), '', '', '', '', '', `${fmt(p.seconds, 1)} s, ${p.batches} batches of ${defaultRetention.batchSize}`]);
+      Object.assign(figures, { retention_pass_seconds: Number(p.seconds.toFixed(1)), retention_pass_removed: p.removed });
+    }
   }
+}
+
+// Storage under a steady load over a simulated month, a pruning pass each day (issue 15)
+if (!loadOnly && postgres) {
+  const month = monthOptions(quick);
+  const days = await runRetentionMonth(postgres, month);
+  const at = (n: number) => days[Math.min(days.length, n) - 1]!;
+  const marks = [...new Set([month.policy.doneEventDays, month.policy.activityDays, Math.round((month.policy.activityDays + month.days) / 2), month.days])].filter((d) => d <= month.days);
+  rows.push([
+    `storage, ${month.changesPerSecond} changes/s for ${month.days} simulated days (PostgreSQL)`,
+    String(Math.round(month.changesPerSecond * 86_400 * month.days)),
+    '',
+    '',
+    '',
+    '',
+    '',
+    '',
+    `MB on day ${marks.map((d) => `${d}: ${fmt(at(d).totalMb)}`).join(', ')}; retention ${month.policy.doneEventDays}/${month.policy.activityDays} d; daily pass max ${fmt(Math.max(...days.map((d) => d.pruneSeconds)), 2)} s`,
+  ]);
+  Object.assign(figures, { storage_month_last_mb: Math.round(at(month.days).totalMb), storage_month_plateau_start_mb: Math.round(at(month.policy.activityDays).totalMb) });
 }
 
 const header = ['scenario', 'count', 'per s', 'p50 ms', 'p95 ms', 'p99 ms', 'lost', 'API calls (per change)', 'notes (Marketo / Dynamics)'];

@@ -2,16 +2,19 @@
 // 1M links, 10M activities and 2M change events (--quick: 20k / 200k / 40k), then each GraphQL
 // operation the console sends, run through the real handler, timed end to end (parse, validate,
 // resolve, SQL). The live reads of both systems are stubbed: they cost vendor calls, not database
-// time. Goal: every p95 under 200 ms. Alone: tsx bench/console.bench.ts [--quick]
+// time. Goal: every p95 under 200 ms. Alone: tsx bench/console.bench.ts [--quick] [--prune] (then
+// one retention pass on the same store: bench/retention.bench.ts)
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import { createApiTokens, ensureConfiguredToken } from '../src/auth/tokens.ts';
 import { openDatabase, type Database } from '../src/db/database.ts';
 import { migrate } from '../src/db/migrate.ts';
+import { latencyBucketSql } from '../src/inbox/latency-histogram.ts';
 import { createGraphQLHandler } from '../src/graphql/handler.ts';
 import { projectPaths } from '../src/paths.ts';
 import { createBenchDatabase } from './database.ts';
+import { pruneLargeStore, type LargePassFigure } from './retention.bench.ts';
 
 export interface ConsoleBenchOptions {
   links: number;
@@ -31,7 +34,7 @@ export interface ConsoleQueryFigure {
 
 export type ConsoleBenchResult =
   | { skipped: string }
-  | { links: number; activities: number; events: number; seedSeconds: number; queries: ConsoleQueryFigure[] };
+  | { links: number; activities: number; events: number; seedSeconds: number; queries: ConsoleQueryFigure[]; prunePass?: LargePassFigure };
 
 const TOKEN = 'console-bench-token-0123456789';
 
@@ -76,6 +79,11 @@ async function seedStore(db: Database, o: ConsoleBenchOptions): Promise<void> {
            CASE WHEN i % 5000 IN (2, 3) THEN 'Dynamics transient 0x80040216: An unexpected error occurred.' END,
            t - (200 + (i % 4800)) * interval '1 millisecond', CASE WHEN i % 1000 = 1 OR i % 5000 IN (2, 3) THEN NULL ELSE t END, now()
       FROM (SELECT i, now() - (${o.events} - i) * (interval '24 hours' / ${o.events}) AS t FROM generate_series(1, ${o.events}) AS i) AS s`);
+  // their throughput tallies, as completeMany writes them
+  await sql(`
+    INSERT INTO throughput_minute (minute, source, "latencyBucket", events)
+    SELECT date_trunc('minute', "completedAt"), source, CASE WHEN origin = 'WEBHOOK' THEN ${latencyBucketSql('"completedAt"', '"receivedAt"')} ELSE -1 END, count(*)::int
+      FROM change_event WHERE status = 'DONE' GROUP BY 1, 2, 3`);
   await sql(`
     INSERT INTO sync_run (id, trigger, status, owner, "startedAt", "finishedAt", counts)
     SELECT gen_random_uuid(), 'SCHEDULE', 'SUCCEEDED', 'bench', now() - i * interval '5 minutes', now() - i * interval '5 minutes' + (10 + i % 50) * interval '1 second',
@@ -113,7 +121,8 @@ function consoleQueries(links: number): { name: string; query: string; variables
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
 
-export async function runConsoleBench(o: ConsoleBenchOptions): Promise<ConsoleBenchResult> {
+/** `prune`: after the queries, one retention pass on the same store (issue 15's row on 10M rows) */
+export async function runConsoleBench(o: ConsoleBenchOptions, then: { prune?: boolean } = {}): Promise<ConsoleBenchResult> {
   if (!o.databaseUrl) return { skipped: 'needs PostgreSQL: set BENCH_DATABASE_URL or TEST_DATABASE_URL' };
   const database = await createBenchDatabase(o.databaseUrl);
   const db = await openDatabase({ url: database.url, dataDir: 'unused', poolSize: 10 });
@@ -164,7 +173,8 @@ export async function runConsoleBench(o: ConsoleBenchOptions): Promise<ConsoleBe
       times.sort((a, b) => a - b);
       queries.push({ name: q.name, p50: percentile(times, 50), p95: percentile(times, 95), max: times.at(-1) ?? Number.NaN });
     }
-    return { links: o.links, activities: o.activities, events: o.events, seedSeconds, queries };
+    const prunePass = then.prune ? await pruneLargeStore(db) : undefined;
+    return { links: o.links, activities: o.activities, events: o.events, seedSeconds, queries, ...(prunePass ? { prunePass } : {}) };
   } finally {
     await db.close();
     await database.drop();
@@ -179,12 +189,14 @@ export function consoleBenchOptions(quick: boolean, databaseUrl: string | undefi
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const quick = process.argv.includes('--quick');
-  const result = await runConsoleBench(consoleBenchOptions(quick, process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL));
+  const result = await runConsoleBench(consoleBenchOptions(quick, process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL), { prune: process.argv.includes('--prune') });
   if ('skipped' in result) console.log(`console bench skipped: ${result.skipped}`);
   else {
     console.log(`seeded ${result.links} links, ${result.activities} activities, ${result.events} change events in ${result.seedSeconds.toFixed(0)} s`);
     console.log('| console query | p50 ms | p95 ms | max ms |');
     console.log('|---|---|---|---|');
     for (const q of result.queries) console.log(`| ${q.name} | ${q.p50.toFixed(1)} | ${q.p95.toFixed(1)} | ${q.max.toFixed(1)} |`);
+    const p = result.prunePass;
+    if (p) console.log(`retention pass on ${p.rowsBefore} rows: removed ${p.removed} in ${p.seconds.toFixed(1)} s (${p.batches} batches, ${Math.round(p.removed / p.seconds)} rows/s)`);
   }
 }

@@ -3,6 +3,7 @@ import { fieldSyncState, type FieldSyncState } from '../console/lineage.ts';
 import type { BlockedValue } from '../sync/merge.ts';
 import type { FieldAccess } from '../sync/mappings.ts';
 import type { FieldOrigin } from '../sync/links.ts';
+import { readThroughput, type Throughput } from '../inbox/throughput.ts';
 import { fullScope } from '../sweep/cursors.ts';
 import { badInput, type Builder } from './builder.ts';
 import { isUuid } from './connection.ts';
@@ -13,7 +14,7 @@ import type { Refs } from './refs.ts';
 // What the operator console asks that the rest of the API did not answer: find a person by
 // email or either id, each mapped field's lineage (both live values, the agreed value, who set it
 // last, when and through which event, and why a field does not sync), sweep figures, back-fill
-// progress, and throughput and latency computed in SQL from the inbox.
+// progress, and throughput and latency from the per-minute tallies the inbox keeps.
 
 interface LineageRow {
   mapping: FieldMapping;
@@ -26,11 +27,7 @@ interface LineageRow {
   lastChange: (Activity & { changeEvent: ChangeEvent | null }) | null;
 }
 
-interface ThroughputRow {
-  hours: number;
-  perMinute: { minute: Date; marketoToDynamics: number; dynamicsToMarketo: number; operator: number }[];
-  latency: { source: 'MARKETO' | 'DYNAMICS' | 'OPERATOR'; events: number; p50Seconds: number; p99Seconds: number }[];
-}
+type ThroughputRow = Throughput;
 
 const WRITE_TYPES = ['CREATED_IN_DYNAMICS', 'CREATED_IN_MARKETO', 'UPDATED_IN_DYNAMICS', 'UPDATED_IN_MARKETO', 'COLLISION_RESOLVED'] as const;
 /** how far back the lineage looks for the entry that last wrote each field */
@@ -121,34 +118,6 @@ export function setBy(r: Pick<LineageRow, 'origin' | 'lastChange' | 'mapping'>):
   const writtenTo = written?.side ?? (type === 'CREATED_IN_MARKETO' ? 'MARKETO' : type === 'CREATED_IN_DYNAMICS' ? 'DYNAMICS' : undefined);
   const side = type === 'COLLISION_RESOLVED' ? written?.winner : writtenTo === 'MARKETO' ? 'DYNAMICS' : writtenTo === 'DYNAMICS' ? 'MARKETO' : undefined;
   return side ? { side, at: r.lastChange.occurredAt } : null;
-}
-
-async function throughput(ctx: GraphQLContext, hours: number): Promise<ThroughputRow> {
-  // both use change_event_completedAt_idx: only events completed inside the window are read
-  const [perMinute, latency] = await Promise.all([
-    ctx.prisma.$queryRaw<{ minute: Date; source: string; count: number }[]>`
-      SELECT date_trunc('minute', "completedAt") AS minute, source::text AS source, count(*)::int AS count
-        FROM change_event
-       WHERE "completedAt" >= now() - make_interval(hours => ${hours}::int) AND status = 'DONE'
-       GROUP BY 1, 2 ORDER BY 1`,
-    ctx.prisma.$queryRaw<{ source: ThroughputRow['latency'][number]['source']; events: number; p50: number; p99: number }[]>`
-      SELECT source::text AS source, count(*)::int AS events,
-             percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM "completedAt" - "receivedAt"))::float8 AS p50,
-             percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM "completedAt" - "receivedAt"))::float8 AS p99
-        FROM change_event
-       WHERE "completedAt" >= now() - make_interval(hours => ${hours}::int) AND status = 'DONE' AND origin = 'WEBHOOK'
-       GROUP BY 1 ORDER BY 1`,
-  ]);
-  const minutes = new Map<number, ThroughputRow['perMinute'][number]>();
-  for (const row of perMinute) {
-    const key = row.minute.getTime();
-    const point = minutes.get(key) ?? { minute: row.minute, marketoToDynamics: 0, dynamicsToMarketo: 0, operator: 0 };
-    if (row.source === 'MARKETO') point.marketoToDynamics += row.count;
-    else if (row.source === 'DYNAMICS') point.dynamicsToMarketo += row.count;
-    else point.operator += row.count;
-    minutes.set(key, point);
-  }
-  return { hours, perMinute: [...minutes.values()], latency: latency.map((l) => ({ source: l.source, events: l.events, p50Seconds: l.p50, p99Seconds: l.p99 })) };
 }
 
 export function addConsoleSchema(builder: Builder, refs: Refs) {
@@ -270,12 +239,12 @@ export function addConsoleSchema(builder: Builder, refs: Refs) {
     fields: (t) => ({
       source: t.field({ type: enums.ChangeSource, resolve: (l) => l.source }),
       events: t.exposeInt('events'),
-      p50Seconds: t.exposeFloat('p50Seconds'),
-      p99Seconds: t.exposeFloat('p99Seconds'),
+      p50Seconds: t.exposeFloat('p50Seconds', { description: 'median, from a histogram with 10% buckets: within 10% of the exact value' }),
+      p99Seconds: t.exposeFloat('p99Seconds', { description: '99th percentile, within 10% of the exact value' }),
     }),
   });
   const Throughput = builder.objectRef<ThroughputRow>('Throughput').implement({
-    description: 'Changes per minute by direction and webhook-to-other-side latency, from the inbox the service keeps.',
+    description: 'Changes per minute by direction and webhook-to-other-side latency, from per-minute tallies the service keeps as events complete (pruned with done events).',
     fields: (t) => ({
       hours: t.exposeInt('hours'),
       perMinute: t.field({ type: [ThroughputPoint], description: 'minutes with at least one completed event, oldest first', resolve: (r) => r.perMinute }),
@@ -297,7 +266,7 @@ export function addConsoleSchema(builder: Builder, refs: Refs) {
       resolve: (_root, args, ctx) => {
         const hours = args.hours ?? 6;
         if (!Number.isInteger(hours) || hours < 1 || hours > 48) throw badInput('hours must be from 1 to 48');
-        return throughput(ctx, hours);
+        return readThroughput(ctx.prisma, hours);
       },
     }),
   }));

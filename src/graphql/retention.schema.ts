@@ -12,6 +12,7 @@ export function addRetentionSchema(builder: Builder, refs: Refs) {
       activities: t.int({ description: 'activity log entries past RETENTION_ACTIVITY_DAYS', resolve: (r) => r.activity }),
       syncRuns: t.int({ description: 'finished sweeps past RETENTION_SYNC_RUN_DAYS', resolve: (r) => r.sync_run }),
       auditEntries: t.int({ description: 'audit entries past RETENTION_AUDIT_DAYS', resolve: (r) => r.audit_entry }),
+      throughputMinutes: t.int({ description: 'per-minute throughput tallies past RETENTION_DONE_EVENTS_DAYS', resolve: (r) => r.throughput_minute ?? 0 }),
     }),
   });
   const LastPruneRef = builder.objectRef<LastPrune>('RetentionPass').implement({

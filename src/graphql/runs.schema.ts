@@ -1,5 +1,6 @@
 import type { ChangeEventStatus, ChangeSource, DynamicsEntity } from '../db/generated/client.ts';
 import { inboxStats, type InboxStats } from '../inbox/inbox.ts';
+import { completedLastHour } from '../inbox/throughput.ts';
 import type { Builder } from './builder.ts';
 import { decodeCursor, pageSize, toConnection } from './connection.ts';
 import type { ApiUsage } from './context.ts';
@@ -140,12 +141,8 @@ export function addRunSchema(builder: Builder, refs: Refs) {
         },
       }),
       lastHourThroughput: t.int({
-        description: 'change events completed (DONE) in the last hour',
-        resolve: async (_s, _args, ctx) => {
-          const [row] = await ctx.prisma.$queryRaw<{ count: number }[]>`
-            SELECT count(*)::int AS count FROM change_event WHERE status = 'DONE' AND "completedAt" >= now() - interval '1 hour'`;
-          return row?.count ?? 0;
-        },
+        description: 'change events completed (DONE) in the last hour (whole minutes)',
+        resolve: (_s, _args, ctx) => completedLastHour(ctx.prisma),
       }),
       lastSweep: t.field({
         type: refs.SyncRun,

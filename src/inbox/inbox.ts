@@ -1,11 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Database, Db } from '../db/database.ts';
-import type {
-  ChangeEventStatus,
-  ChangeOrigin,
-  ChangeSource,
-  DynamicsEntity,
-} from '../db/generated/client.ts';
+import { Prisma, type ChangeEventStatus, type ChangeOrigin, type ChangeSource, type DynamicsEntity } from '../db/generated/client.ts';
+import { latencyBucketSql, NO_LATENCY } from './latency-histogram.ts';
 import { retryDelayMs, type RetryPolicy } from './retry.ts';
 
 // The inbox: every accepted webhook, sweep discovery and operator request is a ChangeEvent row
@@ -151,15 +147,34 @@ export async function claim(db: Db, options: ClaimOptions): Promise<ClaimedChang
               e.attempts, e."receivedAt"`;
 }
 
-/** Marks many claimed events done in one statement; returns how many this owner still held. */
+// The bucket of a webhook's latency, computed in the statement that completes it
+const completedLatencyBucket = Prisma.raw(latencyBucketSql('d."completedAt"', 'd."receivedAt"'));
+
+/**
+ * Marks many claimed events done in one statement; returns how many this owner still held. The same
+ * statement adds them to throughput_minute (per minute and source, webhooks by latency bucket), so
+ * the console's throughput never scans events; tallies are taken in key order, so concurrent
+ * replicas completing in the same minute wait for each other instead of deadlocking.
+ */
 export async function completeMany(db: Db, done: readonly { id: string; linkId?: string | null }[], owner: string): Promise<number> {
   if (done.length === 0) return 0;
-  return db.$executeRaw`
-    UPDATE change_event e
-       SET status = 'DONE', "leaseOwner" = NULL, "completedAt" = now(), "updatedAt" = now(),
-           "linkId" = coalesce(d.link_id, e."linkId")
-      FROM unnest(${done.map((d) => d.id)}::uuid[], ${done.map((d) => d.linkId ?? null)}::uuid[]) AS d(id, link_id)
-     WHERE e.id = d.id AND e.status = 'PROCESSING' AND e."leaseOwner" = ${owner}`;
+  const [row] = await db.$queryRaw<{ count: number }[]>`
+    WITH d AS (
+      UPDATE change_event e
+         SET status = 'DONE', "leaseOwner" = NULL, "completedAt" = now(), "updatedAt" = now(),
+             "linkId" = coalesce(d.link_id, e."linkId")
+        FROM unnest(${done.map((d) => d.id)}::uuid[], ${done.map((d) => d.linkId ?? null)}::uuid[]) AS d(id, link_id)
+       WHERE e.id = d.id AND e.status = 'PROCESSING' AND e."leaseOwner" = ${owner}
+      RETURNING e.source, e.origin, e."receivedAt", e."completedAt"
+    ), tallied AS (
+      INSERT INTO throughput_minute (minute, source, "latencyBucket", events)
+      SELECT date_trunc('minute', d."completedAt"), d.source,
+             CASE WHEN d.origin = 'WEBHOOK' THEN ${completedLatencyBucket} ELSE ${NO_LATENCY}::smallint END, count(*)::int
+        FROM d GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+      ON CONFLICT (minute, source, "latencyBucket") DO UPDATE SET events = throughput_minute.events + excluded.events
+    )
+    SELECT count(*)::int AS count FROM d`;
+  return row?.count ?? 0;
 }
 
 /** Marks one claimed event done. False when the lease was lost (expired and re-claimed elsewhere). */

@@ -7,6 +7,7 @@ import type { FieldMappingDraft, GraphQLDeps, SyncActions } from '../../src/grap
 import { createGraphQLHandler } from '../../src/graphql/handler.ts';
 import { createApiTokens, ensureConfiguredToken, hashSecret, type ApiTokenService } from '../../src/auth/tokens.ts';
 import { enqueue } from '../../src/inbox/inbox.ts';
+import { completeEvent } from '../support/inbox.ts';
 
 export const TOKEN = 'test-token-0123456789';
 /** a token of the read scope, made next to TOKEN (operate) in every testDeps database */
@@ -226,9 +227,9 @@ export async function seed(prisma: PrismaClient) {
         attempts: status === 'DEAD' ? 8 : status === 'FAILED' ? 2 : status === 'PENDING' ? 0 : 1,
         ...(status === 'FAILED' ? { lastError: 'Dynamics answered 429 (rate_limited)' } : {}),
         ...(status === 'DEAD' ? { lastError: 'Marketo answered 1003: invalid field', completedAt: new Date() } : {}),
-        ...(status === 'DONE' ? { completedAt: new Date() } : {}),
       },
     });
+    if (status === 'DONE') await completeEvent(prisma, id);
     events[status] = id;
   }
 

@@ -34,6 +34,7 @@ describe.each(testEngines())('retention on %s', (engine) => {
     await db.prisma.changeEvent.deleteMany();
     await db.prisma.syncRun.deleteMany();
     await db.prisma.auditEntry.deleteMany();
+    await db.prisma.throughputMinute.deleteMany();
     await db.prisma.serviceSetting.deleteMany();
     await db.prisma.schedulerLease.deleteMany();
   });
@@ -67,6 +68,7 @@ describe.each(testEngines())('retention on %s', (engine) => {
       activity: daysAgo(400),
       sync_run: daysAgo(90),
       audit_entry: daysAgo(400),
+      throughput_minute: daysAgo(14),
     });
   });
 
@@ -87,9 +89,17 @@ describe.each(testEngines())('retention on %s', (engine) => {
     await run(200, 'RUNNING');
     await audit(401);
     await audit(1);
+    // throughput tallies go with the done events they count
+    await db.prisma.throughputMinute.createMany({
+      data: [
+        { minute: daysAgo(15), source: 'MARKETO', latencyBucket: 80, events: 3 },
+        { minute: daysAgo(15), source: 'DYNAMICS', latencyBucket: -1, events: 1 },
+        { minute: daysAgo(13), source: 'MARKETO', latencyBucket: 80, events: 2 },
+      ],
+    });
 
     const result = await pruneOnce({ db: db.prisma, policy: defaultRetention, now: () => NOW });
-    expect(result.removed).toEqual({ change_event: 2, activity: 1, sync_run: 1, audit_entry: 1 });
+    expect(result.removed).toEqual({ change_event: 2, activity: 1, sync_run: 1, audit_entry: 1, throughput_minute: 2 });
     expect(result.interrupted).toBe(false);
     expect((await db.prisma.changeEvent.findMany({ select: { id: true } })).map((e) => e.id).sort()).toEqual(Object.values(kept).map((e) => e.id).sort());
     // the activity of a pruned event stays (it has its own retention), without the dangling reference
@@ -97,10 +107,11 @@ describe.each(testEngines())('retention on %s', (engine) => {
     expect(await db.prisma.activity.count()).toBe(2);
     expect((await db.prisma.syncRun.findMany()).map((r) => r.status).sort()).toEqual(['RUNNING', 'SUCCEEDED']);
     expect(await db.prisma.auditEntry.count()).toBe(1);
+    expect(await db.prisma.throughputMinute.findMany({ select: { events: true } })).toEqual([{ events: 2 }]);
 
     // a month later (the injected clock moves, nothing sleeps) the recent ones are due too
     const later = await pruneOnce({ db: db.prisma, policy: defaultRetention, now: () => new Date(NOW.getTime() + 30 * DAY) });
-    expect(later.removed).toEqual({ change_event: 1, activity: 1, sync_run: 1, audit_entry: 0 });
+    expect(later.removed).toEqual({ change_event: 1, activity: 1, sync_run: 1, audit_entry: 0, throughput_minute: 1 });
     expect(await db.prisma.changeEvent.count({ where: { status: 'DEAD' } })).toBe(1);
   });
 
@@ -126,8 +137,8 @@ describe.each(testEngines())('retention on %s', (engine) => {
     expect(await db.prisma.changeEvent.count()).toBe(4);
 
     const second = await pruneOnce({ db: db.prisma, policy, now: () => NOW });
-    // 4 events: 3 + 1; 5 activities: 3 + 2; runs and audit: one empty batch each
-    expect(second).toMatchObject({ interrupted: false, batches: 6, removed: { change_event: 4, activity: 5, sync_run: 0, audit_entry: 0 } });
+    // 4 events: 3 + 1; 5 activities: 3 + 2; runs, audit and throughput tallies: one empty batch each
+    expect(second).toMatchObject({ interrupted: false, batches: 7, removed: { change_event: 4, activity: 5, sync_run: 0, audit_entry: 0 } });
     expect(await db.prisma.changeEvent.count()).toBe(0);
   });
 
@@ -148,7 +159,7 @@ describe.each(testEngines())('retention on %s', (engine) => {
     await other.release('retention');
 
     const result = await service.pruneNow();
-    expect(result?.removed).toEqual({ change_event: 1, activity: 1, sync_run: 0, audit_entry: 0 });
+    expect(result?.removed).toEqual({ change_event: 1, activity: 1, sync_run: 0, audit_entry: 0, throughput_minute: 0 });
     expect(await readLastPrune(db.prisma)).toMatchObject({ at: NOW, removed: result!.removed, interrupted: false });
     const text = await metrics.registry.metrics();
     expect(text).toMatch(/mds_retention_removed_total\{table="change_event",service="marketo-dynamics-sync"\} 1/);
