@@ -24,6 +24,12 @@ function problemsOf(env: Record<string, string>) {
 }
 
 describe('configuration', () => {
+  it("bounds what a killed replica holds on PostgreSQL under 15 s by default: its inbox and record leases (the heartbeat renews live ones every third)", () => {
+    const { sync } = loadConfig({ ...live, DATABASE_URL: 'postgresql://db/mds', GRAPHQL_API_TOKEN: 't'.repeat(32) });
+    expect(sync.inboxLeaseSeconds * 1000).toBeLessThan(15_000);
+    expect(sync.recordLockMs).toBeLessThan(15_000);
+  });
+
   it('starts in sandbox mode on the embedded database with no variables set', () => {
     const config = loadConfig({});
     expect(config.sandbox).toBe(true);
