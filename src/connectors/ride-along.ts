@@ -14,6 +14,8 @@ export interface Ride<R> {
 
 interface Rider<I, R> {
   items: readonly I[];
+  /** its records' share of a call's capacity, weighed once when it joins */
+  weight: number;
   resolve: (ride: Ride<R>) => void;
   reject: (error: unknown) => void;
 }
@@ -43,17 +45,16 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
 
   function take(key: string): Rider<I, R>[] {
     const riders = waiting.get(key) ?? [];
-    const capacity = Math.min(options.capacity?.(key) ?? options.maxItems, options.maxItems);
-    const weightOf = (rider: Rider<I, R>) => (weigh ? rider.items.reduce((sum, item) => sum + weigh(item), 0) : rider.items.length);
+    // in `weigh` units (URL characters for an In-filter read), not records: maxItems bounds the count below
+    const capacity = options.capacity?.(key) ?? options.maxItems;
     let count = 0;
     let weight = 0;
     let n = 0;
     while (n < riders.length) {
       const rider = riders[n]!;
-      const w = weightOf(rider);
-      if (n > 0 && (count + rider.items.length > options.maxItems || weight + w > capacity)) break;
+      if (n > 0 && (count + rider.items.length > options.maxItems || weight + rider.weight > capacity)) break;
       count += rider.items.length;
-      weight += w;
+      weight += rider.weight;
       n += 1;
     }
     const taken = riders.splice(0, n);
@@ -98,7 +99,8 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
       if (items.length > options.maxItems) return Promise.reject(new RangeError(`at most ${options.maxItems} records per request`));
       return new Promise<Ride<R>>((resolve, reject) => {
         const riders = waiting.get(key) ?? [];
-        riders.push({ items, resolve, reject });
+        const weight = weigh ? items.reduce((sum, item) => sum + weigh(item), 0) : items.length;
+        riders.push({ items, weight, resolve, reject });
         waiting.set(key, riders);
         if (!queued.has(key)) {
           queued.add(key);

@@ -127,4 +127,30 @@ describe('ride-along calls', () => {
     // in arrival order: a request that does not fit ends the call (no overtaking)
     expect(sent).toEqual([['aaaa'], ['bbbb', 'cc'], ['dddd', 'e']]);
   });
+
+  it('weighs capacity in weight units, not records: a capacity larger than maxItems still fills a call, and maxItems bounds its records', async () => {
+    const limiter = gate();
+    const sent: string[][] = [];
+    // an In-filter read: the room in the URL is characters, far more than the records a call may carry
+    const rides = createRideAlong<string, number>({
+      maxItems: 5,
+      capacity: () => 40,
+      weigh: (item) => item.length,
+      async send(_key, bind) {
+        await limiter.wait();
+        sent.push(bind());
+        return sent.length;
+      },
+    });
+    const all = Array.from({ length: 7 }, (_, i) => rides.ride('k', [`id-${i}`]));
+    await tick();
+    // admit as many calls as it takes (at most one per request)
+    for (let i = 0; i < 7; i++) {
+      limiter.admitNext();
+      await tick();
+    }
+    await Promise.all(all);
+    // 5 records of 4 characters: 20 of the 40 characters, the record bound is what ends the call
+    expect(sent).toEqual([['id-0', 'id-1', 'id-2', 'id-3', 'id-4'], ['id-5', 'id-6']]);
+  });
 });
