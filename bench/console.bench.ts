@@ -10,10 +10,9 @@ import { pino } from 'pino';
 import { createApiTokens, ensureConfiguredToken } from '../src/auth/tokens.ts';
 import { openDatabase, type Database } from '../src/db/database.ts';
 import { migrate } from '../src/db/migrate.ts';
-import { latencyBucketSql } from '../src/inbox/latency-histogram.ts';
 import { createGraphQLHandler } from '../src/graphql/handler.ts';
 import { projectPaths } from '../src/paths.ts';
-import { createBenchDatabase } from './database.ts';
+import { createBenchDatabase, tallyDoneEvents } from './database.ts';
 import { pruneLargeStore, type LargePassFigure } from './retention.bench.ts';
 
 export interface ConsoleBenchOptions {
@@ -80,10 +79,7 @@ async function seedStore(db: Database, o: ConsoleBenchOptions): Promise<void> {
            t - (200 + (i % 4800)) * interval '1 millisecond', CASE WHEN i % 1000 = 1 OR i % 5000 IN (2, 3) THEN NULL ELSE t END, now()
       FROM (SELECT i, now() - (${o.events} - i) * (interval '24 hours' / ${o.events}) AS t FROM generate_series(1, ${o.events}) AS i) AS s`);
   // their throughput tallies, as completeMany writes them
-  await sql(`
-    INSERT INTO throughput_minute (minute, source, "latencyBucket", events)
-    SELECT date_trunc('minute', "completedAt"), source, CASE WHEN origin = 'WEBHOOK' THEN ${latencyBucketSql('"completedAt"', '"receivedAt"')} ELSE -1 END, count(*)::int
-      FROM change_event WHERE status = 'DONE' GROUP BY 1, 2, 3`);
+  await tallyDoneEvents(db, 'true');
   await sql(`
     INSERT INTO sync_run (id, trigger, status, owner, "startedAt", "finishedAt", counts)
     SELECT gen_random_uuid(), 'SCHEDULE', 'SUCCEEDED', 'bench', now() - i * interval '5 minutes', now() - i * interval '5 minutes' + (10 + i % 50) * interval '1 second',

@@ -10,10 +10,9 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { openDatabase, type Database } from '../src/db/database.ts';
 import { migrate } from '../src/db/migrate.ts';
-import { latencyBucketSql } from '../src/inbox/latency-histogram.ts';
 import { projectPaths } from '../src/paths.ts';
 import { defaultRetention, pruneOnce, type PruneResult, type RetentionPolicy } from '../src/retention/prune.ts';
-import { createBenchDatabase } from './database.ts';
+import { createBenchDatabase, tallyDoneEvents } from './database.ts';
 
 const DAY_MS = 86_400_000;
 const MB = 1024 * 1024;
@@ -54,14 +53,7 @@ async function writeDay(db: Database, dayStart: Date, changes: number): Promise<
     step,
     changes,
   );
-  await sql(
-    `INSERT INTO throughput_minute (minute, source, "latencyBucket", events)
-     SELECT date_trunc('minute', "completedAt"), source, CASE WHEN origin = 'WEBHOOK' THEN ${latencyBucketSql('"completedAt"', '"receivedAt"')} ELSE -1 END, count(*)::int
-       FROM change_event WHERE "receivedAt" >= $1::timestamptz AND "receivedAt" < $1::timestamptz + interval '1 day'
-      GROUP BY 1, 2, 3
-     ON CONFLICT (minute, source, "latencyBucket") DO UPDATE SET events = throughput_minute.events + excluded.events`,
-    dayStart,
-  );
+  await tallyDoneEvents(db, `"receivedAt" >= $1::timestamptz AND "receivedAt" < $1::timestamptz + interval '1 day'`, dayStart);
   await sql(
     `INSERT INTO activity (type, "marketoId", "dynamicsEntity", "dynamicsId", fields, message, "occurredAt")
      SELECT (CASE WHEN i % 2 = 0 THEN 'UPDATED_IN_DYNAMICS' ELSE 'UPDATED_IN_MARKETO' END)::"ActivityType", 1 + (i % 100000), 'LEAD', md5('d' || (i % 100000))::uuid,
