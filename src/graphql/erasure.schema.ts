@@ -1,6 +1,6 @@
 import { forgetPerson, type ForgetResult } from '../retention/forget.ts';
 import type { Builder } from './builder.ts';
-import { isUuid } from './connection.ts';
+import { parseDynamicsId, parseMarketoId } from './links.schema.ts';
 
 // forgetPerson: erasure on request. Its audit entry is the tombstone: the action, the token and
 // the time, how many rows went, and no argument (the ids would say whom it was about).
@@ -38,13 +38,16 @@ export function addErasureSchema(builder: Builder) {
       },
       extensions: { audit: { args: false, result: (p: ForgetPayload) => ({ removed: p.removed }) } },
       resolve: async (_root, args, ctx) => {
-        const marketoId = args.marketoId === null || args.marketoId === undefined ? undefined : Number(args.marketoId);
-        const dynamicsId = args.dynamicsId ?? undefined;
-        if (marketoId === undefined && dynamicsId === undefined) return { ok: false, error: 'pass marketoId or dynamicsId', removed: null };
-        if (marketoId !== undefined && !(Number.isSafeInteger(marketoId) && marketoId > 0 && marketoId <= 2_147_483_647)) {
-          return { ok: false, error: 'marketoId must be a Marketo person id (a positive whole number)', removed: null };
+        if (!args.marketoId && !args.dynamicsId) return { ok: false, error: 'pass marketoId or dynamicsId', removed: null };
+        let marketoId: number | undefined;
+        let dynamicsId: string | undefined;
+        try {
+          // the API's one reading of ids: an irreversible delete takes no looser one
+          marketoId = args.marketoId ? parseMarketoId(args.marketoId) : undefined;
+          dynamicsId = args.dynamicsId ? parseDynamicsId(args.dynamicsId) : undefined;
+        } catch (error) {
+          return { ok: false, error: (error as Error).message, removed: null };
         }
-        if (dynamicsId !== undefined && !isUuid(dynamicsId)) return { ok: false, error: 'dynamicsId must be a Dynamics record id (a GUID)', removed: null };
         return { ok: true, error: null, removed: await forgetPerson(ctx.prisma, { marketoId, dynamicsId }) };
       },
     }),
