@@ -3,6 +3,7 @@ import { fieldSyncState, type FieldSyncState } from '../console/lineage.ts';
 import type { BlockedValue } from '../sync/merge.ts';
 import type { FieldAccess } from '../sync/mappings.ts';
 import type { FieldOrigin } from '../sync/links.ts';
+import { shownActivities } from '../sync/journal.ts';
 import { readThroughput, type Throughput } from '../inbox/throughput.ts';
 import { fullScope } from '../sweep/cursors.ts';
 import { badInput, type Builder } from './builder.ts';
@@ -72,7 +73,7 @@ async function fieldLineage(link: SyncLink, ctx: GraphQLContext): Promise<Lineag
   const [mappings, recent, live] = await Promise.all([
     ctx.prisma.fieldMapping.findMany({ where: { entity: link.dynamicsEntity }, orderBy: { canonicalField: 'asc' } }),
     ctx.prisma.activity.findMany({
-      where: { type: { in: [...WRITE_TYPES] }, OR: [{ linkId: link.id }, { marketoId: link.marketoId }] },
+      where: { type: { in: [...WRITE_TYPES] }, OR: [{ linkId: link.id }, { marketoId: link.marketoId }], ...shownActivities },
       orderBy: { id: 'desc' },
       take: LINEAGE_DEPTH,
       include: { changeEvent: true },

@@ -2,6 +2,7 @@ import type { Activity, ActivityType, Prisma, SyncLink } from '../db/generated/c
 import type { ActivityField } from '../sync/activities.ts';
 import type { BlockedValue } from '../sync/merge.ts';
 import type { FieldOrigin } from '../sync/links.ts';
+import { shownActivities } from '../sync/journal.ts';
 import type { CanonicalValue } from '../sync/values.ts';
 import { badInput, type Builder } from './builder.ts';
 import { decodeCursor, isUuid, pageSize, toConnection } from './connection.ts';
@@ -276,8 +277,7 @@ export function addLinkSchema(builder: Builder, refs: Refs) {
         const after = decodeCursor('activity', args.after);
         const rows = await ctx.prisma.activity.findMany({
           where: {
-            // a superseded entry was a plan that never happened (see ActivityState)
-            state: { not: 'SUPERSEDED' },
+            ...shownActivities,
             ...(args.marketoId ? { marketoId: parseMarketoId(args.marketoId) } : {}),
             ...(args.dynamicsId ? { dynamicsId: parseDynamicsId(args.dynamicsId) } : {}),
             ...(args.types?.length ? { type: { in: [...args.types] as ActivityType[] } } : {}),
@@ -306,7 +306,7 @@ export function addLinkSchema(builder: Builder, refs: Refs) {
         const rows = await ctx.prisma.activity.findMany({
           where: {
             type: 'COLLISION_RESOLVED',
-            state: { not: 'SUPERSEDED' },
+            ...shownActivities,
             ...(args.marketoId ? { marketoId: parseMarketoId(args.marketoId) } : {}),
             ...timeRange(args.since, args.until),
             ...(after !== undefined ? { id: { lt: BigInt(after) } } : {}),

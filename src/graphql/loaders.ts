@@ -1,5 +1,6 @@
 import DataLoader from 'dataloader';
 import { Prisma, type Activity, type ActivityType, type ChangeEvent, type PrismaClient, type SyncLink } from '../db/generated/client.ts';
+import { shownActivitiesSql } from '../sync/journal.ts';
 
 // Per-request batching for nested fields: a page of 100 activities asking for their link, or a
 // list of links asking for their activity log, costs one query per kind, not one per row.
@@ -56,7 +57,7 @@ export function createLoaders(prisma: PrismaClient) {
             CROSS JOIN LATERAL (
               SELECT a.id FROM activity a
                WHERE (a."linkId" = l.id OR a."marketoId" = l."marketoId" OR a."dynamicsId" = l."dynamicsId")
-                 AND a.state <> 'SUPERSEDED'
+                 AND ${shownActivitiesSql}
                  ${before !== null ? Prisma.sql`AND a.id < ${before}` : Prisma.empty}
                  ${types ? Prisma.sql`AND a.type::text = ANY(${`{${types.join(',')}}`}::text[])` : Prisma.empty}
                ORDER BY a.id DESC

@@ -1,4 +1,5 @@
 import type { Database } from '../db/database.ts';
+import { Prisma } from '../db/generated/client.ts';
 import { activityRow, type ActivityEntry, type ActivityField } from './activities.ts';
 import type { PendingEntry } from './plan.ts';
 
@@ -7,6 +8,14 @@ import type { PendingEntry } from './plan.ts';
 // writes and the commit, the next sync of the link finds the entry and settles it (plan.ts
 // settlePending). Each statement carries the entries of every sync in flight (engine.ts
 // coalesces), so the journal costs one statement per batch, not one per person.
+
+/**
+ * The entries the log shows: a SUPERSEDED entry was a plan that never happened (a 412, a refusal,
+ * a crash before the write). Every list, loader and the lineage read through this predicate.
+ */
+export const shownActivities = { state: { not: 'SUPERSEDED' } } as const satisfies Prisma.ActivityWhereInput;
+/** The same predicate for raw SQL over `activity a`. */
+export const shownActivitiesSql = Prisma.sql`a.state <> 'SUPERSEDED'`;
 
 const columns = `type text, "linkId" uuid, "marketoId" int, "dynamicsEntity" text, "dynamicsId" uuid, fields jsonb, message text, "changeEventId" uuid, ord int`;
 
