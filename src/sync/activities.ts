@@ -52,7 +52,7 @@ export function activity(
   return { ...subject, type, message, fields };
 }
 
-const sideName = (side: Side) => (side === 'MARKETO' ? 'Marketo' : 'Dynamics');
+export const sideName = (side: Side) => (side === 'MARKETO' ? 'Marketo' : 'Dynamics');
 
 /** Entries for what a merge wrote: one update entry per side written, one per collision. */
 export function activitiesForWrites(subject: ActivitySubject, outcomes: readonly FieldOutcome[]): ActivityEntry[] {

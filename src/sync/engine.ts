@@ -11,7 +11,7 @@ import { unlockAll } from './locks.ts';
 import type { MappingService } from './mappings.ts';
 import { createPairSync } from './pair.ts';
 import type { PendingEntry } from './plan.ts';
-import type { LinkedEntity } from './policy.ts';
+import { entityLabel, type LinkedEntity } from './policy.ts';
 import type { DynamicsPort, DynamicsRecordView, MarketoPort, PersonRecord } from './ports.ts';
 import { createProtocolStore } from './protocol.ts';
 import { createUnlinkedSync } from './unlinked.ts';
@@ -82,8 +82,6 @@ export function outcomeForError(error: unknown): EventOutcome {
   // Unknown failures (a database hiccup, a bug) are retried and dead-lettered after the last attempt.
   return { status: 'retry', reason: describeError(error) };
 }
-
-const entityLabel = (entity: LinkedEntity) => (entity === 'LEAD' ? 'lead' : 'contact');
 
 /** The ids of every person a failed batch was about, for its log line. */
 function batchIds(events: readonly ClaimedChangeEvent[]): { marketoIds: number[]; dynamicsIds: string[] } {

@@ -1,7 +1,7 @@
-import { activitiesForWrites, activity, type ActivityEntry, type ActivityField, type ActivitySubject } from './activities.ts';
+import { activitiesForWrites, activity, sideName, type ActivityEntry, type ActivityField, type ActivitySubject } from './activities.ts';
 import type { FieldOrigin, Link, LinkStatus } from './links.ts';
 import { merge, type BlockedValue, type FieldOutcome, type FieldRule, type MergeResult, type Side } from './merge.ts';
-import type { LinkedEntity } from './policy.ts';
+import { entityLabel } from './policy.ts';
 import type { DynamicsRecordView, PersonRecord } from './ports.ts';
 import { isEmpty, normalise, sameValue, type CanonicalRecordFields, type CanonicalValue } from './values.ts';
 
@@ -11,8 +11,6 @@ import { isEmpty, normalise, sameValue, type CanonicalRecordFields, type Canonic
 // status. The executor (pair.ts) journals the activities, applies the writes and commits the
 // snapshot; it decides nothing itself.
 
-const entityLabel = (entity: LinkedEntity) => (entity === 'LEAD' ? 'lead' : 'contact');
-const sideName = (side: Side) => (side === 'MARKETO' ? 'Marketo' : 'Dynamics');
 
 /** Where a sync leaves a link when it commits. */
 export interface LinkState {

@@ -5,7 +5,7 @@ import { activity, recordActivities, type ActivityField, type ActivitySubject } 
 import { findLink, findLinks, linkOrRepoint, type Link } from './links.ts';
 import { lockHolder, lockWithin, personKey, unlock } from './locks.ts';
 import type { MappingService } from './mappings.ts';
-import type { LinkedEntity } from './policy.ts';
+import { entityLabel, type LinkedEntity } from './policy.ts';
 import type { DynamicsOwner, DynamicsPort, MarketoPort } from './ports.ts';
 import { baseAfterCreate } from './plan.ts';
 import { sameValue, type CanonicalRecordFields } from './values.ts';
@@ -106,7 +106,7 @@ export function createSyncPerson(options: SyncPersonOptions) {
       if (match) {
         const target = { marketoId: request.marketoId, entity, dynamicsId: match.id, snapshot: {}, fieldOrigins: {}, dynamicsEtag: match.etag, dynamicsVersion: match.version };
         const link = await linkOrRepoint(db.prisma, existing, target, (linked) => [
-          activity({ ...subject, dynamicsId: match.id, linkId: linked.id }, 'LINKED', `Sync Person to Microsoft: matched existing ${entity === 'LEAD' ? 'lead' : 'contact'} ${match.id} by email ${person.email ?? ''}; nothing created`),
+          activity({ ...subject, dynamicsId: match.id, linkId: linked.id }, 'LINKED', `Sync Person to Microsoft: matched existing ${entityLabel(entity)} ${match.id} by email ${person.email ?? ''}; nothing created`),
         ]);
         await enqueueResync(link);
         return { status: 'existing', entity, dynamicsId: match.id, linkId: link.id };
@@ -129,7 +129,7 @@ export function createSyncPerson(options: SyncPersonOptions) {
           activity(
             subject,
             'VALIDATION_REJECTED',
-            `Sync Person to Microsoft: Dynamics refused to create the ${entity === 'LEAD' ? 'lead' : 'contact'}: ${error.message}`,
+            `Sync Person to Microsoft: Dynamics refused to create the ${entityLabel(entity)}: ${error.message}`,
             Object.entries(fields).map(([field, value]) => ({ field, side: 'DYNAMICS', oldValue: null, newValue: value })),
           ),
         ]);
@@ -156,8 +156,8 @@ export function createSyncPerson(options: SyncPersonOptions) {
     const link = await linkOrRepoint(db.prisma, existing, target, (linked) => {
       const s = { ...subject, dynamicsId: record.id, linkId: linked.id };
       return [
-        activity(s, 'CREATED_IN_DYNAMICS', `Sync Person to Microsoft: created ${entity === 'LEAD' ? 'lead' : 'contact'} ${record.id}${request.assignTo ? `, owner ${request.assignTo}` : ''}`, written),
-        activity(s, 'LINKED', `person ${request.marketoId} <-> ${entity === 'LEAD' ? 'lead' : 'contact'} ${record.id}`),
+        activity(s, 'CREATED_IN_DYNAMICS', `Sync Person to Microsoft: created ${entityLabel(entity)} ${record.id}${request.assignTo ? `, owner ${request.assignTo}` : ''}`, written),
+        activity(s, 'LINKED', `person ${request.marketoId} <-> ${entityLabel(entity)} ${record.id}`),
       ];
     });
     if (differs) await enqueueResync(link);

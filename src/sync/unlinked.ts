@@ -6,7 +6,7 @@ import { personKey, recordKey, tryLock, unlock } from './locks.ts';
 import type { EntityMapping, MappingService } from './mappings.ts';
 import type { PairOutcome, PairSync } from './pair.ts';
 import { baseAfterCreate } from './plan.ts';
-import type { LinkedEntity } from './policy.ts';
+import { entityLabel, type LinkedEntity } from './policy.ts';
 import type { DynamicsRecordView } from './ports.ts';
 import type { CanonicalRecordFields } from './values.ts';
 
@@ -24,8 +24,6 @@ export interface UnlinkedSyncOptions {
   pairs: PairSync;
   leaseMs: number;
 }
-
-const entityLabel = (entity: LinkedEntity) => (entity === 'LEAD' ? 'lead' : 'contact');
 
 export function createUnlinkedSync(options: UnlinkedSyncOptions) {
   const { db, io, mappings, pairs } = options;
