@@ -30,8 +30,8 @@ export interface EngineOptions {
   logger: Logger;
   /** this replica's name; each piece of work holds its leases under a unique name derived from it */
   owner: string;
-  /** how long a record lease lasts without a heartbeat (sync/leases.ts renews it while work runs) */
-  lockLeaseMs?: number;
+  /** how long a record lease lasts without a heartbeat (sync/leases.ts renews it while work runs): SYNC_RECORD_LOCK_SECONDS */
+  lockLeaseMs: number;
   /** Marketo field set to true when the linked Dynamics record is deleted ("Microsoft is Deleted") */
   deletedFlagField: string | null;
   /** re-plans after a 412, a plug-in rewrite or a refused commit before the event is retried later */
@@ -97,7 +97,7 @@ function idsOf(s: Subject): { marketoId?: number; dynamicsEntity?: string; dynam
 
 export function createSyncEngine(options: EngineOptions) {
   const { db, marketo, dynamics, mappings, logger } = options;
-  const lockLeaseMs = options.lockLeaseMs ?? 15_000;
+  const { lockLeaseMs } = options;
   let syncUser: Promise<string> | undefined;
   const syncUserId = () => {
     syncUser ??= dynamics.syncUserId();

@@ -37,8 +37,8 @@ export interface SyncPersonOptions {
   dynamics: DynamicsPort;
   mappings: MappingService;
   owner: string;
-  /** the person's lease without a heartbeat; sync/leases.ts renews it while the call runs */
-  leaseMs?: number;
+  /** the person's lease without a heartbeat (SYNC_RECORD_LOCK_SECONDS); sync/leases.ts renews it while the call runs */
+  leaseMs: number;
   /** how long a call waits for a concurrent call on the same person */
   lockWaitMs?: number;
 }
@@ -61,7 +61,7 @@ export function createSyncPerson(options: SyncPersonOptions) {
   async function run(request: SyncPersonRequest): Promise<SyncPersonResult> {
     const key = personKey(request.marketoId);
     const holder = lockHolder(options.owner);
-    const locked = await lockWithin(db.prisma, [key], holder, { leaseMs: options.leaseMs ?? 15_000, waitMs: options.lockWaitMs ?? 10_000 });
+    const locked = await lockWithin(db.prisma, [key], holder, { leaseMs: options.leaseMs, waitMs: options.lockWaitMs ?? 10_000 });
     if (!locked) return { status: 'busy', message: `person ${request.marketoId} is being synced by another call` };
     try {
       return await createOrFind(request);

@@ -66,8 +66,8 @@ export interface MarketoWebhookDeps {
   logger: Logger;
   /** wakes the inbox worker */
   notify: () => void;
-  /** how long sync-person works before it answers "queued" (Marketo gives up at 30 s) */
-  syncPersonBudgetMs?: number;
+  /** how long sync-person works before it answers "queued" (Marketo gives up at 30 s): SYNC_PERSON_BUDGET_MS */
+  syncPersonBudgetMs: number;
   /** person-changed calls for one person within this window collapse while still pending */
   coalesceWindowMs?: number;
   now?: () => number;
@@ -149,7 +149,7 @@ export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
 
     let timer: NodeJS.Timeout | undefined;
     const budget = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(resolve, deps.syncPersonBudgetMs ?? 20_000, 'timeout');
+      timer = setTimeout(resolve, deps.syncPersonBudgetMs, 'timeout');
     });
     const work = deps.syncPerson({ marketoId: id, entity, assignTo });
     let result: SyncPersonResult | 'timeout';

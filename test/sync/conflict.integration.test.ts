@@ -46,7 +46,7 @@ describe.each(testEngines())('a Dynamics write that races a user edit on %s', (e
     };
     const marketo = createMarketoPort(marketoClient);
     const mappings = createMappingService({ db: db.prisma, marketo, dynamics: racingPort });
-    const syncEngine = createSyncEngine({ db, marketo, dynamics: racingPort, mappings, logger: pino({ level: 'silent' }), owner: 'test', deletedFlagField: null });
+    const syncEngine = createSyncEngine({ db, marketo, dynamics: racingPort, mappings, logger: pino({ level: 'silent' }), owner: 'test', lockLeaseMs: 12_000, deletedFlagField: null });
 
     const lead = dataverse.admin.create('lead', { firstname: 'Ada', lastname: 'Lovelace', emailaddress1: 'race@example.com', jobtitle: 'CTO' });
     const person = sandbox.marketo.admin.createLead({ email: 'race@example.com', firstName: 'Ada', lastName: 'Lovelace', title: 'CTO' });
