@@ -145,6 +145,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     };
     // Replicas on one PostgreSQL database count each vendor's calls together there; the embedded
     // database is one process, whose in-process limiters are the whole budget.
+    // Marketo's 20 s window (shorter only for the sandbox's tests); the client and the shared budget count the same one
     const marketoWindowMs = sandbox && options.sandbox?.marketoRateWindowMs ? options.sandbox.marketoRateWindowMs : 20_000;
     const sharedBudgets =
       db.engine === 'postgres' && config.sync.sharedVendorBudget
@@ -175,7 +176,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
         callsPer20s: config.marketo.callsPer20s,
         maxConcurrent: config.marketo.maxConcurrent,
         dailyQuota: config.marketo.dailyQuota,
-        ...(sandbox && options.sandbox?.marketoRateWindowMs ? { windowMs: options.sandbox.marketoRateWindowMs } : {}),
+        windowMs: marketoWindowMs,
       },
     });
     closers.push({ name: 'marketo client', close: () => marketoClient.close() });
