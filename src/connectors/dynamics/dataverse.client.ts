@@ -53,8 +53,6 @@ export type DataverseClientOptions = {
   timeoutMs?: number;
   /** odata.maxpagesize; default 5000 (the platform cap) */
   maxPageSize?: number;
-  /** parallel calls in flight; default 16 (platform rejects above 52 per user); same as budget.maxConcurrent */
-  maxConcurrency?: number;
   /** the share of the service protection limits this client spends (see dataverse.pacing.ts) */
   budget?: DataverseBudget;
   /** requests counted across replicas (PostgreSQL); see src/connectors/shared-budget.ts */
@@ -132,6 +130,7 @@ export type DataverseClientStats = {
   endpoints: Record<string, DataverseEndpointStats>;
   totalCalls: number;
   totalErrors: number;
+  /** requests answered 429 (the older name of `throttled`) */
   rateLimitedPauses: number;
   tokenRequests: number;
   /** requests answered 429 */
@@ -215,7 +214,7 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
   const timeoutMs = options.timeoutMs ?? 120_000;
   const maxPageSize = Math.min(options.maxPageSize ?? 5000, 5000);
   const pacer = createDataversePacer({
-    budget: { ...(options.maxConcurrency === undefined ? {} : { maxConcurrent: options.maxConcurrency }), ...options.budget },
+    ...(options.budget ? { budget: options.budget } : {}),
     now,
     sleep,
     ...(logger ? { logger } : {}),

@@ -37,11 +37,7 @@ export type DataversePacerStats = {
   throttled: number;
   /** pauses started by a 429 (one per throttling episode) */
   episodes: number;
-  /** execution time measured in the current window */
-  executionMs: number;
 };
-
-export type DataversePacer = ReturnType<typeof createDataversePacer>;
 
 const REQUEST_LIMIT_HEADER = 'x-ms-ratelimit-burst-remaining-xrm-requests';
 const TIME_LIMIT_HEADER = 'x-ms-ratelimit-time-remaining-xrm-requests';
@@ -56,7 +52,7 @@ export function createDataversePacer(options: DataversePacerOptions = {}) {
   const executionBudget = options.budget?.executionMsPerWindow ?? 1_080_000;
 
   // Any window holds at most the bucket plus what drips in: together they stay within our share.
-  const bucket = Math.max(1, Math.min(Math.floor(share / 50), Math.floor(share / 4)));
+  const bucket = Math.max(1, Math.floor(share / 50));
   const dripMs = Math.max(1, Math.ceil(windowMs / Math.max(1, share - bucket)));
   const limiter = new Bottleneck({
     maxConcurrent,
@@ -176,13 +172,7 @@ export function createDataversePacer(options: DataversePacerOptions = {}) {
     },
 
     stats(): DataversePacerStats {
-      slide();
-      return { ...stats, executionMs: executedMs };
-    },
-
-    /** what this client spends per window (requests), for reporting */
-    get requestsPerWindow(): number {
-      return share;
+      return { ...stats };
     },
 
     async stop(): Promise<void> {
