@@ -38,6 +38,26 @@ describe('a Dataverse value-rewriting plug-in', () => {
     expect(heard).toEqual([expect.objectContaining({ table: 'contact', id, column: 'address1_country', from: 'USA', to: 'United States', userId: sim.syncUserId })]);
   });
 
+  it('tells the listener nothing when the write is refused after the rewrite (a business rule)', async () => {
+    const heard: AppliedRewrite[] = [];
+    sim.admin.onValueRewrite((applied) => heard.push(applied));
+    const rewrite = sim.admin.addValueRewrite({ table: 'lead', column: 'address1_city', from: 'nyc', to: 'New York' });
+    const rule = sim.admin.addBusinessRule({ table: 'lead', column: 'telephone1', kind: 'pattern', pattern: '^\\+?[0-9 ]+$', message: 'telephone1: invalid format', messages: ['Update'] });
+    const lead = sim.admin.create('lead', { lastname: 'Refused', emailaddress1: 'refused@example.com' });
+    const id = String(lead['leadid']);
+
+    const patch = await fetch(`${sim.url}/api/data/v9.2/leads(${id})`, {
+      method: 'PATCH',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ address1_city: 'NYC', telephone1: 'not a phone' }),
+    });
+    sim.admin.removeValueRewrite(rewrite.id);
+    sim.admin.removeBusinessRule(rule.id);
+    expect(patch.status).toBe(400);
+    expect(sim.admin.get('lead', id)?.['address1_city'] ?? null).toBeNull();
+    expect(heard).toEqual([]);
+  });
+
   it('leaves other values and other tables alone', () => {
     const before = sim.admin.get('lead', String(sim.admin.create('lead', { lastname: 'Other', address1_country: 'usa' })['leadid']));
     expect(before?.['address1_country']).toBe('usa');

@@ -287,15 +287,22 @@ export class DataverseStore {
     }
   }
 
-  private applyRewrites(t: SimTable, id: string, changed: Record<string, unknown>, ctx: WriteContext): void {
+  /** Rewrites `changed` in place, as the plug-in would; what it did is told only once the write is stored (notifyRewrites). */
+  private applyRewrites(t: SimTable, id: string, changed: Record<string, unknown>, ctx: WriteContext): AppliedRewrite[] {
+    const applied: AppliedRewrite[] = [];
     for (const rewrite of this.rewrites) {
       if (rewrite.table !== t.logicalName) continue;
       const value = changed[rewrite.column];
       if (typeof value !== 'string' || value.trim().toLowerCase() !== rewrite.from.toLowerCase()) continue;
       changed[rewrite.column] = rewrite.to;
-      const applied = { rewriteId: rewrite.id, table: t.logicalName, id, column: rewrite.column, from: value, to: rewrite.to, userId: ctx.userId, at: this.now() };
-      for (const listener of this.rewriteListeners) listener(applied);
+      applied.push({ rewriteId: rewrite.id, table: t.logicalName, id, column: rewrite.column, from: value, to: rewrite.to, userId: ctx.userId, at: this.now() });
     }
+    return applied;
+  }
+
+  /** A refused write (duplicate key, business rule) rewrote nothing anyone will see: listeners hear only of stored ones. */
+  private notifyRewrites(applied: readonly AppliedRewrite[]): void {
+    for (const rewrite of applied) for (const listener of this.rewriteListeners) listener(rewrite);
   }
 
   private applyState(t: SimTable, merged: Record<string, unknown>, changed: Record<string, unknown>): void {
@@ -343,7 +350,7 @@ export class DataverseStore {
     const changed = this.convertPayload(t, body, 'create', ctx);
     const id = (changed[t.primaryKey] as string | undefined) ?? randomUUID();
     delete changed[t.primaryKey];
-    this.applyRewrites(t, id, changed, ctx);
+    const rewritten = this.applyRewrites(t, id, changed, ctx);
     if (this.get(tableName, id)) throw new SimHttpError(412, '0x80040237', 'Cannot insert duplicate key.');
     const at = wholeSeconds(this.now());
     const user: SimLookup = { id: ctx.userId, logicalName: 'systemuser' };
@@ -364,6 +371,7 @@ export class DataverseStore {
     this.rows(tableName).set(id, rec);
     this.tombstones.get(tableName)!.delete(id);
     this.bump(t, rec);
+    this.notifyRewrites(rewritten);
     if (options.emit !== false) {
       const all: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(values)) if (v !== null && v !== undefined) all[k] = v;
@@ -377,7 +385,7 @@ export class DataverseStore {
     const rec = this.get(tableName, id);
     if (!rec) throw this.notFound(tableName, id);
     const changed = this.convertPayload(t, body, 'update', ctx);
-    this.applyRewrites(t, rec.id, changed, ctx);
+    const rewritten = this.applyRewrites(t, rec.id, changed, ctx);
     const merged = { ...rec.values, ...changed };
     this.applyState(t, merged, changed);
     this.computed(t, merged);
@@ -387,6 +395,7 @@ export class DataverseStore {
     merged.modifiedby = { id: ctx.userId, logicalName: 'systemuser' } satisfies SimLookup;
     rec.values = merged;
     this.bump(t, rec);
+    this.notifyRewrites(rewritten);
     // sending unchanged values still counts as a change and fires steps (reference §2.4)
     const target: Record<string, unknown> = { ...changed };
     if ('firstname' in changed || 'lastname' in changed) target.fullname = merged.fullname;
