@@ -1,8 +1,8 @@
-import cron, { type ScheduledTask } from 'node-cron';
+import type { ScheduledTask } from 'node-cron';
 import type { Database } from '../db/database.ts';
 import type { PrismaClient } from '../db/generated/client.ts';
 import type { Logger } from '../logger.ts';
-import { createLease, leaseCoordinator } from '../sweep/lease.ts';
+import { createLease, scheduleLeased, whileHeld } from '../sweep/lease.ts';
 import { pruneOnce, type PruneResult, type PrunedTable, type RetentionPolicy } from './prune.ts';
 
 // Retention as the composition root wires it: a node-cron schedule whose ticks run on one replica
@@ -61,17 +61,7 @@ export function createRetentionService(options: RetentionServiceOptions) {
 
   /** One pass while holding the lease (already taken). */
   async function runHeld(): Promise<PruneResult> {
-    const lost = new AbortController();
-    const heartbeat = setInterval(() => {
-      lease.renew(RETENTION_JOB).then(
-        (held) => {
-          if (!held) lost.abort();
-        },
-        (error: unknown) => logger.warn({ err: error }, 'could not renew the retention lease'),
-      );
-    }, Math.max(250, lease.ttlMs / 3));
-    heartbeat.unref();
-    const pass = pruneOnce({ db: db.prisma, policy, now, signal: AbortSignal.any([shutdown.signal, lost.signal]) });
+    const pass = whileHeld(lease, RETENTION_JOB, shutdown.signal, logger, (signal) => pruneOnce({ db: db.prisma, policy, now, signal }));
     current = pass;
     try {
       const result = await pass;
@@ -83,7 +73,6 @@ export function createRetentionService(options: RetentionServiceOptions) {
       );
       return result;
     } finally {
-      clearInterval(heartbeat);
       if (current === pass) current = undefined;
     }
   }
@@ -91,31 +80,14 @@ export function createRetentionService(options: RetentionServiceOptions) {
   return {
     start(): void {
       if (task || !options.cron || shutdown.signal.aborted) return;
-      task = cron.schedule(
-        options.cron,
-        async () => {
-          if (shutdown.signal.aborted) return;
-          try {
-            await runHeld();
-          } catch (error) {
-            logger.error({ err: error }, 'retention pass failed; the next one retries');
-          }
-        },
-        {
-          name: RETENTION_JOB,
-          noOverlap: true,
-          distributed: true,
-          runCoordinator: leaseCoordinator(lease),
-          distributedLease: lease.ttlMs,
-          suppressMissedWarning: true,
-          logger: {
-            info: () => undefined,
-            warn: () => undefined,
-            debug: () => undefined,
-            error: (message: string | Error, err?: Error) => logger.error({ component: 'node-cron', err: err ?? message }, 'retention scheduler error'),
-          },
-        },
-      );
+      task = scheduleLeased(options.cron, RETENTION_JOB, lease, logger, async () => {
+        if (shutdown.signal.aborted) return;
+        try {
+          await runHeld();
+        } catch (error) {
+          logger.error({ err: error }, 'retention pass failed; the next one retries');
+        }
+      });
     },
     /** A pass now, through the same lease; null when another replica is pruning. */
     async pruneNow(): Promise<PruneResult | null> {

@@ -1,5 +1,6 @@
-import type { RunCoordinator } from 'node-cron';
+import cron, { type RunCoordinator, type ScheduledTask } from 'node-cron';
 import type { Db } from '../db/database.ts';
+import type { Logger } from '../logger.ts';
 
 // The SchedulerLease row that elects one replica per sweep. One row per job (not per tick): it is
 // both the mutual exclusion (held while a sweep runs, renewed by a heartbeat, expiring if its
@@ -88,5 +89,51 @@ export function leaseCoordinator(lease: Lease, jobOf: (taskName: string) => stri
       const parsed = parseCoordinatorKey(key);
       if (parsed) await lease.release(jobOf(parsed.job));
     },
+  };
+}
+
+/**
+ * Runs `work` while this replica holds `job`'s lease (already taken), renewing it every third of its
+ * length; `work`'s signal aborts when the lease is lost or `stop` aborts (shutdown). The one way
+ * the sweep and retention keep a lease while they work.
+ */
+export async function whileHeld<T>(lease: Lease, job: string, stop: AbortSignal, logger: Logger, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const lost = new AbortController();
+  const heartbeat = setInterval(() => {
+    lease.renew(job).then(
+      (held) => {
+        if (!held) lost.abort();
+      },
+      (error: unknown) => logger.warn({ err: error }, `could not renew the ${job} lease`),
+    );
+  }, Math.max(250, lease.ttlMs / 3));
+  heartbeat.unref();
+  try {
+    return await work(AbortSignal.any([stop, lost.signal]));
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+/** A node-cron task whose ticks run on one replica only (the holder of `job`'s lease), never overlapping. */
+export function scheduleLeased(expression: string, job: string, lease: Lease, logger: Logger, tick: () => Promise<void>): ScheduledTask {
+  return cron.schedule(expression, tick, {
+    name: job,
+    noOverlap: true,
+    distributed: true,
+    runCoordinator: leaseCoordinator(lease),
+    distributedLease: lease.ttlMs,
+    logger: cronLogger(logger),
+    suppressMissedWarning: true,
+  });
+}
+
+/** node-cron's own messages at debug level, its errors as errors. */
+export function cronLogger(logger: Logger) {
+  return {
+    info: (message: string) => logger.debug({ component: 'node-cron' }, message),
+    warn: (message: string) => logger.debug({ component: 'node-cron' }, message),
+    error: (message: string | Error, err?: Error) => logger.error({ component: 'node-cron', err: err ?? message }, 'scheduler error'),
+    debug: (message: string | Error) => logger.debug({ component: 'node-cron' }, String(message)),
   };
 }

@@ -2,7 +2,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import { requestFullReconcile } from './cursors.ts';
-import { leaseCoordinator, type Lease } from './lease.ts';
+import { cronLogger, scheduleLeased, whileHeld, type Lease } from './lease.ts';
 import type { Sweeper, SweepRequest, SweepResult, SweepTrigger } from './sweep.ts';
 
 // When sweeps run: node-cron on SYNC_SWEEP_CRON with noOverlap (never twice at once here) and
@@ -35,22 +35,11 @@ export function createSweepScheduler(options: SweepSchedulerOptions) {
 
   /** Runs a sweep while holding the lease (already taken), renewing it until the sweep ends. */
   async function runHeld(trigger: SweepTrigger, full: boolean, extra: Pick<SweepRequest, 'onStart' | 'outcomeWaitMs'> = {}): Promise<SweepResult> {
-    const lost = new AbortController();
-    const heartbeat = setInterval(() => {
-      lease.renew(SWEEP_JOB).then(
-        (held) => {
-          if (!held) lost.abort();
-        },
-        (error: unknown) => logger.warn({ err: error }, 'could not renew the sweep lease'),
-      );
-    }, Math.max(250, lease.ttlMs / 3));
-    heartbeat.unref();
-    const run = sweeper.run({ ...extra, trigger, full, signal: AbortSignal.any([shutdown.signal, lost.signal]) });
+    const run = whileHeld(lease, SWEEP_JOB, shutdown.signal, logger, (signal) => sweeper.run({ ...extra, trigger, full, signal }));
     current = run;
     try {
       return await run;
     } finally {
-      clearInterval(heartbeat);
       if (current === run) current = undefined;
     }
   }
@@ -59,22 +48,10 @@ export function createSweepScheduler(options: SweepSchedulerOptions) {
     start(): void {
       if (tasks.length > 0 || shutdown.signal.aborted) return;
       if (options.sweepCron) {
-        const task = cron.schedule(
-          options.sweepCron,
-          async () => {
-            if (shutdown.signal.aborted) return;
-            await runHeld('SCHEDULE', false);
-          },
-          {
-            name: SWEEP_JOB,
-            noOverlap: true,
-            distributed: true,
-            runCoordinator: leaseCoordinator(lease),
-            distributedLease: lease.ttlMs,
-            logger: cronLogger(logger),
-            suppressMissedWarning: true,
-          },
-        );
+        const task = scheduleLeased(options.sweepCron, SWEEP_JOB, lease, logger, async () => {
+          if (shutdown.signal.aborted) return;
+          await runHeld('SCHEDULE', false);
+        });
         tasks.push(task);
       }
       if (options.fullCron) {
@@ -117,12 +94,3 @@ export function createSweepScheduler(options: SweepSchedulerOptions) {
 }
 
 export type SweepScheduler = ReturnType<typeof createSweepScheduler>;
-
-function cronLogger(logger: Logger) {
-  return {
-    info: (message: string) => logger.debug({ component: 'node-cron' }, message),
-    warn: (message: string) => logger.debug({ component: 'node-cron' }, message),
-    error: (message: string | Error, err?: Error) => logger.error({ component: 'node-cron', err: err ?? message }, 'scheduler error'),
-    debug: (message: string | Error) => logger.debug({ component: 'node-cron' }, String(message)),
-  };
-}
