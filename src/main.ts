@@ -233,6 +233,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       leaseMs: config.sync.inboxLeaseSeconds * 1000,
       maxAttempts: config.sync.inboxMaxAttempts,
       pollMs: config.sync.inboxPollMs,
+      signal: shutdown.signal,
       onOutcome: (status) => metrics.recordOutcome(status),
     });
     const sweeper = createSweepService({

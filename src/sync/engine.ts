@@ -63,7 +63,9 @@ function describeError(error: unknown): string {
 }
 
 /** How a failure while syncing one item is turned into an inbox outcome: the one place that decides. */
-export function outcomeForError(error: unknown): EventOutcome {
+export function outcomeForError(error: unknown, stopping?: AbortSignal): EventOutcome {
+  // shutdown cut the work's vendor calls: it goes back to the inbox without counting an attempt
+  if (stopping?.aborted) return { status: 'busy' };
   if (error instanceof ConnectorError) {
     switch (error.kind) {
       case 'rate_limited':
@@ -171,9 +173,6 @@ export function createSyncEngine(options: EngineOptions) {
     return unlinked.recreatePerson(outcome.link, outcome.record, subject);
   }
 
-  /** A failure's outcome; while stopping, the work is handed back without counting an attempt. */
-  const failed = (error: unknown): EventOutcome => (options.signal?.aborted ? { status: 'busy' } : outcomeForError(error));
-
   /** Syncs one item whose leases are held, from reads made after they were taken. */
   async function syncItem(item: WorkItem, pre: Prefetched, holder: string): Promise<EventOutcome> {
     try {
@@ -188,7 +187,7 @@ export function createSyncEngine(options: EngineOptions) {
       return { status: 'done', linkId: null, note: 'the person is not linked to Dynamics; only Sync Person to Microsoft creates it there' };
     } catch (error) {
       if (!options.signal?.aborted) logger.child(idsOf(item.subject)).warn({ err: error, events: item.events.map((e) => e.id) }, 'sync of an item failed');
-      return failed(error);
+      return outcomeForError(error, options.signal);
     }
   }
 
@@ -210,14 +209,14 @@ export function createSyncEngine(options: EngineOptions) {
           pre = await prefetch(held.map((h) => h.item));
         } catch (error) {
           logger.warn({ err: error, events: events.length, ...batchIds(events) }, 'reading a batch failed');
-          const outcome = failed(error);
+          const outcome = outcomeForError(error, options.signal);
           held.forEach((h) => setAll(h.item, outcome));
           return outcomes;
         }
         await Promise.all(held.map(async (h) => setAll(h.item, await syncItem(h.item, pre, h.holder))));
       } catch (error) {
         logger.warn({ err: error, events: events.length, ...batchIds(events) }, 'syncing a batch failed');
-        const outcome = failed(error);
+        const outcome = outcomeForError(error, options.signal);
         for (const e of events) if (!outcomes.has(e.id)) outcomes.set(e.id, outcome);
       } finally {
         await unlockAll(db.prisma, held);

@@ -31,6 +31,8 @@ export interface WorkerOptions {
   claimIntervalMs?: number;
   /** how long an event whose record is busy elsewhere waits before it is claimable again */
   busyDelayMs?: number;
+  /** aborted at shutdown: a Sync Person call it cut goes back to the inbox, as the engine's work does */
+  signal?: AbortSignal;
   /** told each event's outcome (metrics) */
   onOutcome?: (status: EventOutcome['status']) => void;
 }
@@ -69,7 +71,7 @@ export function createSyncWorker(options: WorkerOptions) {
           return { status: 'done', linkId: null, note: result.message };
       }
     } catch (error) {
-      return outcomeForError(error);
+      return outcomeForError(error, options.signal);
     }
   }
 
