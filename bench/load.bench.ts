@@ -1,15 +1,17 @@
 // Bulk and sustained load at the vendors' real limits and call times (issue 13): steady rates and
 // bursts of changes, each row with the physical minimum beside it.
+import { loadConfig } from '../src/config.ts';
+import { MAX_BATCH_OPERATIONS as DATAVERSE_BATCH } from '../src/connectors/dynamics/dataverse.batch.ts';
+import { MAX_BATCH as MARKETO_BATCH, marketoDripPlan } from '../src/connectors/marketo/marketo.client.ts';
 import { onBenchDatabase } from './database.ts';
 import { realisticVendors, runWebhookBench, type WebhookBenchResult } from './webhooks.bench.ts';
 
-const MARKETO_BATCH = 300;
-// ids per In-filter read in a 16 KB URL (45 URL characters an id) and operations per $batch
+// ids per In-filter read in a 16 KB URL (45 URL characters an id)
 const DATAVERSE_IDS_PER_READ = 350;
-const DATAVERSE_BATCH = 1000;
-// the default Marketo share: 50 calls / 20 s as a bucket of 12 and a drip every 400 ms
-const MARKETO_BUCKET = 12;
-const MARKETO_DRIP_S = 0.4;
+// the default Marketo share (50 calls / 20 s: a bucket of 12 and a drip every 400 ms), as the client plans it
+const marketoPlan = marketoDripPlan(loadConfig({}).marketo.callsPer20s, 20_000);
+const MARKETO_BUCKET = marketoPlan.bucket;
+const MARKETO_DRIP_S = marketoPlan.dripMs / 1000;
 
 export type LoadOptions = { quick: boolean; postgres: string | undefined; engine: string; steadyMinutes: number; burst: number };
 

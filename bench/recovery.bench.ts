@@ -3,6 +3,7 @@
 // dead process held takes to move again after the restart: the embedded database reclaims it at
 // start-up (minimum 0 s), PostgreSQL waits for the dead replica's leases to run out (at most the
 // 12 s lease, since nothing renews them any more).
+import { loadConfig } from '../src/config.ts';
 import { openDatabase } from '../src/db/database.ts';
 import { deployBenchService } from './webhooks.bench.ts';
 
@@ -67,7 +68,7 @@ export async function runRecoveryBench(options: { changes: number; databaseUrl?:
       undeliveredAtKill: waiting.length,
       inFlightAtKill: inFlight,
       secondsToRecover,
-      leaseSeconds: options.databaseUrl ? 12 : 0,
+      leaseSeconds: options.databaseUrl ? loadConfig({}).sync.inboxLeaseSeconds : 0,
       lost: pairs.filter((_, i) => !delivered(i)).length,
     };
   } finally {

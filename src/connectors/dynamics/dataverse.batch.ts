@@ -107,8 +107,11 @@ export function decodeBatch(body: string, contentType: string | null): BatchOper
  * The size doubles while full batches answer well within the target time and halves when one takes
  * longer, or when the server refuses for execution time.
  */
+/** operations one $batch may carry (the platform's limit) */
+export const MAX_BATCH_OPERATIONS = 1000;
+
 export function createBatchSizer(options: { initial: number; targetMs: number; max?: number }) {
-  const max = options.max ?? 1000;
+  const max = options.max ?? MAX_BATCH_OPERATIONS;
   let size = Math.max(1, Math.min(max, options.initial));
   return {
     size: () => size,

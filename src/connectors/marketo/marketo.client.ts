@@ -102,7 +102,8 @@ export type MarketoClientStats = MarketoEndpointStats & {
 
 export type MarketoClient = ReturnType<typeof createMarketoClient>;
 
-const MAX_BATCH = 300;
+/** records one Marketo call may carry (reads and writes) */
+export const MAX_BATCH = 300;
 /** Marketo's limit per instance: 100 calls per rolling 20 s, shared by every integration */
 const INSTANCE_CALLS_PER_WINDOW = 100;
 const DAY_MS = 86_400_000;
