@@ -16,6 +16,8 @@ interface Rider<I, R> {
   items: readonly I[];
   /** its records' share of a call's capacity, weighed once when it joins */
   weight: number;
+  /** told when the call carrying these records is admitted and about to be sent */
+  onSent: (() => void) | undefined;
   resolve: (ride: Ride<R>) => void;
   reject: (error: unknown) => void;
 }
@@ -66,6 +68,7 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
     let taken: Rider<I, R>[] | undefined;
     const bind = () => {
       taken = take(key);
+      for (const rider of taken) rider.onSent?.();
       // the rest waits for the next call, which starts queuing now
       if (waiting.has(key)) queueMicrotask(() => dispatch(key));
       else queued.delete(key);
@@ -94,18 +97,22 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
   }
 
   return {
-    /** Joins the next call for `key`; at most `maxItems` records per request. */
-    ride(key: string, items: readonly I[]): Promise<Ride<R>> {
+    /**
+     * Joins the next call for `key`; at most `maxItems` records per request. `onSent` is told when
+     * the limiter admits the call that carries them (the work that may now start beside it).
+     */
+    ride(key: string, items: readonly I[], onSent?: () => void): Promise<Ride<R>> {
       if (items.length > options.maxItems) return Promise.reject(new RangeError(`at most ${options.maxItems} records per request`));
       return new Promise<Ride<R>>((resolve, reject) => {
         const riders = waiting.get(key) ?? [];
         const weight = weigh ? items.reduce((sum, item) => sum + weigh(item), 0) : items.length;
-        riders.push({ items, weight, resolve, reject });
+        riders.push({ items, weight, onSent, resolve, reject });
         waiting.set(key, riders);
         if (!queued.has(key)) {
           queued.add(key);
-          // at once: the call takes its records only when admitted, so later requests still join
-          queueMicrotask(() => dispatch(key));
+          // after this turn's promise jobs (work one answer resumed joins together); the call takes
+          // its records only when admitted, so later requests still join
+          setImmediate(() => dispatch(key));
         }
       });
     },

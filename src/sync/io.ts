@@ -1,15 +1,12 @@
 import { ConnectorError } from '../connectors/errors.ts';
-import { createCoalescer } from './coalesce.ts';
 import type { EntityMapping, MappingService } from './mappings.ts';
 import type { LinkedEntity } from './policy.ts';
 import type { DynamicsPort, DynamicsRecordView, MarketoPort, PersonRecord, PersonWriteResult } from './ports.ts';
 import type { CanonicalRecordFields } from './values.ts';
 
 // The engine's reads and writes of both systems, in canonical terms. Batching lives in the
-// clients: each fills a call (Marketo reads and writes, Dataverse In-filter reads and $batch
-// writes) with the requests of all concurrent work when its pacing admits it. Marketo's look-up by
-// email is the one call its client does not gather; those are coalesced here, one coalescer per
-// entity since each has its own field bindings.
+// clients: each fills a call (Marketo reads, look-ups by email and writes, Dataverse In-filter
+// reads and $batch writes) with the requests of all concurrent work when its pacing admits it.
 
 export interface SyncIOOptions {
   marketo: MarketoPort;
@@ -25,21 +22,15 @@ export interface DynamicsWriteResult {
 
 export function createSyncIO(options: SyncIOOptions) {
   const { marketo, dynamics, mappings } = options;
-  const perEntity = <T>(make: (entity: LinkedEntity) => T) => {
-    const made = new Map<LinkedEntity, T>();
-    return (entity: LinkedEntity) => {
-      let value = made.get(entity);
-      if (!value) made.set(entity, (value = make(entity)));
-      return value;
-    };
-  };
   const bindingsOf = async (entity: LinkedEntity) => (await mappings.forEntity(entity)).bindings;
-  const personFinder = perEntity((entity) =>
-    createCoalescer<string, PersonRecord>(async (emails) => marketo.findPersonsByEmail(emails, await bindingsOf(entity)), { maxBatch: 100, maxInFlight: 2 }),
-  );
 
-  async function readPersons(entity: LinkedEntity, ids: readonly number[]): Promise<Map<number, PersonRecord>> {
-    return marketo.readPersons(ids, await bindingsOf(entity));
+  async function readPersons(entity: LinkedEntity, ids: readonly number[], onSent?: () => void): Promise<Map<number, PersonRecord>> {
+    return marketo.readPersons(ids, await bindingsOf(entity), onSent);
+  }
+
+  /** By lower-cased id; a record not found is absent. */
+  async function readRecords(entity: LinkedEntity, ids: readonly string[]): Promise<Map<string, DynamicsRecordView>> {
+    return dynamics.readRecords(entity, ids, await bindingsOf(entity));
   }
 
   return {
@@ -47,11 +38,13 @@ export function createSyncIO(options: SyncIOOptions) {
     async readPerson(entity: LinkedEntity, id: number): Promise<PersonRecord | null> {
       return (await readPersons(entity, [id])).get(id) ?? null;
     },
+    readRecords,
     async readRecord(entity: LinkedEntity, id: string): Promise<DynamicsRecordView | null> {
-      return (await dynamics.readRecords(entity, [id], await bindingsOf(entity))).get(id.toLowerCase()) ?? null;
+      return (await readRecords(entity, [id])).get(id.toLowerCase()) ?? null;
     },
     async findPersonByEmail(entity: LinkedEntity, email: string): Promise<PersonRecord | null> {
-      return (await personFinder(entity).load(email.toLowerCase())) ?? null;
+      const key = email.toLowerCase();
+      return (await marketo.findPersonsByEmail([key], await bindingsOf(entity))).get(key) ?? null;
     },
     async writePerson(entity: LinkedEntity, id: number, fields: CanonicalRecordFields): Promise<PersonWriteResult> {
       const [result] = await marketo.updatePersons([{ id, fields }], await bindingsOf(entity));

@@ -35,7 +35,11 @@ export interface MarketoFieldAccess {
 }
 
 export interface MarketoPort {
-  readPersons(ids: readonly number[], bindings: readonly FieldBinding[]): Promise<Map<number, PersonRecord>>;
+  /**
+   * `onSent` is told once the calls carrying these ids have left (Marketo's pacing admitted them):
+   * work that can run beside the read, such as the Dataverse read of the same records, starts then.
+   */
+  readPersons(ids: readonly number[], bindings: readonly FieldBinding[], onSent?: () => void): Promise<Map<number, PersonRecord>>;
   /**
    * Per lower-cased email, the oldest person with it (Marketo allows duplicates; the sync never
    * adds one). Emails with no person are absent from the map.

@@ -496,15 +496,45 @@ export function createMarketoClient(options: MarketoClientOptions) {
     },
   });
 
-  async function getLeadsByIds(ids: readonly number[], fields?: readonly string[]): Promise<MarketoLead[]> {
+  /** `onSent` is told once every call carrying these ids has been admitted and sent. */
+  async function getLeadsByIds(ids: readonly number[], fields?: readonly string[], onSent?: () => void): Promise<MarketoLead[]> {
     const key = fields?.join(',') ?? '';
-    const parts = await Promise.all(
-      chunk([...new Set(ids)], MAX_BATCH).map(async (part) => {
-        const { result } = await idReads.ride(key, part);
+    const parts = chunk([...new Set(ids)], MAX_BATCH);
+    let unsent = parts.length;
+    const sent =
+      onSent &&
+      (() => {
+        unsent -= 1;
+        if (unsent === 0) onSent();
+      });
+    const read = await Promise.all(
+      parts.map(async (part) => {
+        const { result } = await idReads.ride(key, part, sent);
         return part.flatMap((id) => result.get(id) ?? []);
       }),
     );
-    return parts.flat();
+    return read.flat();
+  }
+
+  // Look-ups by email share calls the same way (the initial sync matches every Dynamics record by
+  // email): a call answers for every email it carried, each caller keeps what it asked for.
+  const emailReads = createRideAlong<string, MarketoLead[]>({
+    maxItems: MAX_BATCH,
+    async send(fieldList, bind) {
+      const fields = fieldList === '' ? undefined : fieldList.split(',');
+      let emails: string[] = [];
+      const first = await call({ endpoint: 'leads.query', method: 'GET', build: () => leadQuery('email', (emails = [...new Set(bind())]), fields) });
+      const leads = new Map<number, MarketoLead>();
+      await followLeadPages(first, (token) => leadQuery('email', emails, fields, token), leads);
+      return [...leads.values()];
+    },
+  });
+
+  /** Persons whose email is one of `emails` (any case), read together with other callers' look-ups. */
+  async function getLeadsByEmail(emails: readonly string[], fields?: readonly string[]): Promise<MarketoLead[]> {
+    const key = fields?.join(',') ?? '';
+    const parts = await Promise.all(chunk([...new Set(emails.map((e) => e.toLowerCase()))], MAX_BATCH).map(async (part) => (await emailReads.ride(key, part)).result));
+    return [...new Map(parts.flat().map((lead) => [lead.id, lead])).values()];
   }
 
   type SyncBatchKey = { action: MarketoSyncAction; lookupField: 'id' | 'email'; partitionName?: string };
@@ -695,7 +725,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
 
   return {
     getLeadsByIds,
-    getLeadsByEmail: (emails: readonly string[], fields?: readonly string[]) => getLeadsByFilter('email', emails, fields),
+    getLeadsByEmail,
     getLeadsByFilter,
     syncLeads,
     deleteLeads,

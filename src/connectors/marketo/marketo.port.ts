@@ -33,19 +33,21 @@ export function createMarketoPort(client: MarketoClient): MarketoPort {
   });
 
   return {
-    async readPersons(ids, bindings) {
+    async readPersons(ids, bindings, onSent) {
       if (ids.length === 0) return new Map();
-      const leads = await client.getLeadsByIds(ids, readFields(bindings));
+      const leads = await client.getLeadsByIds(ids, readFields(bindings), onSent);
       return new Map(leads.map((lead) => [lead.id, toPerson(lead, bindings)]));
     },
     async findPersonsByEmail(emails, bindings) {
       const found = new Map<string, PersonRecord>();
       if (emails.length === 0) return found;
       const leads = await client.getLeadsByEmail(emails, readFields(bindings));
+      // the call was shared with other look-ups: keep the emails asked for
+      const asked = new Set(emails.map((e) => e.toLowerCase()));
       for (const lead of [...leads].sort((a, b) => a.id - b.id)) {
         const person = toPerson(lead, bindings);
         const key = person.email?.toLowerCase();
-        if (key && !found.has(key)) found.set(key, person);
+        if (key && asked.has(key) && !found.has(key)) found.set(key, person);
       }
       return found;
     },
