@@ -1,7 +1,7 @@
-// Adaptive batching for rate-limited APIs: requests that arrive while earlier calls are in flight
-// (or waiting for the rate limiter) are gathered into the next call. An idle system calls at
-// once with one record; a busy one sends fuller batches, so a fixed call budget (Marketo's
-// 100 calls / 20 s) carries more changes exactly when there are more changes to carry.
+// Adaptive batching for calls that cost per call (a Marketo look-up, a database statement): requests
+// that arrive while earlier calls are in flight are gathered into the next call. An idle system
+// calls at once with one record; a busy one sends fuller batches, so a fixed budget (Marketo's
+// calls, the database's connections) carries more work exactly when there is more to carry.
 
 export interface CoalescerOptions {
   /** records per call (Marketo and our Dataverse reads: 300 / 100) */
@@ -13,8 +13,10 @@ export interface CoalescerOptions {
 export function createCoalescer<K, V>(run: (keys: K[]) => Promise<Map<K, V>>, options: CoalescerOptions) {
   const pending = new Map<K, { resolve: (value: V | undefined) => void; reject: (error: unknown) => void }[]>();
   let inFlight = 0;
+  let scheduled = false;
 
   function pump(): void {
+    scheduled = false;
     while (inFlight < options.maxInFlight && pending.size > 0) {
       const keys = [...pending.keys()].slice(0, options.maxBatch);
       const waiters = keys.map((key) => {
@@ -39,8 +41,13 @@ export function createCoalescer<K, V>(run: (keys: K[]) => Promise<Map<K, V>>, op
         const list = pending.get(key) ?? [];
         list.push({ resolve, reject });
         pending.set(key, list);
-        // Scheduled, not immediate: requests made in the same tick share the first call.
-        queueMicrotask(pump);
+        // Scheduled after this turn's promise jobs, not at the next one: work resumed by one answer
+        // (the items a vendor call carried) reaches here at different await depths, and all of it
+        // shares the first call instead of the first item going out alone.
+        if (!scheduled) {
+          scheduled = true;
+          setImmediate(pump);
+        }
       });
     },
   };

@@ -1,6 +1,6 @@
 import type { Database } from '../db/database.ts';
 import type { ActivityEntry } from './activities.ts';
-import { createCoalescer } from './coalesce.ts';
+import { createCoalescer } from '../coalesce.ts';
 import { journal } from './journal.ts';
 import { commitSyncs, type SyncCommit } from './links.ts';
 
