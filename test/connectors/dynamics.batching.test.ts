@@ -100,21 +100,24 @@ describe('Dataverse writes in $batch', () => {
     for (const u of updated) expect(u.etag).toBe(sim.admin.get('contact', u.id)!['@odata.etag']);
   });
 
-  it('grows the batch while batches are fast and shrinks it when one is slow or refused for execution time', () => {
+  it('grows the batch to what its measured time per operation fits in four fifths of the target, and halves it when one is slow or refused for execution time', () => {
     const sizer = createBatchSizer({ initial: 10, targetMs: 1000 });
     const table: [operations: number, elapsedMs: number, next: number][] = [
-      [10, 100, 20],
-      [20, 100, 40],
-      [5, 100, 40], // not full: says nothing about a bigger one
-      [40, 700, 40], // within the target but not fast
-      [40, 1500, 20],
+      [10, 100, 80], // 10 ms an operation: 80 fit in 800 ms
+      [80, 200, 320], // 2.5 ms an operation: 320 fit
+      [5, 100, 320], // not full: says nothing about a bigger one
+      [320, 900, 320], // within the target: 284 would fit in 800 ms, but a batch within the target never shrinks the size
+      [320, 1500, 160], // over the target: halved
+      [160, 1, 1000], // at most eightfold a step
     ];
     for (const [operations, elapsed, next] of table) {
       sizer.observe(operations, elapsed);
       expect(sizer.size()).toBe(next);
     }
     sizer.shrink();
-    expect(sizer.size()).toBe(10);
+    expect(sizer.size()).toBe(500);
+    sizer.shrink();
+    expect(sizer.size()).toBe(250);
     for (let i = 0; i < 20; i += 1) sizer.observe(sizer.size(), 1);
     expect(sizer.size()).toBe(1000);
   });
@@ -164,10 +167,10 @@ describe('Dataverse pacing to the service protection limits', () => {
     expect(results).toHaveLength(10_000);
     expect(sim.admin.count('contact')).toBe(10_000);
     expect(refused()).toBe(0);
-    // 10, 20, 40, ... 640 then 1000 a batch: 16 requests at the least; a batch admitted before the
-    // previous one answered has not grown yet, so a loaded machine may need a few more
-    expect(requests('POST $batch')).toBeGreaterThanOrEqual(16);
-    expect(requests('POST $batch')).toBeLessThanOrEqual(20);
+    // 10, 80, 640 then 1000 a batch (eightfold a step): 13 requests at the least; a batch admitted
+    // before the previous one answered has not grown yet, so a loaded machine may need a few more
+    expect(requests('POST $batch')).toBeGreaterThanOrEqual(13);
+    expect(requests('POST $batch')).toBeLessThanOrEqual(17);
   }, 60_000);
 
   it('without the budget the same simulator answers 429 (the test above can fail)', async () => {

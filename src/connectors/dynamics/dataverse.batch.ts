@@ -104,8 +104,10 @@ export function decodeBatch(body: string, contentType: string | null): BatchOper
  * How many operations the next $batch of writes may carry. Microsoft advises small batches (start
  * around 10): a batch's operations run one after the other and their execution time adds up
  * against the 20-minute-per-5-minutes limit, so a big batch is slow and costly when the server is.
- * The size doubles while full batches answer well within the target time and halves when one takes
- * longer, or when the server refuses for execution time.
+ * A full batch that answers within the target time grows the size to what its measured time per
+ * operation says fits in four fifths of the target (at most eightfold a step; the measure includes
+ * the request's own latency, so it errs small); one that takes longer, or a refusal for execution
+ * time, halves it. A batch that was not full says nothing about a bigger one.
  */
 /** operations one $batch may carry (the platform's limit) */
 export const MAX_BATCH_OPERATIONS = 1000;
@@ -117,7 +119,10 @@ export function createBatchSizer(options: { initial: number; targetMs: number; m
     size: () => size,
     observe(operations: number, elapsedMs: number): void {
       if (elapsedMs > options.targetMs) size = Math.max(1, Math.floor(size / 2));
-      else if (operations >= size && elapsedMs < options.targetMs / 2) size = Math.min(max, size * 2);
+      else if (operations >= size) {
+        const fits = Math.floor((options.targetMs * 0.8) / Math.max(elapsedMs / operations, 0.001));
+        size = Math.min(max, size * 8, Math.max(size, fits));
+      }
     },
     shrink(): void {
       size = Math.max(1, Math.floor(size / 2));

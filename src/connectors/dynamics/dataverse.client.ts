@@ -538,37 +538,50 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
   // a timeout or 5xx is sent again as it was: an update that had run then answers 412 (its If-Match
   // is stale: the caller re-reads), a create answers duplicate key (its id is ours: read back below).
   // A 429 for a batch means nothing ran.
+  async function sendBatch(bind: () => BatchOperation[]): Promise<BatchOperationAnswer[]> {
+    let operations: BatchOperation[] = [];
+    const raw = await call({
+      endpoint: 'POST $batch',
+      build: () => {
+        operations = bind();
+        const { contentType, body } = encodeBatch(new URL(apiUrl).pathname, operations);
+        batches += 1;
+        batchOperations += operations.length;
+        return {
+          method: 'POST',
+          url: '$batch',
+          endpoint: 'POST $batch',
+          body,
+          headers: { 'Content-Type': contentType, Prefer: 'odata.continue-on-error' },
+        };
+      },
+    });
+    if (raw.text === undefined || raw.status !== 200) {
+      // continue-on-error ignored: the answer holds one failure and says nothing of the others
+      throw new DataverseTransientError(`$batch answered HTTP ${raw.status} without an answer per operation`, { endpoint: 'POST $batch', httpStatus: raw.status });
+    }
+    batchSizer.observe(operations.length, raw.elapsedMs ?? 0);
+    const answers = decodeBatch(raw.text, raw.headers.get('content-type'));
+    return operations.map(
+      (_, i) =>
+        answers[i] ?? { status: 503, headers: {}, json: { error: { code: '', message: `no answer for operation ${i + 1} of the $batch` } } },
+    );
+  }
+  // Until one batch has answered, its size is a cautious guess: the batches of a first burst go one
+  // at a time, so the second carries everything that queued meanwhile at the size the first measured,
+  // instead of a dozen guesses of ten going out together.
+  let sizeMeasured: Promise<void> | undefined;
   const writes = createRideAlong<BatchOperation, BatchOperationAnswer[]>({
     maxItems: 1000,
     capacity: () => batchSizer.size(),
-    async send(_key, bind) {
-      let operations: BatchOperation[] = [];
-      const raw = await call({
-        endpoint: 'POST $batch',
-        build: () => {
-          operations = bind();
-          const { contentType, body } = encodeBatch(new URL(apiUrl).pathname, operations);
-          batches += 1;
-          batchOperations += operations.length;
-          return {
-            method: 'POST',
-            url: '$batch',
-            endpoint: 'POST $batch',
-            body,
-            headers: { 'Content-Type': contentType, Prefer: 'odata.continue-on-error' },
-          };
-        },
-      });
-      if (raw.text === undefined || raw.status !== 200) {
-        // continue-on-error ignored: the answer holds one failure and says nothing of the others
-        throw new DataverseTransientError(`$batch answered HTTP ${raw.status} without an answer per operation`, { endpoint: 'POST $batch', httpStatus: raw.status });
-      }
-      batchSizer.observe(operations.length, raw.elapsedMs ?? 0);
-      const answers = decodeBatch(raw.text, raw.headers.get('content-type'));
-      return operations.map(
-        (_, i) =>
-          answers[i] ?? { status: 503, headers: {}, json: { error: { code: '', message: `no answer for operation ${i + 1} of the $batch` } } },
+    send(_key, bind) {
+      if (sizeMeasured) return sizeMeasured.then(() => sendBatch(bind));
+      const first = sendBatch(bind);
+      sizeMeasured = first.then(
+        () => undefined,
+        () => undefined,
       );
+      return first;
     },
   });
 
