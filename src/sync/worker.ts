@@ -22,7 +22,11 @@ export interface WorkerOptions {
   leaseMs: number;
   maxAttempts: number;
   pollMs: number;
-  /** events claimed and not yet finished on this replica, at most (default 8 batches' worth) */
+  /**
+   * events claimed and not yet finished on this replica, at most (default 30 batches' worth): under a
+   * burst an event spends seconds in flight (a Marketo call slot, a Dataverse $batch of hundreds of
+   * operations), and only events in flight can fill the next call; their leases are renewed meanwhile
+   */
   maxInFlight?: number;
   /**
    * Under load, claims are at least this far apart (default 50 ms): events that arrive together
@@ -164,7 +168,7 @@ export function createSyncWorker(options: WorkerOptions) {
   }
 
   async function claimLoop(): Promise<void> {
-    const maxInFlight = options.maxInFlight ?? options.batchSize * 8;
+    const maxInFlight = options.maxInFlight ?? options.batchSize * 30;
     const claimIntervalMs = options.claimIntervalMs ?? 50;
     const inFlight = new Set<Promise<void>>();
     let eventsInFlight = 0;
