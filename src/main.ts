@@ -34,6 +34,7 @@ import { createSyncPerson } from './sync/sync-person.ts';
 import { createSyncWorker, type SyncWorker } from './sync/worker.ts';
 import { createLeaseKeeper } from './sync/leases.ts';
 import { fetchUntil } from './lifecycle.ts';
+import { createInboxIntake } from './inbox/intake.ts';
 import { createDynamicsWebhooks } from './webhooks/dynamics.ts';
 import { createMarketoWebhooks } from './webhooks/marketo.ts';
 
@@ -319,6 +320,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
           dynamics: { calls: dataverseClient.stats().totalCalls },
         }),
     });
+    const intake = createInboxIntake(db);
     const app = createApp({
       metrics,
       console: createConsole({ sessions, sandbox: config.sandbox }),
@@ -329,14 +331,14 @@ export async function startService(config: Config, options: ServiceOptions = {})
       graphql: graphql.middleware,
       webhooks: {
         marketo: createMarketoWebhooks({
-          db,
+          inbox: intake,
           secret: webhookSecrets.marketo,
           syncPerson,
           logger,
           notify: () => worker.notify(),
           syncPersonBudgetMs: config.server.syncPersonBudgetMs,
         }),
-        dynamics: createDynamicsWebhooks({ db, secret: webhookSecrets.dynamics, syncUserId: knownSyncUser, notify: () => worker.notify() }),
+        dynamics: createDynamicsWebhooks({ inbox: intake, secret: webhookSecrets.dynamics, syncUserId: knownSyncUser, notify: () => worker.notify() }),
       },
     });
 

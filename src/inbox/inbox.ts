@@ -39,7 +39,8 @@ export interface ClaimedChangeEvent {
   receivedAt: Date;
 }
 
-export type EnqueueResult = { status: 'queued'; id: string } | { status: 'duplicate'; id: string };
+/** A duplicate names the event already stored, and whether it still waits to be claimed. */
+export type EnqueueResult = { status: 'queued'; id: string } | { status: 'duplicate'; id: string; pending: boolean };
 
 /**
  * Which status an event may move to from which: the one table the worker, the sweep and the
@@ -91,9 +92,62 @@ export async function enqueue(db: Db | Database, event: NewChangeEvent): Promise
   const run = <T>(text: string, params: unknown[]) => (isDatabase(db) ? db.query<T>(text, params) : db.$queryRawUnsafe<T[]>(text, ...params));
   const inserted = await run<{ id: string }>(enqueueSql, values);
   if (inserted[0]) return { status: 'queued', id: inserted[0].id };
-  const existing = await run<{ id: string }>(`SELECT id::text FROM change_event WHERE "dedupeKey" = $1`, [event.dedupeKey]);
+  const existing = await run<{ id: string; status: ChangeEventStatus }>(`SELECT id::text, status::text FROM change_event WHERE "dedupeKey" = $1`, [event.dedupeKey]);
   if (!existing[0]) throw new Error(`change event ${event.dedupeKey} conflicted but cannot be found`);
-  return { status: 'duplicate', id: existing[0].id };
+  return { status: 'duplicate', id: existing[0].id, pending: existing[0].status === 'PENDING' };
+}
+
+// Many webhooks' events in one statement, each row stamped in order (clock_timestamp per row) so
+// claims still come out in arrival order; the rows travel as one JSON parameter.
+const enqueueBatchSql = `
+  INSERT INTO change_event (id, source, origin, operation, "marketoId", "dynamicsEntity", "dynamicsId",
+                            payload, "dedupeKey", "receivedAt", "nextAttemptAt", "updatedAt")
+  SELECT e.id, e.source::"ChangeSource", e.origin::"ChangeOrigin", e.operation, e."marketoId",
+         e."dynamicsEntity"::"DynamicsEntity", e."dynamicsId", e.payload, e."dedupeKey", clock_timestamp(), clock_timestamp(), now()
+  FROM jsonb_to_recordset($1::jsonb) AS e(id uuid, source text, origin text, operation text, "marketoId" int,
+                                          "dynamicsEntity" text, "dynamicsId" uuid, payload jsonb, "dedupeKey" text)
+  ON CONFLICT ("dedupeKey") DO NOTHING
+  RETURNING id::text, "dedupeKey"`;
+
+/**
+ * Stores many events in one statement (webhooks that arrived together); one result per event, in
+ * order. Of events sharing a dedupe key the first is queued and the others are its duplicates.
+ */
+export async function enqueueBatch(db: Database, events: readonly NewChangeEvent[]): Promise<EnqueueResult[]> {
+  if (events.length === 0) return [];
+  const rows = events.map((e) => ({
+    id: randomUUID(),
+    source: e.source,
+    origin: e.origin,
+    operation: e.operation,
+    marketoId: e.marketoId ?? null,
+    dynamicsEntity: e.dynamicsEntity ?? null,
+    dynamicsId: e.dynamicsId ?? null,
+    payload: e.payload ?? {},
+    dedupeKey: e.dedupeKey,
+  }));
+  const inserted = new Map((await db.query<{ id: string; dedupeKey: string }>(enqueueBatchSql, [JSON.stringify(rows)])).map((r) => [r.dedupeKey, r.id]));
+  const known = new Map<string, { id: string; pending: boolean }>();
+  const missing = [...new Set(events.map((e) => e.dedupeKey).filter((key) => !inserted.has(key)))];
+  if (missing.length > 0) {
+    const existing = await db.query<{ id: string; dedupeKey: string; status: ChangeEventStatus }>(
+      `SELECT id::text, "dedupeKey", status::text FROM change_event WHERE "dedupeKey" IN (SELECT jsonb_array_elements_text($1::jsonb))`,
+      [JSON.stringify(missing)],
+    );
+    for (const row of existing) known.set(row.dedupeKey, { id: row.id, pending: row.status === 'PENDING' });
+  }
+  return events.map((event): EnqueueResult => {
+    const id = inserted.get(event.dedupeKey);
+    if (id !== undefined) {
+      // the first with this key is the one stored; any later one in the batch repeats it
+      inserted.delete(event.dedupeKey);
+      known.set(event.dedupeKey, { id, pending: true });
+      return { status: 'queued', id };
+    }
+    const existing = known.get(event.dedupeKey);
+    if (!existing) throw new Error(`change event ${event.dedupeKey} conflicted but cannot be found`);
+    return { status: 'duplicate', ...existing };
+  });
 }
 
 /** Many events in one statement (the sweep's pages); known dedupe keys are skipped, not errors. */

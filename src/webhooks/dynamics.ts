@@ -1,8 +1,7 @@
 import { Router, type Request, type Response } from 'express';
 import { parseDataverseWebhook } from '../connectors/dynamics/webhook-context.ts';
-import type { Database } from '../db/database.ts';
 import { HttpError } from '../http/errors.ts';
-import { enqueue } from '../inbox/inbox.ts';
+import type { InboxIntake } from '../inbox/intake.ts';
 import { secretMatches } from './auth.ts';
 import { requireJson } from './intake.ts';
 
@@ -11,7 +10,7 @@ import { requireJson } from './intake.ts';
 // retries once on 502/503/504 only, so every accepted body is in the inbox before we answer.
 
 export interface DynamicsWebhookDeps {
-  db: Database;
+  inbox: InboxIntake;
   secret: string;
   /** the sync user's id once known: its own writes come back as webhooks and are ignored */
   syncUserId: () => string | undefined;
@@ -50,7 +49,7 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
       return { kind: 'ignored', reason: 'an echo of the sync user’s own write' };
     }
     const id = notice.id.toLowerCase();
-    const result = await enqueue(deps.db, {
+    const result = await deps.inbox.enqueue({
       source: 'DYNAMICS',
       origin: 'WEBHOOK',
       operation: operations[notice.messageName],

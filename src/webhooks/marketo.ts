@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
-import type { Database } from '../db/database.ts';
 import { HttpError } from '../http/errors.ts';
-import { enqueue, type NewChangeEvent } from '../inbox/inbox.ts';
+import type { NewChangeEvent } from '../inbox/inbox.ts';
+import type { InboxIntake } from '../inbox/intake.ts';
 import type { Logger } from '../logger.ts';
 import type { SyncPerson, SyncPersonResult } from '../sync/sync-person.ts';
 import { secretMatches } from './auth.ts';
@@ -60,7 +60,7 @@ export function storableHints(body: Record<string, unknown>): Record<string, str
 }
 
 export interface MarketoWebhookDeps {
-  db: Database;
+  inbox: InboxIntake;
   secret: string;
   syncPerson: SyncPerson;
   logger: Logger;
@@ -88,13 +88,12 @@ export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
   const window = deps.coalesceWindowMs ?? 10_000;
 
   async function enqueueWithRedelivery(event: NewChangeEvent): Promise<{ kind: 'queued' | 'duplicate'; eventId: string }> {
-    const first = await enqueue(deps.db, event);
+    const first = await deps.inbox.enqueue(event);
     if (first.status === 'queued') return { kind: 'queued', eventId: first.id };
     // A repeat while the first is still waiting adds nothing (the engine reads the current state).
     // Once the first was picked up, a repeat may carry a newer change: it is queued on its own.
-    const existing = await deps.db.prisma.changeEvent.findUnique({ where: { id: first.id }, select: { status: true } });
-    if (existing?.status === 'PENDING') return { kind: 'duplicate', eventId: first.id };
-    const again = await enqueue(deps.db, { ...event, dedupeKey: `${event.dedupeKey}:${randomUUID()}` });
+    if (first.pending) return { kind: 'duplicate', eventId: first.id };
+    const again = await deps.inbox.enqueue({ ...event, dedupeKey: `${event.dedupeKey}:${randomUUID()}` });
     return { kind: 'queued', eventId: again.id };
   }
 

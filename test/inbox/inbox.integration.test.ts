@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { claim, complete, completeMany, enqueue, fail, inboxStats, release, replay, type NewChangeEvent } from '../../src/inbox/inbox.ts';
+import { createInboxIntake } from '../../src/inbox/intake.ts';
 import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
 
 const event = (n: number, extra: Partial<NewChangeEvent> = {}): NewChangeEvent => ({
@@ -43,10 +44,33 @@ describe.each(testEngines())('the inbox on %s', (engine) => {
     const first = await enqueue(db.prisma, event(1));
     const again = await enqueue(db.prisma, event(1, { payload: { different: true } }));
     expect(first.status).toBe('queued');
-    expect(again).toEqual({ status: 'duplicate', id: first.id });
+    expect(again).toEqual({ status: 'duplicate', id: first.id, pending: true });
     expect(await db.prisma.changeEvent.count()).toBe(1);
     const row = await db.prisma.changeEvent.findUniqueOrThrow({ where: { id: first.id } });
     expect(row.payload).toEqual({ n: 1 });
+  });
+
+  it('stores webhooks that arrive together in one statement, in arrival order, each answered as queued or as the duplicate it is', async () => {
+    const known = await enqueue(db.prisma, event(1));
+    await claim(db.prisma, options); // no longer waiting: a repeat of it may carry a newer change
+    const statements: string[] = [];
+    const counted: Database = { ...db, query: (text, values) => (statements.push(text), db.query(text, values)) };
+    const intake = createInboxIntake(counted);
+    const results = await Promise.all([event(2), event(1), event(3), event(2, { payload: { again: true } }), event(4)].map((e) => intake.enqueue(e)));
+    expect(results.map((r) => r.status)).toEqual(['queued', 'duplicate', 'queued', 'duplicate', 'queued']);
+    expect(results[1]).toEqual({ status: 'duplicate', id: known.id, pending: false });
+    expect(results[3]).toEqual({ status: 'duplicate', id: results[0]!.id, pending: true });
+    // one INSERT for the five, one SELECT for the keys already known
+    expect(statements).toHaveLength(2);
+    const rows = await db.prisma.changeEvent.findMany({ where: { marketoId: { in: [2, 3, 4] } }, orderBy: { receivedAt: 'asc' } });
+    expect(rows.map((r) => [r.marketoId, r.payload])).toEqual([
+      [2, { n: 2 }],
+      [3, { n: 3 }],
+      [4, { n: 4 }],
+    ]);
+    expect(rows.map((r) => r.id)).toEqual([results[0]!.id, results[2]!.id, results[4]!.id]);
+    // claimed oldest first, as single enqueues are
+    expect((await claim(db.prisma, { ...options, owner: 'worker-b' })).map((e) => e.marketoId)).toEqual([2, 3, 4]);
   });
 
   it('hands each claimable event to one claimer, oldest first, and counts the attempt', async () => {
