@@ -312,6 +312,43 @@ describe('Dataverse simulator webhooks', () => {
     ]);
   });
 
+  it('delivers at most webhookConcurrency webhooks at once, starting them in the order the changes happened, and tells in-process listeners of each stored change', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const started: string[] = [];
+    const release: (() => void)[] = [];
+    const limited = await startDataverseSimulator({
+      webhookConcurrency: 2,
+      fetch: async (_url, init) => {
+        inFlight += 1;
+        most = Math.max(most, inFlight);
+        started.push((JSON.parse(String(init?.body)) as { PrimaryEntityId: string }).PrimaryEntityId);
+        // held until the test lets it go: how many are in flight at once is counted, not timed
+        await new Promise<void>((resolve) => release.push(resolve));
+        inFlight -= 1;
+        return new Response(null, { status: 202 });
+      },
+    });
+    try {
+      const told: string[] = [];
+      limited.admin.onRecordChanged((table, id) => told.push(`${table}:${id}`));
+      limited.admin.registerWebhook({ url: receiverUrl, authValue: 'k', entities: ['lead'], messages: ['Create'] });
+      const ids = Array.from({ length: 6 }, (_, i) => limited.admin.create('lead', { lastname: `Queued ${i}` }).leadid as string);
+      expect(told).toEqual(ids.map((id) => `lead:${id}`));
+      const flushed = limited.admin.flushWebhooks();
+      while (started.length < ids.length) {
+        await new Promise((resolve) => setImmediate(resolve));
+        release.shift()?.();
+      }
+      while (release.length > 0) release.shift()!();
+      await flushed;
+      expect(most).toBe(2);
+      expect(started).toEqual(ids);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('skips Update steps whose filtering attributes did not change', async () => {
     sim.admin.registerWebhook({ url: receiverUrl, authValue: 'k', entities: ['lead'], messages: ['Update'], filteringAttributes: ['emailaddress1'] });
     const lead = sim.admin.create('lead', { lastname: 'Filter' });

@@ -73,6 +73,19 @@ describe('Marketo simulator: identity and auth', () => {
   });
 });
 
+describe('Marketo simulator: in-process listeners', () => {
+  it('tells listeners of each update that changed a value, through the API or the admin, and not of one that changed nothing', async () => {
+    const { sim, post } = await start();
+    const told: number[] = [];
+    sim.admin.onLeadUpdated((id) => told.push(id));
+    const [id] = sim.admin.seedLeads([{ email: 'listen@example.com', title: 'A' }]);
+    sim.admin.updateLead(id!, { title: 'B' });
+    sim.admin.updateLead(id!, { title: 'B' });
+    await post('/rest/v1/leads.json', { action: 'updateOnly', lookupField: 'id', input: [{ id, title: 'C' }] });
+    expect(told).toEqual([id, id]);
+  });
+});
+
 describe('Marketo simulator: request strictness', () => {
   it('refuses more than 300 records in one Sync Leads call', async () => {
     const { post } = await start();

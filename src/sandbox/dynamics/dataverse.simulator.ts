@@ -55,6 +55,8 @@ export type DataverseSimulatorOptions = {
   now?: () => number;
   /** used to deliver webhooks */
   fetch?: typeof fetch;
+  /** webhook deliveries in flight at once (the async service's workers); default no limit */
+  webhookConcurrency?: number;
 };
 
 export type SimFault =
@@ -110,6 +112,8 @@ export function createDataverseSimulatorState(options: DataverseSimulatorOptions
     queryCache: new Map<string, { mutations: number; rows: SimRecord[] }>(),
     store: undefined as unknown as DataverseStore,
     webhooks: undefined as unknown as WebhookEmitter,
+    /** in-process listeners told of each stored change when its webhooks are (a bench's arrival clock) */
+    changeListeners: [] as ((table: string, id: string) => void)[],
   };
   state.webhooks = new WebhookEmitter({
     organizationId: config.organizationId,
@@ -117,12 +121,13 @@ export function createDataverseSimulatorState(options: DataverseSimulatorOptions
     organizationName: options.organizationName ?? 'SimOrg',
     organizationHost: () => (state.baseUrl ? new URL(state.baseUrl).host : 'localhost'),
     timeoutMs: options.webhookTimeoutMs ?? 60_000,
+    ...(options.webhookConcurrency !== undefined ? { concurrency: options.webhookConcurrency } : {}),
     retryDelayMs: options.webhookRetryDelayMs ?? 1000,
     fetch: options.fetch ?? fetch,
   });
   state.store = new DataverseStore(now, (change: SimChange) => {
     if (state.deferredChanges) state.deferredChanges.push(change);
-    else state.webhooks.notify(change);
+    else tellChange(state, change);
   });
   const system = { userId: config.uiUserId, fullAccess: true };
   state.store.bulkInsert(
@@ -781,6 +786,12 @@ function createdUrl(state: DataverseSimulatorState, url: string, body: string): 
 }
 
 /** A change set commits together: on the first failure the rows it touched go back as they were. */
+/** A change is told (webhooks, in-process listeners) once it is stored: at once, or when its change set commits. */
+function tellChange(state: DataverseSimulatorState, change: SimChange): void {
+  state.webhooks.notify(change);
+  for (const listener of state.changeListeners) listener(change.table.logicalName, change.id);
+}
+
 function runChangeSet(state: DataverseSimulatorState, ops: BatchRequest[], ctx: WriteContext): BatchResponsePart {
   const store = state.store;
   const touched = new Map<string, { table: string; id: string; before: SimRecord | undefined; values?: Record<string, unknown>; version?: number }>();
@@ -822,7 +833,7 @@ function runChangeSet(state: DataverseSimulatorState, ops: BatchRequest[], ctx: 
     }
     const changes = state.deferredChanges;
     state.deferredChanges = undefined;
-    for (const change of changes) state.webhooks.notify(change);
+    for (const change of changes) tellChange(state, change);
     return { kind: 'changeset', responses };
   } finally {
     state.deferredChanges = undefined;
@@ -1140,6 +1151,10 @@ function createAdmin(state: DataverseSimulatorState) {
       const before = store.rewrites.length;
       store.rewrites = store.rewrites.filter((r) => r.id !== id);
       return store.rewrites.length !== before;
+    },
+    /** in-process only: hears of each stored create, update and delete, as webhooks do (a bench's arrival clock) */
+    onRecordChanged(listener: (table: string, id: string) => void): void {
+      state.changeListeners.push(listener);
     },
     /** in-process only: hears each rewrite as it happens (a test's edit log) */
     onValueRewrite(listener: (applied: AppliedRewrite) => void): void {

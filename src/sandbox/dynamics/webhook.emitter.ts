@@ -43,6 +43,8 @@ export type WebhookEmitterOptions = {
   timeoutMs: number;
   retryDelayMs: number;
   fetch: typeof fetch;
+  /** deliveries in flight at once (the async service's workers); default no limit */
+  concurrency?: number;
 };
 
 function dateValue(ms: number): string {
@@ -173,8 +175,24 @@ export class WebhookEmitter {
   registrations: WebhookRegistration[] = [];
   readonly deliveries: WebhookDelivery[] = [];
   private readonly pending = new Set<Promise<void>>();
+  private delivering = 0;
+  private readonly waiting: (() => void)[] = [];
 
   constructor(private readonly options: WebhookEmitterOptions) {}
+
+  /** Runs a delivery once a worker is free: deliveries start in the order the changes happened. */
+  private async whenFree<T>(run: () => Promise<T>): Promise<T> {
+    const limit = this.options.concurrency ?? Infinity;
+    if (this.delivering >= limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.delivering += 1;
+    try {
+      return await run();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.delivering -= 1;
+    }
+  }
 
   register(input: Partial<WebhookRegistration> & { url: string }): WebhookRegistration {
     const registration: WebhookRegistration = {
@@ -211,7 +229,7 @@ export class WebhookEmitter {
       }
       const body = buildRemoteExecutionContext(change, registration, this.options);
       const job = new Promise<void>((resolve) => setImmediate(resolve))
-        .then(() => this.deliver(registration, change, body))
+        .then(() => this.whenFree(() => this.deliver(registration, change, body)))
         .finally(() => this.pending.delete(job));
       this.pending.add(job);
     }

@@ -884,6 +884,10 @@ export function createMarketoSimulatorApp(options: MarketoSimulatorOptions = {})
     deleteLead(id: number): boolean {
       return store.remove(id, uiOrigin);
     },
+    /** in-process only: hears of each update that changed a person's values (a bench's arrival clock) */
+    onLeadUpdated(listener: (id: number) => void): void {
+      store.onUpdate(listener);
+    },
     getLead(id: number): MarketoSimulatorLead | undefined {
       const lead = store.get(id);
       return lead ? allFieldsOf(lead) : undefined;

@@ -128,6 +128,8 @@ export function createMarketoStore(options: { fields: readonly MarketoFieldDefin
   let activities: StoredActivity[] = [];
   let nextLeadId = 1;
   let lastAt = 0;
+  /** in-process listeners told of each update that changed a value (a bench's arrival clock) */
+  const changeListeners: ((id: number) => void)[] = [];
 
   function tick(): number {
     lastAt = Math.max(lastAt, options.now());
@@ -215,7 +217,10 @@ export function createMarketoStore(options: { fields: readonly MarketoFieldDefin
         primaryAttributeValue: field?.displayName ?? name,
       });
     }
-    if (changed.length > 0) lead.updatedAt = tick();
+    if (changed.length > 0) {
+      lead.updatedAt = tick();
+      for (const listener of changeListeners) listener(id);
+    }
     return changed;
   }
 
@@ -285,6 +290,7 @@ export function createMarketoStore(options: { fields: readonly MarketoFieldDefin
     update,
     remove,
     appendActivity,
+    onUpdate: (listener: (id: number) => void) => void changeListeners.push(listener),
     activityCount: () => activities.length,
     activitiesOf: (filter: { leadId?: number; typeIds?: number[] } = {}) =>
       activities.filter(
