@@ -322,7 +322,7 @@ describe('Dataverse simulator webhooks', () => {
       fetch: async (_url, init) => {
         inFlight += 1;
         most = Math.max(most, inFlight);
-        started.push((JSON.parse(String(init?.body)) as { PrimaryEntityId: string }).PrimaryEntityId);
+        started.push((JSON.parse(init?.body as string) as { PrimaryEntityId: string }).PrimaryEntityId);
         // held until the test lets it go: how many are in flight at once is counted, not timed
         await new Promise<void>((resolve) => release.push(resolve));
         inFlight -= 1;
