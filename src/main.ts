@@ -213,16 +213,6 @@ export async function startService(config: Config, options: ServiceOptions = {})
       signal: shutdown.signal,
     });
     const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner, leaseMs: config.sync.recordLockMs });
-    const leases = createLeaseKeeper({
-      db,
-      owner,
-      eventLeaseMs: config.sync.inboxLeaseSeconds * 1000,
-      recordLeaseMs: config.sync.recordLockMs,
-      logger: logger.child({ component: 'leases' }),
-    });
-    await leases.reclaimOnStart();
-    leases.start();
-    closers.push({ name: 'lease heartbeat', close: () => leases.stop() });
     const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats() });
     const worker = createSyncWorker({
       db,
@@ -237,6 +227,17 @@ export async function startService(config: Config, options: ServiceOptions = {})
       signal: shutdown.signal,
       onOutcome: (status) => metrics.recordOutcome(status),
     });
+    const leases = createLeaseKeeper({
+      db,
+      owner,
+      heldEvents: () => worker.heldEvents(),
+      eventLeaseMs: config.sync.inboxLeaseSeconds * 1000,
+      recordLeaseMs: config.sync.recordLockMs,
+      logger: logger.child({ component: 'leases' }),
+    });
+    await leases.reclaimOnStart();
+    leases.start();
+    closers.push({ name: 'lease heartbeat', close: () => leases.stop() });
     const sweeper = createSweepService({
       config,
       db,

@@ -283,11 +283,22 @@ export async function release(db: Db, ids: string[], owner: string, delayMs = 0)
      WHERE id = ANY(${`{${ids.join(',')}}`}::uuid[]) AND status = 'PROCESSING' AND "leaseOwner" = ${owner}`;
 }
 
-/** Extends the lease of every event this replica is working on (the heartbeat, sync/leases.ts). */
-export async function renewEventLeases(db: Db, owner: string, leaseMs: number): Promise<number> {
+/**
+ * Extends the leases of the events this replica's worker has in hand (the heartbeat, sync/leases.ts):
+ * only those, so an event whose batch was lost in this process (its completion failed) expires and
+ * is claimed again instead of being kept alive forever. Rows another statement is completing or
+ * releasing right now are skipped, not waited for: they are leaving PROCESSING anyway, and waiting
+ * on them while holding others is how a heartbeat and a completion deadlock.
+ */
+export async function renewEventLeases(db: Db, owner: string, leaseMs: number, ids: readonly string[]): Promise<number> {
+  if (ids.length === 0) return 0;
   return db.$executeRaw`
-    UPDATE change_event SET "nextAttemptAt" = now() + make_interval(secs => ${leaseMs / 1000}::float8)
-     WHERE status = 'PROCESSING' AND "leaseOwner" = ${owner} AND "nextAttemptAt" >= now()`;
+    UPDATE change_event e SET "nextAttemptAt" = now() + make_interval(secs => ${leaseMs / 1000}::float8)
+      FROM (SELECT id FROM change_event
+             WHERE id = ANY(${[...ids]}::uuid[]) AND status = 'PROCESSING' AND "leaseOwner" = ${owner} AND "nextAttemptAt" >= now()
+             ORDER BY id
+             FOR UPDATE SKIP LOCKED) held
+     WHERE e.id = held.id`;
 }
 
 /**

@@ -7,13 +7,16 @@ import { dropAllRecordLeases, renewRecordLeases } from './locks.ts';
 // picked up in seconds, and renewed while the worker lives, so a slow sync (Marketo retries that
 // last minutes, a Dataverse Retry-After pause) never loses its inbox events or record leases to a
 // second worker. One beat renews everything this replica holds in two statements, whatever the
-// number of syncs in flight. A beat that is late or fails only shortens what is left of a lease:
+// number of syncs in flight; an event counts as held while the worker has it in hand, so a batch
+// lost in this process gives its events back when their leases run out. A beat that is late or fails only shortens what is left of a lease:
 // the commit's revision check (links.ts commitSyncs) still refuses a stale snapshot.
 
 export interface LeaseKeeperOptions {
   db: Database;
   /** this replica's name: inbox events are leased to it, record leases to `<owner>:<uuid>` */
   owner: string;
+  /** the inbox events the worker has in hand: only their leases are renewed */
+  heldEvents: () => readonly string[];
   eventLeaseMs: number;
   recordLeaseMs: number;
   /** default: a third of the shorter lease, so two beats can be missed before anything expires */
@@ -30,7 +33,7 @@ export function createLeaseKeeper(options: LeaseKeeperOptions) {
 
   async function beat(): Promise<void> {
     try {
-      await renewEventLeases(db.prisma, owner, options.eventLeaseMs);
+      await renewEventLeases(db.prisma, owner, options.eventLeaseMs, options.heldEvents());
       await renewRecordLeases(db.prisma, owner, options.recordLeaseMs);
       if (failing) logger.info('lease heartbeat works again');
       failing = false;

@@ -54,6 +54,8 @@ export function createSyncWorker(options: WorkerOptions) {
   let running = false;
   let loop: Promise<void> = Promise.resolve();
   const sleepers = new Set<() => void>();
+  /** the events claimed and not yet finished here: the lease heartbeat renews these and only these */
+  const held = new Set<string>();
 
   async function syncPersonEvent(event: ClaimedChangeEvent): Promise<EventOutcome> {
     const payload = (event.payload ?? {}) as { syncAs?: string; assignTo?: string };
@@ -128,6 +130,16 @@ export function createSyncWorker(options: WorkerOptions) {
   async function syncClaimed(events: ClaimedChangeEvent[]): Promise<BatchReport> {
     const report: BatchReport = { claimed: events.length, done: 0, retried: 0, dead: 0, busy: 0 };
     if (events.length === 0) return report;
+    for (const event of events) held.add(event.id);
+    try {
+      return await syncHeld(events, report);
+    } finally {
+      // finished or lost (a failed completion): either way no longer ours to keep alive
+      for (const event of events) held.delete(event.id);
+    }
+  }
+
+  async function syncHeld(events: ClaimedChangeEvent[], report: BatchReport): Promise<BatchReport> {
     const flowActions = events.filter((e) => e.operation === 'SYNC_PERSON');
     const changes = events.filter((e) => e.operation !== 'SYNC_PERSON');
     const [batchOutcomes, personOutcomes] = await Promise.all([
@@ -211,6 +223,10 @@ export function createSyncWorker(options: WorkerOptions) {
 
   return {
     runOnce,
+    /** The ids of the events in hand (claimed, not yet finished), for the lease heartbeat. */
+    heldEvents(): string[] {
+      return [...held];
+    },
     /** Runs batches until nothing is claimable (tests, the CLI). */
     async drain(maxBatches = 1_000): Promise<BatchReport> {
       const total: BatchReport = { claimed: 0, done: 0, retried: 0, dead: 0, busy: 0 };
