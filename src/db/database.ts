@@ -74,7 +74,9 @@ function openPostgres(url: string, poolSize: number): Database {
   // An idle client's network error is emitted on the pool; without a listener it kills the process.
   pool.on('error', () => undefined);
   const adapterFactory = new PrismaPg(pool);
-  const prisma = new PrismaClient({ adapter: adapterFactory });
+  // Under a burst thousands of syncs share the pool: a transaction waits for a connection as long
+  // as a statement would (Prisma's default 2 s turned that wait into a failed attempt).
+  const prisma = new PrismaClient({ adapter: adapterFactory, transactionOptions: { maxWait: 10_000 } });
   return {
     engine: 'postgres',
     prisma,

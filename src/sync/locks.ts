@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { ExponentialBackoff, handleAll, retry } from 'cockatiel';
 import type { Db } from '../db/database.ts';
 
 // Per-record leases across replicas (see RecordLock in schema.prisma). A holder that dies simply
@@ -29,12 +30,15 @@ export async function tryLockEach(db: Db, requests: readonly { keys: readonly st
     keys.forEach((k) => claimed.add(k));
     asked.push({ keys, holder: r.holder });
   }
-  const keys = asked.flatMap((r) => r.keys);
-  const owners = asked.flatMap((r) => r.keys.map(() => r.holder));
+  // rows are locked in key order by every statement here, so two of them never wait on each other in a cycle
+  const wanted = asked.flatMap((r) => r.keys.map((key) => ({ key, holder: r.holder }))).sort((a, b) => (a.key < b.key ? -1 : 1));
+  const keys = wanted.map((w) => w.key);
+  const owners = wanted.map((w) => w.holder);
   if (keys.length === 0) return new Set(asked.map((r) => r.holder));
   const taken = await db.$queryRaw<{ key: string; owner: string }[]>`
     INSERT INTO record_lock (key, owner, "expiresAt")
-    SELECT k, o, now() + make_interval(secs => ${leaseMs / 1000}::float8) FROM unnest(${keys}::text[], ${owners}::text[]) AS w(k, o)
+    SELECT k, o, now() + make_interval(secs => ${leaseMs / 1000}::float8) FROM unnest(${keys}::text[], ${owners}::text[]) WITH ORDINALITY AS w(k, o, n)
+     ORDER BY n
     ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, "expiresAt" = EXCLUDED."expiresAt"
      WHERE record_lock."expiresAt" < now()
     RETURNING key, owner`;
@@ -56,14 +60,20 @@ export async function unlock(db: Db, keys: readonly string[], owner: string): Pr
   await db.$executeRaw`DELETE FROM record_lock WHERE key = ANY(${[...keys]}::text[]) AND owner = ${owner}`;
 }
 
+// A release that fails would leave its leases to the heartbeat, which renews them as long as this
+// replica lives: the records would stay busy. A deadlock victim or a dropped connection succeeds
+// on a second try.
+const releaseRetry = retry(handleAll, { maxAttempts: 3, backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1_000 }) });
+
 /** Releases many holders' keys at once (the end of a batch). */
 export async function unlockAll(db: Db, held: readonly { keys: readonly string[]; holder: string }[]): Promise<void> {
   const keys = held.flatMap((h) => h.keys);
   const owners = held.flatMap((h) => h.keys.map(() => h.holder));
   if (keys.length === 0) return;
-  await db.$executeRaw`
-    DELETE FROM record_lock l USING unnest(${keys}::text[], ${owners}::text[]) AS h(key, owner)
-     WHERE l.key = h.key AND l.owner = h.owner`;
+  await releaseRetry.execute(() => db.$executeRaw`
+    DELETE FROM record_lock l
+     WHERE l.key IN (SELECT r.key FROM record_lock r JOIN unnest(${keys}::text[], ${owners}::text[]) AS h(key, owner) ON r.key = h.key AND r.owner = h.owner
+                      ORDER BY r.key FOR UPDATE OF r)`);
 }
 
 /** Waits for the keys (the synchronous Sync Person webhook must not give up at the first try). */
@@ -82,11 +92,17 @@ export async function lockWithin(
   }
 }
 
-/** Extends every lease held by this replica's work (holders are `<owner>:<uuid>`, see lockHolder). */
+/**
+ * Extends every lease held by this replica's work (holders are `<owner>:<uuid>`, see lockHolder).
+ * A lease another statement is releasing right now is skipped, not waited for (see
+ * renewEventLeases: waiting there while holding others is how a heartbeat deadlocks).
+ */
 export async function renewRecordLeases(db: Db, owner: string, leaseMs: number): Promise<number> {
   return db.$executeRaw`
-    UPDATE record_lock SET "expiresAt" = now() + make_interval(secs => ${leaseMs / 1000}::float8)
-     WHERE starts_with(owner, ${`${owner}:`}) AND "expiresAt" >= now()`;
+    UPDATE record_lock l SET "expiresAt" = now() + make_interval(secs => ${leaseMs / 1000}::float8)
+      FROM (SELECT key FROM record_lock WHERE starts_with(owner, ${`${owner}:`}) AND "expiresAt" >= now()
+             ORDER BY key FOR UPDATE SKIP LOCKED) held
+     WHERE l.key = held.key`;
 }
 
 /**
