@@ -502,6 +502,7 @@ export function createSweeper(options: SweeperOptions) {
       const cursor = await readCursor(prisma, 'DYNAMICS', scope);
       if (!cursor?.token) return;
       let after = cursor.token;
+      const requestedAt = cursor.watermark;
       const page = pageSize * 5;
       for (;;) {
         checkAbort();
@@ -509,9 +510,12 @@ export function createSweeper(options: SweeperOptions) {
         await spendMarketo(2 * Math.ceil(page / MARKETO_BATCH), `reconciling up to ${page} more linked ${dvEntity(entity)}s`);
         // Keyset pagination inside the database: a page of links becomes a page of inbox events
         // in one statement, so memory does not grow with the table and no row crosses the wire.
-        const [result] = await prisma.$queryRaw<{ links: number; enqueued: number; last: string | null }[]>`
+        // A link made after the reconciliation was requested was synced from fresh reads of both
+        // sides when it was made (the initial sync links a whole org during its first sweep): it
+        // is passed over, not re-read.
+        const [result] = await prisma.$queryRaw<{ links: number; enqueued: number; fresh: number; last: string | null }[]>`
           WITH page AS (
-            SELECT id, "marketoId", "dynamicsId" FROM sync_link
+            SELECT id, "marketoId", "dynamicsId", "createdAt" FROM sync_link
              WHERE "dynamicsEntity" = ${entity}::"DynamicsEntity" AND id > ${after}::uuid AND status <> 'DELETED_IN_DYNAMICS'
              ORDER BY id
              LIMIT ${page}
@@ -522,16 +526,18 @@ export function createSweeper(options: SweeperOptions) {
                    jsonb_build_object('runId', ${runId}::text, 'reconcile', true),
                    'sweep:full:' || ${runId}::text || ':' || id::text, clock_timestamp(), clock_timestamp(), now()
               FROM page
+             WHERE ${requestedAt}::timestamptz IS NULL OR "createdAt" <= ${requestedAt}::timestamptz
             ON CONFLICT ("dedupeKey") DO NOTHING
             RETURNING 1
           )
           SELECT (SELECT count(*) FROM page)::int AS links, (SELECT count(*) FROM queued)::int AS enqueued,
+                 (SELECT count(*) FROM page WHERE "createdAt" > ${requestedAt}::timestamptz)::int AS fresh,
                  (SELECT id::text FROM page ORDER BY id DESC LIMIT 1) AS last`;
         const links = result?.links ?? 0;
         if (links === 0) break;
         counts.eventsEnqueued += result?.enqueued ?? 0;
-        counts.duplicates += links - (result?.enqueued ?? 0);
-        counts.linksReconciled += links;
+        counts.duplicates += links - (result?.enqueued ?? 0) - (result?.fresh ?? 0);
+        counts.linksReconciled += links - (result?.fresh ?? 0);
         options.notify();
         after = result!.last!;
         await writeCursor(prisma, 'DYNAMICS', scope, { token: after });

@@ -171,6 +171,23 @@ describe.each(testEngines())('the reconciliation sweep on %s', (engine) => {
     expect((await sweep(t)).counts.linksReconciled).toBe(0);
   });
 
+  it('a reconciliation passes over links made after it was requested: those were synced from fresh reads when made', async () => {
+    const before = await linkedPair('lead');
+    const after = await linkedPair('lead');
+    // as a link the engine makes while the first sweep's reconciliation runs (the initial sync)
+    await t.service.db.prisma.syncLink.updateMany({ where: { dynamicsId: after.dynamicsId }, data: { createdAt: new Date(Date.now() + 3_600_000) } });
+    await t.service.db.prisma.fieldMapping.update({
+      where: { entity_canonicalField: { entity: 'LEAD', canonicalField: 'title' } },
+      data: { backfillRequestedAt: new Date() },
+    });
+    const links = await t.service.db.prisma.syncLink.count({ where: { dynamicsEntity: 'LEAD', status: { not: 'DELETED_IN_DYNAMICS' } } });
+    const result = await sweep(t);
+    expect(result.counts.linksReconciled).toBe(links - 1);
+    const resynced = await t.service.db.prisma.changeEvent.findMany({ where: { operation: 'RESYNC', payload: { path: ['runId'], equals: result.runId } }, select: { dynamicsId: true } });
+    expect(resynced.map((e) => e.dynamicsId)).toContain(before.dynamicsId);
+    expect(resynced.map((e) => e.dynamicsId)).not.toContain(after.dynamicsId);
+  });
+
   it('only one sweep at a time: a request while one runs is answered busy', async () => {
     const [a, b] = await Promise.all([
       t.service.sweeper.requestSweep({ trigger: 'TEST' }),
