@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [-- --load-only] [-- --steady-minutes=10] [-- --burst=10000]: the speed
+// npm run bench [-- --quick] [-- --load-only] [-- --steady-minutes=10] [-- --burst=10000] [-- --initial=100000]: the speed
 // and memory figures of the sync, printed as a table and, on the last line, one JSON object of every
 // figure (the keys later issues extend). --load-only runs only the rows at the vendors' real limits.
 import { consoleBenchOptions, runConsoleBench } from './console.bench.ts';
@@ -69,7 +69,14 @@ for (const { rate, budget } of webhookRuns) {
 
 // At the vendors' real limits and call times (issue 13)
 {
-  const load = await runLoadBench({ quick, postgres, engine, steadyMinutes: flag('steady-minutes', 10), burst: flag('burst', quick ? 2_000 : 10_000) });
+  const load = await runLoadBench({
+    quick,
+    postgres,
+    engine,
+    steadyMinutes: flag('steady-minutes', 10),
+    burst: flag('burst', quick ? 2_000 : 10_000),
+    initialRecords: flag('initial', quick ? 10_000 : 100_000),
+  });
   rows.push(...load.rows);
   Object.assign(figures, load.figures);
 }

@@ -4,6 +4,7 @@ import { loadConfig } from '../src/config.ts';
 import { MAX_BATCH_OPERATIONS as DATAVERSE_BATCH } from '../src/connectors/dynamics/dataverse.batch.ts';
 import { MAX_BATCH as MARKETO_BATCH, marketoDripPlan } from '../src/connectors/marketo/marketo.client.ts';
 import { onBenchDatabase } from './database.ts';
+import { runInitialSyncBench } from './initial-sync.bench.ts';
 import { realisticVendors, runWebhookBench, type WebhookBenchResult } from './webhooks.bench.ts';
 
 // ids per In-filter read in a 16 KB URL (45 URL characters an id)
@@ -13,7 +14,7 @@ const marketoPlan = marketoDripPlan(loadConfig({}).marketo.callsPer20s, 20_000);
 const MARKETO_BUCKET = marketoPlan.bucket;
 const MARKETO_DRIP_S = marketoPlan.dripMs / 1000;
 
-export type LoadOptions = { quick: boolean; postgres: string | undefined; engine: string; steadyMinutes: number; burst: number };
+export type LoadOptions = { quick: boolean; postgres: string | undefined; engine: string; steadyMinutes: number; burst: number; initialRecords: number };
 
 const count = (values: string[]) => values.reduce<Record<string, number>>((acc, v) => ({ ...acc, [v]: (acc[v] ?? 0) + 1 }), {});
 const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
@@ -81,9 +82,34 @@ export async function runLoadBench(options: LoadOptions): Promise<{ rows: string
     });
   };
 
+  const initialSync = async (records: number) => {
+    const r = await onBenchDatabase(options.postgres, (databaseUrl) => runInitialSyncBench({ records, databaseUrl }));
+    push([
+      `real limits: initial sync of ${records} leads and contacts, half in Marketo (${tag})`,
+      String(records),
+      fmt(records / r.seconds, 1),
+      '',
+      '',
+      '',
+      String(r.unmatched),
+      `${r.marketoCalls} Marketo (min ${r.marketoMinimum}: a look-up and a read per 300, a create per 300 new), ${r.dynamicsRequests} Dataverse`,
+      `linked in ${fmt(r.seconds, 1)} s (min ${fmt(r.minimumSeconds, 1)} s at the default Marketo share); ${fmt(r.dailyQuotaShare * 100, 1)}% of Marketo's daily quota; 429: ${r.dynamics429}, 606/615: ${r.marketoRefused}; persons ${r.persons} of ${r.expectedPersons} expected`,
+    ]);
+    console.log(`initial sync: Marketo calls by endpoint ${JSON.stringify(r.marketoByEndpoint)}`);
+    Object.assign(figures, {
+      initial_sync_seconds: Number(r.seconds.toFixed(1)),
+      initial_sync_marketo_calls: r.marketoCalls,
+      initial_sync_marketo_minimum: r.marketoMinimum,
+      initial_sync_dataverse_requests: r.dynamicsRequests,
+      initial_sync_unmatched: r.unmatched,
+      initial_sync_duplicates: r.persons - r.expectedPersons,
+    });
+  };
+
   await steady(20, options.quick ? 20 : 60);
   await burst('marketo', options.burst);
   await burst('dynamics', options.burst);
   if (options.steadyMinutes > 0) await steady(100, options.quick ? 20 : options.steadyMinutes * 60);
+  if (options.initialRecords > 0) await initialSync(options.initialRecords);
   return { rows, figures };
 }
