@@ -44,8 +44,10 @@ export async function runLoadBench(options: LoadOptions): Promise<{ rows: string
       `M->D ${fmt(r.p99MarketoToDynamics)} / D->M ${fmt(r.p99DynamicsToMarketo)}`,
       String(r.lost),
       `${r.marketoCalls} Marketo, ${r.dynamicsCalls} Dataverse (${fmt(r.dynamicsCalls / r.changes, 3)}/change)`,
-      // floor: a Dynamics change waits for a call slot (<= 400 ms), a read and a write (300 ms each)
-      `429: ${r.dynamics429}, 606/615: ${r.marketoRefused}; floor M->D ~0.5 s (Marketo read + Dataverse read/write), D->M ~0.8-1.3 s`,
+      // The floor once Marketo's share is spent (from about 20/s: a read and a write take turns, one
+      // call every 400 ms): a change waits up to 800 ms for the next read of its person, then the
+      // read (300 ms); M->D then writes Dataverse (~120 ms), D->M waits for the write's turn and writes.
+      `429: ${r.dynamics429}, 606/615: ${r.marketoRefused}; p99 floor with Marketo's share spent: M->D ~1.2 s (read turn 0.8 + read 0.3 + Dataverse write 0.12), D->M ~1.5 s (+ write turn and write)`,
     ]);
     figures[`load_${rate}_p99_m2d_ms`] = Math.round(r.p99MarketoToDynamics);
     figures[`load_${rate}_p99_d2m_ms`] = Math.round(r.p99DynamicsToMarketo);
