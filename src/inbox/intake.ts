@@ -1,6 +1,6 @@
 import { createCoalescer } from '../coalesce.ts';
 import type { Database } from '../db/database.ts';
-import { enqueueBatch, type EnqueueResult, type NewChangeEvent } from './inbox.ts';
+import { enqueue, enqueueBatch, type EnqueueResult, type NewChangeEvent } from './inbox.ts';
 
 // Where webhooks put their events: every body is stored before its answer, and the webhooks that
 // arrive together share one statement. A bulk change in either system sends thousands of webhooks at
@@ -8,10 +8,21 @@ import { enqueueBatch, type EnqueueResult, type NewChangeEvent } from './inbox.t
 // statements, and nothing would sync until the last one was answered.
 
 export function createInboxIntake(db: Database, options: { maxBatch?: number; maxInFlight?: number } = {}) {
-  const writer = createCoalescer<NewChangeEvent, EnqueueResult>(
+  // Should the shared statement fail (one event the database refuses), each event is stored on its
+  // own: one bad body never costs the webhooks that arrived with it their answer.
+  const writer = createCoalescer<NewChangeEvent, EnqueueResult | Error>(
     async (events) => {
-      const results = await enqueueBatch(db, events);
-      return new Map(events.map((event, i) => [event, results[i]!]));
+      try {
+        const results = await enqueueBatch(db, events);
+        return new Map(events.map((event, i) => [event, results[i]!]));
+      } catch {
+        const one = (event: NewChangeEvent) =>
+          enqueue(db, event).then(
+            (result) => result,
+            (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+          );
+        return new Map(await Promise.all(events.map(async (event) => [event, await one(event)] as const)));
+      }
     },
     { maxBatch: options.maxBatch ?? 500, maxInFlight: options.maxInFlight ?? 2 },
   );
@@ -20,6 +31,7 @@ export function createInboxIntake(db: Database, options: { maxBatch?: number; ma
     async enqueue(event: NewChangeEvent): Promise<EnqueueResult> {
       const result = await writer.load(event);
       if (!result) throw new Error(`no result for change event ${event.dedupeKey} (bug)`);
+      if (result instanceof Error) throw result;
       return result;
     },
   };

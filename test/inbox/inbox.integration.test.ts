@@ -73,6 +73,19 @@ describe.each(testEngines())('the inbox on %s', (engine) => {
     expect((await claim(db.prisma, { ...options, owner: 'worker-b' })).map((e) => e.marketoId)).toEqual([2, 3, 4]);
   });
 
+  it('stores the others when the database refuses one event of webhooks that arrived together, and fails only that one', async () => {
+    const intake = createInboxIntake(db);
+    const [good, bad, alsoGood] = await Promise.allSettled([
+      intake.enqueue(event(7)),
+      intake.enqueue(event(8, { dynamicsEntity: 'LEAD', dynamicsId: 'not-a-uuid' })),
+      intake.enqueue(event(9)),
+    ]);
+    expect(good.status).toBe('fulfilled');
+    expect(alsoGood.status).toBe('fulfilled');
+    expect(bad.status).toBe('rejected');
+    expect((await db.prisma.changeEvent.findMany({ orderBy: { receivedAt: 'asc' } })).map((e) => e.marketoId)).toEqual([7, 9]);
+  });
+
   it('hands each claimable event to one claimer, oldest first, and counts the attempt', async () => {
     for (const n of [1, 2, 3]) await enqueue(db.prisma, event(n));
     const batch = await claim(db.prisma, { ...options, batchSize: 2 });
