@@ -217,10 +217,20 @@ describe('Marketo client: authentication', () => {
 });
 
 describe('Marketo client: limits and retries', () => {
+  it('looks up the emails of concurrent callers in one call, each caller getting the persons of its own emails', async () => {
+    const { sim, client } = await setup();
+    const ids = sim.admin.seedLeads(Array.from({ length: 30 }, (_, i) => ({ email: `Shared${i}@Example.com`, firstName: `S${i}` })));
+    const before = sim.admin.counters().byEndpoint['leads.query']?.calls ?? 0;
+    const found = await Promise.all(ids.map((_, i) => client.getLeadsByEmail([`shared${i}@example.com`], ['firstName'])));
+    expect(found.map((leads) => leads.map((l) => l.id))).toEqual(ids.map((id) => [id]));
+    expect(found.map((leads) => leads[0]!['firstName'])).toEqual(ids.map((_, i) => `S${i}`));
+    expect((sim.admin.counters().byEndpoint['leads.query']?.calls ?? 0) - before).toBe(1);
+  });
+
   it('rides out a 606 rate-limit storm without losing a call', async () => {
     const { sim, client } = await setup({ limits: { callsPerWindow: 5, windowMs: 250 } }, { limits: { callsPer20s: 50, windowMs: 250 } });
-    // by email: reads by id of concurrent callers would share one call
-    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => client.getLeadsByEmail([`person${i}@example.com`])));
+    // by filter: look-ups by id or email of concurrent callers would share one call
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => client.getLeadsByFilter('email', [`person${i}@example.com`])));
     expect(results).toHaveLength(30);
     const counters = sim.admin.counters().byEndpoint['leads.query'];
     expect(counters?.ok).toBe(30);
@@ -267,7 +277,7 @@ describe('Marketo client: limits and retries', () => {
 
   it('keeps its own calls under the configured rate without seeing 606', async () => {
     const { sim, client } = await setup({ limits: { callsPerWindow: 10, windowMs: 400 } }, { limits: { callsPer20s: 5, windowMs: 400 } });
-    await Promise.all(Array.from({ length: 12 }, (_, i) => client.getLeadsByEmail([`person${i}@example.com`])));
+    await Promise.all(Array.from({ length: 12 }, (_, i) => client.getLeadsByFilter('email', [`person${i}@example.com`])));
     expect(sim.admin.counters().byEndpoint['leads.query']?.ok).toBe(12);
     expect(sim.admin.counters().byEndpoint['leads.query']?.errors['606']).toBeUndefined();
   });

@@ -530,11 +530,18 @@ export function createMarketoClient(options: MarketoClientOptions) {
     },
   });
 
-  /** Persons whose email is one of `emails` (any case), read together with other callers' look-ups. */
+  /**
+   * Persons whose email is one of `emails` (any case), read together with other callers' look-ups;
+   * each caller gets the persons of its own emails.
+   */
   async function getLeadsByEmail(emails: readonly string[], fields?: readonly string[]): Promise<MarketoLead[]> {
-    const key = fields?.join(',') ?? '';
-    const parts = await Promise.all(chunk([...new Set(emails.map((e) => e.toLowerCase()))], MAX_BATCH).map(async (part) => (await emailReads.ride(key, part)).result));
-    return [...new Map(parts.flat().map((lead) => [lead.id, lead])).values()];
+    // the email comes back with every person, so a shared answer can be told apart
+    const key = fields ? [...new Set([...fields, 'email'])].join(',') : '';
+    const asked = [...new Set(emails.map((e) => e.toLowerCase()))];
+    const parts = await Promise.all(chunk(asked, MAX_BATCH).map(async (part) => (await emailReads.ride(key, part)).result));
+    const wanted = new Set(asked);
+    const leads = parts.flat().filter((lead) => typeof lead.email === 'string' && wanted.has(lead.email.toLowerCase()));
+    return [...new Map(leads.map((lead) => [lead.id, lead])).values()];
   }
 
   type SyncBatchKey = { action: MarketoSyncAction; lookupField: 'id' | 'email'; partitionName?: string };

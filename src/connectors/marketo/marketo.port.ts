@@ -42,12 +42,10 @@ export function createMarketoPort(client: MarketoClient): MarketoPort {
       const found = new Map<string, PersonRecord>();
       if (emails.length === 0) return found;
       const leads = await client.getLeadsByEmail(emails, readFields(bindings));
-      // the call was shared with other look-ups: keep the emails asked for
-      const asked = new Set(emails.map((e) => e.toLowerCase()));
       for (const lead of [...leads].sort((a, b) => a.id - b.id)) {
         const person = toPerson(lead, bindings);
         const key = person.email?.toLowerCase();
-        if (key && asked.has(key) && !found.has(key)) found.set(key, person);
+        if (key && !found.has(key)) found.set(key, person);
       }
       return found;
     },
