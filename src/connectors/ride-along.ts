@@ -30,7 +30,7 @@ export interface RideAlongOptions<I, R> {
    * batch size that adapts, or the room left in a URL. Default `maxItems`. A call always takes at
    * least the first request waiting.
    */
-  capacity?: (key: string) => number;
+  capacity?: (key: string, waiting: number) => number;
   /** the share of `capacity` one record takes; default 1 */
   weigh?: (item: I) => number;
   /**
@@ -48,7 +48,7 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
   function take(key: string): Rider<I, R>[] {
     const riders = waiting.get(key) ?? [];
     // in `weigh` units (URL characters for an In-filter read), not records: maxItems bounds the count below
-    const capacity = options.capacity?.(key) ?? options.maxItems;
+    const capacity = options.capacity?.(key, riders.reduce((sum, r) => sum + r.weight, 0)) ?? options.maxItems;
     let count = 0;
     let weight = 0;
     let n = 0;

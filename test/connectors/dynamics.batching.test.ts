@@ -100,6 +100,22 @@ describe('Dataverse writes in $batch', () => {
     for (const u of updated) expect(u.etag).toBe(sim.admin.get('contact', u.id)!['@odata.etag']);
   });
 
+  it('sends the writes of a steady rate as several small batches in parallel, and fills each batch under a burst', async () => {
+    // the clock stands still: the write rate is what was asked, however fast this machine runs
+    const c = client({ initialBatchSize: 200, now: () => 0 });
+    await c.whoAmI();
+    const create = (i: number) => c.createRecord('contact', { contactid: randomUUID(), lastname: `Rate${i}` }, { columns: ['lastname'] });
+    await create(-1); // the first batch goes alone, its size not yet measured
+    const before = requests('POST $batch');
+    // 41 writes in the last second: batches of 15 in parallel, a 40-operation request would run 40 in a row
+    await Promise.all(Array.from({ length: 40 }, (_, i) => create(i)));
+    expect(requests('POST $batch') - before).toBe(3);
+    // 441: a burst fills batches as far as their size allows
+    await Promise.all(Array.from({ length: 400 }, (_, i) => create(100 + i)));
+    expect(requests('POST $batch') - before).toBe(5);
+    expect(sim.admin.count('contact')).toBe(441);
+  });
+
   it('grows the batch to what its measured time per operation fits in four fifths of the target, and halves it when one is slow or refused for execution time', () => {
     const sizer = createBatchSizer({ initial: 10, targetMs: 1000 });
     const table: [operations: number, elapsedMs: number, next: number][] = [
