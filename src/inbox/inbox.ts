@@ -73,22 +73,27 @@ const enqueueSql = `
 
 const isDatabase = (db: Db | Database): db is Database => 'engine' in db && 'prisma' in db;
 
+/** The columns an event is stored with, absent values as NULL and no payload as {}: every enqueue writes these. */
+function storedEvent(e: NewChangeEvent) {
+  return {
+    source: e.source,
+    origin: e.origin,
+    operation: e.operation,
+    marketoId: e.marketoId ?? null,
+    dynamicsEntity: e.dynamicsEntity ?? null,
+    dynamicsId: e.dynamicsId ?? null,
+    payload: (e.payload ?? {}) as Prisma.InputJsonValue,
+    dedupeKey: e.dedupeKey,
+  };
+}
+
 /**
  * Stores an event unless its dedupe key is known. Given the Database (intake), it runs on the
  * driver directly: this is the one statement a webhook answer waits for.
  */
 export async function enqueue(db: Db | Database, event: NewChangeEvent): Promise<EnqueueResult> {
-  const values = [
-    randomUUID(),
-    event.source,
-    event.origin,
-    event.operation,
-    event.marketoId ?? null,
-    event.dynamicsEntity ?? null,
-    event.dynamicsId ?? null,
-    JSON.stringify(event.payload ?? {}),
-    event.dedupeKey,
-  ];
+  const row = storedEvent(event);
+  const values = [randomUUID(), row.source, row.origin, row.operation, row.marketoId, row.dynamicsEntity, row.dynamicsId, JSON.stringify(row.payload), row.dedupeKey];
   const run = <T>(text: string, params: unknown[]) => (isDatabase(db) ? db.query<T>(text, params) : db.$queryRawUnsafe<T[]>(text, ...params));
   const inserted = await run<{ id: string }>(enqueueSql, values);
   if (inserted[0]) return { status: 'queued', id: inserted[0].id };
@@ -115,17 +120,7 @@ const enqueueBatchSql = `
  */
 export async function enqueueBatch(db: Database, events: readonly NewChangeEvent[]): Promise<EnqueueResult[]> {
   if (events.length === 0) return [];
-  const rows = events.map((e) => ({
-    id: randomUUID(),
-    source: e.source,
-    origin: e.origin,
-    operation: e.operation,
-    marketoId: e.marketoId ?? null,
-    dynamicsEntity: e.dynamicsEntity ?? null,
-    dynamicsId: e.dynamicsId ?? null,
-    payload: e.payload ?? {},
-    dedupeKey: e.dedupeKey,
-  }));
+  const rows = events.map((e) => ({ id: randomUUID(), ...storedEvent(e) }));
   const inserted = new Map((await db.query<{ id: string; dedupeKey: string }>(enqueueBatchSql, [JSON.stringify(rows)])).map((r) => [r.dedupeKey, r.id]));
   const known = new Map<string, { id: string; pending: boolean }>();
   const missing = [...new Set(events.map((e) => e.dedupeKey).filter((key) => !inserted.has(key)))];
@@ -153,19 +148,7 @@ export async function enqueueBatch(db: Database, events: readonly NewChangeEvent
 /** Many events in one statement (the sweep's pages); known dedupe keys are skipped, not errors. */
 export async function enqueueMany(db: Db, events: readonly NewChangeEvent[]): Promise<{ queued: number; duplicates: number }> {
   if (events.length === 0) return { queued: 0, duplicates: 0 };
-  const { count } = await db.changeEvent.createMany({
-    data: events.map((e) => ({
-      source: e.source,
-      origin: e.origin,
-      operation: e.operation,
-      marketoId: e.marketoId ?? null,
-      dynamicsEntity: e.dynamicsEntity ?? null,
-      dynamicsId: e.dynamicsId ?? null,
-      payload: (e.payload ?? {}),
-      dedupeKey: e.dedupeKey,
-    })),
-    skipDuplicates: true,
-  });
+  const { count } = await db.changeEvent.createMany({ data: events.map(storedEvent), skipDuplicates: true });
   return { queued: count, duplicates: events.length - count };
 }
 
