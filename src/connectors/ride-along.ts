@@ -26,9 +26,9 @@ export interface RideAlongOptions<I, R> {
   /** records one call may carry (Marketo: 300, a Dataverse $batch: 1000); one request never carries more */
   maxItems: number;
   /**
-   * what one call for `key` may carry now, in `weigh` units, asked when the call is filled: a
-   * batch size that adapts, or the room left in a URL. Default `maxItems`. A call always takes at
-   * least the first request waiting.
+   * what one call for `key` may carry now, in `weigh` units, asked when the call is filled with
+   * the weight waiting for it: a batch size that adapts (to the backlog too), or the room left in a
+   * URL. Default `maxItems`. A call always takes at least the first request waiting.
    */
   capacity?: (key: string, waiting: number) => number;
   /** the share of `capacity` one record takes; default 1 */

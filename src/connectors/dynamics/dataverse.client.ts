@@ -581,6 +581,7 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
   }
   function writeCapacity(waiting: number): number {
     const steady = writeRate.perSecond * Math.exp(-(now() - writeRate.at) / 1000) < STEADY_WRITES_PER_S;
+    // a backlog of a second's worth at that rate fills batches too, however slowly it formed
     return steady && waiting < STEADY_WRITES_PER_S ? Math.min(SPLIT_BATCH, batchSizer.size()) : batchSizer.size();
   }
   // Until one batch has answered, its size is a cautious guess: the batches of a first burst go one
