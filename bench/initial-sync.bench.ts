@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { MAX_BATCH as MARKETO_BATCH, marketoDripPlan } from '../src/connectors/marketo/marketo.client.ts';
 import { loadConfig } from '../src/config.ts';
-import { deployBenchService, realisticVendors } from './webhooks.bench.ts';
+import { apiCalls, callsSince, deployBenchService, realisticVendors, serviceReady } from './webhooks.bench.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Marketo's default daily API quota (reference: 50,000 calls a day per instance) */
@@ -62,10 +62,7 @@ export async function runInitialSyncBench(options: { records: number; databaseUr
     sims.marketo.seedLeads(known.map(row));
 
     await service.start();
-    for (let ready = false; !ready; ) {
-      ready = (await fetch(`${service.url}/readyz`)).ok;
-      if (!ready) await sleep(100);
-    }
+    await serviceReady(service.url);
     const graphql = async <T>(query: string): Promise<T> => {
       const response = await fetch(`${service.url}/graphql`, {
         method: 'POST',
@@ -74,7 +71,7 @@ export async function runInitialSyncBench(options: { records: number; databaseUr
       });
       return (await response.json()) as T;
     };
-    const before = counters(sims);
+    const before = apiCalls(sims);
     const started = performance.now();
     const requested = await graphql<{ data?: { requestSweep: { ok: boolean; message: string } } }>('mutation { requestSweep { ok message } }');
     if (!requested.data?.requestSweep.ok) throw new Error(`the sweep did not start: ${JSON.stringify(requested)}`);
@@ -87,7 +84,7 @@ export async function runInitialSyncBench(options: { records: number; databaseUr
       if (s.lastSweep && s.lastSweep.status !== 'RUNNING' && waiting === 0) break;
     }
     const seconds = (performance.now() - started) / 1000;
-    const after = counters(sims);
+    const after = apiCalls(sims);
 
     const personsByEmail = new Set(sims.marketo.listLeads({ limit: options.records * 2 }).map((p) => String(p['email']).toLowerCase()));
     const unmatched = Array.from({ length: options.records }, (_, i) => row(i).email).filter((email) => !personsByEmail.has(email)).length;
@@ -108,25 +105,9 @@ export async function runInitialSyncBench(options: { records: number; databaseUr
       persons: sims.marketo.listLeads({ limit: options.records * 2 }).length,
       expectedPersons: options.records,
       unmatched,
-      marketoByEndpoint: Object.fromEntries(
-        Object.entries(after.marketoByEndpoint)
-          .map(([endpoint, calls]) => [endpoint, calls - (before.marketoByEndpoint[endpoint] ?? 0)] as const)
-          .filter(([, calls]) => calls > 0),
-      ),
+      marketoByEndpoint: callsSince(before.marketoByEndpoint, after.marketoByEndpoint),
     };
   } finally {
     await close();
   }
-}
-
-function counters(sims: Awaited<ReturnType<typeof deployBenchService>>['sims']) {
-  const marketo = sims.marketo.counters();
-  const endpoints = Object.entries(sims.dataverse.stats()).filter(([endpoint]) => !endpoint.includes('token'));
-  return {
-    marketo: marketo.total,
-    marketoByEndpoint: Object.fromEntries(Object.entries(marketo.byEndpoint).map(([endpoint, e]) => [endpoint, e.calls])),
-    marketoRefused: Object.values(marketo.byEndpoint).reduce((n, e) => n + (e.errors['606'] ?? 0) + (e.errors['615'] ?? 0), 0),
-    dynamics: endpoints.reduce((sum, [, c]) => sum + c.calls, 0),
-    dynamics429: endpoints.reduce((sum, [, c]) => sum + (c.byStatus['429'] ?? 0), 0),
-  };
 }

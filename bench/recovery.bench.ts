@@ -5,7 +5,7 @@
 // 12 s lease, since nothing renews them any more).
 import { loadConfig } from '../src/config.ts';
 import { openDatabase } from '../src/db/database.ts';
-import { deployBenchService } from './webhooks.bench.ts';
+import { deployBenchService, serviceReady } from './webhooks.bench.ts';
 
 export interface RecoveryBenchResult {
   changes: number;
@@ -25,12 +25,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export async function runRecoveryBench(options: { changes: number; databaseUrl?: string | undefined }): Promise<RecoveryBenchResult> {
   // A slow Marketo keeps batches in flight long enough to be killed mid-way.
   const { sims, pairs, service, secrets, dataDir, close } = await deployBenchService({ vendors: { marketoLatencyMs: 1_500 }, pairs: options.changes, databaseUrl: options.databaseUrl, env: {} });
-  const ready = async () => {
-    while (!(await fetch(`${service.url}/readyz`).then((r) => r.ok, () => false))) await sleep(50);
-  };
   try {
     await service.start();
-    await ready();
+    await serviceReady(service.url, 50);
     const values = pairs.map((_, i) => `Recovered-${i}`);
     await Promise.all(
       pairs.map((pair, i) => {
@@ -58,7 +55,7 @@ export async function runRecoveryBench(options: { changes: number; databaseUrl?:
     const delivered = (i: number) => sims.dataverse.get('lead', pairs[i]!.dynamicsId)?.jobtitle === values[i];
     const waiting = pairs.flatMap((_, i) => (delivered(i) ? [] : [i]));
     await service.start();
-    await ready();
+    await serviceReady(service.url, 50);
     const restarted = performance.now();
     const deadline = restarted + 120_000;
     while (waiting.some((i) => !delivered(i)) && performance.now() < deadline) await sleep(20);

@@ -92,15 +92,31 @@ export async function seedLinkedLeads(sims: Simulators, db: Database, count: num
   return marketoIds.map((marketoId, i) => ({ marketoId, dynamicsId: dynamicsIds[i]! }));
 }
 
-function apiCalls(sims: Simulators) {
+/** The vendors' counts so far: calls, refusals and 429s, and calls by endpoint (token requests aside). */
+export function apiCalls(sims: Simulators) {
   const counters = sims.marketo.counters();
   const marketo = counters.total;
   const marketoRefused = Object.values(counters.byEndpoint).reduce((n, e) => n + (e.errors['606'] ?? 0) + (e.errors['615'] ?? 0), 0);
+  const marketoByEndpoint = Object.fromEntries(Object.entries(counters.byEndpoint).map(([endpoint, e]) => [endpoint, e.calls]));
   const endpoints = Object.entries(sims.dataverse.stats()).filter(([endpoint]) => !endpoint.includes('token'));
   const dynamics = endpoints.reduce((sum, [, c]) => sum + c.calls, 0);
   const dynamics429 = endpoints.reduce((sum, [, c]) => sum + (c.byStatus['429'] ?? 0), 0);
   const byEndpoint = Object.fromEntries(endpoints.map(([endpoint, c]) => [endpoint, c.calls]));
-  return { marketo, dynamics, marketoRefused, dynamics429, byEndpoint };
+  return { marketo, dynamics, marketoRefused, dynamics429, byEndpoint, marketoByEndpoint };
+}
+
+/** Calls made between two counts, by endpoint; endpoints not called are left out. */
+export function callsSince(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(after)
+      .map(([endpoint, calls]) => [endpoint, calls - (before[endpoint] ?? 0)] as const)
+      .filter(([, calls]) => calls > 0),
+  );
+}
+
+/** Resolves once the service answers /readyz (token caches and metadata warm, as a running service has them). */
+export async function serviceReady(url: string, pollMs = 100): Promise<void> {
+  while (!(await fetch(`${url}/readyz`).then((r) => r.ok, () => false))) await sleep(pollMs);
 }
 
 /**
@@ -219,11 +235,7 @@ export async function runWebhookBench(options: {
   });
   try {
     await service.start();
-    // warm the token caches and metadata once, as a running service has them
-    for (let ready = false; !ready; ) {
-      ready = (await fetch(`${service.url}/readyz`)).ok;
-      if (!ready) await sleep(100);
-    }
+    await serviceReady(service.url);
     if (warmup > 0) await drive({ rate: options.rate, changes: warmup }, service.url, secrets.marketo, sims, pairs.slice(0, warmup));
     return await drive(options, service.url, secrets.marketo, sims, pairs.slice(warmup));
   } finally {
@@ -340,11 +352,7 @@ async function drive(
     dynamics429: after.dynamics429 - before.dynamics429,
     marketoRefused: after.marketoRefused - before.marketoRefused,
     drainSeconds: (lastArrival - started) / 1000,
-    dynamicsEndpoints: Object.fromEntries(
-      Object.entries(after.byEndpoint)
-        .map(([endpoint, calls]) => [endpoint, calls - (before.byEndpoint[endpoint] ?? 0)] as const)
-        .filter(([, calls]) => calls > 0),
-    ),
+    dynamicsEndpoints: callsSince(before.byEndpoint, after.byEndpoint),
     failedSends,
     refusedDeliveries: sims.dataverse
       .webhookDeliveries()
