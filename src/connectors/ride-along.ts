@@ -3,7 +3,12 @@
 // waited rides along. Under load a vendor's fixed call budget then carries more records per call,
 // and no record waits for two calls (as it would if calls were filled when queued). The one
 // batching layer of both connectors: Marketo's reads and writes, Dataverse's In-filter reads and
-// $batch writes.
+// $batch writes. With a fill policy (call-fill.ts) a part-full call may wait for records that are
+// about to come.
+
+import { JoinWindow, holdsToFill, type FillPolicy } from './call-fill.ts';
+
+export type { FillPolicy } from './call-fill.ts';
 
 export interface Ride<R> {
   /** what the whole call returned */
@@ -38,12 +43,68 @@ export interface RideAlongOptions<I, R> {
    * and returns the records it carries.
    */
   send: (key: string, bind: () => I[]) => Promise<R>;
+  /** hold part-full calls that are about to fill; default: a call goes as soon as it is dispatched */
+  fill?: FillPolicy | undefined;
 }
+
+/** how long records a call answered still count as on their way to the stage they feed */
+const ANSWERED_GRACE_MS = 250;
 
 export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
   const waiting = new Map<string, Rider<I, R>[]>();
   const queued = new Set<string>();
   const weigh = options.weigh;
+  const fill = options.fill;
+  const now = fill?.now ?? (() => 0);
+  // records waiting or in calls not answered yet, per key; and those answered a moment ago
+  const carried = new Map<string, number>();
+  const answered = new Map<string, JoinWindow>();
+  // the fill policy's view: recent joins per key, and the keys whose call is held (with the cancel of their next look)
+  const joins = new Map<string, JoinWindow>();
+  const held = new Map<string, () => void>();
+  // when the next call of a key was first looked at: a hold counts from then, not from when its
+  // records joined, so those left over from a full call (they waited for its turn) do not go at
+  // once in a part-full call of their own
+  const nextCallSince = new Map<string, number>();
+
+  function carry(key: string, delta: number): void {
+    const n = (carried.get(key) ?? 0) + delta;
+    if (n > 0) carried.set(key, n);
+    else carried.delete(key);
+  }
+
+  function waitingCount(key: string): number {
+    return (waiting.get(key) ?? []).reduce((sum, r) => sum + r.items.length, 0);
+  }
+
+  /** true when the call for `key` waits to fill (it looks again on a timer and when records join) */
+  function hold(key: string): boolean {
+    const riders = waiting.get(key);
+    if (!fill || !riders || riders.length === 0) return false;
+    const at = now();
+    const since = nextCallSince.get(key) ?? nextCallSince.set(key, at).get(key)!;
+    const nextForMs = at - since;
+    const holding = holdsToFill({
+      waiting: waitingCount(key),
+      maxItems: options.maxItems,
+      nextForMs,
+      joinedInWindow: joins.get(key)?.rateCount(at) ?? 0,
+      rateWindowMs: fill.rateWindowMs,
+      maxHoldMs: fill.maxHoldMs,
+      feeding: fill.feeding?.(key) ?? 0,
+    });
+    if (!holding) return false;
+    // the rate falls as the window moves past a burst's end, and a feeding call's answer may come
+    const lookInMs = Math.max(1, Math.min(fill.maxHoldMs - nextForMs, fill.rateWindowMs / 10));
+    held.set(key, fill.after(lookInMs, () => release(key)));
+    return true;
+  }
+
+  function release(key: string): void {
+    held.get(key)?.();
+    held.delete(key);
+    dispatch(key);
+  }
 
   function take(key: string): Rider<I, R>[] {
     const riders = waiting.get(key) ?? [];
@@ -65,8 +126,10 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
   }
 
   function dispatch(key: string): void {
+    if (hold(key)) return;
     let taken: Rider<I, R>[] | undefined;
     const bind = () => {
+      nextCallSince.delete(key);
       taken = take(key);
       for (const rider of taken) rider.onSent?.();
       // the rest waits for the next call, which starts queuing now
@@ -74,8 +137,14 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
       else queued.delete(key);
       return taken.flatMap((r) => r.items);
     };
+    const settled = () => {
+      const count = (taken ?? []).reduce((sum, r) => sum + r.items.length, 0);
+      carry(key, -count);
+      if (fill && count > 0) (answered.get(key) ?? answered.set(key, new JoinWindow(ANSWERED_GRACE_MS)).get(key)!).add(now(), count);
+    };
     options.send(key, bind).then(
       (result) => {
+        settled();
         let offset = 0;
         for (const rider of taken ?? []) {
           rider.resolve({ result, offset });
@@ -83,6 +152,7 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
         }
       },
       (error: unknown) => {
+        settled();
         if (taken) {
           for (const rider of taken) rider.reject(error);
           return;
@@ -91,6 +161,8 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
         const riders = waiting.get(key) ?? [];
         waiting.delete(key);
         queued.delete(key);
+        nextCallSince.delete(key);
+        carry(key, -riders.reduce((sum, r) => sum + r.items.length, 0));
         for (const rider of riders) rider.reject(error);
       },
     );
@@ -106,15 +178,32 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
       return new Promise<Ride<R>>((resolve, reject) => {
         const riders = waiting.get(key) ?? [];
         const weight = weigh ? items.reduce((sum, item) => sum + weigh(item), 0) : items.length;
+        const at = now();
         riders.push({ items, weight, onSent, resolve, reject });
         waiting.set(key, riders);
-        if (!queued.has(key)) {
+        carry(key, items.length);
+        if (fill) (joins.get(key) ?? joins.set(key, new JoinWindow(fill.rateWindowMs)).get(key)!).add(at, items.length);
+        // a held call goes as soon as it is full
+        if (held.has(key)) {
+          if (waitingCount(key) >= options.maxItems) release(key);
+        } else if (!queued.has(key)) {
           queued.add(key);
           // after this turn's promise jobs (work one answer resumed joins together); the call takes
           // its records only when admitted, so later requests still join
           setImmediate(() => dispatch(key));
         }
       });
+    },
+    /**
+     * Records of the keys `which` accepts that are waiting, in calls not answered yet, or answered
+     * within the last moment: the work that may soon reach the stage this one feeds.
+     */
+    carrying(which: (key: string) => boolean = () => true): number {
+      const at = now();
+      let n = 0;
+      for (const [key, count] of carried) if (which(key)) n += count;
+      for (const [key, window] of answered) if (which(key)) n += window.count(at);
+      return n;
     },
   };
 }
