@@ -2,7 +2,7 @@ import Bottleneck from 'bottleneck';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { MarketoApiError } from './marketo.errors.ts';
-import { createRideAlong } from '../ride-along.ts';
+import { createRideAlong, type FillPolicy } from '../ride-along.ts';
 import { reserveShared, type SharedBudget } from '../shared-budget.ts';
 import {
   activitySchema,
@@ -60,6 +60,11 @@ export type MarketoClientOptions = {
    * so `limits.callsPer20s` is then the share of all replicas together, not of this one
    */
   sharedBudget?: SharedBudget;
+  /**
+   * how long a part-full read or write may wait for a burst to fill it (see FillPolicy); default
+   * 1000 ms over a 1000 ms rate window, `false` to send every call as soon as it is dispatched
+   */
+  fill?: { maxHoldMs: number; rateWindowMs: number } | false;
 };
 
 export type MarketoSyncAction = 'createOrUpdate' | 'updateOnly' | 'createOnly';
@@ -483,9 +488,28 @@ export function createMarketoClient(options: MarketoClientOptions) {
     return [...leads.values()];
   }
 
+  // Calls are what Marketo's budget counts, not records: a call that a burst or the call feeding it
+  // is about to fill waits up to a second for it, so the idle bucket is not spent on a burst's first
+  // few records. A steady load that would not fill a call within that second is never held (100
+  // changes/s fills a read with ~100). What feeds what: a read by id becomes a write of the merged
+  // values, a look-up's new persons a create, a look-up's matches and the created persons reads by id.
+  const fillOptions = options.fill === false ? undefined : (options.fill ?? { maxHoldMs: 1000, rateWindowMs: 1000 });
+  const fillPolicy = (feeding: (key: string) => number): FillPolicy | undefined =>
+    fillOptions && {
+      ...fillOptions,
+      feeding,
+      now: () => performance.now(),
+      after: (ms, fn) => {
+        const timer = setTimeout(fn, ms);
+        return () => clearTimeout(timer);
+      },
+    };
+  const isCreate = (syncKey: string) => (JSON.parse(syncKey) as SyncBatchKey).action === 'createOnly';
+
   // Reads by id and writes of concurrent callers share calls, filled when the limiter admits them.
   const idReads = createRideAlong<number, Map<number, MarketoLead>>({
     maxItems: MAX_BATCH,
+    fill: fillPolicy((): number => emailReads.carrying() + syncBatches.carrying(isCreate)),
     async send(fieldList, bind) {
       const fields = fieldList === '' ? undefined : fieldList.split(',');
       let ids: string[] = [];
@@ -520,6 +544,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
   // email): a call answers for every email it carried, each caller keeps what it asked for.
   const emailReads = createRideAlong<string, MarketoLead[]>({
     maxItems: MAX_BATCH,
+    fill: fillPolicy(() => 0),
     async send(fieldList, bind) {
       const fields = fieldList === '' ? undefined : fieldList.split(',');
       let emails: string[] = [];
@@ -547,6 +572,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
   type SyncBatchKey = { action: MarketoSyncAction; lookupField: 'id' | 'email'; partitionName?: string };
   const syncBatches = createRideAlong<Record<string, unknown>, MarketoSyncResult[]>({
     maxItems: MAX_BATCH,
+    fill: fillPolicy((key): number => (isCreate(key) ? emailReads.carrying() : idReads.carrying())),
     async send(key, bind) {
       const { action, lookupField, partitionName } = JSON.parse(key) as SyncBatchKey;
       let input: Record<string, unknown>[] = [];
