@@ -14,6 +14,7 @@ import { startService, type RunningService } from '../src/main.ts';
 import { projectPaths } from '../src/paths.ts';
 import { startDataverseSimulator, type DataverseSimulator } from '../src/sandbox/dynamics/index.ts';
 import { startMarketoSimulator, type StartedMarketoSimulator } from '../src/sandbox/marketo/index.ts';
+import { webhookSender } from './webhook-sender.ts';
 
 export interface WebhookBenchResult {
   rate: number;
@@ -165,7 +166,7 @@ export async function deployBenchService(options: { vendors: Partial<VendorTimin
     startMarketoSimulator({ latencyMs: options.vendors.marketoLatencyMs ?? 0 }),
     // deliveries go out 32 at a time, as the Marketo webhooks do: 10,000 at once would spend this
     // machine's cores on the sender's own sockets, a cost the real platform pays on its own servers
-    startDataverseSimulator({ latencyMs: options.vendors.dataverseLatencyMs ?? 0, operationMs: options.vendors.dataverseOperationMs ?? 0, webhookConcurrency: 32 }),
+    startDataverseSimulator({ latencyMs: options.vendors.dataverseLatencyMs ?? 0, operationMs: options.vendors.dataverseOperationMs ?? 0, webhookConcurrency: 32, fetch: webhookSender }),
   ]);
   const sims = { marketo: marketo.admin, dataverse: dataverse.admin };
   const dataDir = join(workDir, 'data');
@@ -302,7 +303,7 @@ async function drive(
       const value = `M-${i}`;
       toDynamics.set(pair.dynamicsId, { value, t0 });
       sims.marketo.updateLead(pair.marketoId, { title: value });
-      const send = fetch(`${url}/webhooks/marketo/person-changed`, {
+      const send = webhookSender(`${url}/webhooks/marketo/person-changed`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-webhook-secret': marketoSecret },
         body: JSON.stringify({ marketoId: pair.marketoId }),
