@@ -47,7 +47,10 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
 
 async function openPglite(dataDir: string): Promise<Database> {
   if (!dataDir.startsWith('memory://')) await mkdir(dataDir, { recursive: true });
-  const client = await PGlite.create(dataDir);
+  // PostgreSQL's default 128 MB of shared buffers sits in the WebAssembly heap of this process;
+  // the data files are cached by the OS anyway. 32 MB: the service holds ~440 MB instead of ~535 at
+  // 5 changes/s, and 5,000-change bursts ran at the same rate (280 against 281 changes/s, 4 bursts each).
+  const client = await PGlite.create(dataDir, { postgresqlconf: ['shared_buffers = 32MB'] });
   const adapterFactory = new PrismaPGlite(client);
   const prisma = new PrismaClient({ adapter: adapterFactory });
   let lockChain: Promise<unknown> = Promise.resolve();
