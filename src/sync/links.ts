@@ -67,24 +67,43 @@ export async function findLink(db: Db, where: { marketoId?: number; dynamicsId?:
   return link ?? null;
 }
 
-export async function createLink(
-  db: Db,
-  link: Pick<Link, 'marketoId' | 'entity' | 'dynamicsId' | 'snapshot' | 'fieldOrigins'> & { dynamicsEtag: string | null; dynamicsVersion: string | null; marketoVersion: string | null },
-): Promise<Link> {
-  const row = await db.syncLink.create({
-    data: {
-      marketoId: link.marketoId,
-      dynamicsEntity: link.entity,
-      dynamicsId: link.dynamicsId.toLowerCase(),
-      snapshot: json(link.snapshot),
-      fieldOrigins: json(link.fieldOrigins),
-      dynamicsEtag: link.dynamicsEtag,
-      dynamicsVersion: link.dynamicsVersion,
-      marketoVersion: link.marketoVersion,
-      lastSyncedAt: new Date(),
-    },
+type NewLink = Pick<Link, 'marketoId' | 'entity' | 'dynamicsId' | 'snapshot' | 'fieldOrigins'> & { dynamicsEtag: string | null; dynamicsVersion: string | null; marketoVersion: string | null };
+
+function newLinkRow(link: NewLink): Prisma.SyncLinkCreateManyInput {
+  return {
+    marketoId: link.marketoId,
+    dynamicsEntity: link.entity,
+    dynamicsId: link.dynamicsId.toLowerCase(),
+    snapshot: json(link.snapshot),
+    fieldOrigins: json(link.fieldOrigins),
+    dynamicsEtag: link.dynamicsEtag,
+    dynamicsVersion: link.dynamicsVersion,
+    marketoVersion: link.marketoVersion,
+    lastSyncedAt: new Date(),
+  };
+}
+
+export async function createLink(db: Db, link: NewLink): Promise<Link> {
+  return toLink(await db.syncLink.create({ data: newLinkRow(link) }));
+}
+
+/**
+ * Creates many links with their log entries in one transaction (an initial sync links thousands
+ * of records at once). All or none: a person or record linked meanwhile fails the whole statement,
+ * and the caller then links one by one (linkOrRepoint) to tell which.
+ */
+export async function createLinks(db: PrismaClient, links: readonly { target: LinkTarget; entries: (link: Link) => ActivityEntry[] }[]): Promise<Link[]> {
+  if (links.length === 0) return [];
+  return db.$transaction(async (tx) => {
+    const rows = await tx.syncLink.createManyAndReturn({ data: links.map((l) => newLinkRow({ ...l.target, marketoVersion: null })) });
+    const byPerson = new Map(rows.map((row) => [row.marketoId, toLink(row)]));
+    const created = links.map((l) => byPerson.get(l.target.marketoId)!);
+    await recordActivities(
+      tx,
+      links.flatMap((l, i) => l.entries(created[i]!)),
+    );
+    return created;
   });
-  return toLink(row);
 }
 
 export interface LinkUpdate {

@@ -1,6 +1,7 @@
 import type { Database } from '../db/database.ts';
 import { activity, recordActivities, type ActivityEntry, type ActivitySubject } from './activities.ts';
 import type { SyncIO } from './io.ts';
+import { createLinkingStore } from './linking.ts';
 import { findLink, linkOrRepoint, updateLink, type Link } from './links.ts';
 import { personKey, recordKey, tryLock, unlock } from './locks.ts';
 import type { EntityMapping, MappingService } from './mappings.ts';
@@ -27,6 +28,7 @@ export interface UnlinkedSyncOptions {
 
 export function createUnlinkedSync(options: UnlinkedSyncOptions) {
   const { db, io, mappings, pairs } = options;
+  const linking = createLinkingStore(db, options.leaseMs);
 
   /** The person's fields from a Dynamics record, as far as Marketo may be written. */
   function personFieldsFrom(record: DynamicsRecordView, mapping: EntityMapping): CanonicalRecordFields {
@@ -56,19 +58,16 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
     subject: (link: Link) => ActivitySubject,
   ): Promise<UnlinkedOutcome> {
     const { marketoId, entity, record } = target;
-    if (!(await tryLock(db.prisma, [personKey(marketoId)], holder, options.leaseMs))) return { status: 'busy' };
+    const keys = [personKey(marketoId)];
+    if (!(await linking.lock(keys, holder))) return { status: 'busy' };
     try {
-      const previous = await findLink(db.prisma, { marketoId });
+      const previous = await linking.findByPerson(marketoId);
       const origins = Object.fromEntries(Object.keys(target.snapshot).map((f) => [f, { side: 'DYNAMICS' as const, at: new Date().toISOString() }]));
-      const link = await linkOrRepoint(
-        db.prisma,
-        previous,
-        { marketoId, entity, dynamicsId: record.id, snapshot: target.snapshot, fieldOrigins: origins, dynamicsEtag: null, dynamicsVersion: null },
-        entries,
-      );
+      const linkTarget = { marketoId, entity, dynamicsId: record.id, snapshot: target.snapshot, fieldOrigins: origins, dynamicsEtag: null, dynamicsVersion: null };
+      const link = previous ? await linkOrRepoint(db.prisma, previous, linkTarget, entries) : await linking.create(linkTarget, entries);
       return done(await pairs.syncPair(link, { person: undefined, record, pending: [] }, subject(link), true));
     } finally {
-      await unlock(db.prisma, [personKey(marketoId)], holder);
+      await linking.unlock(keys, holder);
     }
   }
 
@@ -126,7 +125,7 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
       const mapping = await mappings.forEntity(entity);
       const match = await io.findPersonByEmail(entity, record.email);
       if (match) {
-        const existing = await findLink(db.prisma, { marketoId: match.id });
+        const existing = await linking.findByPerson(match.id);
         if (existing && existing.status !== 'DELETED_IN_DYNAMICS') {
           await note('SYNC_FAILED', `person ${match.id} (${record.email}) is already linked to Dynamics ${entityLabel(existing.entity)} ${existing.dynamicsId}; ${label} ${record.id} is not linked to avoid a duplicate`, 'person already linked', match.id);
           return { status: 'done', linkId: existing.id, note: 'person already linked' };
