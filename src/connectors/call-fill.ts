@@ -4,8 +4,8 @@
 // fill a call in time, is never held, so an idle service still answers a lone change at once.
 
 export interface FillPolicy {
-  /** the longest a call is held to fill, from when it is next to go */
-  maxHoldMs: number;
+  /** the longest a call is held to fill, from when it is next to go (per key, or for all) */
+  maxHoldMs: number | ((key: string) => number);
   /** the span over which a key's arrival rate is measured */
   rateWindowMs: number;
   /**
@@ -61,6 +61,12 @@ export class JoinWindow {
   count(at: number): number {
     this.trim(at);
     return this.total;
+  }
+
+  /** records that joined within the last `spanMs` (at most the window) */
+  countWithin(at: number, spanMs: number): number {
+    this.trim(at);
+    return this.joins.reduce((sum, j) => sum + (j.at > at - spanMs ? j.count : 0), 0);
   }
 
   /** the same, as evidence of a rate: 0 if they came in a single request */

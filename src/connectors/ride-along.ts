@@ -47,8 +47,8 @@ export interface RideAlongOptions<I, R> {
   fill?: FillPolicy | undefined;
 }
 
-/** how long records a call answered still count as on their way to the stage they feed */
-const ANSWERED_GRACE_MS = 250;
+/** how long records a call answered are remembered for `carrying` */
+const ANSWERED_MEMORY_MS = 5_000;
 
 export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
   const waiting = new Map<string, Rider<I, R>[]>();
@@ -83,6 +83,7 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
     if (!fill || !riders || riders.length === 0) return false;
     const at = now();
     const since = nextCallSince.get(key) ?? nextCallSince.set(key, at).get(key)!;
+    const maxHoldMs = typeof fill.maxHoldMs === 'number' ? fill.maxHoldMs : fill.maxHoldMs(key);
     const nextForMs = at - since;
     const holding = holdsToFill({
       waiting: waitingCount(key),
@@ -90,12 +91,12 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
       nextForMs,
       joinedInWindow: joins.get(key)?.rateCount(at) ?? 0,
       rateWindowMs: fill.rateWindowMs,
-      maxHoldMs: fill.maxHoldMs,
+      maxHoldMs,
       feeding: fill.feeding?.(key) ?? 0,
     });
     if (!holding) return false;
     // the rate falls as the window moves past a burst's end, and a feeding call's answer may come
-    const lookInMs = Math.max(1, Math.min(fill.maxHoldMs - nextForMs, fill.rateWindowMs / 10));
+    const lookInMs = Math.max(1, Math.min(maxHoldMs - nextForMs, fill.rateWindowMs / 10));
     held.set(key, fill.after(lookInMs, () => release(key)));
     return true;
   }
@@ -140,7 +141,7 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
     const settled = () => {
       const count = (taken ?? []).reduce((sum, r) => sum + r.items.length, 0);
       carry(key, -count);
-      if (fill && count > 0) (answered.get(key) ?? answered.set(key, new JoinWindow(ANSWERED_GRACE_MS)).get(key)!).add(now(), count);
+      if (fill && count > 0) (answered.get(key) ?? answered.set(key, new JoinWindow(ANSWERED_MEMORY_MS)).get(key)!).add(now(), count);
     };
     options.send(key, bind).then(
       (result) => {
@@ -196,13 +197,14 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
     },
     /**
      * Records of the keys `which` accepts that are waiting, in calls not answered yet, or answered
-     * within the last moment: the work that may soon reach the stage this one feeds.
+     * within the last `answeredWithinMs` (default 250): the work that may soon reach the stage this
+     * one feeds, once its callers have done what comes between.
      */
-    carrying(which: (key: string) => boolean = () => true): number {
+    carrying(which: (key: string) => boolean = () => true, answeredWithinMs = 250): number {
       const at = now();
       let n = 0;
       for (const [key, count] of carried) if (which(key)) n += count;
-      for (const [key, window] of answered) if (which(key)) n += window.count(at);
+      for (const [key, window] of answered) if (which(key)) n += window.countWithin(at, Math.min(answeredWithinMs, ANSWERED_MEMORY_MS));
       return n;
     },
   };

@@ -163,6 +163,30 @@ describe('ride-along calls with a fill policy', () => {
     expect(rides.carrying((key) => key === 'a')).toBe(3);
     time.advance(1000);
     expect(rides.carrying((key) => key === 'a')).toBe(0);
+    // a stage whose work comes back later asks for a longer memory
+    expect(rides.carrying((key) => key === 'a', 2000)).toBe(3);
+  });
+
+  it('holds each key as long as the policy gives that key', async () => {
+    const time = manualTime();
+    const sent: string[] = [];
+    const rides = createRideAlong<number, null>({
+      maxItems: 300,
+      fill: { ...time.policy(() => 300), maxHoldMs: (key) => (key === 'patient' ? 2000 : 500) },
+      send: (key, bind) => {
+        sent.push(`${key}:${bind().length}`);
+        return Promise.resolve(null);
+      },
+    });
+    const quick = rides.ride('quick', [1]);
+    const patient = rides.ride('patient', [2]);
+    await tick();
+    time.advance(500);
+    await quick;
+    expect(sent).toEqual(['quick:1']);
+    time.advance(1500);
+    await patient;
+    expect(sent).toEqual(['quick:1', 'patient:1']);
   });
 });
 

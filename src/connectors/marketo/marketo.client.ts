@@ -493,10 +493,13 @@ export function createMarketoClient(options: MarketoClientOptions) {
   // few records. A steady load that would not fill a call within that second is never held (100
   // changes/s fills a read with ~100). What feeds what: a read by id becomes a write of the merged
   // values, a look-up's new persons a create, a look-up's matches and the created persons reads by id.
+  // Creates wait longer, for the look-up after next: an initial sync's look-up of 300 emails finds
+  // ~150 new persons, and the next look-up answers a drip or two later.
   const fillOptions = options.fill === false ? undefined : (options.fill ?? { maxHoldMs: 1000, rateWindowMs: 1000 });
-  const fillPolicy = (feeding: (key: string) => number): FillPolicy | undefined =>
+  const fillPolicy = (feeding: (key: string) => number, holdFactor: (key: string) => number = () => 1): FillPolicy | undefined =>
     fillOptions && {
       ...fillOptions,
+      maxHoldMs: (key) => fillOptions.maxHoldMs * holdFactor(key),
       feeding,
       now: () => performance.now(),
       after: (ms, fn) => {
@@ -572,7 +575,10 @@ export function createMarketoClient(options: MarketoClientOptions) {
   type SyncBatchKey = { action: MarketoSyncAction; lookupField: 'id' | 'email'; partitionName?: string };
   const syncBatches = createRideAlong<Record<string, unknown>, MarketoSyncResult[]>({
     maxItems: MAX_BATCH,
-    fill: fillPolicy((key): number => (isCreate(key) ? emailReads.carrying() : idReads.carrying())),
+    fill: fillPolicy(
+      (key): number => (isCreate(key) ? emailReads.carrying(undefined, 2 * (fillOptions?.maxHoldMs ?? 0)) : idReads.carrying()),
+      (key) => (isCreate(key) ? 2 : 1),
+    ),
     async send(key, bind) {
       const { action, lookupField, partitionName } = JSON.parse(key) as SyncBatchKey;
       let input: Record<string, unknown>[] = [];
