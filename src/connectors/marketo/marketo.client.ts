@@ -61,8 +61,9 @@ export type MarketoClientOptions = {
    */
   sharedBudget?: SharedBudget;
   /**
-   * how long a part-full read or write may wait for a burst to fill it (see FillPolicy); default
-   * 1000 ms over a 1000 ms rate window, `false` to send every call as soon as it is dispatched
+   * how long a part-full read or write may wait for a burst or the call feeding it to fill it (see
+   * FillPolicy; creates wait twice as long); default 1000 ms, the rate measured over 1000 ms;
+   * `false` sends every call as soon as it is dispatched
    */
   fill?: { maxHoldMs: number; rateWindowMs: number } | false;
 };
@@ -490,8 +491,8 @@ export function createMarketoClient(options: MarketoClientOptions) {
 
   // Calls are what Marketo's budget counts, not records: a call that a burst or the call feeding it
   // is about to fill waits up to a second for it, so the idle bucket is not spent on a burst's first
-  // few records. A steady load that would not fill a call within that second is never held (100
-  // changes/s fills a read with ~100). What feeds what: a read by id becomes a write of the merged
+  // few records. A steady load that would not fill a call within that second is never held (at 100
+  // changes/s a read carries ~80). What feeds what: a read by id becomes a write of the merged
   // values, a look-up's new persons a create, a look-up's matches and the created persons reads by id.
   // Creates wait longer, for the look-up after next: an initial sync's look-up of 300 emails finds
   // ~150 new persons, and the next look-up answers a drip or two later.
