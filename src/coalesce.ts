@@ -52,3 +52,31 @@ export function createCoalescer<K, V>(run: (keys: K[]) => Promise<Map<K, V>>, op
     },
   };
 }
+
+/** A key's own error, told apart from any value (the class is private to this module). */
+class Failure {
+  constructor(readonly error: unknown) {}
+}
+
+/**
+ * A coalescer whose shared call, should it fail, is made again one key at a time: only the keys
+ * that fail on their own fail (one body the database refuses, one link made meanwhile), and each
+ * waiter gets its own result or its own error.
+ */
+export function createSplittingCoalescer<K, V>(all: (keys: K[]) => Promise<Map<K, V>>, one: (key: K) => Promise<V>, options: CoalescerOptions) {
+  const coalescer = createCoalescer<K, V | Failure>(async (keys) => {
+    try {
+      return await all(keys);
+    } catch {
+      const alone = (key: K) => one(key).catch((error: unknown) => new Failure(error));
+      return new Map(await Promise.all(keys.map(async (key) => [key, await alone(key)] as const)));
+    }
+  }, options);
+  return {
+    async load(key: K): Promise<V | undefined> {
+      const result = await coalescer.load(key);
+      if (result instanceof Failure) throw result.error;
+      return result;
+    },
+  };
+}

@@ -1,4 +1,4 @@
-import { createCoalescer } from '../coalesce.ts';
+import { createSplittingCoalescer } from '../coalesce.ts';
 import type { Database } from '../db/database.ts';
 import { enqueue, enqueueBatch, type EnqueueResult, type NewChangeEvent } from './inbox.ts';
 
@@ -10,28 +10,20 @@ import { enqueue, enqueueBatch, type EnqueueResult, type NewChangeEvent } from '
 export function createInboxIntake(db: Database, options: { maxBatch?: number; maxInFlight?: number } = {}) {
   // Should the shared statement fail (one event the database refuses), each event is stored on its
   // own: one bad body never costs the webhooks that arrived with it their answer.
-  const writer = createCoalescer<NewChangeEvent, EnqueueResult | Error>(
+  const writer = createSplittingCoalescer<NewChangeEvent, EnqueueResult>(
     async (events) => {
-      try {
-        const results = await enqueueBatch(db, events);
-        return new Map(events.map((event, i) => [event, results[i]!]));
-      } catch {
-        const one = (event: NewChangeEvent) =>
-          enqueue(db, event).then(
-            (result) => result,
-            (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
-          );
-        return new Map(await Promise.all(events.map(async (event) => [event, await one(event)] as const)));
-      }
+      const results = await enqueueBatch(db, events);
+      return new Map(events.map((event, i) => [event, results[i]!]));
     },
+    (event) => enqueue(db, event),
     { maxBatch: options.maxBatch ?? 500, maxInFlight: options.maxInFlight ?? 2 },
   );
+
   return {
     /** Stores the event unless its dedupe key is known; resolves once it is committed. */
     async enqueue(event: NewChangeEvent): Promise<EnqueueResult> {
       const result = await writer.load(event);
       if (!result) throw new Error(`no result for change event ${event.dedupeKey} (bug)`);
-      if (result instanceof Error) throw result;
       return result;
     },
   };

@@ -1,5 +1,5 @@
 import type { Database } from '../db/database.ts';
-import { createCoalescer } from '../coalesce.ts';
+import { createCoalescer, createSplittingCoalescer } from '../coalesce.ts';
 import type { ActivityEntry } from './activities.ts';
 import { createLinks, findLinks, linkOrRepoint, type Link, type LinkTarget } from './links.ts';
 import { tryLockEach, unlockAll } from './locks.ts';
@@ -32,16 +32,14 @@ export function createLinkingStore(db: Database, leaseMs: number) {
 
   // Should the shared statement fail (a person or record linked meanwhile), each link is made on
   // its own, so that only the one in conflict fails.
-  const creations = createCoalescer<NewLink, Link | Error>(async (asked) => {
-    try {
+  const creations = createSplittingCoalescer<NewLink, Link>(
+    async (asked) => {
       const created = await createLinks(db.prisma, asked);
       return new Map(asked.map((item, i) => [item, created[i]!]));
-    } catch {
-      const one = (item: NewLink) =>
-        linkOrRepoint(db.prisma, null, item.target, item.entries).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
-      return new Map(await Promise.all(asked.map(async (item) => [item, await one(item)] as const)));
-    }
-  }, BATCH);
+    },
+    (item) => linkOrRepoint(db.prisma, null, item.target, item.entries),
+    BATCH,
+  );
 
   return {
     /** Takes every key or none for `holder` (locks.ts tryLock, shared with others asking now). */
@@ -58,7 +56,6 @@ export function createLinkingStore(db: Database, leaseMs: number) {
     /** Links a person to a record with its log entries (a new link: see linkOrRepoint for a re-point). */
     async create(target: LinkTarget, entries: (link: Link) => ActivityEntry[]): Promise<Link> {
       const result = await creations.load({ target, entries });
-      if (result instanceof Error) throw result;
       if (!result) throw new Error(`no link was made for person ${target.marketoId}`);
       return result;
     },

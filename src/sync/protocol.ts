@@ -1,6 +1,6 @@
 import type { Database } from '../db/database.ts';
 import type { ActivityEntry } from './activities.ts';
-import { createCoalescer } from '../coalesce.ts';
+import { createCoalescer, createSplittingCoalescer } from '../coalesce.ts';
 import { journal } from './journal.ts';
 import { commitSyncs, type SyncCommit } from './links.ts';
 
@@ -24,20 +24,12 @@ export function createProtocolStore(db: Database) {
 
   // Should the shared statement fail (a link deleted meanwhile breaks its entries' foreign key),
   // each commit is tried on its own: no other sync loses its log.
-  const committer = createCoalescer<SyncCommit, boolean | Error>(
+  const committer = createSplittingCoalescer<SyncCommit, boolean>(
     async (commits) => {
-      try {
-        const saved = await commitSyncs(db, commits);
-        return new Map(commits.map((c) => [c, saved.has(c.linkId)]));
-      } catch {
-        const one = (c: SyncCommit) =>
-          commitSyncs(db, [c]).then(
-            (saved) => saved.has(c.linkId),
-            (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
-          );
-        return new Map(await Promise.all(commits.map(async (c) => [c, await one(c)] as const)));
-      }
+      const saved = await commitSyncs(db, commits);
+      return new Map(commits.map((c) => [c, saved.has(c.linkId)]));
     },
+    async (c) => (await commitSyncs(db, [c])).has(c.linkId),
     { maxBatch: 500, maxInFlight: 2 },
   );
 
@@ -49,9 +41,7 @@ export function createProtocolStore(db: Database) {
     },
     /** Commits one sync; false when the link moved on since the plan (re-plan from fresh reads). */
     async commit(commit: SyncCommit): Promise<boolean> {
-      const result = await committer.load(commit);
-      if (result instanceof Error) throw result;
-      return result === true;
+      return (await committer.load(commit)) === true;
     },
   };
 }
