@@ -57,12 +57,6 @@ export class JoinWindow {
     this.trim(at);
   }
 
-  /** records that joined in the window ending at `at` */
-  count(at: number): number {
-    this.trim(at);
-    return this.total;
-  }
-
   /** records that joined within the last `spanMs` (at most the window) */
   countWithin(at: number, spanMs: number): number {
     this.trim(at);

@@ -35,9 +35,9 @@ describe('when a part-full call waits to fill', () => {
     expect(window.rateCount(900)).toBe(160);
     expect(window.rateCount(1000)).toBe(60);
     // one request alone is not a rate
-    expect(window.count(1650)).toBe(10);
+    expect(window.countWithin(1650, 1000)).toBe(10);
     expect(window.rateCount(1650)).toBe(0);
-    expect(window.count(1800)).toBe(0);
+    expect(window.countWithin(1800, 1000)).toBe(0);
   });
 });
 
