@@ -63,13 +63,23 @@ class Failure {
  * that fail on their own fail (one body the database refuses, one link made meanwhile), and each
  * waiter gets its own result or its own error.
  */
-export function createSplittingCoalescer<K, V>(all: (keys: K[]) => Promise<Map<K, V>>, one: (key: K) => Promise<V>, options: CoalescerOptions) {
+export function createSplittingCoalescer<K, V>(
+  all: (keys: K[]) => Promise<Map<K, V>>,
+  one: (key: K) => Promise<V>,
+  options: CoalescerOptions & {
+    /** make the keys one after another, in the order they came (the inbox stamps arrival order); default all at once */
+    inOrder?: boolean;
+  },
+) {
   const coalescer = createCoalescer<K, V | Failure>(async (keys) => {
     try {
       return await all(keys);
     } catch {
       const alone = (key: K) => one(key).catch((error: unknown) => new Failure(error));
-      return new Map(await Promise.all(keys.map(async (key) => [key, await alone(key)] as const)));
+      if (!options.inOrder) return new Map(await Promise.all(keys.map(async (key) => [key, await alone(key)] as const)));
+      const results = new Map<K, V | Failure>();
+      for (const key of keys) results.set(key, await alone(key));
+      return results;
     }
   }, options);
   return {

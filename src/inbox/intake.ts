@@ -9,14 +9,15 @@ import { enqueue, enqueueBatch, type EnqueueResult, type NewChangeEvent } from '
 
 export function createInboxIntake(db: Database, options: { maxBatch?: number; maxInFlight?: number } = {}) {
   // Should the shared statement fail (one event the database refuses), each event is stored on its
-  // own: one bad body never costs the webhooks that arrived with it their answer.
+  // own, in the order they came: one bad body never costs the webhooks that arrived with it their
+  // answer, nor their place in the queue.
   const writer = createSplittingCoalescer<NewChangeEvent, EnqueueResult>(
     async (events) => {
       const results = await enqueueBatch(db, events);
       return new Map(events.map((event, i) => [event, results[i]!]));
     },
     (event) => enqueue(db, event),
-    { maxBatch: options.maxBatch ?? 500, maxInFlight: options.maxInFlight ?? 2 },
+    { maxBatch: options.maxBatch ?? 500, maxInFlight: options.maxInFlight ?? 2, inOrder: true },
   );
 
   return {
