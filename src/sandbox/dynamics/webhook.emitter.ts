@@ -227,9 +227,12 @@ export class WebhookEmitter {
       ) {
         continue;
       }
-      const body = buildRemoteExecutionContext(change, registration, this.options);
+      // the body is built when a worker takes the delivery (the platform builds it on its own
+      // servers, not in the write); the row's values object is replaced, never changed, by a later
+      // write, so a copy of the row keeps the image as of this change
+      const snapshot: SimChange = { ...change, record: change.record && { ...change.record } };
       const job = new Promise<void>((resolve) => setImmediate(resolve))
-        .then(() => this.whenFree(() => this.deliver(registration, change, body)))
+        .then(() => this.whenFree(() => this.deliver(registration, snapshot, buildRemoteExecutionContext(snapshot, registration, this.options))))
         .finally(() => this.pending.delete(job));
       this.pending.add(job);
     }
