@@ -213,7 +213,8 @@ export async function deployBenchService(options: { vendors: Partial<VendorTimin
  * The real-time path as production runs it: the service in its own process (the vendors are
  * elsewhere, so their simulators and this driver do not share its event loop), on a database the
  * links were written to beforehand, with default settings except the database and credentials.
- * A warm-up at the same rate comes first, so the figures are those of a service already at work.
+ * A warm-up comes first, so the figures are those of a service already at work (JIT, query plans,
+ * pools): at the same rate, or for a burst at a steady rate both ways and then a quiet pause.
  */
 export async function runWebhookBench(options: {
   rate: number;
@@ -226,6 +227,10 @@ export async function runWebhookBench(options: {
   vendors?: VendorTiming;
   /** all changes at once in one direction instead of a steady rate */
   burst?: 'marketo' | 'dynamics';
+  /** a burst's warm-up goes at this rate, both ways (a service at work), default 100/s */
+  warmupRate?: number;
+  /** quiet time between the warm-up and the counted changes (a burst: until Marketo's idle bucket is full again) */
+  pauseAfterWarmupMs?: number;
 }): Promise<WebhookBenchResult> {
   const warmup = options.warmupChanges ?? 0;
   const { sims, pairs, service, secrets, close } = await deployBenchService({
@@ -237,7 +242,11 @@ export async function runWebhookBench(options: {
   try {
     await service.start();
     await serviceReady(service.url);
-    if (warmup > 0) await drive({ rate: options.rate, changes: warmup }, service.url, secrets.marketo, sims, pairs.slice(0, warmup));
+    if (warmup > 0) {
+      const warmupRate = options.burst ? (options.warmupRate ?? 100) : options.rate;
+      await drive({ rate: warmupRate, changes: warmup }, service.url, secrets.marketo, sims, pairs.slice(0, warmup));
+      await sleep(options.pauseAfterWarmupMs ?? 0);
+    }
     return await drive(options, service.url, secrets.marketo, sims, pairs.slice(warmup));
   } finally {
     await close();
