@@ -126,6 +126,28 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
     return taken;
   }
 
+  /** Adds one request's riders to the next call for `key`, and starts that call. */
+  function join(key: string, request: readonly Omit<Rider<I, R>, 'weight'>[]): void {
+    const riders = waiting.get(key) ?? [];
+    let count = 0;
+    for (const rider of request) {
+      riders.push({ ...rider, weight: weigh ? rider.items.reduce((sum, item) => sum + weigh(item), 0) : rider.items.length });
+      count += rider.items.length;
+    }
+    waiting.set(key, riders);
+    carry(key, count);
+    if (fill) (joins.get(key) ?? joins.set(key, new JoinWindow(fill.rateWindowMs)).get(key)!).add(now(), count);
+    // a held call goes as soon as it is full
+    if (held.has(key)) {
+      if (waitingCount(key) >= options.maxItems) release(key);
+    } else if (!queued.has(key)) {
+      queued.add(key);
+      // after this turn's promise jobs (work one answer resumed joins together); the call takes
+      // its records only when admitted, so later requests still join
+      setImmediate(() => dispatch(key));
+    }
+  }
+
   function dispatch(key: string): void {
     if (hold(key)) return;
     let taken: Rider<I, R>[] | undefined;
@@ -176,24 +198,28 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
      */
     ride(key: string, items: readonly I[], onSent?: () => void): Promise<Ride<R>> {
       if (items.length > options.maxItems) return Promise.reject(new RangeError(`at most ${options.maxItems} records per request`));
-      return new Promise<Ride<R>>((resolve, reject) => {
-        const riders = waiting.get(key) ?? [];
-        const weight = weigh ? items.reduce((sum, item) => sum + weigh(item), 0) : items.length;
-        const at = now();
-        riders.push({ items, weight, onSent, resolve, reject });
-        waiting.set(key, riders);
-        carry(key, items.length);
-        if (fill) (joins.get(key) ?? joins.set(key, new JoinWindow(fill.rateWindowMs)).get(key)!).add(at, items.length);
-        // a held call goes as soon as it is full
-        if (held.has(key)) {
-          if (waitingCount(key) >= options.maxItems) release(key);
-        } else if (!queued.has(key)) {
-          queued.add(key);
-          // after this turn's promise jobs (work one answer resumed joins together); the call takes
-          // its records only when admitted, so later requests still join
-          setImmediate(() => dispatch(key));
-        }
-      });
+      return new Promise<Ride<R>>((resolve, reject) => join(key, [{ items, onSent, resolve, reject }]));
+    },
+    /**
+     * Joins with a request whose records may go in different calls (a read: each record's answer
+     * stands alone), in pieces of `pieceSize`: a call takes whole pieces, so it fills to within a
+     * piece of its capacity where whole requests would leave it short. It counts as one request
+     * (the fill policy's rate); `onSent` is told once every piece is sent. Resolves with the answers
+     * of the calls that carried it.
+     */
+    rideInPieces(key: string, items: readonly I[], pieceSize: number, onSent?: () => void): Promise<R[]> {
+      if (items.length === 0) {
+        onSent?.();
+        return Promise.resolve([]);
+      }
+      const pieces: (readonly I[])[] = [];
+      for (let i = 0; i < items.length; i += pieceSize) pieces.push(items.slice(i, i + pieceSize));
+      let unsent = pieces.length;
+      const sent = onSent && (() => --unsent === 0 && onSent());
+      const riders: Omit<Rider<I, R>, 'weight'>[] = [];
+      const rides = pieces.map((piece) => new Promise<Ride<R>>((resolve, reject) => riders.push({ items: piece, onSent: sent, resolve, reject })));
+      join(key, riders);
+      return Promise.all(rides).then((done) => [...new Set(done.map((ride) => ride.result))]);
     },
     /**
      * Records of the keys `which` accepts that are waiting, in calls not answered yet, or answered

@@ -67,6 +67,58 @@ describe('ride-along calls', () => {
     await expect(rides.ride('k', [1, 2, 3, 4, 5, 6])).rejects.toThrow(RangeError);
   });
 
+  it('fills a call to its last record with a request that rides in pieces, where whole requests leave it short', async () => {
+    const sent: number[] = [];
+    const make = () =>
+      createRideAlong<number, Set<number>>({
+        maxItems: 10,
+        send: (_key, bind) => {
+          const items = bind();
+          sent.push(items.length);
+          return Promise.resolve(new Set(items));
+        },
+      });
+    const whole = make();
+    await Promise.all([whole.ride('k', [1, 2, 3, 4]), whole.ride('k', [5, 6, 7, 8]), whole.ride('k', [9, 10, 11, 12])]);
+    expect(sent).toEqual([8, 4]);
+    sent.length = 0;
+    const pieces = make();
+    const answers = await Promise.all([pieces.rideInPieces('k', [1, 2, 3, 4], 2), pieces.rideInPieces('k', [5, 6, 7, 8], 2), pieces.rideInPieces('k', [9, 10, 11, 12], 2)]);
+    expect(sent).toEqual([10, 2]);
+    // the last request went in both calls: it gets both answers, and each of its records is in one
+    expect(answers.map((a) => a.length)).toEqual([1, 1, 2]);
+    for (const id of [9, 10, 11, 12]) expect(answers[2]?.filter((call) => call.has(id))).toHaveLength(1);
+  });
+
+  it('tells a request in pieces it was sent once its last piece is sent, and fails it with any of its calls', async () => {
+    const limiter = gate();
+    let calls = 0;
+    const rides = createRideAlong<number, null>({
+      maxItems: 3,
+      async send(_key, bind) {
+        await limiter.wait();
+        bind();
+        calls += 1;
+        if (calls === 2) throw new Error('second call failed');
+        return null;
+      },
+    });
+    let told = 0;
+    const request = rides.rideInPieces('k', [1, 2, 3, 4, 5], 1, () => (told += 1));
+    const failed = expect(request).rejects.toThrow('second call failed');
+    await tick();
+    limiter.admitNext();
+    await tick();
+    expect(told).toBe(0);
+    limiter.admitNext();
+    await failed;
+    expect(told).toBe(1);
+    // nothing to read: told at once, no call
+    let toldEmpty = false;
+    expect(await rides.rideInPieces('k', [], 10, () => (toldEmpty = true))).toEqual([]);
+    expect(toldEmpty).toBe(true);
+  });
+
   it('fails only the requests of a call that failed', async () => {
     const limiter = gate();
     let calls = 0;
