@@ -117,6 +117,7 @@ describe('ride-along calls', () => {
     let toldEmpty = false;
     expect(await rides.rideInPieces('k', [], 10, () => (toldEmpty = true))).toEqual([]);
     expect(toldEmpty).toBe(true);
+    expect(calls).toBe(2);
   });
 
   it('fails only the requests of a call that failed', async () => {
