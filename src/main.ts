@@ -95,6 +95,8 @@ export interface ServiceOptions {
    * automation editing a person right after the sync created it, or a plug-in rewriting a value.
    */
   interceptVendorHttp?: { marketo?: (next: typeof fetch) => typeof fetch; dynamics?: (next: typeof fetch) => typeof fetch };
+  /** the clock of Marketo webhooks' coalescing window (tests: a repeat must not straddle its edge); default Date.now */
+  webhookClock?: () => number;
 }
 
 export async function startService(config: Config, options: ServiceOptions = {}): Promise<RunningService> {
@@ -338,6 +340,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
           logger,
           notify: () => worker.notify(),
           syncPersonBudgetMs: config.server.syncPersonBudgetMs,
+          ...(options.webhookClock ? { now: options.webhookClock } : {}),
         }),
         dynamics: createDynamicsWebhooks({ inbox: intake, secret: webhookSecrets.dynamics, syncUserId: knownSyncUser, notify: () => worker.notify() }),
       },
