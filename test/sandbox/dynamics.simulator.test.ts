@@ -295,6 +295,23 @@ describe('Dataverse simulator webhooks', () => {
     expect((deleted!.body as Json).InputParameters[0].value.__type).toMatch(/^EntityReference:/);
   });
 
+  it('posts each change with the row as that change left it, though later writes come before it is sent', async () => {
+    sim.admin.registerWebhook({ url: receiverUrl, authValue: 'k', entities: ['contact'], messages: ['Update'], postImage: true });
+    const id = sim.admin.create('contact', { firstname: 'A', lastname: 'Row' }).contactid as string;
+    for (const firstname of ['B', 'C', 'D']) sim.admin.update('contact', id, { firstname });
+    await sim.admin.flushWebhooks();
+    const pairs = received.map((r) => {
+      const parsed = parseDataverseWebhook(r.body);
+      if (!parsed.ok) throw new Error('the body must parse');
+      return [parsed.notice.changedAttributes.firstname, parsed.notice.postImage?.firstname];
+    });
+    expect(pairs.sort()).toEqual([
+      ['B', 'B'],
+      ['C', 'C'],
+      ['D', 'D'],
+    ]);
+  });
+
   it('retries a delivery once on 503 but never on 500', async () => {
     sim.admin.registerWebhook({ url: receiverUrl, authValue: 'k', entities: ['lead'], messages: ['Create'] });
     receiverStatuses = [503, 503];
