@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   createApiTokens,
   ensureConfiguredToken,
@@ -10,23 +10,19 @@ import {
 } from '../../src/auth/tokens.ts';
 import { runTokenCommand } from '../../src/auth/token-cli.ts';
 import type { Database } from '../../src/db/database.ts';
-import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
+import { testEngines, useMigratedDatabase } from '../support/database.ts';
 
 // API tokens: only digests are stored, several are valid at once, revocation is immediate, and
 // start-up never makes a token outside sandbox mode.
 
 describe.each(testEngines())('API tokens on %s', (engine) => {
-  let test: TestDatabase;
-  let db: Database;
-  beforeAll(async () => {
-    ({ test, db } = await migratedDatabase(engine));
-  });
-  afterAll(async () => {
-    await test.drop();
-  });
-  beforeEach(async () => {
-    await db.prisma.apiToken.deleteMany();
-    await db.prisma.serviceSetting.deleteMany();
+  let db!: Database;
+  useMigratedDatabase(engine, {
+    opened: (opened) => (db = opened),
+    empty: async (db) => {
+      await db.prisma.apiToken.deleteMany();
+      await db.prisma.serviceSetting.deleteMany();
+    },
   });
 
   /** every stored text of the token and settings tables, to look for secrets in */

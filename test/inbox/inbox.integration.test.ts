@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { claim, complete, completeMany, enqueue, fail, inboxStats, release, replay, type NewChangeEvent } from '../../src/inbox/inbox.ts';
 import { createInboxIntake } from '../../src/inbox/intake.ts';
-import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
+import { migratedDatabase, testEngines, useMigratedDatabase, type TestDatabase } from '../support/database.ts';
 
 const event = (n: number, extra: Partial<NewChangeEvent> = {}): NewChangeEvent => ({
   source: 'MARKETO',
@@ -18,17 +18,12 @@ const options = { owner: 'worker-a', batchSize: 10, leaseMs: 60_000, maxAttempts
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe.each(testEngines())('the inbox on %s', (engine) => {
-  let test: TestDatabase;
-  let db: Database;
-
-  beforeAll(async () => {
-    ({ test, db } = await migratedDatabase(engine));
-  });
-  afterAll(async () => {
-    await test.drop();
-  });
-  beforeEach(async () => {
-    await db.prisma.changeEvent.deleteMany();
+  let db!: Database;
+  useMigratedDatabase(engine, {
+    opened: (opened) => (db = opened),
+    empty: async (db) => {
+      await db.prisma.changeEvent.deleteMany();
+    },
   });
 
   /**

@@ -1,6 +1,6 @@
  
 import { pino } from 'pino';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { DataverseClientStats } from '../../src/connectors/dynamics/dataverse.client.ts';
 import type { MarketoClientStats } from '../../src/connectors/marketo/marketo.client.ts';
 import type { Database } from '../../src/db/database.ts';
@@ -9,7 +9,7 @@ import { createRetentionService, readLastPrune } from '../../src/retention/index
 import { cutoffs, defaultRetention, pruneOnce, type RetentionPolicy } from '../../src/retention/prune.ts';
 import { createLease } from '../../src/sweep/lease.ts';
 import { gql, graphqlApp, testDeps } from '../graphql/support.ts';
-import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
+import { testEngines, useMigratedDatabase } from '../support/database.ts';
 
 // Retention with an injected clock: which rows are due, that a pass works in batches and a pass
 // stopped half-way is finished by the next, that only the lease holder prunes, and that each pass
@@ -21,22 +21,18 @@ const daysAgo = (days: number, from = NOW) => new Date(from.getTime() - days * D
 const silent = pino({ level: 'silent' });
 
 describe.each(testEngines())('retention on %s', (engine) => {
-  let test: TestDatabase;
-  let db: Database;
-  beforeAll(async () => {
-    ({ test, db } = await migratedDatabase(engine));
-  });
-  afterAll(async () => {
-    await test.drop();
-  });
-  beforeEach(async () => {
-    await db.prisma.activity.deleteMany();
-    await db.prisma.changeEvent.deleteMany();
-    await db.prisma.syncRun.deleteMany();
-    await db.prisma.auditEntry.deleteMany();
-    await db.prisma.throughputMinute.deleteMany();
-    await db.prisma.serviceSetting.deleteMany();
-    await db.prisma.schedulerLease.deleteMany();
+  let db!: Database;
+  useMigratedDatabase(engine, {
+    opened: (opened) => (db = opened),
+    empty: async (db) => {
+      await db.prisma.activity.deleteMany();
+      await db.prisma.changeEvent.deleteMany();
+      await db.prisma.syncRun.deleteMany();
+      await db.prisma.auditEntry.deleteMany();
+      await db.prisma.throughputMinute.deleteMany();
+      await db.prisma.serviceSetting.deleteMany();
+      await db.prisma.schedulerLease.deleteMany();
+    },
   });
 
   let serial = 0;

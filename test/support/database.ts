@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { openDatabase, type Database, type DatabaseEngine } from '../../src/db/database.ts';
 import { migrate } from '../../src/db/migrate.ts';
 import { projectPaths } from '../../src/paths.ts';
@@ -76,4 +77,22 @@ export async function migratedDatabase(engine: DatabaseEngine): Promise<{ test: 
   const db = await test.open();
   await migrate(db, projectPaths());
   return { test, db };
+}
+
+/**
+ * The hooks of a describe block that works on one migrated database: made before the block's tests
+ * (and handed to `opened`), dropped after them, and `empty` runs before each test.
+ */
+export function useMigratedDatabase(engine: DatabaseEngine, hooks: { opened: (db: Database) => void; empty: (db: Database) => Promise<void> }): void {
+  let made: { test: TestDatabase; db: Database } | undefined;
+  beforeAll(async () => {
+    made = await migratedDatabase(engine);
+    hooks.opened(made.db);
+  });
+  afterAll(async () => {
+    await made?.test.drop();
+  });
+  beforeEach(async () => {
+    if (made) await hooks.empty(made.db);
+  });
 }

@@ -2,14 +2,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/database.ts';
 import { claim, enqueue } from '../../src/inbox/inbox.ts';
 import { startService } from '../../src/main.ts';
 import { createLeaseKeeper } from '../../src/sync/leases.ts';
 import { lockHolder, tryLock } from '../../src/sync/locks.ts';
-import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
+import { testEngines, useMigratedDatabase } from '../support/database.ts';
 
 // Crash recovery in seconds (issue 12): leases are short and renewed by a heartbeat; on the
 // embedded database a restart reclaims its own leases at once. Times are compared on the
@@ -18,18 +18,13 @@ import { migratedDatabase, testEngines, type TestDatabase } from '../support/dat
 const silent = pino({ level: 'silent' });
 
 describe.each(testEngines())('the lease heartbeat on %s', (engine) => {
-  let test: TestDatabase;
-  let db: Database;
-
-  beforeAll(async () => {
-    ({ test, db } = await migratedDatabase(engine));
-  });
-  afterAll(async () => {
-    await test.drop();
-  });
-  beforeEach(async () => {
-    await db.prisma.recordLock.deleteMany();
-    await db.prisma.changeEvent.deleteMany();
+  let db!: Database;
+  useMigratedDatabase(engine, {
+    opened: (opened) => (db = opened),
+    empty: async (db) => {
+      await db.prisma.recordLock.deleteMany();
+      await db.prisma.changeEvent.deleteMany();
+    },
   });
 
   const event = (n: number) => enqueue(db.prisma, { source: 'MARKETO', origin: 'WEBHOOK', operation: 'UPDATE', marketoId: n, dedupeKey: `lease-test:${n}:${Math.random()}` });

@@ -1,25 +1,20 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { activity } from '../../src/sync/activities.ts';
 import { createLinkingStore } from '../../src/sync/linking.ts';
 import { createLink, type Link, type LinkTarget } from '../../src/sync/links.ts';
 import { personKey } from '../../src/sync/locks.ts';
-import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
+import { testEngines, useMigratedDatabase } from '../support/database.ts';
 
 describe.each(testEngines())('linking many records at once on %s', (engine) => {
-  let test: TestDatabase;
-  let db: Database;
-
-  beforeAll(async () => {
-    ({ test, db } = await migratedDatabase(engine));
-  });
-  afterAll(async () => {
-    await test.drop();
-  });
-  beforeEach(async () => {
-    await db.prisma.activity.deleteMany();
-    await db.prisma.syncLink.deleteMany();
-    await db.prisma.recordLock.deleteMany();
+  let db!: Database;
+  useMigratedDatabase(engine, {
+    opened: (opened) => (db = opened),
+    empty: async (db) => {
+      await db.prisma.activity.deleteMany();
+      await db.prisma.syncLink.deleteMany();
+      await db.prisma.recordLock.deleteMany();
+    },
   });
 
   const dynamicsId = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;

@@ -1,23 +1,18 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { activity } from '../../src/sync/activities.ts';
 import { journal, pendingEntries } from '../../src/sync/journal.ts';
 import { commitSyncs, createLink, findLink, type Link, type SyncCommit, type SyncedLinkState } from '../../src/sync/links.ts';
-import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
+import { testEngines, useMigratedDatabase } from '../support/database.ts';
 
 describe.each(testEngines())('committing many syncs at once on %s', (engine) => {
-  let test: TestDatabase;
-  let db: Database;
-
-  beforeAll(async () => {
-    ({ test, db } = await migratedDatabase(engine));
-  });
-  afterAll(async () => {
-    await test.drop();
-  });
-  beforeEach(async () => {
-    await db.prisma.activity.deleteMany();
-    await db.prisma.syncLink.deleteMany();
+  let db!: Database;
+  useMigratedDatabase(engine, {
+    opened: (opened) => (db = opened),
+    empty: async (db) => {
+      await db.prisma.activity.deleteMany();
+      await db.prisma.syncLink.deleteMany();
+    },
   });
 
   const link = (n: number) =>

@@ -1,20 +1,15 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { tryLock, tryLockEach, unlockAll } from '../../src/sync/locks.ts';
-import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
+import { testEngines, useMigratedDatabase } from '../support/database.ts';
 
 describe.each(testEngines())('record leases on %s', (engine) => {
-  let test: TestDatabase;
-  let db: Database;
-
-  beforeAll(async () => {
-    ({ test, db } = await migratedDatabase(engine));
-  });
-  afterAll(async () => {
-    await test.drop();
-  });
-  beforeEach(async () => {
-    await db.prisma.recordLock.deleteMany();
+  let db!: Database;
+  useMigratedDatabase(engine, {
+    opened: (opened) => (db = opened),
+    empty: async (db) => {
+      await db.prisma.recordLock.deleteMany();
+    },
   });
 
   const holders = async () => (await db.prisma.recordLock.findMany({ orderBy: { key: 'asc' } })).map((l) => [l.key, l.owner]);
