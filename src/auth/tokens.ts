@@ -102,7 +102,7 @@ export function createApiTokens(prisma: PrismaClient, options: { now?: () => Dat
       return { token: info(row), secret };
     },
     async list({ includeRevoked = false } = {}) {
-      const rows = await prisma.apiToken.findMany({ where: includeRevoked ? {} : { revokedAt: null }, orderBy: { createdAt: 'desc' } });
+      const rows = await prisma.apiToken.findMany({ where: includeRevoked ? {} : { revokedAt: null }, orderBy: [{ createdAt: 'desc' }, { id: 'asc' }] });
       return rows.map(info);
     },
     async revoke(tokenId) {

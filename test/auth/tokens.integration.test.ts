@@ -40,7 +40,9 @@ describe.each(testEngines())('API tokens on %s', (engine) => {
   });
 
   it('keeps several tokens valid at once and revokes one without touching the others', async () => {
-    const tokens = createApiTokens(db.prisma);
+    // a clock a second apart per call: "newest first" must not rest on the wall clock's milliseconds
+    let at = Date.parse('2026-01-05T09:00:00Z');
+    const tokens = createApiTokens(db.prisma, { now: () => new Date((at += 1_000)) });
     const old = await tokens.create({ name: 'deploy-2025', scope: 'operate' });
     const fresh = await tokens.create({ name: 'deploy-2026', scope: 'operate' });
     const reader = await tokens.create({ name: 'grafana', scope: 'read' });
