@@ -97,6 +97,8 @@ export interface ServiceOptions {
   interceptVendorHttp?: { marketo?: (next: typeof fetch) => typeof fetch; dynamics?: (next: typeof fetch) => typeof fetch };
   /** the clock of Marketo webhooks' coalescing window (tests: a repeat must not straddle its edge); default Date.now */
   webhookClock?: () => number;
+  /** an in-memory embedded database starts from this dump (tests: an already migrated one) */
+  embeddedStartFrom?: Blob;
 }
 
 export async function startService(config: Config, options: ServiceOptions = {}): Promise<RunningService> {
@@ -114,7 +116,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
   };
 
   try {
-    const db = await openDatabase({ url: config.database.url, dataDir: config.database.dataDir, poolSize: config.database.poolSize });
+    const db = await openDatabase({ url: config.database.url, dataDir: config.database.dataDir, poolSize: config.database.poolSize, startFrom: options.embeddedStartFrom });
     closers.push({ name: 'database', close: () => db.close() });
     logger.info(
       { engine: db.engine, ...(db.engine === 'pglite' ? { dataDir: config.database.dataDir } : {}) },

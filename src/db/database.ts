@@ -29,6 +29,8 @@ export interface Database {
    * its single connection must not interleave with a Prisma transaction.
    */
   query<T>(text: string, values: readonly unknown[]): Promise<T[]>;
+  /** PGlite only: the data directory as a tarball, which `startFrom` opens again */
+  dump?: () => Promise<Blob>;
   close(): Promise<void>;
 }
 
@@ -39,18 +41,25 @@ export interface DatabaseOptions {
   dataDir: string;
   /** pg pool size per replica */
   poolSize?: number;
+  /**
+   * PGlite in memory only: start from this `dump()` instead of an empty cluster. Tests open every
+   * database from one migrated dump (~0.3 s) rather than initdb plus the migrations (~1.2 s).
+   */
+  startFrom?: Blob | undefined;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  return options.url ? Promise.resolve(openPostgres(options.url, options.poolSize ?? 10)) : openPglite(options.dataDir);
+  return options.url ? Promise.resolve(openPostgres(options.url, options.poolSize ?? 10)) : openPglite(options.dataDir, options.startFrom);
 }
 
-async function openPglite(dataDir: string): Promise<Database> {
-  if (!dataDir.startsWith('memory://')) await mkdir(dataDir, { recursive: true });
+async function openPglite(dataDir: string, startFrom: Blob | undefined): Promise<Database> {
+  const inMemory = dataDir.startsWith('memory://');
+  if (startFrom && !inMemory) throw new Error('a PGlite dump can only start an in-memory database');
+  if (!inMemory) await mkdir(dataDir, { recursive: true });
   // PostgreSQL's default 128 MB of shared buffers sits in the WebAssembly heap of this process;
   // the data files are cached by the OS anyway. 32 MB: the service holds ~440 MB instead of ~535 at
   // 5 changes/s, and 5,000-change bursts ran at the same rate (280 against 281 changes/s, 4 bursts each).
-  const client = await PGlite.create(dataDir, { postgresqlconf: ['shared_buffers = 32MB'] });
+  const client = await PGlite.create(dataDir, { postgresqlconf: ['shared_buffers = 32MB'], ...(startFrom ? { loadDataDir: startFrom } : {}) });
   const adapterFactory = new PrismaPGlite(client);
   const prisma = new PrismaClient({ adapter: adapterFactory });
   let lockChain: Promise<unknown> = Promise.resolve();
@@ -65,6 +74,7 @@ async function openPglite(dataDir: string): Promise<Database> {
     },
     withSchemaEngineAdapter: (fn) => fn(adapterFactory),
     query: <T>(text: string, values: readonly unknown[]) => prisma.$queryRawUnsafe<T[]>(text, ...values),
+    dump: () => client.dumpDataDir('none'),
     async close() {
       await prisma.$disconnect();
       await client.close();

@@ -24,7 +24,9 @@ const ciCampaign = (databaseUrl: string | undefined): CampaignOptions => ({
 
 const databases = [{ name: 'PGlite', url: undefined as string | undefined }, ...(postgresUrl() ? [{ name: 'PostgreSQL', url: postgresUrl() }] : [])];
 
-describe.each(databases)('the fault campaign with its intent oracle, shortened, on $name', ({ url }) => {
+// The campaigns run side by side: each has its own simulators, service process and database, and
+// each spends most of its time waiting on leases, throttling and restarts.
+describe.concurrent.each(databases)('the fault campaign with its intent oracle, shortened, on $name', ({ url }) => {
   it('keeps every edit through the races, the faults and a SIGKILL: on both sides, superseded, or a recorded genuine-collision loser', async () => {
     const figures = await runCampaign(ciCampaign(url));
     const summary = summarise(figures).slice(0, 60).join('\n');

@@ -72,7 +72,30 @@ export async function freshDatabase(engine: DatabaseEngine): Promise<TestDatabas
   };
 }
 
+let migratedDump: Promise<Blob> | undefined;
+
+/**
+ * The embedded database with every migration applied, dumped once per test worker (a worker keeps
+ * its modules between files): opening a copy skips initdb and the migrations.
+ */
+export function migratedEmbeddedDump(): Promise<Blob> {
+  migratedDump ??= (async () => {
+    const db = await openDatabase({ dataDir: 'memory://' });
+    try {
+      await migrate(db, projectPaths());
+      return await db.dump!();
+    } finally {
+      await db.close();
+    }
+  })();
+  return migratedDump;
+}
+
 export async function migratedDatabase(engine: DatabaseEngine): Promise<{ test: TestDatabase; db: Database }> {
+  if (engine === 'pglite') {
+    const db = await openDatabase({ dataDir: 'memory://', startFrom: await migratedEmbeddedDump() });
+    return { test: { engine, url: undefined, open: () => Promise.resolve(db), drop: () => db.close() }, db };
+  }
   const test = await freshDatabase(engine);
   const db = await test.open();
   await migrate(db, projectPaths());

@@ -3,7 +3,7 @@ import request from 'supertest';
 import { loadConfig } from '../../src/config.ts';
 import type { DatabaseEngine } from '../../src/db/database.ts';
 import { startService, type RunningService, type ServiceOptions } from '../../src/main.ts';
-import { freshDatabase, type TestDatabase } from './database.ts';
+import { freshDatabase, migratedEmbeddedDump, type TestDatabase } from './database.ts';
 
 /** The real service in sandbox mode (both simulators in-process) on a fresh database. */
 export interface TestService {
@@ -33,6 +33,7 @@ export async function bootService(engine: DatabaseEngine, env: Record<string, st
   const service = await startService(config, {
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     sandbox: { marketoRateWindowMs: 1_000 },
+    ...(database.url ? {} : { embeddedStartFrom: await migratedEmbeddedDump() }),
     ...options,
   });
   const sandbox = service.sandbox!;
