@@ -83,7 +83,7 @@ describe.each(testEngines())('the store on %s', (engine) => {
       SELECT indexname FROM pg_indexes WHERE tablename IN ('change_event', 'activity')`;
     const names = indexes.map((i) => i.indexname);
     expect(names).toEqual(
-      expect.arrayContaining(['change_event_status_nextAttemptAt_idx', 'activity_marketoId_id_idx', 'activity_dynamicsId_id_idx']),
+      expect.arrayContaining(['change_event_claim_idx', 'change_event_done_at_idx', 'activity_marketoId_id_idx', 'activity_dynamicsId_id_idx']),
     );
   });
 });
