@@ -12,6 +12,7 @@ import { createMarketoClient } from './connectors/marketo/marketo.client.ts';
 import { createPostgresSharedBudget } from './db/shared-budget.ts';
 import { createMarketoPort } from './connectors/marketo/marketo.port.ts';
 import { openDatabase, type Database } from './db/database.ts';
+import { createEmbeddedUpkeep } from './db/embedded-upkeep.ts';
 import { migrate } from './db/migrate.ts';
 import { consoleBanner } from './console/banner.ts';
 import { createConsole } from './console/console.routes.ts';
@@ -361,6 +362,10 @@ export async function startService(config: Config, options: ServiceOptions = {})
     closers.push({ name: 'sweep scheduler', close: () => sweeper.stop() });
     retention.start();
     closers.push({ name: 'retention', close: () => retention.stop() });
+    // PGlite has no autovacuum (single-user PostgreSQL); on PostgreSQL this does nothing
+    const upkeep = createEmbeddedUpkeep({ db, logger: logger.child({ component: 'embedded-upkeep' }) });
+    upkeep.start();
+    closers.push({ name: 'embedded database upkeep', close: () => upkeep.stop() });
     if (sandbox) {
       // As an admin would with the Plugin Registration Tool: a webhook step on lead and contact.
       sandbox.dataverse.admin.registerWebhook({
