@@ -12,6 +12,9 @@ const events = (from: number, count: number): NewChangeEvent[] =>
 const reltuples = async (db: Database, table: string) =>
   (await db.query<{ reltuples: number }>('SELECT reltuples::float8 AS reltuples FROM pg_class WHERE relname = $1', [table]))[0]!.reltuples;
 
+// a pass after 1,000 new events; the tests call runOnce themselves, so the timer never starts
+const upkeepOf = (db: Database) => createEmbeddedUpkeep({ db, logger: pino({ level: 'silent' }), policy: { minNewEvents: 1_000, checkEveryMs: 60_000 } });
+
 const claimPlan = async (db: Database) =>
   (await db.prisma.$queryRaw<Record<string, string>[]>(Prisma.sql`EXPLAIN ${claimStatement({ owner: 'w', batchSize: 30, leaseMs: 60_000 })}`)).map((row) => Object.values(row)[0]).join('\n');
 
@@ -23,14 +26,13 @@ describe('the embedded database upkeep (PGlite runs no autovacuum)', () => {
       await db.prisma.changeEvent.deleteMany();
     },
   });
-  const upkeep = () => createEmbeddedUpkeep({ db, logger: pino({ level: 'silent' }), policy: { minNewEvents: 1_000, checkEveryMs: 60_000 } });
 
   it('is due once enough events arrived, not before', () => {
     expect([0, 999, 1_000, 5_000].map((n) => upkeepDue(n, { minNewEvents: 1_000, checkEveryMs: 1 }))).toEqual([false, false, true, true]);
   });
 
   it('vacuums and analyses the inbox only after enough new events, counting from its own last pass', async () => {
-    const keeper = upkeep();
+    const keeper = upkeepOf(db);
     expect(await keeper.runOnce()).toBe(false); // the first check sets where counting starts
     await enqueueBatch(db, events(1, 600));
     expect(await keeper.runOnce()).toBe(false);
@@ -52,7 +54,7 @@ describe('a claim on the embedded database after upkeep', () => {
   useMigratedDatabase('pglite', { opened: (opened) => (db = opened), empty: () => Promise.resolve() });
 
   it('reads the claim index in order instead of sorting the whole backlog', async () => {
-    const keeper = createEmbeddedUpkeep({ db, logger: pino({ level: 'silent' }), policy: { minNewEvents: 1_000, checkEveryMs: 60_000 } });
+    const keeper = upkeepOf(db);
     await keeper.runOnce();
     for (let from = 1; from <= 3_000; from += 500) await enqueueBatch(db, events(from, 500));
     // with no statistics the planner guesses a handful of rows and sorts all 3,000 to keep 30
