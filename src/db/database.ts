@@ -1,10 +1,10 @@
 import { mkdir } from 'node:fs/promises';
-import { PGlite } from '@electric-sql/pglite';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import { PrismaClient, type Prisma } from './generated/client.ts';
+import { PGliteThread } from './pglite-thread.ts';
 
 export type DatabaseEngine = 'pglite' | 'postgres';
 
@@ -25,8 +25,8 @@ export interface Database {
   withSchemaEngineAdapter<T>(fn: (factory: SqlMigrationAwareDriverAdapterFactory) => Promise<T>): Promise<T>;
   /**
    * One parameterised statement on the driver itself, for the few hot paths where Prisma's
-   * per-query overhead halves throughput (webhook intake). PGlite goes through Prisma anyway:
-   * its single connection must not interleave with a Prisma transaction.
+   * per-query overhead halves throughput (webhook intake). On PGlite it is Prisma's raw query
+   * (the statements run in PGlite's thread either way; see pglite-thread.ts).
    */
   query<T>(text: string, values: readonly unknown[]): Promise<T[]>;
   /** PGlite only: the data directory as a tarball, which `startFrom` opens again */
@@ -56,11 +56,12 @@ async function openPglite(dataDir: string, startFrom: Blob | undefined): Promise
   const inMemory = dataDir.startsWith('memory://');
   if (startFrom && !inMemory) throw new Error('a PGlite dump can only start an in-memory database');
   if (!inMemory) await mkdir(dataDir, { recursive: true });
-  // PostgreSQL's default 128 MB of shared buffers sits in the WebAssembly heap of this process;
-  // the data files are cached by the OS anyway. 32 MB: the service holds ~440 MB instead of ~535 at
+  // In a thread of its own (pglite-thread.ts), so its WebAssembly does not run on the service's
+  // event loop. PostgreSQL's default 128 MB of shared buffers would sit in that WebAssembly heap;
+  // the data files are cached by the OS anyway. 32 MB: the service held ~440 MB instead of ~535 at
   // 5 changes/s, and 5,000-change bursts ran at the same rate (280 against 281 changes/s, 4 bursts each).
-  const client = await PGlite.create(dataDir, { postgresqlconf: ['shared_buffers = 32MB'], ...(startFrom ? { loadDataDir: startFrom } : {}) });
-  const adapterFactory = new PrismaPGlite(client);
+  const client = await PGliteThread.open({ dataDir, postgresqlconf: ['shared_buffers = 32MB'], startFrom });
+  const adapterFactory = new PrismaPGlite(client.asPGlite());
   const prisma = new PrismaClient({ adapter: adapterFactory });
   let lockChain: Promise<unknown> = Promise.resolve();
   return {
@@ -74,7 +75,7 @@ async function openPglite(dataDir: string, startFrom: Blob | undefined): Promise
     },
     withSchemaEngineAdapter: (fn) => fn(adapterFactory),
     query: <T>(text: string, values: readonly unknown[]) => prisma.$queryRawUnsafe<T[]>(text, ...values),
-    dump: () => client.dumpDataDir('none'),
+    dump: () => client.dumpDataDir(),
     async close() {
       await prisma.$disconnect();
       await client.close();
