@@ -1,9 +1,11 @@
-// npm run bench [-- --quick] [-- --load-only] [-- --steady-minutes=10] [-- --burst=10000] [-- --initial=100000]: the speed
-// and memory figures of the sync, printed as a table and, on the last line, one JSON object of every
-// figure (the keys later issues extend). --load-only runs only the rows at the vendors' real limits.
+// npm run bench [-- --quick] [-- --load-only | --engines-only] [-- --steady-minutes=10] [-- --burst=10000] [-- --initial=100000]
+// [-- --engine-rounds=3]: the speed and memory figures of the sync, printed as a table and, on the last
+// line, one JSON object of every figure (the keys later issues extend). --load-only runs only the rows
+// at the vendors' real limits, --engines-only only PGlite against PostgreSQL (BENCH_DATABASE_URL).
 import { consoleBenchOptions, runConsoleBench } from './console.bench.ts';
 import { onBenchDatabase } from './database.ts';
 import { runIntakeBench } from './intake.bench.ts';
+import { runEngineComparison } from './engines.bench.ts';
 import { runLoadBench } from './load.bench.ts';
 import { runRecoveryBench } from './recovery.bench.ts';
 import { monthOptions, runRetentionMonth } from './retention.bench.ts';
@@ -13,6 +15,8 @@ import { runWebhookBench } from './webhooks.bench.ts';
 
 const quick = process.argv.includes('--quick');
 const loadOnly = process.argv.includes('--load-only');
+const enginesOnly = process.argv.includes('--engines-only');
+const everything = !loadOnly && !enginesOnly;
 const flag = (name: string, fallback: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback);
 // PostgreSQL (production's engine) when a server is configured: each section gets a fresh database
 const postgres = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
@@ -27,7 +31,7 @@ const notes = (r: { marketoCalls: number; dynamicsCalls: number; p99MarketoToDyn
 // Marketo's default call budget is half the instance's 100 calls / 20 s; the last row shows what the
 // whole budget buys (MARKETO_CALLS_PER_20S=100), since Marketo's calls are what bound the latency:
 // a change waits for the next read of its person (a read and a write take two drips of the budget).
-const webhookRuns: { rate: number; budget?: string }[] = loadOnly
+const webhookRuns: { rate: number; budget?: string }[] = !everything
   ? []
   : quick
     ? [{ rate: 50 }, { rate: 200 }]
@@ -68,7 +72,7 @@ for (const { rate, budget } of webhookRuns) {
 }
 
 // At the vendors' real limits and call times (issue 13)
-{
+if (!enginesOnly) {
   const load = await runLoadBench({
     quick,
     postgres,
@@ -81,8 +85,28 @@ for (const { rate, budget } of webhookRuns) {
   Object.assign(figures, load.figures);
 }
 
+// PGlite against PostgreSQL on this machine (issue 13): bursts as fast as the service takes them
+if (enginesOnly || (everything && postgres)) {
+  if (!postgres) throw new Error('--engines-only compares with PostgreSQL: set BENCH_DATABASE_URL');
+  const changes = quick ? 2_000 : 10_000;
+  const e = await runEngineComparison({ postgres, changes, rounds: flag('engine-rounds', quick ? 1 : 3) });
+  const each = (engine: string) => e.runs.filter((r) => r.engine === engine).map((r) => fmt(r.perSecond)).join(', ');
+  rows.push([
+    `${changes} Marketo edits at once, fast vendors, Marketo's whole budget: PGlite / PostgreSQL`,
+    String(changes),
+    `${fmt(e.pglite)} / ${fmt(e.postgres)}`,
+    '',
+    '',
+    '',
+    String(e.lost),
+    '',
+    `PGlite at ${fmt(e.ratio * 100)}% of PostgreSQL (medians of ${e.runs.length / 2} alternating runs; PGlite ${each('PGlite')}, PostgreSQL ${each('PostgreSQL')} changes/s); goal >= 80%`,
+  ]);
+  Object.assign(figures, { engines_pglite_per_s: Math.round(e.pglite), engines_postgres_per_s: Math.round(e.postgres), engines_pglite_share: Number(e.ratio.toFixed(2)), engines_lost: e.lost });
+}
+
 // Intake under load on PostgreSQL beside a bare Express + one INSERT, then the backlog's drain (issue 7)
-if (!loadOnly) {
+if (everything) {
   const intake = await runIntakeBench({ quick, databaseUrl: postgres });
   if ('skipped' in intake) {
     console.log(`intake bench skipped: ${intake.skipped}`);
@@ -100,7 +124,7 @@ if (!loadOnly) {
 }
 
 // The sweep: discovery of changed records and a full reconciliation.
-if (!loadOnly) {
+if (everything) {
   const sweep = await onBenchDatabase(postgres, (databaseUrl) =>
     onBenchDatabase(postgres, (fullDatabaseUrl) =>
       runSweepBench({ records: quick ? 5_000 : 100_000, linkedRecords: quick ? 20_000 : 1_000_000, databaseUrl, fullDatabaseUrl }),
@@ -111,7 +135,7 @@ if (!loadOnly) {
 }
 
 // Crash recovery: SIGKILL with work in flight, restart on the same database (issue 12).
-if (!loadOnly) {
+if (everything) {
   const r = await onBenchDatabase(postgres, (databaseUrl) => runRecoveryBench({ changes: quick ? 100 : 300, databaseUrl }));
   rows.push([
     `kill -9 mid-batch, restart (${engine})`,
@@ -128,7 +152,7 @@ if (!loadOnly) {
 }
 
 // The operator console's queries on 1M links / 10M activities (issue 14): each p95 under 200 ms
-if (!loadOnly) {
+if (everything) {
   const console_ = await runConsoleBench(consoleBenchOptions(quick, postgres), { prune: true });
   if ('skipped' in console_) {
     console.log(`console bench skipped: ${console_.skipped}`);
@@ -146,7 +170,7 @@ if (!loadOnly) {
 }
 
 // Storage under a steady load over a simulated month, a pruning pass each day (issue 15)
-if (!loadOnly && postgres) {
+if (everything && postgres) {
   const month = monthOptions(quick);
   const days = await runRetentionMonth(postgres, month);
   const at = (n: number) => days[Math.min(days.length, n) - 1]!;
