@@ -105,6 +105,8 @@ function compiledPGlite() {
     ]);
     return { pgliteWasmModule, initdbWasmModule, fsBundle };
   })();
+  // a failed read is not remembered: the next database tries again
+  compiled.catch(() => (compiled = undefined));
   return compiled;
 }
 
