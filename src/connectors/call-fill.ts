@@ -4,7 +4,10 @@
 // fill a call in time, is never held, so an idle service still answers a lone change at once.
 
 export interface FillPolicy {
-  /** the longest a call is held to fill, from when it is next to go (per key, or for all) */
+  /**
+   * the longest a call is held to fill, from when it is next to go (per key, or for all); a call its
+   * feeding calls would fill may wait FED_HOLD_FACTOR times as long
+   */
   maxHoldMs: number | ((key: string) => number);
   /** the span over which a key's arrival rate is measured */
   rateWindowMs: number;
@@ -33,15 +36,29 @@ export interface FillState {
 }
 
 /**
- * Whether a call should wait to fill: while its hold lasts, the records the feeding calls carry
- * could fill it, or at the rate records joined over the window the rest would come in time.
+ * Records the feeding calls already carry are sure to come; only the work between (a Dataverse read
+ * and the merge, after a Marketo read) delays them, and most when the service is busiest. A call they
+ * fill may wait this many holds for them: sent a moment early, it would go part-full beside the full
+ * one that follows, and under a backlog every such call costs the budget a drip.
  */
-export function holdsToFill(s: FillState): boolean {
-  if (s.waiting >= s.maxItems) return false;
+export const FED_HOLD_FACTOR = 2;
+
+/**
+ * How much longer a call should wait to fill (0: it goes now): while its hold lasts, the records the
+ * feeding calls carry could fill it, or at the rate records joined over the window the rest would
+ * come in time.
+ */
+export function fillWaitMs(s: FillState): number {
+  if (s.waiting >= s.maxItems) return 0;
+  if (s.waiting + s.feeding >= s.maxItems) return Math.max(0, s.maxHoldMs * FED_HOLD_FACTOR - s.nextForMs);
   const remainingMs = s.maxHoldMs - s.nextForMs;
-  if (remainingMs <= 0) return false;
-  if (s.waiting + s.feeding >= s.maxItems) return true;
-  return s.waiting + (s.joinedInWindow / s.rateWindowMs) * remainingMs >= s.maxItems;
+  if (remainingMs <= 0) return 0;
+  return s.waiting + (s.joinedInWindow / s.rateWindowMs) * remainingMs >= s.maxItems ? remainingMs : 0;
+}
+
+/** Whether a call should wait to fill (see fillWaitMs). */
+export function holdsToFill(s: FillState): boolean {
+  return fillWaitMs(s) > 0;
 }
 
 /** A key's recent joins, for its arrival rate. */

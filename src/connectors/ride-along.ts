@@ -6,7 +6,7 @@
 // $batch writes. With a fill policy (call-fill.ts) a part-full call may wait for records that are
 // about to come.
 
-import { JoinWindow, holdsToFill, type FillPolicy } from './call-fill.ts';
+import { JoinWindow, fillWaitMs, type FillPolicy } from './call-fill.ts';
 
 export type { FillPolicy } from './call-fill.ts';
 
@@ -85,7 +85,7 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
     const since = nextCallSince.get(key) ?? nextCallSince.set(key, at).get(key)!;
     const maxHoldMs = typeof fill.maxHoldMs === 'number' ? fill.maxHoldMs : fill.maxHoldMs(key);
     const nextForMs = at - since;
-    const holding = holdsToFill({
+    const waitMs = fillWaitMs({
       waiting: waitingCount(key),
       maxItems: options.maxItems,
       nextForMs,
@@ -94,9 +94,9 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
       maxHoldMs,
       feeding: fill.feeding?.(key) ?? 0,
     });
-    if (!holding) return false;
+    if (waitMs <= 0) return false;
     // the rate falls as the window moves past a burst's end, and a feeding call's answer may come
-    const lookInMs = Math.max(1, Math.min(maxHoldMs - nextForMs, fill.rateWindowMs / 10));
+    const lookInMs = Math.max(1, Math.min(waitMs, fill.rateWindowMs / 10));
     held.set(key, fill.after(lookInMs, () => release(key)));
     return true;
   }

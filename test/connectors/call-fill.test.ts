@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { holdsToFill, JoinWindow, type FillPolicy, type FillState } from '../../src/connectors/call-fill.ts';
+import { FED_HOLD_FACTOR, fillWaitMs, holdsToFill, JoinWindow, type FillPolicy, type FillState } from '../../src/connectors/call-fill.ts';
 import { createRideAlong } from '../../src/connectors/ride-along.ts';
 
 const base: FillState = { waiting: 50, maxItems: 300, nextForMs: 0, joinedInWindow: 0, rateWindowMs: 1000, maxHoldMs: 1000, feeding: 0 };
@@ -15,14 +15,21 @@ describe('when a part-full call waits to fill', () => {
     ['a full call never waits', { waiting: 300, joinedInWindow: 5000, feeding: 300 }, false],
     ['the feeding calls carry enough to fill it: it waits (a read about to become writes)', { waiting: 40, feeding: 300 }, true],
     ['the feeding calls carry too little to fill it, at no rate: it goes', { waiting: 40, feeding: 100 }, false],
+    ['the feeding calls would fill it once its records get through: it waits past a rate hold', { waiting: 40, feeding: 300, nextForMs: 1500 }, true],
+    ['the feeding calls would fill it but it has waited two holds: it goes', { waiting: 40, feeding: 300, nextForMs: 2000 }, false],
   ] as const)('%s', (_name, state, holds) => {
     expect(holdsToFill({ ...base, ...state })).toBe(holds);
   });
 
-  it('never holds a call past the hold, however fast records come or however much feeds it', () => {
+  it('never holds a call past the hold on a rate alone, nor past FED_HOLD_FACTOR holds for records in the calls feeding it', () => {
     fc.assert(
-      fc.property(fc.nat(299), fc.nat(100_000), fc.nat(1000), fc.integer({ min: 1000, max: 10_000 }), (waiting, joined, feeding, waited) => {
-        expect(holdsToFill({ ...base, waiting, joinedInWindow: joined, feeding, nextForMs: waited })).toBe(false);
+      fc.property(fc.nat(299), fc.nat(100_000), fc.nat(1000), fc.nat(10_000), (waiting, joined, feeding, waited) => {
+        const state = { ...base, waiting, joinedInWindow: joined, feeding, nextForMs: waited };
+        const limit = waiting + feeding >= base.maxItems ? base.maxHoldMs * FED_HOLD_FACTOR : base.maxHoldMs;
+        const wait = fillWaitMs(state);
+        if (waited >= limit) expect(wait).toBe(0);
+        else expect(waited + wait).toBeLessThanOrEqual(limit);
+        expect(holdsToFill(state)).toBe(wait > 0);
       }),
     );
   });
@@ -142,6 +149,22 @@ describe('ride-along calls with a fill policy', () => {
     expect(sent).toEqual([40]);
   });
 
+  it('keeps holding a call its feeding calls will fill after a rate hold has run out, and sends it full', async () => {
+    const time = manualTime();
+    let feeding = 300;
+    const { sent, rides } = recorder(time.policy(() => feeding));
+    const first = rides.ride('k', range(0, 40));
+    await tick();
+    // the feeding read has answered, but its records are still in the merge
+    time.advance(1500);
+    expect(sent).toEqual([]);
+    const rest = rides.ride('k', range(1000, 260));
+    feeding = 0;
+    await tick();
+    await Promise.all([first, rest]);
+    expect(sent).toEqual([300]);
+  });
+
   it('reports the records it carries: waiting, in calls not answered, and answered a moment ago', async () => {
     const time = manualTime();
     const answers = new Map<string, () => void>();
@@ -178,13 +201,14 @@ describe('ride-along calls with a fill policy', () => {
         return Promise.resolve(null);
       },
     });
+    // fed to the full by the feeding calls: each waits FED_HOLD_FACTOR of its own holds
     const quick = rides.ride('quick', [1]);
     const patient = rides.ride('patient', [2]);
     await tick();
-    time.advance(500);
+    time.advance(500 * FED_HOLD_FACTOR);
     await quick;
     expect(sent).toEqual(['quick:1']);
-    time.advance(1500);
+    time.advance(1500 * FED_HOLD_FACTOR);
     await patient;
     expect(sent).toEqual(['quick:1', 'patient:1']);
   });

@@ -493,10 +493,10 @@ export function createMarketoClient(options: MarketoClientOptions) {
     return [...leads.values()];
   }
 
-  // Calls are what Marketo's budget counts, not records: a call that a burst or the call feeding it
-  // is about to fill waits up to a second for it, so the idle bucket is not spent on a burst's first
-  // few records. A steady load that would not fill a call within that second is never held (at 100
-  // changes/s a read carries ~80). What feeds what: a read by id becomes a write of the merged
+  // Calls are what Marketo's budget counts, not records: a call that a burst is about to fill waits up
+  // to a second for it (two for records the call feeding it already carries, see FED_HOLD_FACTOR),
+  // so the idle bucket is not spent on a burst's first few records. A steady load that would not fill
+  // a call within that second is never held (at 100 changes/s a read carries ~80). What feeds what: a read by id becomes a write of the merged
   // values, a look-up's new persons a create, a look-up's matches and the created persons reads by id.
   // Creates wait longer, for the look-up after next: an initial sync's look-up of 300 emails finds
   // ~150 new persons, and the next look-up answers a drip or two later.
