@@ -30,6 +30,11 @@ export interface FillState {
   /** records that joined over the rate window (0 when they came in one request: one is not a burst) */
   joinedInWindow: number;
   rateWindowMs: number;
+  /**
+   * the time those records joined over: the window, or less when they began after a quiet spell
+   * (a burst's first moments); default the window
+   */
+  rateSpanMs?: number;
   maxHoldMs: number;
   /** records in the calls feeding this key (see FillPolicy.feeding) */
   feeding: number;
@@ -37,9 +42,10 @@ export interface FillState {
 
 /**
  * Records the feeding calls already carry are sure to come; only the work between (a Dataverse read
- * and the merge, after a Marketo read) delays them, and most when the service is busiest. A call they
- * fill may wait this many holds for them: sent a moment early, it would go part-full beside the full
- * one that follows, and under a backlog every such call costs the budget a drip.
+ * and the merge, after a Marketo read) delays them, and most when the service is busiest. When those
+ * calls carry a whole call's worth (a backlog), a call they fill may wait this many holds: sent a
+ * moment early it would go part-full beside the full one that follows, and under a backlog every such
+ * call costs the budget a drip. A steady load's feeding calls carry less, and keep the one hold.
  */
 export const FED_HOLD_FACTOR = 2;
 
@@ -50,10 +56,10 @@ export const FED_HOLD_FACTOR = 2;
  */
 export function fillWaitMs(s: FillState): number {
   if (s.waiting >= s.maxItems) return 0;
-  if (s.waiting + s.feeding >= s.maxItems) return Math.max(0, s.maxHoldMs * FED_HOLD_FACTOR - s.nextForMs);
+  if (s.waiting + s.feeding >= s.maxItems) return Math.max(0, s.maxHoldMs * (s.feeding >= s.maxItems ? FED_HOLD_FACTOR : 1) - s.nextForMs);
   const remainingMs = s.maxHoldMs - s.nextForMs;
   if (remainingMs <= 0) return 0;
-  return s.waiting + (s.joinedInWindow / s.rateWindowMs) * remainingMs >= s.maxItems ? remainingMs : 0;
+  return s.waiting + (s.joinedInWindow / (s.rateSpanMs ?? s.rateWindowMs)) * remainingMs >= s.maxItems ? remainingMs : 0;
 }
 
 /** Whether a call should wait to fill (see fillWaitMs). */
@@ -84,6 +90,17 @@ export class JoinWindow {
   rateCount(at: number): number {
     this.trim(at);
     return this.joins.length > 1 ? this.total : 0;
+  }
+
+  /**
+   * The time `rateCount`'s records joined over: from the first of them, as a burst that began after a
+   * quiet spell has come at its rate only for that long, but at least a quarter of the window, so two
+   * requests a moment apart are not taken for a flood.
+   */
+  rateSpan(at: number): number {
+    this.trim(at);
+    const first = this.joins[0];
+    return first ? Math.min(this.windowMs, Math.max(this.windowMs / 4, at - first.at)) : this.windowMs;
   }
 
   private trim(at: number): void {

@@ -91,6 +91,7 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
       nextForMs,
       joinedInWindow: joins.get(key)?.rateCount(at) ?? 0,
       rateWindowMs: fill.rateWindowMs,
+      rateSpanMs: joins.get(key)?.rateSpan(at) ?? fill.rateWindowMs,
       maxHoldMs,
       feeding: fill.feeding?.(key) ?? 0,
     });

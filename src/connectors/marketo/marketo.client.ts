@@ -494,10 +494,11 @@ export function createMarketoClient(options: MarketoClientOptions) {
   }
 
   // Calls are what Marketo's budget counts, not records: a call that a burst is about to fill waits up
-  // to a second for it (two for records the call feeding it already carries, see FED_HOLD_FACTOR),
-  // so the idle bucket is not spent on a burst's first few records. A steady load that would not fill
-  // a call within that second is never held (at 100 changes/s a read carries ~80). What feeds what: a read by id becomes a write of the merged
-  // values, a look-up's new persons a create, a look-up's matches and the created persons reads by id.
+  // to a second for it (two when the calls feeding it carry a backlog, see FED_HOLD_FACTOR), so
+  // the idle bucket is not spent on a burst's first few records. A steady load that would not fill
+  // a call within that second is never held (at 100 changes/s a read carries ~80). What feeds what:
+  // a read by id becomes a write of the merged values, a look-up's new persons a create, a look-up's
+  // matches and the created persons reads by id.
   // Creates wait longer, for the look-up after next: an initial sync's look-up of 300 emails finds
   // ~150 new persons, and the next look-up answers a drip or two later.
   const fillOptions = options.fill === false ? undefined : (options.fill ?? { maxHoldMs: 1000, rateWindowMs: 1000 });
