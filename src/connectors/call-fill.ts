@@ -5,8 +5,8 @@
 
 export interface FillPolicy {
   /**
-   * the longest a call is held to fill, from when it is next to go (per key, or for all); a call its
-   * feeding calls would fill may wait FED_HOLD_FACTOR times as long
+   * the longest a call is held to fill, from when it is next to go (per key, or for all); a call
+   * that a backlog in its feeding calls would fill may wait FED_HOLD_FACTOR times as long
    */
   maxHoldMs: number | ((key: string) => number);
   /** the span over which a key's arrival rate is measured */
@@ -16,6 +16,8 @@ export interface FillPolicy {
    * answer comes back, e.g. a Marketo read's records become a write, a look-up's new persons a create
    */
   feeding?: (key: string) => number;
+  /** of those, the records not answered yet (waiting or sent): a whole call's worth is a backlog */
+  backlog?: (key: string) => number;
   now: () => number;
   /** runs `fn` after `ms`; returns a cancel */
   after: (ms: number, fn: () => void) => () => void;
@@ -38,14 +40,17 @@ export interface FillState {
   maxHoldMs: number;
   /** records in the calls feeding this key (see FillPolicy.feeding) */
   feeding: number;
+  /** of those, the records not answered yet (see FillPolicy.backlog); default 0 */
+  backlog?: number;
 }
 
 /**
  * Records the feeding calls already carry are sure to come; only the work between (a Dataverse read
  * and the merge, after a Marketo read) delays them, and most when the service is busiest. When those
- * calls carry a whole call's worth (a backlog), a call they fill may wait this many holds: sent a
- * moment early it would go part-full beside the full one that follows, and under a backlog every such
- * call costs the budget a drip. A steady load's feeding calls carry less, and keep the one hold.
+ * calls have a whole call's worth still unanswered (a backlog), a call they fill may wait this many
+ * holds: sent a moment early it would go part-full beside the full one that follows, and under a
+ * backlog every such call costs the budget a drip. A steady load's feeding calls hold less (at 100
+ * changes/s a read carries ~80), and its calls keep the one hold.
  */
 export const FED_HOLD_FACTOR = 2;
 
@@ -56,7 +61,7 @@ export const FED_HOLD_FACTOR = 2;
  */
 export function fillWaitMs(s: FillState): number {
   if (s.waiting >= s.maxItems) return 0;
-  if (s.waiting + s.feeding >= s.maxItems) return Math.max(0, s.maxHoldMs * (s.feeding >= s.maxItems ? FED_HOLD_FACTOR : 1) - s.nextForMs);
+  if (s.waiting + s.feeding >= s.maxItems) return Math.max(0, s.maxHoldMs * ((s.backlog ?? 0) >= s.maxItems ? FED_HOLD_FACTOR : 1) - s.nextForMs);
   const remainingMs = s.maxHoldMs - s.nextForMs;
   if (remainingMs <= 0) return 0;
   return s.waiting + (s.joinedInWindow / (s.rateSpanMs ?? s.rateWindowMs)) * remainingMs >= s.maxItems ? remainingMs : 0;

@@ -94,6 +94,7 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
       rateSpanMs: joins.get(key)?.rateSpan(at) ?? fill.rateWindowMs,
       maxHoldMs,
       feeding: fill.feeding?.(key) ?? 0,
+      backlog: fill.backlog?.(key) ?? 0,
     });
     if (waitMs <= 0) return false;
     // the rate falls as the window moves past a burst's end, and a feeding call's answer may come

@@ -17,9 +17,10 @@ describe('when a part-full call waits to fill', () => {
     ['a full call never waits', { waiting: 300, joinedInWindow: 5000, feeding: 300 }, false],
     ['the feeding calls carry enough to fill it: it waits (a read about to become writes)', { waiting: 40, feeding: 300 }, true],
     ['the feeding calls carry too little to fill it, at no rate: it goes', { waiting: 40, feeding: 100 }, false],
-    ['a backlog in the feeding calls would fill it once its records get through: it waits past a hold', { waiting: 40, feeding: 300, nextForMs: 1500 }, true],
-    ['a backlog in the feeding calls would fill it but it has waited two holds: it goes', { waiting: 40, feeding: 300, nextForMs: 2000 }, false],
-    ['a steady load in the feeding calls would top it up: it waits one hold, not two', { waiting: 120, feeding: 200, nextForMs: 1000 }, false],
+    ['a backlog in the feeding calls would fill it once its records get through: it waits past a hold', { waiting: 40, feeding: 300, backlog: 300, nextForMs: 1500 }, true],
+    ['a backlog in the feeding calls would fill it but it has waited two holds: it goes', { waiting: 40, feeding: 300, backlog: 300, nextForMs: 2000 }, false],
+    ['a steady load in the feeding calls would top it up: it waits one hold, not two', { waiting: 120, feeding: 200, backlog: 100, nextForMs: 1000 }, false],
+    ['feeding calls answered a moment ago are no backlog: one hold', { waiting: 40, feeding: 300, backlog: 80, nextForMs: 1000 }, false],
   ] as const)('%s', (_name, state, holds) => {
     expect(holdsToFill({ ...base, ...state })).toBe(holds);
   });
@@ -39,9 +40,9 @@ describe('when a part-full call waits to fill', () => {
 
   it('never holds a call past the hold on a rate alone, nor past FED_HOLD_FACTOR holds for records in the calls feeding it', () => {
     fc.assert(
-      fc.property(fc.nat(299), fc.nat(100_000), fc.nat(1000), fc.nat(10_000), (waiting, joined, feeding, waited) => {
-        const state = { ...base, waiting, joinedInWindow: joined, feeding, nextForMs: waited };
-        const limit = feeding >= base.maxItems ? base.maxHoldMs * FED_HOLD_FACTOR : base.maxHoldMs;
+      fc.property(fc.nat(299), fc.nat(100_000), fc.nat(1000), fc.nat(1000), fc.nat(10_000), (waiting, joined, feeding, backlog, waited) => {
+        const state = { ...base, waiting, joinedInWindow: joined, feeding, backlog, nextForMs: waited };
+        const limit = backlog >= base.maxItems ? base.maxHoldMs * FED_HOLD_FACTOR : base.maxHoldMs;
         const wait = fillWaitMs(state);
         if (waited >= limit) expect(wait).toBe(0);
         else expect(waited + wait).toBeLessThanOrEqual(limit);
@@ -69,10 +70,11 @@ describe('when a part-full call waits to fill', () => {
 function manualTime() {
   let t = 0;
   const timers: { at: number; fn: () => void }[] = [];
-  const policy = (feeding: () => number = () => 0): FillPolicy => ({
+  const policy = (feeding: () => number = () => 0, backlog: () => number = () => 0): FillPolicy => ({
     maxHoldMs: 1000,
     rateWindowMs: 1000,
     feeding,
+    backlog,
     now: () => t,
     after: (ms, fn) => {
       const timer = { at: t + ms, fn };
@@ -166,10 +168,10 @@ describe('ride-along calls with a fill policy', () => {
     expect(sent).toEqual([40]);
   });
 
-  it('keeps holding a call its feeding calls will fill after a rate hold has run out, and sends it full', async () => {
+  it('keeps holding a call that a backlog in its feeding calls will fill after one hold has run out, and sends it full', async () => {
     const time = manualTime();
     let feeding = 300;
-    const { sent, rides } = recorder(time.policy(() => feeding));
+    const { sent, rides } = recorder(time.policy(() => feeding, () => 2000));
     const first = rides.ride('k', range(0, 40));
     await tick();
     // the feeding read has answered, but its records are still in the merge
@@ -218,14 +220,13 @@ describe('ride-along calls with a fill policy', () => {
         return Promise.resolve(null);
       },
     });
-    // fed to the full by the feeding calls: each waits FED_HOLD_FACTOR of its own holds
     const quick = rides.ride('quick', [1]);
     const patient = rides.ride('patient', [2]);
     await tick();
-    time.advance(500 * FED_HOLD_FACTOR);
+    time.advance(500);
     await quick;
     expect(sent).toEqual(['quick:1']);
-    time.advance(1500 * FED_HOLD_FACTOR);
+    time.advance(1500);
     await patient;
     expect(sent).toEqual(['quick:1', 'patient:1']);
   });

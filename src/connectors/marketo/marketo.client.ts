@@ -502,11 +502,13 @@ export function createMarketoClient(options: MarketoClientOptions) {
   // Creates wait longer, for the look-up after next: an initial sync's look-up of 300 emails finds
   // ~150 new persons, and the next look-up answers a drip or two later.
   const fillOptions = options.fill === false ? undefined : (options.fill ?? { maxHoldMs: 1000, rateWindowMs: 1000 });
-  const fillPolicy = (feeding: (key: string) => number, holdFactor: (key: string) => number = () => 1): FillPolicy | undefined =>
+  // `carrying(key, answeredWithinMs)`: the records the calls feeding `key` carry; with 0, only those not answered yet
+  const fillPolicy = (carrying: (key: string, answeredWithinMs?: number) => number, holdFactor: (key: string) => number = () => 1): FillPolicy | undefined =>
     fillOptions && {
       ...fillOptions,
       maxHoldMs: (key) => fillOptions.maxHoldMs * holdFactor(key),
-      feeding,
+      feeding: (key) => carrying(key),
+      backlog: (key) => carrying(key, 0),
       now: () => performance.now(),
       after: (ms, fn) => {
         const timer = setTimeout(fn, ms);
@@ -518,7 +520,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
   // Reads by id and writes of concurrent callers share calls, filled when the limiter admits them.
   const idReads = createRideAlong<number, Map<number, MarketoLead>>({
     maxItems: MAX_BATCH,
-    fill: fillPolicy((): number => emailReads.carrying() + syncBatches.carrying(isCreate)),
+    fill: fillPolicy((_key, answeredWithinMs): number => emailReads.carrying(undefined, answeredWithinMs) + syncBatches.carrying(isCreate, answeredWithinMs)),
     async send(fieldList, bind) {
       const fields = fieldList === '' ? undefined : fieldList.split(',');
       let ids: string[] = [];
@@ -570,7 +572,8 @@ export function createMarketoClient(options: MarketoClientOptions) {
   const syncBatches = createRideAlong<Record<string, unknown>, MarketoSyncResult[]>({
     maxItems: MAX_BATCH,
     fill: fillPolicy(
-      (key): number => (isCreate(key) ? emailReads.carrying(undefined, 2 * (fillOptions?.maxHoldMs ?? 0)) : idReads.carrying()),
+      (key, answeredWithinMs): number =>
+        isCreate(key) ? emailReads.carrying(undefined, answeredWithinMs ?? 2 * (fillOptions?.maxHoldMs ?? 0)) : idReads.carrying(undefined, answeredWithinMs),
       (key) => (isCreate(key) ? 2 : 1),
     ),
     async send(key, bind) {
