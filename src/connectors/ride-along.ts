@@ -6,7 +6,7 @@
 // $batch writes. With a fill policy (call-fill.ts) a part-full call may wait for records that are
 // about to come.
 
-import { JoinWindow, fillWaitMs, type FillPolicy } from './call-fill.ts';
+import { JoinWindow, holdsToFill, type FillPolicy } from './call-fill.ts';
 
 export type { FillPolicy } from './call-fill.ts';
 
@@ -85,20 +85,18 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
     const since = nextCallSince.get(key) ?? nextCallSince.set(key, at).get(key)!;
     const maxHoldMs = typeof fill.maxHoldMs === 'number' ? fill.maxHoldMs : fill.maxHoldMs(key);
     const nextForMs = at - since;
-    const waitMs = fillWaitMs({
+    const holding = holdsToFill({
       waiting: waitingCount(key),
       maxItems: options.maxItems,
       nextForMs,
       joinedInWindow: joins.get(key)?.rateCount(at) ?? 0,
       rateWindowMs: fill.rateWindowMs,
-      rateSpanMs: joins.get(key)?.rateSpan(at) ?? fill.rateWindowMs,
       maxHoldMs,
       feeding: fill.feeding?.(key) ?? 0,
-      backlog: fill.backlog?.(key) ?? 0,
     });
-    if (waitMs <= 0) return false;
+    if (!holding) return false;
     // the rate falls as the window moves past a burst's end, and a feeding call's answer may come
-    const lookInMs = Math.max(1, Math.min(waitMs, fill.rateWindowMs / 10));
+    const lookInMs = Math.max(1, Math.min(maxHoldMs - nextForMs, fill.rateWindowMs / 10));
     held.set(key, fill.after(lookInMs, () => release(key)));
     return true;
   }

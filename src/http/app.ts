@@ -20,17 +20,6 @@ export interface AppDeps {
   console?: Router;
 }
 
-/**
- * A webhook that was accepted is already a row in the inbox, its outcome an activity entry and a
- * metric: a line for each would be thousands a second in a bulk change, so those go at debug.
- * Refusals and failures stay loud, and every other route keeps its info line.
- */
-export function requestLogLevel(url: string, status: number, failed: boolean): 'error' | 'warn' | 'info' | 'debug' {
-  if (failed || status >= 500) return 'error';
-  if (status >= 400) return 'warn';
-  return url.startsWith('/webhooks/') ? 'debug' : 'info';
-}
-
 /** Builds the HTTP app without listening, so tests drive it with supertest. */
 export function createApp(deps: AppDeps): Express {
   const app = express();
@@ -50,8 +39,7 @@ export function createApp(deps: AppDeps): Express {
         req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: redactUrl(req.url) }),
       },
       autoLogging: { ignore: (req) => ['/healthz', '/readyz', '/metrics'].includes(req.url ?? '') },
-      // originalUrl: a mounted router has cut req.url down to its own part by the time the answer is sent
-      customLogLevel: (req, res, err) => requestLogLevel((req as { originalUrl?: string }).originalUrl ?? req.url ?? '', res.statusCode, Boolean(err)),
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
     }),
   );
 

@@ -493,22 +493,19 @@ export function createMarketoClient(options: MarketoClientOptions) {
     return [...leads.values()];
   }
 
-  // Calls are what Marketo's budget counts, not records: a call that a burst is about to fill waits up
-  // to a second for it (two when the calls feeding it carry a backlog, see FED_HOLD_FACTOR), so
-  // the idle bucket is not spent on a burst's first few records. A steady load that would not fill
-  // a call within that second is never held (at 100 changes/s a read carries ~80). What feeds what:
-  // a read by id becomes a write of the merged values, a look-up's new persons a create, a look-up's
-  // matches and the created persons reads by id.
+  // Calls are what Marketo's budget counts, not records: a call that a burst or the call feeding it
+  // is about to fill waits up to a second for it, so the idle bucket is not spent on a burst's first
+  // few records. A steady load that would not fill a call within that second is never held (at 100
+  // changes/s a read carries ~80). What feeds what: a read by id becomes a write of the merged
+  // values, a look-up's new persons a create, a look-up's matches and the created persons reads by id.
   // Creates wait longer, for the look-up after next: an initial sync's look-up of 300 emails finds
   // ~150 new persons, and the next look-up answers a drip or two later.
   const fillOptions = options.fill === false ? undefined : (options.fill ?? { maxHoldMs: 1000, rateWindowMs: 1000 });
-  // `carrying(key, answeredWithinMs)`: the records the calls feeding `key` carry; with 0, only those not answered yet
-  const fillPolicy = (carrying: (key: string, answeredWithinMs?: number) => number, holdFactor: (key: string) => number = () => 1): FillPolicy | undefined =>
+  const fillPolicy = (feeding: (key: string) => number, holdFactor: (key: string) => number = () => 1): FillPolicy | undefined =>
     fillOptions && {
       ...fillOptions,
       maxHoldMs: (key) => fillOptions.maxHoldMs * holdFactor(key),
-      feeding: (key) => carrying(key),
-      backlog: (key) => carrying(key, 0),
+      feeding,
       now: () => performance.now(),
       after: (ms, fn) => {
         const timer = setTimeout(fn, ms);
@@ -520,7 +517,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
   // Reads by id and writes of concurrent callers share calls, filled when the limiter admits them.
   const idReads = createRideAlong<number, Map<number, MarketoLead>>({
     maxItems: MAX_BATCH,
-    fill: fillPolicy((_key, answeredWithinMs): number => emailReads.carrying(undefined, answeredWithinMs) + syncBatches.carrying(isCreate, answeredWithinMs)),
+    fill: fillPolicy((): number => emailReads.carrying() + syncBatches.carrying(isCreate)),
     async send(fieldList, bind) {
       const fields = fieldList === '' ? undefined : fieldList.split(',');
       let ids: string[] = [];
@@ -572,8 +569,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
   const syncBatches = createRideAlong<Record<string, unknown>, MarketoSyncResult[]>({
     maxItems: MAX_BATCH,
     fill: fillPolicy(
-      (key, answeredWithinMs): number =>
-        isCreate(key) ? emailReads.carrying(undefined, answeredWithinMs ?? 2 * (fillOptions?.maxHoldMs ?? 0)) : idReads.carrying(undefined, answeredWithinMs),
+      (key): number => (isCreate(key) ? emailReads.carrying(undefined, 2 * (fillOptions?.maxHoldMs ?? 0)) : idReads.carrying()),
       (key) => (isCreate(key) ? 2 : 1),
     ),
     async send(key, bind) {
