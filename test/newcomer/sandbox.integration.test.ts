@@ -19,7 +19,13 @@ const root = new URL('../..', import.meta.url).pathname;
 async function groupGone(pgid: number, patienceMs: number): Promise<void> {
   const deadline = Date.now() + patienceMs;
   while ((await runningInGroup(pgid)) > 0) {
-    if (Date.now() > deadline) process.kill(-pgid, 'SIGKILL');
+    if (Date.now() > deadline) {
+      try {
+        process.kill(-pgid, 'SIGKILL');
+      } catch {
+        // ESRCH: the group ended since we looked
+      }
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
