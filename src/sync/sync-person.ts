@@ -6,7 +6,8 @@ import { findLink, findLinks, linkOrRepoint, type Link } from './links.ts';
 import { lockHolder, lockWithin, personKey, unlock } from './locks.ts';
 import type { MappingService } from './mappings.ts';
 import { entityLabel, type LinkedEntity } from './policy.ts';
-import type { DynamicsOwner, DynamicsPort, MarketoPort } from './ports.ts';
+import type { Fencing } from './fence.ts';
+import type { DynamicsOwner, DynamicsPort, MarketoPort, WriteFence } from './ports.ts';
 import { baseAfterCreate } from './plan.ts';
 import { sameValue, type CanonicalRecordFields } from './values.ts';
 
@@ -41,6 +42,8 @@ export interface SyncPersonOptions {
   leaseMs: number;
   /** how long a call waits for a concurrent call on the same person */
   lockWaitMs?: number;
+  /** fences the create on the person's lease (sync/fence.ts) */
+  fencing?: Fencing;
 }
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -63,9 +66,11 @@ export function createSyncPerson(options: SyncPersonOptions) {
     const holder = lockHolder(options.owner);
     const locked = await lockWithin(db.prisma, [key], holder, { leaseMs: options.leaseMs, waitMs: options.lockWaitMs ?? 10_000 });
     if (!locked) return { status: 'busy', message: `person ${request.marketoId} is being synced by another call` };
+    const fence = options.fencing?.hold(holder, [key]);
     try {
-      return await createOrFind(request);
+      return await createOrFind(request, fence);
     } finally {
+      options.fencing?.release(holder);
       await unlock(db.prisma, [key], holder);
     }
   }
@@ -82,7 +87,7 @@ export function createSyncPerson(options: SyncPersonOptions) {
   };
   return syncPerson;
 
-  async function createOrFind(request: SyncPersonRequest): Promise<SyncPersonResult> {
+  async function createOrFind(request: SyncPersonRequest, fence: WriteFence | undefined): Promise<SyncPersonResult> {
     const existing = await findLink(db.prisma, { marketoId: request.marketoId });
     if (existing && existing.status !== 'DELETED_IN_DYNAMICS') {
       return { status: 'existing', entity: existing.entity, dynamicsId: existing.dynamicsId, linkId: existing.id };
@@ -122,7 +127,7 @@ export function createSyncPerson(options: SyncPersonOptions) {
     }
     let record;
     try {
-      record = await dynamics.create(entity, fields, mapping.bindings, ownerOf(request.assignTo));
+      record = await dynamics.create(entity, fields, mapping.bindings, ownerOf(request.assignTo), fence);
     } catch (error) {
       if (error instanceof ConnectorError && (error.kind === 'validation' || error.kind === 'forbidden')) {
         await recordActivities(db.prisma, [

@@ -8,7 +8,8 @@ import type { EntityMapping, MappingService } from './mappings.ts';
 import type { PairOutcome, PairSync } from './pair.ts';
 import { baseAfterCreate } from './plan.ts';
 import { entityLabel, type LinkedEntity } from './policy.ts';
-import type { DynamicsRecordView } from './ports.ts';
+import type { Fencing } from './fence.ts';
+import type { DynamicsRecordView, WriteFence } from './ports.ts';
 import type { CanonicalRecordFields } from './values.ts';
 
 // A Dynamics lead or contact with no link yet: the contact a linked lead was qualified into, the
@@ -24,6 +25,14 @@ export interface UnlinkedSyncOptions {
   mappings: MappingService;
   pairs: PairSync;
   leaseMs: number;
+  /** the fence of the work that holds the record (sync/fence.ts), extended to the person's lease */
+  fencing?: Fencing;
+}
+
+/** The work holding the Dynamics record: its lease holder and its write fence. */
+export interface RecordWork {
+  holder: string;
+  fence: WriteFence | undefined;
 }
 
 export function createUnlinkedSync(options: UnlinkedSyncOptions) {
@@ -42,17 +51,21 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
     return fields;
   }
 
-  async function createPerson(record: DynamicsRecordView, mapping: EntityMapping): Promise<{ status: 'created'; id: number; sent: CanonicalRecordFields } | { status: 'failed'; message: string }> {
+  async function createPerson(
+    record: DynamicsRecordView,
+    mapping: EntityMapping,
+    fence: WriteFence | undefined,
+  ): Promise<{ status: 'created'; id: number; sent: CanonicalRecordFields } | { status: 'failed'; message: string }> {
     if (!record.email) return { status: 'failed', message: 'the Dynamics record has no email (emailaddress1) to create or match a person by' };
     const sent = personFieldsFrom(record, mapping);
-    const result = await io.createPerson(sent, mapping);
+    const result = await io.createPerson(sent, mapping, fence);
     if (result.status === 'created' && result.id !== null) return { status: 'created', id: result.id, sent };
     return { status: 'failed', message: result.reasons.map((r) => `${r.code} ${r.message}`).join('; ') || `Marketo answered ${result.status}` };
   }
 
   /** Links the person (new or matched) and syncs the pair, under the person's lease. */
   async function linkAndSync(
-    holder: string,
+    { holder }: RecordWork,
     target: { marketoId: number; entity: LinkedEntity; record: DynamicsRecordView; snapshot: Link['snapshot'] },
     entries: (link: Link) => ActivityEntry[],
     subject: (link: Link) => ActivitySubject,
@@ -60,13 +73,15 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
     const { marketoId, entity, record } = target;
     const keys = [personKey(marketoId)];
     if (!(await linking.lock(keys, holder))) return { status: 'busy' };
+    const fence = options.fencing?.hold(holder, keys);
     try {
       const previous = await linking.findByPerson(marketoId);
       const origins = Object.fromEntries(Object.keys(target.snapshot).map((f) => [f, { side: 'DYNAMICS' as const, at: new Date().toISOString() }]));
       const linkTarget = { marketoId, entity, dynamicsId: record.id, snapshot: target.snapshot, fieldOrigins: origins, dynamicsEtag: null, dynamicsVersion: null };
       const link = previous ? await linkOrRepoint(db.prisma, previous, linkTarget, entries) : await linking.create(linkTarget, entries);
-      return done(await pairs.syncPair(link, { person: undefined, record, pending: [] }, subject(link), true));
+      return done(await pairs.syncPair(link, { person: undefined, record, pending: [] }, { subject: subject(link), fromDynamics: true, fence }));
     } finally {
+      options.fencing?.release(holder, keys);
       await linking.unlock(keys, holder);
     }
   }
@@ -77,9 +92,10 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
   }
 
   /** A lead qualified into this contact: the person's link moves from the lead to the contact. */
-  async function moveQualifiedLead(leadLink: Link, record: DynamicsRecordView, holder: string, subjectOf: (link: Link) => ActivitySubject): Promise<UnlinkedOutcome> {
+  async function moveQualifiedLead(leadLink: Link, record: DynamicsRecordView, { holder }: RecordWork, subjectOf: (link: Link) => ActivitySubject): Promise<UnlinkedOutcome> {
     const keys = [personKey(leadLink.marketoId), recordKey(leadLink.dynamicsId)];
     if (!(await tryLock(db.prisma, keys, holder, options.leaseMs))) return { status: 'busy' };
+    const fence = options.fencing?.hold(holder, keys);
     try {
       const moved = await db.prisma.$transaction(async (tx) => {
         const saved = await updateLink(tx, leadLink.id, { entity: 'CONTACT', dynamicsId: record.id, status: 'ACTIVE', dynamicsEtag: null });
@@ -88,8 +104,9 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
         ]);
         return saved;
       });
-      return done(await pairs.syncPair(moved, { person: undefined, record, pending: [] }, subjectOf(moved), true));
+      return done(await pairs.syncPair(moved, { person: undefined, record, pending: [] }, { subject: subjectOf(moved), fromDynamics: true, fence }));
     } finally {
+      options.fencing?.release(holder, keys);
       await unlock(db.prisma, keys, holder);
     }
   }
@@ -100,7 +117,7 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
       entity: LinkedEntity,
       record: DynamicsRecordView | null,
       created: boolean,
-      holder: string,
+      work: RecordWork,
       subjectOf: (link: Link | null) => ActivitySubject,
     ): Promise<UnlinkedOutcome> {
       const base = subjectOf(null);
@@ -116,7 +133,7 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
       }
       if (entity === 'CONTACT' && record.originatingLeadId) {
         const leadLink = await findLink(db.prisma, { dynamicsId: record.originatingLeadId });
-        if (leadLink && leadLink.entity === 'LEAD' && leadLink.status !== 'DELETED_IN_DYNAMICS') return moveQualifiedLead(leadLink, record, holder, subjectOf);
+        if (leadLink && leadLink.entity === 'LEAD' && leadLink.status !== 'DELETED_IN_DYNAMICS') return moveQualifiedLead(leadLink, record, work, subjectOf);
       }
       if (!record.email) {
         if (created) return note('SYNC_FAILED', 'the new Dynamics record has no email: it cannot be matched to or created as a Marketo person', 'no email');
@@ -131,15 +148,15 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
           return { status: 'done', linkId: existing.id, note: 'person already linked' };
         }
         // Never synced: no agreed base, so the merge fills empty sides and applies the entity rule.
-        return linkAndSync(holder, { marketoId: match.id, entity, record, snapshot: {} }, (linked) => [
+        return linkAndSync(work, { marketoId: match.id, entity, record, snapshot: {} }, (linked) => [
           activity(subjectOf(linked), 'LINKED', `matched by email: person ${match.id} <-> ${label} ${record.id}`),
         ], subjectOf);
       }
-      const createdPerson = await createPerson(record, mapping);
+      const createdPerson = await createPerson(record, mapping, work.fence);
       if (createdPerson.status !== 'created') return note('SYNC_FAILED', `could not create the person in Marketo: ${createdPerson.message}`, createdPerson.message);
       const marketoId = createdPerson.id;
       return linkAndSync(
-        holder,
+        work,
         { marketoId, entity, record, snapshot: baseAfterCreate(mapping.rules, record.fields, createdPerson.sent, null) },
         (linked) => [
           activity({ ...subjectOf(linked) }, 'CREATED_IN_MARKETO', `created person ${marketoId} from Dynamics ${label} ${record.id}`),
@@ -150,9 +167,9 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
     },
 
     /** The person was deleted in Marketo and the Dynamics record changed since: create it again. */
-    async recreatePerson(link: Link, record: DynamicsRecordView, subject: ActivitySubject): Promise<UnlinkedOutcome> {
+    async recreatePerson(link: Link, record: DynamicsRecordView, subject: ActivitySubject, fence?: WriteFence): Promise<UnlinkedOutcome> {
       const mapping = await mappings.forEntity(link.entity);
-      const created = await createPerson(record, mapping);
+      const created = await createPerson(record, mapping, fence);
       if (created.status !== 'created') {
         await recordActivities(db.prisma, [activity(subject, 'SYNC_FAILED', `could not re-create the person in Marketo: ${created.message}`)]);
         return { status: 'done', linkId: link.id };
@@ -169,7 +186,7 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
         ]);
         return saved;
       });
-      return done(await pairs.syncPair(moved, { person: undefined, record, pending: [] }, { ...subject, marketoId: created.id }, true));
+      return done(await pairs.syncPair(moved, { person: undefined, record, pending: [] }, { subject: { ...subject, marketoId: created.id }, fromDynamics: true, fence }));
     },
   };
 }

@@ -121,17 +121,19 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
       const records = await client.findByEmail(entityName(entity), email, await columnsFor(entity, bindings));
       return records.map((r) => toView(entity, r, bindings));
     },
-    async update(entity, id, fields, bindings, etag) {
+    async update(entity, id, fields, bindings, etag, fence) {
       const record = await client.updateRecord(entityName(entity), id, toDataverse(fields, bindings), {
         etag,
         columns: await columnsFor(entity, bindings),
+        fence,
       });
       return toView(entity, record, bindings);
     },
-    async create(entity, fields, bindings, owner) {
+    async create(entity, fields, bindings, owner, fence) {
       const record = await client.createRecord(entityName(entity), toDataverse(fields, bindings), {
         columns: await columnsFor(entity, bindings),
         ...(owner ? { owner } : {}),
+        fence,
       });
       return toView(entity, record, bindings);
     },
