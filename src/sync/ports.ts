@@ -101,6 +101,8 @@ export interface DynamicsPort {
     fields: CanonicalRecordFields,
     bindings: readonly FieldBinding[],
     owner?: DynamicsOwner,
+    /** the client-chosen primary key: a resend with it is refused as a duplicate and read back, never a second record */
+    id?: string,
   ): Promise<DynamicsRecordView>;
   columnAccess(entity: LinkedEntity): Promise<Map<string, DynamicsColumnAccess>>;
   /** forget cached metadata: column security or the schema changed */

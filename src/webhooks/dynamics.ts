@@ -14,6 +14,8 @@ export interface DynamicsWebhookDeps {
   secret: string;
   /** the sync user's id once known: its own writes come back as webhooks and are ignored */
   syncUserId: () => string | undefined;
+  /** true when the record is the target of a create the sync journaled and never linked: not an echo to drop */
+  unfinishedCreate?: (dynamicsId: string) => Promise<boolean>;
   notify: () => void;
 }
 
@@ -45,10 +47,10 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
     const notice = parsed.notice;
     if (!handledEntities.has(notice.entity)) return { kind: 'ignored', reason: `table ${notice.entity} is not synced` };
     const syncUser = deps.syncUserId();
-    if (syncUser && notice.initiatingUserId.toLowerCase() === syncUser) {
+    const id = notice.id.toLowerCase();
+    if (syncUser && notice.initiatingUserId.toLowerCase() === syncUser && !(await deps.unfinishedCreate?.(id))) {
       return { kind: 'ignored', reason: 'an echo of the sync user’s own write' };
     }
-    const id = notice.id.toLowerCase();
     const result = await deps.inbox.enqueue({
       source: 'DYNAMICS',
       origin: 'WEBHOOK',
