@@ -191,7 +191,12 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
     ): Promise<UnlinkedOutcome> {
       const base = subjectOf(null);
       const label = entityLabel(entity);
-      if (!record) return { status: 'done', linkId: null, note: `the Dynamics ${label} no longer exists` };
+      if (!record) {
+        // a person to be created from a record that is gone: nothing is left to finish
+        const orphaned = base.dynamicsId ? await openIntentOfRecord(db.prisma, base.dynamicsId) : null;
+        if (orphaned?.direction === 'TO_MARKETO') await settleIntent(db.prisma, orphaned.id, { state: 'FAILED', note: `the Dynamics ${label} no longer exists` });
+        return { status: 'done', linkId: null, note: `the Dynamics ${label} no longer exists` };
+      }
       // A create journaled earlier and never linked (a crash after it was sent) comes first.
       const unfinished = await openIntentOfRecord(db.prisma, record.id);
       if (unfinished?.direction === 'TO_DYNAMICS') return finishSyncPerson(unfinished, record, holder, subjectOf);

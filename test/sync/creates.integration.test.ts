@@ -321,6 +321,19 @@ describe.each(testEngines())('creates survive a kill -9 at every step on %s', (e
     expect(sandbox.dataverse.admin.count('lead') - leadsBefore).toBe(1);
   });
 
+  it('a person to be created from a Dynamics contact deleted since the crash is not created, and its journal is closed', async () => {
+    const email = unique('deleted-source');
+    const contact = sandbox.dataverse.admin.create('contact', { firstname: 'Gone', lastname: 'Soon', emailaddress1: email });
+    const contactId = String(contact.contactid);
+    await webhookOf('CONTACT', contactId, 'CREATE');
+    await startProcess({ vendor: 'marketo', step: 'before send' }).worker.runOnce();
+    sandbox.dataverse.admin.delete('contact', contactId);
+    const b = await restart();
+    await b.settle();
+    expect(personsWith(email)).toHaveLength(0);
+    expect(await db.prisma.createIntent.findFirstOrThrow({ where: { dynamicsId: contactId } })).toMatchObject({ state: 'FAILED', note: 'the Dynamics contact no longer exists' });
+  });
+
   it('a Sync Person call killed before it sent anything, with no inbox event to retry it, is finished from the sweep', async () => {
     const email = unique('abandoned');
     const person = sandbox.marketo.admin.createLead({ email, firstName: 'Aban', lastName: 'Doned', title: 'Journaled only' });
