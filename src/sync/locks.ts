@@ -119,11 +119,15 @@ export async function renewIfHeld(db: Db, held: readonly { keys: readonly string
   const keys = held.flatMap((h) => h.keys);
   const owners = held.flatMap((h) => h.keys.map(() => h.holder));
   if (keys.length === 0) return new Set();
+  // all or nothing per holder: a holder that lost one key has its other leases left to run out
   const renewed = await db.$queryRaw<{ key: string; owner: string }[]>`
+    WITH asked AS (SELECT DISTINCT key, owner FROM unnest(${keys}::text[], ${owners}::text[]) AS h(key, owner)),
+         mine AS (SELECT r.key, r.owner FROM record_lock r JOIN asked h ON r.key = h.key AND r.owner = h.owner
+                   WHERE r."expiresAt" > now() ORDER BY r.key FOR UPDATE OF r),
+         whole AS (SELECT a.owner FROM (SELECT owner, count(*) AS n FROM asked GROUP BY owner) a
+                     JOIN (SELECT owner, count(*) AS n FROM mine GROUP BY owner) m ON a.owner = m.owner AND a.n = m.n)
     UPDATE record_lock l SET "expiresAt" = now() + make_interval(secs => ${leaseMs / 1000}::float8)
-      FROM (SELECT r.key FROM record_lock r JOIN unnest(${keys}::text[], ${owners}::text[]) AS h(key, owner) ON r.key = h.key AND r.owner = h.owner
-             WHERE r."expiresAt" > now() ORDER BY r.key FOR UPDATE OF r) mine
-     WHERE l.key = mine.key
+      FROM mine WHERE l.key = mine.key AND mine.owner IN (SELECT owner FROM whole)
     RETURNING l.key, l.owner`;
   const got = new Map<string, number>();
   for (const r of renewed) got.set(r.owner, (got.get(r.owner) ?? 0) + 1);
