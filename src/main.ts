@@ -34,6 +34,7 @@ import { createMappingService } from './sync/mappings.ts';
 import { createOperatorActions } from './sync/operator.ts';
 import { createSyncPerson } from './sync/sync-person.ts';
 import { createSyncWorker, type SyncWorker } from './sync/worker.ts';
+import { createFencing } from './sync/fence.ts';
 import { createLeaseKeeper } from './sync/leases.ts';
 import { fetchUntil } from './lifecycle.ts';
 import { createInboxIntake } from './inbox/intake.ts';
@@ -207,8 +208,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
 
     const owner = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     const mappings = createMappingService({ db: db.prisma, marketo, dynamics });
+    // every vendor write is fenced on the record leases of the work that sends it (sync/fence.ts)
+    const fencing = createFencing({ db, leaseMs: config.sync.recordLockMs, shutdown: shutdown.signal, logger: logger.child({ component: 'fence' }) });
     const engine = createSyncEngine({
       db,
+      fencing,
       marketo,
       dynamics,
       mappings,
@@ -218,7 +222,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       deletedFlagField: config.marketo.deletedFlagField,
       signal: shutdown.signal,
     });
-    const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner, leaseMs: config.sync.recordLockMs });
+    const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner, leaseMs: config.sync.recordLockMs, fencing });
     const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats() });
     const worker = createSyncWorker({
       db,
@@ -239,6 +243,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       heldEvents: () => worker.heldEvents(),
       eventLeaseMs: config.sync.inboxLeaseSeconds * 1000,
       recordLeaseMs: config.sync.recordLockMs,
+      fencing,
       logger: logger.child({ component: 'leases' }),
     });
     await leases.reclaimOnStart();

@@ -6,6 +6,7 @@
 // $batch writes. With a fill policy (call-fill.ts) a part-full call may wait for records that are
 // about to come.
 
+import type { WriteFence } from '../sync/ports.ts';
 import { JoinWindow, holdsToFill, type FillPolicy } from './call-fill.ts';
 
 export type { FillPolicy } from './call-fill.ts';
@@ -23,6 +24,8 @@ interface Rider<I, R> {
   weight: number;
   /** told when the call carrying these records is admitted and about to be sent */
   onSent: (() => void) | undefined;
+  /** a write's proof that its work still holds its leases, checked by `admit` right before each send */
+  fence?: WriteFence | undefined;
   resolve: (ride: Ride<R>) => void;
   reject: (error: unknown) => void;
 }
@@ -40,9 +43,12 @@ export interface RideAlongOptions<I, R> {
   weigh?: (item: I) => number;
   /**
    * Makes one call for `key`; `bind` must be called when the limiter admits the call (not before)
-   * and returns the records it carries.
+   * and returns the records it carries. A call that carries fenced writes calls `admit` after `bind`
+   * and again before every resend, and sends only the records it returns (those whose fences still
+   * hold; the others are rejected with their fence's error): the result then lines up with them.
+   * When `admit` returns none, the call must not be sent.
    */
-  send: (key: string, bind: () => I[]) => Promise<R>;
+  send: (key: string, bind: () => I[], admit: () => Promise<I[]>) => Promise<R>;
   /** hold part-full calls that are about to fill; default: a call goes as soon as it is dispatched */
   fill?: FillPolicy | undefined;
 }
@@ -130,9 +136,12 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
   function join(key: string, request: readonly Omit<Rider<I, R>, 'weight'>[]): void {
     const riders = waiting.get(key) ?? [];
     let count = 0;
-    for (const rider of request) {
-      riders.push({ ...rider, weight: weigh ? rider.items.reduce((sum, item) => sum + weigh(item), 0) : rider.items.length });
+    for (const r of request) {
+      const rider = { ...r, weight: weigh ? r.items.reduce((sum, item) => sum + weigh(item), 0) : r.items.length };
+      riders.push(rider);
       count += rider.items.length;
+      // work that lost its lease while its write waits for a call leaves the queue at once
+      rider.fence?.signal.addEventListener('abort', () => leave(key, rider), { once: true });
     }
     waiting.set(key, riders);
     carry(key, count);
@@ -148,12 +157,41 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
     }
   }
 
+  /** A waiting rider whose fence was aborted: out of the queue, rejected with the fence's reason. */
+  function leave(key: string, rider: Rider<I, R>): void {
+    const riders = waiting.get(key);
+    const at = riders?.indexOf(rider) ?? -1;
+    if (!riders || at < 0) return;
+    riders.splice(at, 1);
+    if (riders.length === 0) waiting.delete(key);
+    carry(key, -rider.items.length);
+    const reason: unknown = rider.fence?.signal.reason;
+    rider.reject(reason instanceof Error ? reason : new Error('the write was fenced out'));
+  }
+
   function dispatch(key: string): void {
     if (hold(key)) return;
     let taken: Rider<I, R>[] | undefined;
+    // the riders still in the call: fences that fail take theirs out before a send
+    let live: Rider<I, R>[] = [];
+    const admit = async (): Promise<I[]> => {
+      const refusals = await Promise.all(
+        live.map((rider): Promise<{ error: unknown } | undefined> => rider.fence?.verify().then(() => undefined, (error: unknown) => ({ error })) ?? Promise.resolve(undefined)),
+      );
+      const kept: Rider<I, R>[] = [];
+      live.forEach((rider, i) => {
+        const refused = refusals[i];
+        if (!refused) return kept.push(rider);
+        carry(key, -rider.items.length);
+        rider.reject(refused.error);
+      });
+      live = kept;
+      return live.flatMap((r) => r.items);
+    };
     const bind = () => {
       nextCallSince.delete(key);
       taken = take(key);
+      live = taken;
       for (const rider of taken) rider.onSent?.();
       // the rest waits for the next call, which starts queuing now
       if (waiting.has(key)) queueMicrotask(() => dispatch(key));
@@ -161,15 +199,15 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
       return taken.flatMap((r) => r.items);
     };
     const settled = () => {
-      const count = (taken ?? []).reduce((sum, r) => sum + r.items.length, 0);
+      const count = live.reduce((sum, r) => sum + r.items.length, 0);
       carry(key, -count);
       if (fill && count > 0) (answered.get(key) ?? answered.set(key, new JoinWindow(ANSWERED_MEMORY_MS)).get(key)!).add(now(), count);
     };
-    options.send(key, bind).then(
+    options.send(key, bind, admit).then(
       (result) => {
         settled();
         let offset = 0;
-        for (const rider of taken ?? []) {
+        for (const rider of live) {
           rider.resolve({ result, offset });
           offset += rider.items.length;
         }
@@ -177,7 +215,7 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
       (error: unknown) => {
         settled();
         if (taken) {
-          for (const rider of taken) rider.reject(error);
+          for (const rider of live) rider.reject(error);
           return;
         }
         // refused before admission (quota, shutdown): it applies to everyone still waiting
@@ -196,9 +234,10 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
      * Joins the next call for `key`; at most `maxItems` records per request. `onSent` is told when
      * the limiter admits the call that carries them (the work that may now start beside it).
      */
-    ride(key: string, items: readonly I[], onSent?: () => void): Promise<Ride<R>> {
+    ride(key: string, items: readonly I[], onSent?: () => void, fence?: WriteFence): Promise<Ride<R>> {
       if (items.length > options.maxItems) return Promise.reject(new RangeError(`at most ${options.maxItems} records per request`));
-      return new Promise<Ride<R>>((resolve, reject) => join(key, [{ items, onSent, resolve, reject }]));
+      if (fence?.signal.aborted) return Promise.reject(fence.signal.reason instanceof Error ? fence.signal.reason : new Error('the write was fenced out'));
+      return new Promise<Ride<R>>((resolve, reject) => join(key, [{ items, onSent, fence, resolve, reject }]));
     },
     /**
      * Joins with a request whose records may go in different calls (a read: each record's answer

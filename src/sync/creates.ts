@@ -6,7 +6,7 @@ import type { Link } from './links.ts';
 import type { MappingService } from './mappings.ts';
 import { baseAfterCreate } from './plan.ts';
 import { entityLabel } from './policy.ts';
-import type { DynamicsOwner, DynamicsPort, DynamicsRecordView } from './ports.ts';
+import type { DynamicsOwner, DynamicsPort, DynamicsRecordView, WriteFence } from './ports.ts';
 import { relink } from './relink.ts';
 import { sameValue } from './values.ts';
 
@@ -14,7 +14,7 @@ import { sameValue } from './values.ts';
 // time or after a crash: the POST is (re)sent with the journaled primary key, so a record that
 // already exists answers Dataverse's duplicate-key 412 and is read back (connectors' createRecord),
 // never created twice -- with or without an email. The link starts from the values created.
-// The caller holds the person's lease.
+// The caller holds the person's lease; the POST is fenced on it.
 
 export type ToDynamicsResult =
   | { status: 'created'; link: Link; record: DynamicsRecordView; differs: boolean }
@@ -44,12 +44,12 @@ export function createDynamicsCreates(options: { db: Database; dynamics: Dynamic
 
   return {
     /** Sends (again) the journaled create and links the record with the created values as its base. */
-    async finishToDynamics(intent: CreateIntent, existing: Link | null, subject: ActivitySubject): Promise<ToDynamicsResult> {
+    async finishToDynamics(intent: CreateIntent, existing: Link | null, subject: ActivitySubject, fence: WriteFence | undefined): Promise<ToDynamicsResult> {
       const { entity } = intent;
       const mapping = await mappings.forEntity(entity);
       let record: DynamicsRecordView;
       try {
-        record = await dynamics.create(entity, intent.sent, mapping.bindings, ownerOf(intent.assignTo), intent.dynamicsId);
+        record = await dynamics.create(entity, intent.sent, mapping.bindings, ownerOf(intent.assignTo), fence, intent.dynamicsId);
       } catch (error) {
         if (error instanceof ConnectorError && (error.kind === 'validation' || error.kind === 'forbidden')) return reject(intent, subject, error.message);
         throw error;

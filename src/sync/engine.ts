@@ -1,10 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import type { Database } from '../db/database.ts';
+import { enqueue } from '../inbox/inbox.ts';
 import { ConnectorError } from '../connectors/errors.ts';
 import type { ClaimedChangeEvent } from '../inbox/inbox.ts';
 import type { Logger } from '../logger.ts';
 import type { ActivitySubject } from './activities.ts';
 import { openIntentToDynamics, type CreateIntent } from './create-intents.ts';
 import { createDynamicsCreates } from './creates.ts';
+import { FencedOutError, type Fencing } from './fence.ts';
 import { createSyncIO } from './io.ts';
 import { pendingEntries } from './journal.ts';
 import { groupEvents, leaseItems, type LeasedBatch, type Subject, type WorkItem } from './batch.ts';
@@ -14,7 +17,7 @@ import type { MappingService } from './mappings.ts';
 import { createPairSync } from './pair.ts';
 import type { PendingEntry } from './plan.ts';
 import { entityLabel, type LinkedEntity } from './policy.ts';
-import type { DynamicsPort, DynamicsRecordView, MarketoPort, PersonRecord } from './ports.ts';
+import type { DynamicsPort, DynamicsRecordView, MarketoPort, PersonRecord, WriteFence } from './ports.ts';
 import { createProtocolStore } from './protocol.ts';
 import { createUnlinkedSync } from './unlinked.ts';
 
@@ -40,6 +43,8 @@ export interface EngineOptions {
   maxReplans?: number;
   /** aborted at shutdown: work that fails because of it is handed back, not counted as an attempt */
   signal?: AbortSignal;
+  /** fences every vendor write on the record leases of the work that sends it (sync/fence.ts) */
+  fencing?: Fencing;
 }
 
 export type EventOutcome =
@@ -68,6 +73,8 @@ function describeError(error: unknown): string {
 export function outcomeForError(error: unknown, stopping?: AbortSignal): EventOutcome {
   // shutdown cut the work's vendor calls: it goes back to the inbox without counting an attempt
   if (stopping?.aborted) return { status: 'busy' };
+  // the work lost its record lease and sent nothing more: whoever holds the record now carries on
+  if (error instanceof FencedOutError) return { status: 'busy' };
   if (error instanceof ConnectorError) {
     switch (error.kind) {
       case 'rate_limited':
@@ -117,9 +124,21 @@ export function createSyncEngine(options: EngineOptions) {
     deletedFlagField: options.deletedFlagField,
     syncUserId,
     ...(options.maxReplans !== undefined ? { maxReplans: options.maxReplans } : {}),
+    requestResync: async (link, why) => {
+      logger.child({ marketoId: link.marketoId, dynamicsId: link.dynamicsId }).warn(`a sync of the link is queued: ${why}`);
+      await enqueue(db, {
+        source: 'OPERATOR',
+        origin: 'OPERATOR',
+        operation: 'RESYNC',
+        marketoId: link.marketoId,
+        dynamicsEntity: link.entity,
+        dynamicsId: link.dynamicsId,
+        dedupeKey: `fenced-out:${link.id}:${randomUUID()}`,
+      });
+    },
   });
   const creates = createDynamicsCreates({ db, dynamics, mappings });
-  const unlinked = createUnlinkedSync({ db, io, mappings, pairs, creates, leaseMs: lockLeaseMs });
+  const unlinked = createUnlinkedSync({ db, io, mappings, pairs, creates, leaseMs: lockLeaseMs, ...(options.fencing ? { fencing: options.fencing } : {}) });
 
   function subjectOf(link: Link | null, item: WorkItem): ActivitySubject {
     const changeEventId = item.events[0]?.id ?? null;
@@ -175,39 +194,39 @@ export function createSyncEngine(options: EngineOptions) {
     return result;
   }
 
-  async function syncLinked(link: Link, item: WorkItem, pre: Prefetched): Promise<EventOutcome> {
+  async function syncLinked(link: Link, item: WorkItem, pre: Prefetched, fence: WriteFence | undefined): Promise<EventOutcome> {
     const subject = subjectOf(link, item);
     const reads = {
       person: pre.persons.has(link.marketoId) ? pre.persons.get(link.marketoId)! : undefined,
       record: pre.records.has(link.dynamicsId) ? pre.records.get(link.dynamicsId)! : undefined,
       pending: pre.pending.get(link.id) ?? [],
     };
-    const outcome = await pairs.syncPair(link, reads, subject, item.events.some((e) => e.source === 'DYNAMICS'));
+    const outcome = await pairs.syncPair(link, reads, { subject, fromDynamics: item.events.some((e) => e.source === 'DYNAMICS'), fence });
     if (outcome.status === 'done') return outcome;
-    return unlinked.recreatePerson(outcome.link, outcome.record, subject);
+    return unlinked.recreatePerson(outcome.link, outcome.record, subject, fence);
   }
 
-  async function finishSyncPerson(intent: CreateIntent, item: WorkItem): Promise<EventOutcome> {
-    const result = await creates.finishToDynamics(intent, null, { ...subjectOf(null, item), entity: intent.entity });
+  async function finishSyncPerson(intent: CreateIntent, item: WorkItem, fence: WriteFence | undefined): Promise<EventOutcome> {
+    const result = await creates.finishToDynamics(intent, null, { ...subjectOf(null, item), entity: intent.entity }, fence);
     if (result.status !== 'created') return { status: 'done', linkId: result.status === 'refused' ? result.link.id : null, note: result.message };
-    const outcome = await pairs.syncPair(result.link, { person: undefined, record: result.record, pending: [] }, subjectOf(result.link, item), true);
+    const outcome = await pairs.syncPair(result.link, { person: undefined, record: result.record, pending: [] }, { subject: subjectOf(result.link, item), fromDynamics: true, fence });
     return { status: 'done', linkId: result.link.id, ...(outcome.status === 'done' && outcome.note ? { note: outcome.note } : {}) };
   }
 
   /** Syncs one item whose leases are held, from reads made after they were taken. */
-  async function syncItem(item: WorkItem, pre: Prefetched, holder: string): Promise<EventOutcome> {
+  async function syncItem(item: WorkItem, pre: Prefetched, holder: string, fence: WriteFence | undefined): Promise<EventOutcome> {
     try {
       const s = item.subject;
-      if (s.kind === 'link') return await syncLinked(s.link, item, pre);
+      if (s.kind === 'link') return await syncLinked(s.link, item, pre, fence);
       if (s.kind === 'dynamics') {
         const record = pre.records.has(s.id) ? pre.records.get(s.id)! : await io.readRecord(s.entity, s.id);
         const created = item.events.some((e) => e.operation === 'CREATE');
-        return await unlinked.syncRecord(s.entity, record, created, holder, (link) => subjectOf(link, item));
+        return await unlinked.syncRecord(s.entity, record, created, { holder, fence }, (link) => subjectOf(link, item));
       }
       // Unlinked Marketo persons are not pushed: only Sync Person to Microsoft creates them in
       // Dynamics, and a create it journaled and did not finish is finished here (its person's lease is held).
       const unfinished = s.id >= 0 ? await openIntentToDynamics(db.prisma, s.id) : null;
-      if (unfinished) return await finishSyncPerson(unfinished, item);
+      if (unfinished) return await finishSyncPerson(unfinished, item, fence);
       return { status: 'done', linkId: null, note: 'the person is not linked to Dynamics; only Sync Person to Microsoft creates it there' };
     } catch (error) {
       if (!options.signal?.aborted) logger.child(idsOf(item.subject)).warn({ err: error, events: item.events.map((e) => e.id) }, 'sync of an item failed');
@@ -237,7 +256,16 @@ export function createSyncEngine(options: EngineOptions) {
           held.forEach((h) => setAll(h.item, outcome));
           return outcomes;
         }
-        await Promise.all(held.map(async (h) => setAll(h.item, await syncItem(h.item, pre, h.holder))));
+        await Promise.all(
+          held.map(async (h) => {
+            const fence = options.fencing?.hold(h.holder, h.keys);
+            try {
+              setAll(h.item, await syncItem(h.item, pre, h.holder, fence));
+            } finally {
+              options.fencing?.release(h.holder);
+            }
+          }),
+        );
       } catch (error) {
         logger.warn({ err: error, events: events.length, ...batchIds(events) }, 'syncing a batch failed');
         const outcome = outcomeForError(error, options.signal);

@@ -1,7 +1,7 @@
 import { ConnectorError } from '../connectors/errors.ts';
 import type { EntityMapping, MappingService } from './mappings.ts';
 import type { LinkedEntity } from './policy.ts';
-import type { DynamicsPort, DynamicsRecordView, MarketoPort, PersonRecord, PersonWriteResult } from './ports.ts';
+import type { DynamicsPort, DynamicsRecordView, MarketoPort, PersonRecord, PersonWriteResult, WriteFence } from './ports.ts';
 import type { CanonicalRecordFields } from './values.ts';
 
 // The engine's reads and writes of both systems, in canonical terms. Batching lives in the
@@ -46,15 +46,15 @@ export function createSyncIO(options: SyncIOOptions) {
       const key = email.toLowerCase();
       return (await marketo.findPersonsByEmail([key], await bindingsOf(entity))).get(key) ?? null;
     },
-    async writePerson(entity: LinkedEntity, id: number, fields: CanonicalRecordFields): Promise<PersonWriteResult> {
-      const [result] = await marketo.updatePersons([{ id, fields }], await bindingsOf(entity));
+    async writePerson(entity: LinkedEntity, id: number, fields: CanonicalRecordFields, fence?: WriteFence): Promise<PersonWriteResult> {
+      const [result] = await marketo.updatePersons([{ id, fields }], await bindingsOf(entity), fence);
       return result ?? { status: 'skipped', id, reasons: [{ code: 'none', message: 'Marketo returned no result for the record' }] };
     },
-    async setPersonField(id: number, field: string, value: boolean): Promise<PersonWriteResult> {
-      return marketo.setPersonField(id, field, value);
+    async setPersonField(id: number, field: string, value: boolean, fence?: WriteFence): Promise<PersonWriteResult> {
+      return marketo.setPersonField(id, field, value, fence);
     },
-    async createPerson(fields: CanonicalRecordFields, mapping: EntityMapping): Promise<PersonWriteResult> {
-      const [result] = await marketo.createPersons([fields], mapping.bindings);
+    async createPerson(fields: CanonicalRecordFields, mapping: EntityMapping, fence?: WriteFence): Promise<PersonWriteResult> {
+      const [result] = await marketo.createPersons([fields], mapping.bindings, fence);
       return result ?? { status: 'skipped', id: null, reasons: [] };
     },
     /**
@@ -62,10 +62,17 @@ export function createSyncIO(options: SyncIOOptions) {
      * still sync). The record returned is what the server stored: a plug-in may have rewritten a
      * value, and the caller compares it with what it sent.
      */
-    async writeDynamics(entity: LinkedEntity, id: string, mapping: EntityMapping, record: DynamicsRecordView, writes: CanonicalRecordFields): Promise<DynamicsWriteResult> {
+    async writeDynamics(
+      entity: LinkedEntity,
+      id: string,
+      mapping: EntityMapping,
+      record: DynamicsRecordView,
+      writes: CanonicalRecordFields,
+      fence?: WriteFence,
+    ): Promise<DynamicsWriteResult> {
       const rejected = new Map<string, string>();
       try {
-        return { record: await dynamics.update(entity, id, writes, mapping.bindings, record.etag), rejected };
+        return { record: await dynamics.update(entity, id, writes, mapping.bindings, record.etag, fence), rejected };
       } catch (error) {
         if (!(error instanceof ConnectorError) || error.kind !== 'validation') throw error;
         const fields = Object.keys(writes);
@@ -76,7 +83,7 @@ export function createSyncIO(options: SyncIOOptions) {
         let current = record;
         for (const field of fields) {
           try {
-            current = await dynamics.update(entity, id, { [field]: writes[field] ?? null }, mapping.bindings, current.etag);
+            current = await dynamics.update(entity, id, { [field]: writes[field] ?? null }, mapping.bindings, current.etag, fence);
           } catch (fieldError) {
             if (fieldError instanceof ConnectorError && fieldError.kind === 'validation') rejected.set(field, fieldError.message);
             else throw fieldError;

@@ -17,19 +17,22 @@ export const shownActivities = { state: { not: 'SUPERSEDED' } } as const satisfi
 /** The same predicate for raw SQL over `activity a`. */
 export const shownActivitiesSql = Prisma.sql`a.state <> 'SUPERSEDED'`;
 
-const columns = `type text, "linkId" uuid, "marketoId" int, "dynamicsEntity" text, "dynamicsId" uuid, fields jsonb, message text, "changeEventId" uuid, ord int`;
+const columns = `type text, "linkId" uuid, "marketoId" int, "dynamicsEntity" text, "dynamicsId" uuid, fields jsonb, message text, "changeEventId" uuid, "plannedRevision" int, ord int`;
+
+/** A plan's entry as journaled: a write entry carries the link revision the plan was made from. */
+export type JournalEntry = ActivityEntry & { plannedRevision?: number | null };
 
 /**
  * Stores entries as PENDING; returns their ids in the order given. The ids come from one sequence
  * and are drawn in the order the SELECT produces rows (ORDER BY ord), so sorting the returned ids
  * restores the input order.
  */
-export async function journal(db: Database, entries: readonly ActivityEntry[]): Promise<string[]> {
+export async function journal(db: Database, entries: readonly JournalEntry[]): Promise<string[]> {
   if (entries.length === 0) return [];
-  const rows = entries.map((e, ord) => ({ ...activityRow(e), ord }));
+  const rows = entries.map((e, ord) => ({ ...activityRow(e), plannedRevision: e.plannedRevision ?? null, ord }));
   const inserted = await db.query<{ id: string }>(
-    `INSERT INTO activity (type, "linkId", "marketoId", "dynamicsEntity", "dynamicsId", fields, message, "changeEventId", state)
-     SELECT e.type::"ActivityType", e."linkId", e."marketoId", e."dynamicsEntity"::"DynamicsEntity", e."dynamicsId", e.fields, e.message, e."changeEventId", 'PENDING'
+    `INSERT INTO activity (type, "linkId", "marketoId", "dynamicsEntity", "dynamicsId", fields, message, "changeEventId", "plannedRevision", state)
+     SELECT e.type::"ActivityType", e."linkId", e."marketoId", e."dynamicsEntity"::"DynamicsEntity", e."dynamicsId", e.fields, e.message, e."changeEventId", e."plannedRevision", 'PENDING'
        FROM jsonb_to_recordset($1::jsonb) AS e(${columns})
       ORDER BY e.ord
      RETURNING id::text`,
@@ -38,28 +41,43 @@ export async function journal(db: Database, entries: readonly ActivityEntry[]): 
   return inserted.map((r) => BigInt(r.id)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(String);
 }
 
-/** The entries earlier attempts journaled for these links and never committed. */
+/**
+ * The entries earlier attempts journaled for these links and never committed: those still PENDING,
+ * and the write entries still in doubt (settled, but never committed by their own attempt: stale.ts).
+ */
 export async function pendingEntries(db: Database, linkIds: readonly string[]): Promise<Map<string, PendingEntry[]>> {
   const byLink = new Map<string, PendingEntry[]>();
   if (linkIds.length === 0) return byLink;
-  const rows = await db.query<{ id: string; linkId: string; type: PendingEntry['type']; fields: ActivityField[] }>(
-    `SELECT id::text, "linkId"::text AS "linkId", type, fields FROM activity WHERE "linkId" = ANY($1::uuid[]) AND state = 'PENDING' ORDER BY id`,
+  const rows = await db.query<{ id: string; linkId: string; type: PendingEntry['type']; fields: ActivityField[]; state: string; plannedRevision: number | null; at: string }>(
+    `SELECT id::text, "linkId"::text AS "linkId", type, fields, state, "plannedRevision", (extract(epoch from "occurredAt") * 1000)::float8::text AS at
+       FROM activity WHERE "linkId" = ANY($1::uuid[]) AND (state = 'PENDING' OR "plannedRevision" IS NOT NULL) ORDER BY id`,
     [linkIds],
   );
-  for (const row of rows) byLink.set(row.linkId, [...(byLink.get(row.linkId) ?? []), { id: row.id, type: row.type, fields: row.fields }]);
+  for (const row of rows) {
+    const entry: PendingEntry = { id: row.id, type: row.type, fields: row.fields, pending: row.state === 'PENDING', plannedRevision: row.plannedRevision, at: Number(row.at) };
+    byLink.set(row.linkId, [...(byLink.get(row.linkId) ?? []), entry]);
+  }
   return byLink;
 }
 
-/** Marks journaled entries final or superseded (a settled earlier attempt). */
-export async function settle(db: Database, outcome: { final: readonly string[]; superseded: readonly string[] }): Promise<void> {
-  if (outcome.final.length === 0 && outcome.superseded.length === 0) return;
+/**
+ * Marks journaled entries final or superseded (a settled earlier attempt). `retire`: entries no
+ * longer in doubt (a write seen on its side has landed and cannot land again; stale.ts), whatever
+ * their state.
+ */
+export async function settle(db: Database, outcome: { final: readonly string[]; superseded: readonly string[]; retire?: readonly string[] }): Promise<void> {
+  const retire = outcome.retire ?? [];
+  if (outcome.final.length === 0 && outcome.superseded.length === 0 && retire.length === 0) return;
   await db.query(
-    `UPDATE activity a SET state = s.state::"ActivityState"
-       FROM unnest($1::bigint[], $2::text[]) AS s(id, state)
-      WHERE a.id = s.id AND a.state = 'PENDING'`,
+    `UPDATE activity a SET state = CASE WHEN a.state = 'PENDING' AND s.state <> 'KEEP' THEN s.state::"ActivityState" ELSE a.state END,
+            "plannedRevision" = CASE WHEN s.retire THEN NULL ELSE a."plannedRevision" END
+       FROM (SELECT id, (array_agg(state ORDER BY state = 'KEEP'))[1] AS state, bool_or(retire) AS retire
+               FROM unnest($1::bigint[], $2::text[], $3::bool[]) AS u(id, state, retire) GROUP BY id) s
+      WHERE a.id = s.id`,
     [
-      [...outcome.final, ...outcome.superseded],
-      [...outcome.final.map(() => 'FINAL'), ...outcome.superseded.map(() => 'SUPERSEDED')],
+      [...outcome.final, ...outcome.superseded, ...retire],
+      [...outcome.final.map(() => 'FINAL'), ...outcome.superseded.map(() => 'SUPERSEDED'), ...retire.map(() => 'KEEP')],
+      [...outcome.final.map(() => false), ...outcome.superseded.map(() => false), ...retire.map(() => true)],
     ],
   );
 }

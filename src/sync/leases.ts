@@ -1,6 +1,7 @@
 import type { Database } from '../db/database.ts';
 import { reclaimAbandoned, renewEventLeases } from '../inbox/inbox.ts';
 import type { Logger } from '../logger.ts';
+import type { Fencing } from './fence.ts';
 import { dropAllRecordLeases, renewRecordLeases } from './locks.ts';
 
 // The heartbeat of the write protocol (step 3): leases are short so that a dead worker's work is
@@ -8,8 +9,11 @@ import { dropAllRecordLeases, renewRecordLeases } from './locks.ts';
 // last minutes, a Dataverse Retry-After pause) never loses its inbox events or record leases to a
 // second worker. One beat renews everything this replica holds in two statements, whatever the
 // number of syncs in flight; an event counts as held while the worker has it in hand, so a batch
-// lost in this process gives its events back when their leases run out. A beat that is late or fails only shortens what is left of a lease:
-// the commit's revision check (links.ts commitSyncs) still refuses a stale snapshot.
+// lost in this process gives its events back when their leases run out. A record lease the beat
+// could not renew (it ran out during a pause, or another worker took it) aborts the work that held
+// it, and so does a beat that has failed for longer than a lease: that work's writes would be fenced
+// out anyway (sync/fence.ts), and stopping it at once frees its events for the worker that now holds
+// the records.
 
 export interface LeaseKeeperOptions {
   db: Database;
@@ -21,6 +25,8 @@ export interface LeaseKeeperOptions {
   recordLeaseMs: number;
   /** default: a third of the shorter lease, so two beats can be missed before anything expires */
   intervalMs?: number;
+  /** told which record leases each beat renewed, so that the work of those it lost is aborted */
+  fencing?: Fencing;
   logger: Logger;
 }
 
@@ -30,17 +36,24 @@ export function createLeaseKeeper(options: LeaseKeeperOptions) {
   let timer: NodeJS.Timeout | undefined;
   let beating: Promise<void> = Promise.resolve();
   let failing = false;
+  const fencing = options.fencing;
+  const clock = fencing?.now ?? performance.now.bind(performance);
+  let lastRenewed = clock();
 
   async function beat(): Promise<void> {
+    const beganAt = clock();
     try {
       await renewEventLeases(db.prisma, owner, options.eventLeaseMs, options.heldEvents());
-      await renewRecordLeases(db.prisma, owner, options.recordLeaseMs);
+      const renewed = await renewRecordLeases(db.prisma, owner, options.recordLeaseMs);
+      lastRenewed = beganAt;
+      await fencing?.afterBeat(beganAt, renewed);
       if (failing) logger.info('lease heartbeat works again');
       failing = false;
     } catch (error) {
       // One line per outage, not per beat.
       if (!failing) logger.warn({ err: error }, 'lease heartbeat failed; leases expire unless it recovers');
       failing = true;
+      if (clock() - lastRenewed > options.recordLeaseMs) fencing?.loseAll('the heartbeat has failed for longer than a lease');
     }
   }
 

@@ -201,8 +201,11 @@ export interface SyncCommit {
   state: SyncedLinkState;
   /** entries to add as FINAL (what the apply step learned: refusals, or a plan without a journal) */
   entries: readonly ActivityEntry[];
-  /** this attempt's journaled entries: final once committed, or superseded by what happened */
-  journal: { final: readonly string[]; superseded: readonly string[] };
+  /**
+   * this attempt's journaled entries: final once committed, or superseded by what happened (either
+   * way no longer in doubt); `retire`: earlier attempts' entries this plan found no longer in doubt
+   */
+  journal: { final: readonly string[]; superseded: readonly string[]; retire?: readonly string[] };
 }
 
 /**
@@ -229,6 +232,7 @@ export async function commitSyncs(db: Database, commits: readonly SyncCommit[]):
   const journal = commits.flatMap((c) => [
     ...c.journal.final.map((id) => ({ id, link: c.linkId, state: 'FINAL' })),
     ...c.journal.superseded.map((id) => ({ id, link: c.linkId, state: 'SUPERSEDED' })),
+    ...(c.journal.retire ?? []).map((id) => ({ id, link: c.linkId, state: 'KEEP' })),
   ]);
   const rows = await db.query<{ id: string }>(
     `WITH saved AS (
@@ -245,9 +249,11 @@ export async function commitSyncs(db: Database, commits: readonly SyncCommit[]):
          FROM jsonb_to_recordset($2::jsonb) AS e(type text, "linkId" uuid, "marketoId" int, "dynamicsEntity" text, "dynamicsId" uuid, fields jsonb, message text, "changeEventId" uuid, "commitLink" uuid)
         WHERE e."commitLink" IN (SELECT id FROM saved)
      ), settled AS (
-       UPDATE activity a SET state = j.state::"ActivityState"
+       -- committed by their own attempt, or retired by this plan: no longer in doubt (stale.ts)
+       UPDATE activity a SET state = CASE WHEN j.state = 'KEEP' OR a.state <> 'PENDING' THEN a.state ELSE j.state::"ActivityState" END,
+                             "plannedRevision" = NULL
          FROM jsonb_to_recordset($3::jsonb) AS j(id bigint, link uuid, state text)
-        WHERE a.id = j.id AND a.state = 'PENDING' AND j.link IN (SELECT id FROM saved)
+        WHERE a.id = j.id AND (a.state = 'PENDING' OR j.state = 'KEEP') AND j.link IN (SELECT id FROM saved)
      )
      SELECT id::text FROM saved`,
     [JSON.stringify(links), JSON.stringify(entries), JSON.stringify(journal)],

@@ -93,16 +93,57 @@ export async function lockWithin(
 }
 
 /**
- * Extends every lease held by this replica's work (holders are `<owner>:<uuid>`, see lockHolder).
- * A lease another statement is releasing right now is skipped, not waited for (see
- * renewEventLeases: waiting there while holding others is how a heartbeat deadlocks).
+ * Extends every lease held by this replica's work (holders are `<owner>:<uuid>`, see lockHolder);
+ * returns the holders whose leases it extended. A lease another statement is releasing right now
+ * is skipped, not waited for (see renewEventLeases: waiting there while holding others is how a
+ * heartbeat deadlocks). A lease that already ran out is not revived: another worker may hold it.
  */
-export async function renewRecordLeases(db: Db, owner: string, leaseMs: number): Promise<number> {
-  return db.$executeRaw`
+export async function renewRecordLeases(db: Db, owner: string, leaseMs: number): Promise<Set<string>> {
+  const renewed = await db.$queryRaw<{ owner: string }[]>`
     UPDATE record_lock l SET "expiresAt" = now() + make_interval(secs => ${leaseMs / 1000}::float8)
       FROM (SELECT key FROM record_lock WHERE starts_with(owner, ${`${owner}:`}) AND "expiresAt" >= now()
              ORDER BY key FOR UPDATE SKIP LOCKED) held
-     WHERE l.key = held.key`;
+     WHERE l.key = held.key
+    RETURNING l.owner`;
+  return new Set(renewed.map((r) => r.owner));
+}
+
+/**
+ * The fence of the write protocol (DESIGN "Production is several replicas"): for each holder, true
+ * when it still holds every one of its keys, and then its leases are extended, in one statement
+ * for all the work whose writes go out in the same vendor call. A holder's name is unique to one
+ * acquisition (lockHolder), so it is the fencing token: once a lease ran out and another worker took
+ * it, or it ran out at all, the old holder's writes are refused.
+ */
+export async function renewIfHeld(db: Db, held: readonly { keys: readonly string[]; holder: string }[], leaseMs: number): Promise<Set<string>> {
+  const keys = held.flatMap((h) => h.keys);
+  const owners = held.flatMap((h) => h.keys.map(() => h.holder));
+  if (keys.length === 0) return new Set();
+  // all or nothing per holder: a holder that lost one key has its other leases left to run out
+  const renewed = await db.$queryRaw<{ key: string; owner: string }[]>`
+    WITH asked AS (SELECT DISTINCT key, owner FROM unnest(${keys}::text[], ${owners}::text[]) AS h(key, owner)),
+         mine AS (SELECT r.key, r.owner FROM record_lock r JOIN asked h ON r.key = h.key AND r.owner = h.owner
+                   WHERE r."expiresAt" > now() ORDER BY r.key FOR UPDATE OF r),
+         whole AS (SELECT a.owner FROM (SELECT owner, count(*) AS n FROM asked GROUP BY owner) a
+                     JOIN (SELECT owner, count(*) AS n FROM mine GROUP BY owner) m ON a.owner = m.owner AND a.n = m.n)
+    UPDATE record_lock l SET "expiresAt" = now() + make_interval(secs => ${leaseMs / 1000}::float8)
+      FROM mine WHERE l.key = mine.key AND mine.owner IN (SELECT owner FROM whole)
+    RETURNING l.key, l.owner`;
+  const got = new Map<string, number>();
+  for (const r of renewed) got.set(r.owner, (got.get(r.owner) ?? 0) + 1);
+  return new Set(held.filter((h) => h.keys.length > 0 && got.get(h.holder) === new Set(h.keys).size).map((h) => h.holder));
+}
+
+/** The holders that still hold every one of their keys (a plain read: it waits for no lock). */
+export async function heldBy(db: Db, held: readonly { keys: readonly string[]; holder: string }[]): Promise<Set<string>> {
+  const keys = held.flatMap((h) => h.keys);
+  const owners = held.flatMap((h) => h.keys.map(() => h.holder));
+  if (keys.length === 0) return new Set();
+  const rows = await db.$queryRaw<{ owner: string; n: number }[]>`
+    SELECT r.owner, count(*)::int AS n FROM record_lock r JOIN unnest(${keys}::text[], ${owners}::text[]) AS h(key, owner) ON r.key = h.key AND r.owner = h.owner
+     WHERE r."expiresAt" > now() GROUP BY r.owner`;
+  const got = new Map(rows.map((r) => [r.owner, r.n]));
+  return new Set(held.filter((h) => h.keys.length > 0 && got.get(h.holder) === new Set(h.keys).size).map((h) => h.holder));
 }
 
 /**

@@ -1,13 +1,15 @@
 import { ConnectorError } from '../connectors/errors.ts';
+import { FencedOutError } from './fence.ts';
 import type { Database } from '../db/database.ts';
 import type { ActivityEntry, ActivitySubject } from './activities.ts';
 import type { SyncIO } from './io.ts';
-import { settle } from './journal.ts';
+import { pendingEntries, settle, type JournalEntry } from './journal.ts';
 import { findLink, type Link, type SyncCommit } from './links.ts';
 import type { EntityMapping, MappingService } from './mappings.ts';
-import { planSync, rewrittenFields, settlePending, withRefusals, type LinkState, type MergePlan, type PendingEntry } from './plan.ts';
-import type { DynamicsRecordView, PersonRecord } from './ports.ts';
+import { planSync, rewrittenFields, settlePending, withRefusals, type LinkState, type MergePlan, type PendingEntry, type SyncPlan } from './plan.ts';
+import type { DynamicsRecordView, PersonRecord, WriteFence } from './ports.ts';
 import type { ProtocolStore } from './protocol.ts';
+import { findStaleWrites, WRITE_ENTRY_TYPES, type StaleWrites } from './stale.ts';
 
 // The executor of the write protocol for one linked pair (DESIGN "The write protocol"): settle
 // what an earlier attempt left pending, plan (pure, plan.ts), journal the plan's entries, apply
@@ -31,12 +33,23 @@ export interface PairSyncOptions {
   /** re-plans allowed after a 412, a rewrite or a refused commit, before the event is retried */
   maxReplans?: number;
   now?: () => Date;
+  /** queues a sync of the link for whoever holds its records next */
+  requestResync?: (link: Link, why: string) => Promise<void>;
+}
+
+/** What the pair's work holds: its fence on every vendor write (sync/fence.ts). */
+export interface PairWork {
+  subject: ActivitySubject;
+  /** a change made in Dynamics brought this sync (a missing person is then re-created if the record changed) */
+  fromDynamics: boolean;
+  fence?: WriteFence | undefined;
 }
 
 /** What the batch already read for the pair: reads made after its leases were taken. */
 export interface PairReads {
   person: PersonRecord | null | undefined;
   record: DynamicsRecordView | null | undefined;
+  /** the link's journal: entries still pending and write entries still in doubt (journal.ts) */
   pending: readonly PendingEntry[];
 }
 
@@ -45,7 +58,11 @@ interface Attempt {
   entries: ActivityEntry[];
   final: string[];
   superseded: string[];
+  /** earlier attempts' entries this one found no longer in doubt (stale.ts) */
+  retire: string[];
 }
+
+const newAttempt = (): Attempt => ({ entries: [], final: [], superseded: [], retire: [] });
 
 export class ReplanLimitError extends Error {}
 
@@ -73,22 +90,46 @@ export function createPairSync(options: PairSyncOptions) {
         marketoVersion: person?.updatedAt ?? null,
       },
       entries: attempt.entries,
-      journal: { final: attempt.final, superseded: attempt.superseded },
+      journal: { final: attempt.final, superseded: attempt.superseded, retire: attempt.retire },
     };
   }
 
+  /**
+   * Settles what earlier attempts left PENDING by what the sides hold (a write seen on its side has
+   * landed: final, and no longer in doubt); returns the write entries still in doubt.
+   */
+  async function settleEarlier(journal: readonly PendingEntry[], person: PersonRecord | null, record: DynamicsRecordView | null, mapping: EntityMapping): Promise<PendingEntry[]> {
+    const pending = journal.filter((e) => e.pending);
+    const settled = settlePending(pending, { MARKETO: person?.fields ?? null, DYNAMICS: record?.fields ?? null }, mapping.rules);
+    if (pending.length > 0) await settle(db, { ...settled, retire: settled.final });
+    const landed = new Set(settled.final);
+    return journal.filter((e) => e.plannedRevision !== null && !landed.has(e.id));
+  }
+
+  function staleWritesOf(inDoubt: readonly PendingEntry[], link: Link, person: PersonRecord | null, record: DynamicsRecordView | null, mapping: EntityMapping): StaleWrites {
+    return findStaleWrites({
+      inDoubt,
+      revision: link.revision,
+      snapshot: link.snapshot,
+      holds: { MARKETO: person?.fields ?? null, DYNAMICS: record?.fields ?? null },
+      rules: mapping.rules,
+      nowMs: now().getTime(),
+    });
+  }
+
   /** Applies a merge plan's writes; returns the plan as it turned out and the stored record. */
-  async function apply(link: Link, mapping: EntityMapping, plan: MergePlan, person: PersonRecord, record: DynamicsRecordView, subject: ActivitySubject) {
+  async function apply(link: Link, mapping: EntityMapping, plan: MergePlan, person: PersonRecord, record: DynamicsRecordView, work: PairWork) {
+    const { subject, fence } = work;
     let applied = plan;
     let stored = record;
     if (Object.keys(plan.writes.DYNAMICS).length > 0) {
-      const written = await io.writeDynamics(link.entity, link.dynamicsId, mapping, record, plan.writes.DYNAMICS);
+      const written = await io.writeDynamics(link.entity, link.dynamicsId, mapping, record, plan.writes.DYNAMICS, fence);
       stored = written.record;
       applied = withRefusals(applied, link, 'DYNAMICS', written.rejected, subject);
     }
     let personAfter = person;
     if (Object.keys(applied.writes.MARKETO).length > 0) {
-      const result = await io.writePerson(link.entity, link.marketoId, applied.writes.MARKETO);
+      const result = await io.writePerson(link.entity, link.marketoId, applied.writes.MARKETO, fence);
       if (result.status === 'skipped') {
         const message = result.reasons.map((r) => `${r.code} ${r.message}`).join('; ') || 'skipped';
         applied = withRefusals(applied, link, 'MARKETO', new Map(Object.keys(applied.writes.MARKETO).map((f) => [f, message])), subject);
@@ -99,61 +140,88 @@ export function createPairSync(options: PairSyncOptions) {
     return { applied, stored, person: personAfter };
   }
 
-  /** Syncs one linked pair whose leases are held. */
-  async function syncPair(start: Link, reads: PairReads, subject: ActivitySubject, fromDynamics: boolean): Promise<PairOutcome> {
+  /** A status plan's entries, after setting the person's flag when it asks for one. */
+  async function statusEntries(plan: Extract<SyncPlan, { kind: 'status' }>, fence: WriteFence | undefined): Promise<ActivityEntry[]> {
+    if (!plan.flagPerson) return plan.activities;
+    const { field } = plan.flagPerson;
+    const flagged = await io.setPersonField(plan.flagPerson.id, field, true, fence);
+    const said = flagged.status === 'skipped' ? ` (could not set ${field}: ${flagged.reasons.map((r) => r.message).join('; ')})` : `; ${field} = true`;
+    return plan.activities.map((e) => ({ ...e, message: `${e.message ?? ''}${said}` }));
+  }
+
+  /** Journals a merge plan's entries (write entries with the revision planned from) and applies it; null after a 412. */
+  async function journalAndApply(link: Link, mapping: EntityMapping, plan: MergePlan, person: PersonRecord, record: DynamicsRecordView, work: PairWork, attempt: Attempt) {
+    const entries: JournalEntry[] = plan.activities.map((a) => (WRITE_ENTRY_TYPES.has(a.type) ? { ...a, plannedRevision: link.revision } : a));
+    const journaled = await protocol.journal(entries);
+    try {
+      const outcome = await apply(link, mapping, plan, person, record, work);
+      // Entries journaled as planned are final; if the writes turned out otherwise (a refusal),
+      // the entries describing what happened replace them.
+      if (outcome.applied === plan) attempt.final.push(...journaled);
+      else {
+        attempt.superseded.push(...journaled);
+        attempt.entries.push(...outcome.applied.activities);
+      }
+      return outcome;
+    } catch (error) {
+      if (!(error instanceof ConnectorError && error.kind === 'conflict')) throw error;
+      // 412: someone changed the record since it was read; nothing was written.
+      attempt.superseded.push(...journaled);
+      return null;
+    }
+  }
+
+  /**
+   * Syncs one linked pair whose leases are held. Should the work lose its lease after writes of
+   * it went out but before they were committed, those writes may land over newer values: a re-sync
+   * of the link is queued, so that whoever holds the record next finds them (stale.ts).
+   */
+  async function syncPair(start: Link, reads: PairReads, work: PairWork): Promise<PairOutcome> {
+    const sent = { uncommitted: false };
+    try {
+      return await syncHeldPair(start, reads, work, sent);
+    } catch (error) {
+      if (error instanceof FencedOutError && sent.uncommitted) await options.requestResync?.(start, 'its worker lost the record lease after writing');
+      throw error;
+    }
+  }
+
+  async function syncHeldPair(start: Link, reads: PairReads, work: PairWork, sent: { uncommitted: boolean }): Promise<PairOutcome> {
     let link = start;
     let person = reads.person !== undefined ? reads.person : await io.readPerson(link.entity, link.marketoId);
     let record = reads.record !== undefined ? reads.record : await io.readRecord(link.entity, link.dynamicsId);
     const mapping = await mappings.forEntity(link.entity);
-    if (reads.pending.length > 0) {
-      await settle(db, settlePending(reads.pending, { MARKETO: person?.fields ?? null, DYNAMICS: record?.fields ?? null }, mapping.rules));
-    }
-    let attempt: Attempt = { entries: [], final: [], superseded: [] };
+    let inDoubt = await settleEarlier(reads.pending, person, record, mapping);
+    let attempt = newAttempt();
 
     for (let replans = 0; ; replans++) {
       if (replans > maxReplans) throw new ReplanLimitError(`person ${link.marketoId} changed under the sync ${replans} times in a row; retried later`);
+      const stale = staleWritesOf(inDoubt, link, person, record, mapping);
+      attempt.retire = stale.retire;
       const plan = planSync({
         link,
         person,
         record,
         rules: mapping.rules,
         deletedFlagField: options.deletedFlagField,
-        dynamicsChangedSinceSync: record !== null && person === null ? await dynamicsChangedSinceSync(link, record, fromDynamics) : false,
-        subject,
+        dynamicsChangedSinceSync: record !== null && person === null ? await dynamicsChangedSinceSync(link, record, work.fromDynamics) : false,
+        subject: work.subject,
         now: now().toISOString(),
+        stale: stale.stale,
       });
-      if (plan.kind === 'none') return { status: 'done', linkId: link.id, note: plan.note };
+      if (plan.kind === 'none' && stale.retire.length === 0) return { status: 'done', linkId: link.id, note: plan.note };
       if (plan.kind === 'recreate_person') return { status: 'recreate_person', link, record: record! };
 
-      let next: LinkState;
+      let next: LinkState = stateOf(link);
       if (plan.kind === 'status') {
-        let entries = plan.activities;
-        if (plan.flagPerson) {
-          const { field } = plan.flagPerson;
-          const flagged = await io.setPersonField(plan.flagPerson.id, field, true);
-          const said = flagged.status === 'skipped' ? ` (could not set ${field}: ${flagged.reasons.map((r) => r.message).join('; ')})` : `; ${field} = true`;
-          entries = entries.map((e) => ({ ...e, message: `${e.message ?? ''}${said}` }));
-        }
-        attempt.entries.push(...entries);
-        next = { ...stateOf(link), status: plan.status };
-      } else {
-        const journaled = await protocol.journal(plan.activities);
-        let outcome;
-        try {
-          outcome = await apply(link, mapping, plan, person!, record!, subject);
-        } catch (error) {
-          if (!(error instanceof ConnectorError && error.kind === 'conflict')) throw error;
-          // 412: someone changed the record since it was read; nothing was written. Read again, plan again.
-          attempt.superseded.push(...journaled);
+        attempt.entries.push(...(await statusEntries(plan, work.fence)));
+        next = { ...next, status: plan.status };
+      } else if (plan.kind === 'merge') {
+        const outcome = await journalAndApply(link, mapping, plan, person!, record!, work, attempt);
+        sent.uncommitted ||= outcome !== null;
+        if (!outcome) {
           record = await io.readRecord(link.entity, link.dynamicsId);
           continue;
-        }
-        // Entries journaled as planned are final; if the writes turned out otherwise (a refusal),
-        // the entries describing what happened replace them.
-        if (outcome.applied === plan) attempt.final.push(...journaled);
-        else {
-          attempt.superseded.push(...journaled);
-          attempt.entries.push(...outcome.applied.activities);
         }
         person = outcome.person;
         record = outcome.stored;
@@ -170,13 +238,16 @@ export function createPairSync(options: PairSyncOptions) {
         return { status: 'done', linkId: link.id };
       }
       // The link moved on (another worker committed after this one's lease ran out): what this
-      // attempt wrote happened, so its journal is final; plan again from fresh reads.
+      // attempt wrote happened, but may have landed over newer values, so its entries stay in doubt
+      // (stale.ts); plan again from fresh reads.
       await settle(db, { final: attempt.final, superseded: attempt.superseded });
-      attempt = { entries: [], final: [], superseded: [] };
+      if (work.fence?.signal.aborted) throw new FencedOutError('the record lease was lost before the commit; the link is synced again by whoever holds it');
+      attempt = newAttempt();
       const fresh = await findLink(db.prisma, { marketoId: link.marketoId });
       if (!fresh || fresh.id !== start.id || fresh.dynamicsId !== start.dynamicsId) return { status: 'done', linkId: fresh?.id ?? null, note: 'the link was re-pointed meanwhile' };
       link = fresh;
       [person, record] = await Promise.all([io.readPerson(link.entity, link.marketoId), io.readRecord(link.entity, link.dynamicsId)]);
+      inDoubt = ((await pendingEntries(db, [link.id])).get(link.id) ?? []).filter((e) => e.plannedRevision !== null);
     }
   }
 

@@ -3,6 +3,7 @@ import type { FieldOrigin, Link, LinkStatus } from './links.ts';
 import { merge, type BlockedValue, type FieldOutcome, type FieldRule, type MergeResult, type Side } from './merge.ts';
 import { entityLabel } from './policy.ts';
 import type { DynamicsRecordView, PersonRecord } from './ports.ts';
+import { undoStale, withoutStale, type StaleValue } from './stale.ts';
 import { isEmpty, normalise, sameValue, type CanonicalRecordFields, type CanonicalValue } from './values.ts';
 
 // Step 1 of the write protocol (DESIGN "The write protocol"): a pure function from what the link
@@ -37,6 +38,8 @@ export interface PlanInput {
   subject: ActivitySubject;
   /** ISO time stamped on field origins */
   now: string;
+  /** values late writes of fenced-out attempts put on a side (stale.ts): undone, not carried across */
+  stale?: readonly StaleValue[];
 }
 
 export type SyncPlan =
@@ -115,9 +118,13 @@ export function planSync(input: PlanInput): SyncPlan {
 
 function planMerge(input: PlanInput, person: PersonRecord, record: DynamicsRecordView): MergePlan {
   const { link, subject } = input;
-  const result = merge({ rules: [...input.rules], base: link.snapshot, marketo: person.fields, dynamics: record.fields, blocked: link.blocked });
+  const stale = input.stale ?? [];
+  const seen = withoutStale({ MARKETO: person.fields, DYNAMICS: record.fields }, stale);
+  const merged = merge({ rules: [...input.rules], base: link.snapshot, marketo: seen.MARKETO, dynamics: seen.DYNAMICS, blocked: link.blocked });
+  const undone = undoStale(merged, stale, subject);
+  const result = { ...merged, writes: undone.writes };
   const resumed = link.status === 'FILTERED' ? [activity(subject, 'SYNC_FILTERED', 'new_synctomkto is Yes again: the record syncs again')] : [];
-  return fromMerge(link, result, subject, input.now, resumed);
+  return fromMerge(link, result, subject, input.now, [...resumed, ...undone.entries]);
 }
 
 function fromMerge(link: Link, result: MergeResult, subject: ActivitySubject, now: string, extra: ActivityEntry[]): MergePlan {
@@ -160,7 +167,7 @@ export function withRefusals(plan: MergePlan, link: Link, side: Side, refused: R
     blocked[field] = { side, value: plan.writes[side][field] ?? null, reason: 'validation', message };
     delete writes[side][field];
   }
-  const resumed = plan.activities.filter((a) => a.type === 'SYNC_FILTERED');
+  const resumed = plan.activities.filter((a) => a.type === 'SYNC_FILTERED' || a.type === 'STALE_WRITE_UNDONE');
   return {
     kind: 'merge',
     writes,
@@ -250,6 +257,12 @@ export interface PendingEntry {
   id: string;
   type: ActivityEntry['type'];
   fields: ActivityField[];
+  /** still PENDING (not yet settled by anyone) */
+  pending: boolean;
+  /** the link revision its plan was made from, until its own commit clears it (stale.ts) */
+  plannedRevision: number | null;
+  /** when it was journaled (epoch ms) */
+  at: number;
 }
 
 /**

@@ -14,6 +14,17 @@ export interface FieldBinding {
   valueMap: Record<string, string> | null;
 }
 
+/**
+ * Proof that the work sending a write still holds its records' leases (sync/fence.ts). The
+ * connectors call `verify` right before each vendor call that carries the write, and drop the write
+ * (rejecting it with the error `verify` threw) when it fails or `signal` is aborted; nothing of
+ * it is sent then.
+ */
+export interface WriteFence {
+  signal: AbortSignal;
+  verify(): Promise<void>;
+}
+
 export interface PersonRecord {
   id: number;
   email: string | null;
@@ -49,11 +60,12 @@ export interface MarketoPort {
   updatePersons(
     updates: readonly { id: number; fields: CanonicalRecordFields }[],
     bindings: readonly FieldBinding[],
+    fence?: WriteFence,
   ): Promise<PersonWriteResult[]>;
   /** createOnly by email (never updates someone else's person); results in input order */
-  createPersons(records: readonly CanonicalRecordFields[], bindings: readonly FieldBinding[]): Promise<PersonWriteResult[]>;
+  createPersons(records: readonly CanonicalRecordFields[], bindings: readonly FieldBinding[], fence?: WriteFence): Promise<PersonWriteResult[]>;
   /** sets a Marketo field by its REST name (the "Microsoft is Deleted" flag) */
-  setPersonField(id: number, marketoField: string, value: boolean | string | number | null): Promise<PersonWriteResult>;
+  setPersonField(id: number, marketoField: string, value: boolean | string | number | null, fence?: WriteFence): Promise<PersonWriteResult>;
   fieldAccess(options?: { refresh?: boolean }): Promise<Map<string, MarketoFieldAccess>>;
 }
 
@@ -95,12 +107,14 @@ export interface DynamicsPort {
     fields: CanonicalRecordFields,
     bindings: readonly FieldBinding[],
     etag: string,
+    fence?: WriteFence,
   ): Promise<DynamicsRecordView>;
   create(
     entity: LinkedEntity,
     fields: CanonicalRecordFields,
     bindings: readonly FieldBinding[],
     owner?: DynamicsOwner,
+    fence?: WriteFence,
     /** the client-chosen primary key: a resend with it is refused as a duplicate and read back, never a second record */
     id?: string,
   ): Promise<DynamicsRecordView>;

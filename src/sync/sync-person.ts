@@ -8,7 +8,8 @@ import { findLink, findLinks, type Link } from './links.ts';
 import { lockHolder, lockWithin, personKey, unlock } from './locks.ts';
 import type { MappingService } from './mappings.ts';
 import { entityLabel, type LinkedEntity } from './policy.ts';
-import type { DynamicsPort, MarketoPort } from './ports.ts';
+import type { Fencing } from './fence.ts';
+import type { DynamicsPort, MarketoPort, WriteFence } from './ports.ts';
 import { relink } from './relink.ts';
 import type { CanonicalRecordFields } from './values.ts';
 
@@ -45,6 +46,8 @@ export interface SyncPersonOptions {
   leaseMs: number;
   /** how long a call waits for a concurrent call on the same person */
   lockWaitMs?: number;
+  /** fences the create on the person's lease (sync/fence.ts) */
+  fencing?: Fencing;
 }
 
 export { ownerOf };
@@ -62,9 +65,11 @@ export function createSyncPerson(options: SyncPersonOptions) {
     const holder = lockHolder(options.owner);
     const locked = await lockWithin(db.prisma, [key], holder, { leaseMs: options.leaseMs, waitMs: options.lockWaitMs ?? 10_000 });
     if (!locked) return { status: 'busy', message: `person ${request.marketoId} is being synced by another call` };
+    const fence = options.fencing?.hold(holder, [key]);
     try {
-      return await createOrFind(request);
+      return await createOrFind(request, fence);
     } finally {
+      options.fencing?.release(holder);
       await unlock(db.prisma, [key], holder);
     }
   }
@@ -81,7 +86,7 @@ export function createSyncPerson(options: SyncPersonOptions) {
   };
   return syncPerson;
 
-  async function createOrFind(request: SyncPersonRequest): Promise<SyncPersonResult> {
+  async function createOrFind(request: SyncPersonRequest, fence: WriteFence | undefined): Promise<SyncPersonResult> {
     const existing = await findLink(db.prisma, { marketoId: request.marketoId });
     const subject: ActivitySubject = {
       marketoId: request.marketoId,
@@ -93,7 +98,7 @@ export function createSyncPerson(options: SyncPersonOptions) {
     // A create journaled by an earlier call that did not live to link it (a crash, a lost lease)
     // is finished before anything else: sent again with the same key, never a second record.
     const unfinished = await openIntentToDynamics(db.prisma, request.marketoId);
-    if (unfinished) return finish(unfinished, existing, { ...subject, entity: unfinished.entity });
+    if (unfinished) return finish(unfinished, existing, { ...subject, entity: unfinished.entity }, fence);
     if (existing && existing.status !== 'DELETED_IN_DYNAMICS') {
       return { status: 'existing', entity: existing.entity, dynamicsId: existing.dynamicsId, linkId: existing.id };
     }
@@ -138,11 +143,11 @@ export function createSyncPerson(options: SyncPersonOptions) {
       assignTo: request.assignTo?.trim() || null,
       changeEventId: request.changeEventId ?? null,
     });
-    return finish(intent, existing, subject);
+    return finish(intent, existing, subject, fence);
   }
 
-  async function finish(intent: CreateIntent, existing: Link | null, subject: ActivitySubject): Promise<SyncPersonResult> {
-    const result = await creates.finishToDynamics(intent, existing, subject);
+  async function finish(intent: CreateIntent, existing: Link | null, subject: ActivitySubject, fence: WriteFence | undefined): Promise<SyncPersonResult> {
+    const result = await creates.finishToDynamics(intent, existing, subject, fence);
     switch (result.status) {
       case 'rejected':
         return result;

@@ -10,7 +10,8 @@ import type { EntityMapping, MappingService } from './mappings.ts';
 import type { PairOutcome, PairSync } from './pair.ts';
 import { baseAfterCreate } from './plan.ts';
 import { entityLabel, type LinkedEntity } from './policy.ts';
-import type { DynamicsRecordView } from './ports.ts';
+import type { Fencing } from './fence.ts';
+import type { DynamicsRecordView, WriteFence } from './ports.ts';
 import { relink } from './relink.ts';
 import type { CanonicalRecordFields } from './values.ts';
 
@@ -31,6 +32,14 @@ export interface UnlinkedSyncOptions {
   /** finishes Sync Person's creates whose record turns up here before their link */
   creates: DynamicsCreates;
   leaseMs: number;
+  /** the fence of the work that holds the record (sync/fence.ts), extended to the person's lease */
+  fencing?: Fencing;
+}
+
+/** The work holding the Dynamics record: its lease holder and its write fence. */
+export interface RecordWork {
+  holder: string;
+  fence: WriteFence | undefined;
 }
 
 export function createUnlinkedSync(options: UnlinkedSyncOptions) {
@@ -69,11 +78,11 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
    * (`fresh`: just looked up and not found, so the look-up is not repeated), created (createOnly)
    * only if absent. A refusal settles the intent: there is nothing left to finish.
    */
-  async function personOf(intent: CreateIntent, mapping: EntityMapping, fresh: boolean): Promise<{ status: 'created'; id: number } | { status: 'failed'; message: string }> {
+  async function personOf(intent: CreateIntent, mapping: EntityMapping, fresh: boolean, fence: WriteFence | undefined): Promise<{ status: 'created'; id: number } | { status: 'failed'; message: string }> {
     const lookUp = async () => (intent.email ? await io.findPersonByEmail(intent.entity, intent.email) : null);
     const found = fresh ? null : await lookUp();
     if (found) return { status: 'created', id: found.id };
-    const result = await io.createPerson(intent.sent, mapping);
+    const result = await io.createPerson(intent.sent, mapping, fence);
     if (result.status === 'created' && result.id !== null) return { status: 'created', id: result.id };
     // 1005 "Lead already exists": an earlier try of this create landed without its answer
     const exists = result.reasons.some((r) => r.code === '1005') ? await lookUp() : null;
@@ -88,7 +97,7 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
    * linked meanwhile to another record is not re-pointed (relink.ts): "already linked" is logged.
    */
   async function linkAndSync(
-    holder: string,
+    { holder }: RecordWork,
     target: { marketoId: number; entity: LinkedEntity; record: DynamicsRecordView; snapshot: Link['snapshot']; intentId?: string },
     entries: (link: Link) => ActivityEntry[],
     subject: (link: Link) => ActivitySubject,
@@ -96,30 +105,32 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
     const { marketoId, entity, record } = target;
     const keys = [personKey(marketoId)];
     if (!(await linking.lock(keys, holder))) return { status: 'busy' };
+    const fence = options.fencing?.hold(holder, keys);
     try {
       const previous = await linking.findByPerson(marketoId);
       const origins = Object.fromEntries(Object.keys(target.snapshot).map((f) => [f, { side: 'DYNAMICS' as const, at: new Date().toISOString() }]));
       const linkTarget = { marketoId, entity, dynamicsId: record.id, snapshot: target.snapshot, fieldOrigins: origins, dynamicsEtag: null, dynamicsVersion: null, intentId: target.intentId };
       if (!previous) {
         const link = await linking.create(linkTarget, entries);
-        return done(await pairs.syncPair(link, { person: undefined, record, pending: [] }, subject(link), true));
+        return done(await pairs.syncPair(link, { person: undefined, record, pending: [] }, { subject: subject(link), fromDynamics: true, fence }));
       }
       const linked = await relink(db.prisma, previous, { ...linkTarget, originatingLeadId: record.originatingLeadId }, entries, subject(previous));
       if (linked.status === 'refused') {
         if (target.intentId) await settleIntent(db.prisma, target.intentId, { state: 'FAILED', note: linked.message });
         return { status: 'done', linkId: previous.id, note: 'person already linked' };
       }
-      return done(await pairs.syncPair(linked.link, { person: undefined, record, pending: [] }, subject(linked.link), true));
+      return done(await pairs.syncPair(linked.link, { person: undefined, record, pending: [] }, { subject: subject(linked.link), fromDynamics: true, fence }));
     } finally {
+      options.fencing?.release(holder, keys);
       await linking.unlock(keys, holder);
     }
   }
 
   /** Finishes a journaled create of a person from this record: found by its email, or created; then linked. */
-  async function finishPerson(intent: CreateIntent, record: DynamicsRecordView, holder: string, subjectOf: (link: Link | null) => ActivitySubject, fresh: boolean): Promise<UnlinkedOutcome> {
+  async function finishPerson(intent: CreateIntent, record: DynamicsRecordView, work: RecordWork, subjectOf: (link: Link | null) => ActivitySubject, fresh: boolean): Promise<UnlinkedOutcome> {
     const label = entityLabel(record.entity);
     const mapping = await mappings.forEntity(record.entity);
-    const person = await personOf(intent, mapping, fresh);
+    const person = await personOf(intent, mapping, fresh, work.fence);
     if (person.status !== 'created') {
       await recordActivities(db.prisma, [activity(subjectOf(null), 'SYNC_FAILED', `could not create the person in Marketo: ${person.message}`)]);
       return { status: 'done', linkId: null, note: person.message };
@@ -128,7 +139,7 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
     // the base is what was created, not what the record holds now: an edit made since is one-sided
     const snapshot = baseAfterCreate(mapping.rules, intent.source, intent.sent, null);
     return linkAndSync(
-      holder,
+      work,
       { marketoId, entity: record.entity, record, snapshot, intentId: intent.id },
       (linked) => [
         activity(subjectOf(linked), 'CREATED_IN_MARKETO', `created person ${marketoId} from Dynamics ${label} ${record.id}`),
@@ -142,17 +153,19 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
    * The record is the target of Sync Person's journaled create (its webhook, or the sweep, got
    * here before the link): finish that create under the person's lease, then sync the pair.
    */
-  async function finishSyncPerson(intent: CreateIntent, record: DynamicsRecordView, holder: string, subjectOf: (link: Link | null) => ActivitySubject): Promise<UnlinkedOutcome> {
+  async function finishSyncPerson(intent: CreateIntent, record: DynamicsRecordView, { holder }: RecordWork, subjectOf: (link: Link | null) => ActivitySubject): Promise<UnlinkedOutcome> {
     const keys = [personKey(intent.marketoId!)];
     if (!(await linking.lock(keys, holder))) return { status: 'busy' };
+    const fence = options.fencing?.hold(holder, keys);
     try {
       const existing = await findLink(db.prisma, { marketoId: intent.marketoId! });
       const subject = { ...subjectOf(null), marketoId: intent.marketoId, entity: intent.entity, linkId: existing?.id ?? null };
-      const result = await options.creates.finishToDynamics(intent, existing, subject);
+      const result = await options.creates.finishToDynamics(intent, existing, subject, fence);
       if (result.status === 'rejected') return { status: 'done', linkId: null, note: result.message };
       if (result.status === 'refused') return { status: 'done', linkId: result.link.id, note: 'person already linked' };
-      return done(await pairs.syncPair(result.link, { person: undefined, record: result.record, pending: [] }, subjectOf(result.link), true));
+      return done(await pairs.syncPair(result.link, { person: undefined, record: result.record, pending: [] }, { subject: subjectOf(result.link), fromDynamics: true, fence }));
     } finally {
+      options.fencing?.release(holder, keys);
       await linking.unlock(keys, holder);
     }
   }
@@ -163,9 +176,10 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
   }
 
   /** A lead qualified into this contact: the person's link moves from the lead to the contact. */
-  async function moveQualifiedLead(leadLink: Link, record: DynamicsRecordView, holder: string, subjectOf: (link: Link) => ActivitySubject): Promise<UnlinkedOutcome> {
+  async function moveQualifiedLead(leadLink: Link, record: DynamicsRecordView, { holder }: RecordWork, subjectOf: (link: Link) => ActivitySubject): Promise<UnlinkedOutcome> {
     const keys = [personKey(leadLink.marketoId), recordKey(leadLink.dynamicsId)];
     if (!(await tryLock(db.prisma, keys, holder, options.leaseMs))) return { status: 'busy' };
+    const fence = options.fencing?.hold(holder, keys);
     try {
       const moved = await db.prisma.$transaction(async (tx) => {
         const saved = await updateLink(tx, leadLink.id, { entity: 'CONTACT', dynamicsId: record.id, status: 'ACTIVE', dynamicsEtag: null });
@@ -174,8 +188,9 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
         ]);
         return saved;
       });
-      return done(await pairs.syncPair(moved, { person: undefined, record, pending: [] }, subjectOf(moved), true));
+      return done(await pairs.syncPair(moved, { person: undefined, record, pending: [] }, { subject: subjectOf(moved), fromDynamics: true, fence }));
     } finally {
+      options.fencing?.release(holder, keys);
       await unlock(db.prisma, keys, holder);
     }
   }
@@ -186,7 +201,7 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
       entity: LinkedEntity,
       record: DynamicsRecordView | null,
       created: boolean,
-      holder: string,
+      work: RecordWork,
       subjectOf: (link: Link | null) => ActivitySubject,
     ): Promise<UnlinkedOutcome> {
       const base = subjectOf(null);
@@ -199,8 +214,8 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
       }
       // A create journaled earlier and never linked (a crash after it was sent) comes first.
       const unfinished = await openIntentOfRecord(db.prisma, record.id);
-      if (unfinished?.direction === 'TO_DYNAMICS') return finishSyncPerson(unfinished, record, holder, subjectOf);
-      if (unfinished) return finishPerson(unfinished, record, holder, subjectOf, false);
+      if (unfinished?.direction === 'TO_DYNAMICS') return finishSyncPerson(unfinished, record, work, subjectOf);
+      if (unfinished) return finishPerson(unfinished, record, work, subjectOf, false);
       const note = async (type: 'SYNC_FILTERED' | 'SYNC_FAILED', message: string, why: string, marketoId: number | null = null): Promise<UnlinkedOutcome> => {
         await recordActivities(db.prisma, [activity({ ...base, ...(marketoId !== null ? { marketoId } : {}) }, type, message)]);
         return { status: 'done', linkId: null, note: why };
@@ -211,7 +226,7 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
       }
       if (entity === 'CONTACT' && record.originatingLeadId) {
         const leadLink = await findLink(db.prisma, { dynamicsId: record.originatingLeadId });
-        if (leadLink && leadLink.entity === 'LEAD' && leadLink.status !== 'DELETED_IN_DYNAMICS') return moveQualifiedLead(leadLink, record, holder, subjectOf);
+        if (leadLink && leadLink.entity === 'LEAD' && leadLink.status !== 'DELETED_IN_DYNAMICS') return moveQualifiedLead(leadLink, record, work, subjectOf);
       }
       if (!record.email) {
         if (created) return note('SYNC_FAILED', 'the new Dynamics record has no email: it cannot be matched to or created as a Marketo person', 'no email');
@@ -226,15 +241,15 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
           return { status: 'done', linkId: existing.id, note: 'person already linked' };
         }
         // Never synced: no agreed base, so the merge fills empty sides and applies the entity rule.
-        return linkAndSync(holder, { marketoId: match.id, entity, record, snapshot: {} }, (linked) => [
+        return linkAndSync(work, { marketoId: match.id, entity, record, snapshot: {} }, (linked) => [
           activity(subjectOf(linked), 'LINKED', `matched by email: person ${match.id} <-> ${label} ${record.id}`),
         ], subjectOf);
       }
-      return finishPerson(await journalPerson(record, mapping, base.changeEventId), record, holder, subjectOf, true);
+      return finishPerson(await journalPerson(record, mapping, base.changeEventId), record, work, subjectOf, true);
     },
 
     /** The person was deleted in Marketo and the Dynamics record changed since: create it again (journaled, as any create). */
-    async recreatePerson(link: Link, record: DynamicsRecordView, subject: ActivitySubject): Promise<UnlinkedOutcome> {
+    async recreatePerson(link: Link, record: DynamicsRecordView, subject: ActivitySubject, fence?: WriteFence): Promise<UnlinkedOutcome> {
       const mapping = await mappings.forEntity(link.entity);
       if (!record.email) {
         await recordActivities(db.prisma, [activity(subject, 'SYNC_FAILED', 'could not re-create the person in Marketo: the Dynamics record has no email (emailaddress1)')]);
@@ -242,7 +257,7 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
       }
       const unfinished = await openIntentOfRecord(db.prisma, record.id);
       const intent = unfinished?.direction === 'TO_MARKETO' ? unfinished : await journalPerson(record, mapping, subject.changeEventId);
-      const created = await personOf(intent, mapping, false);
+      const created = await personOf(intent, mapping, false, fence);
       if (created.status !== 'created') {
         await recordActivities(db.prisma, [activity(subject, 'SYNC_FAILED', `could not re-create the person in Marketo: ${created.message}`)]);
         return { status: 'done', linkId: link.id };
@@ -260,7 +275,7 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
         await settleCreate(tx, { intentId: intent.id, marketoId: created.id });
         return saved;
       });
-      return done(await pairs.syncPair(moved, { person: undefined, record, pending: [] }, { ...subject, marketoId: created.id }, true));
+      return done(await pairs.syncPair(moved, { person: undefined, record, pending: [] }, { subject: { ...subject, marketoId: created.id }, fromDynamics: true, fence }));
     },
   };
 }

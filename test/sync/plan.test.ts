@@ -206,6 +206,9 @@ describe('settling what an earlier attempt journaled', () => {
     id,
     type,
     fields: [{ field: 'title', side: 'DYNAMICS' as const, oldValue: 'old', newValue }],
+    pending: true,
+    plannedRevision: 1,
+    at: 0,
   });
   const cases = [
     { name: 'a write the side now holds is final (the collision loser stays on record)', entry: entry('1', 'COLLISION_RESOLVED', 'won'), holds: 'won', final: ['1'] },

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { testEngines } from '../support/database.ts';
+import { interceptor, until } from '../support/intercept.ts';
 import { bootService, type TestService } from '../support/service.ts';
 
 // The engine's write protocol (issue 12) under the races that broke it, reproduced at the HTTP
@@ -9,40 +10,6 @@ import { bootService, type TestService } from '../support/service.ts';
 
 let n = 0;
 const unique = (name: string) => `${name}.${Date.now().toString(36)}${++n}@example.com`;
-
-type HookPlan = { body?: string; after?: (response: Response) => Promise<void>; fail?: Error } | undefined;
-type Hook = (url: string, init: RequestInit | undefined, body: string) => HookPlan | Promise<HookPlan>;
-
-/** One interceptor per vendor whose behaviour each test sets (and clears after itself). */
-function interceptor() {
-  let hook: Hook | undefined;
-  return {
-    set(next: Hook | undefined) {
-      hook = next;
-    },
-    wrap(next: typeof fetch): typeof fetch {
-      return async (input, init) => {
-        const url = typeof input === 'string' ? input : input instanceof URL ? input.toString() : input.url;
-        const body = typeof init?.body === 'string' ? init.body : '';
-        const plan = hook ? await hook(url, init, body) : undefined;
-        if (plan?.fail) throw plan.fail;
-        const response = await next(input, plan?.body !== undefined ? { ...init, body: plan.body } : init);
-        if (plan?.after) await plan.after(response.clone());
-        return response;
-      };
-    },
-  };
-}
-
-async function until<T>(what: string, check: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe.each(testEngines())('the write protocol on %s', (engine) => {
   let t: TestService;

@@ -10,6 +10,7 @@ import {
   DataverseTransientError,
   dataverseErrorFromResponse,
 } from './dataverse.errors.ts';
+import type { WriteFence } from '../../sync/ports.ts';
 import { createRideAlong } from '../ride-along.ts';
 import type { SharedBudget } from '../shared-budget.ts';
 import { createBatchSizer, decodeBatch, encodeBatch, type BatchOperation, type BatchOperationAnswer } from './dataverse.batch.ts';
@@ -154,13 +155,13 @@ export type DataverseClient = {
   createRecord(
     entity: DataverseEntity,
     values: Record<string, DataverseValue>,
-    options?: { owner?: DataverseOwner; columns?: readonly string[] },
+    options?: { owner?: DataverseOwner; columns?: readonly string[]; fence?: WriteFence | undefined },
   ): Promise<DataverseRecord>;
   updateRecord(
     entity: DataverseEntity,
     id: string,
     values: Record<string, DataverseValue>,
-    options?: { etag?: string; columns?: readonly string[] },
+    options?: { etag?: string; columns?: readonly string[]; fence?: WriteFence | undefined },
   ): Promise<DataverseRecord>;
   deleteRecord(entity: DataverseEntity, id: string, options?: { etag?: string }): Promise<void>;
   assignOwner(entity: DataverseEntity, id: string, owner: DataverseOwner): Promise<void>;
@@ -198,7 +199,15 @@ type CallOptions = {
 };
 
 /** A call whose request is built when the budget admits it (see ride-along.ts); retries resend it. */
-type DeferredCall = { endpoint: string; build: () => CallOptions };
+/**
+ * A call built when the budget admits it; with `everyAttempt`, built again before each resend (a
+ * $batch of fenced writes: an operation whose work lost its lease leaves it). `build` answering
+ * null means nothing is left to send.
+ */
+type DeferredCall = { endpoint: string; build: () => CallOptions | null | Promise<CallOptions | null>; everyAttempt?: boolean };
+
+/** A deferred call that had nothing left to send when admitted: every operation's fence had failed. */
+class NothingToSend extends Error {}
 
 type RawResponse = { status: number; headers: Headers; json: unknown; text?: string; elapsedMs?: number };
 
@@ -339,7 +348,13 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
   /** One request, admitted by the budget; its time and the server's headers feed the budget back. */
   function paced(spec: CallOptions | DeferredCall, bound: { call?: CallOptions }): Promise<{ raw: RawResponse; token: string }> {
     return pacer.schedule(async () => {
-      const request = (bound.call ??= 'build' in spec ? spec.build() : spec);
+      if (!('build' in spec)) bound.call = spec;
+      else if (!bound.call || spec.everyAttempt) {
+        const built = await spec.build();
+        if (!built) throw new NothingToSend();
+        bound.call = built;
+      }
+      const request = bound.call;
       const token = await getToken();
       count(request.endpoint, 'calls');
       const started = now();
@@ -538,24 +553,36 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
   // a timeout or 5xx is sent again as it was: an update that had run then answers 412 (its If-Match
   // is stale: the caller re-reads), a create answers duplicate key (its id is ours: read back below).
   // A 429 for a batch means nothing ran.
-  async function sendBatch(bind: () => BatchOperation[]): Promise<BatchOperationAnswer[]> {
+  async function sendBatch(bind: () => BatchOperation[], admit: () => Promise<BatchOperation[]>): Promise<BatchOperationAnswer[]> {
     let operations: BatchOperation[] = [];
-    const raw = await call({
-      endpoint: 'POST $batch',
-      build: () => {
-        operations = bind();
-        const { contentType, body } = encodeBatch(new URL(apiUrl).pathname, operations);
-        batches += 1;
-        batchOperations += operations.length;
-        return {
-          method: 'POST',
-          url: '$batch',
-          endpoint: 'POST $batch',
-          body,
-          headers: { 'Content-Type': contentType, Prefer: 'odata.continue-on-error' },
-        };
-      },
-    });
+    let bound = false;
+    let raw: RawResponse;
+    try {
+      raw = await call({
+        endpoint: 'POST $batch',
+        // built again before each resend: an operation whose work lost its lease meanwhile leaves it
+        everyAttempt: true,
+        build: async () => {
+          if (!bound) bind();
+          bound = true;
+          operations = await admit();
+          if (operations.length === 0) return null;
+          const { contentType, body } = encodeBatch(new URL(apiUrl).pathname, operations);
+          batches += 1;
+          batchOperations += operations.length;
+          return {
+            method: 'POST',
+            url: '$batch',
+            endpoint: 'POST $batch',
+            body,
+            headers: { 'Content-Type': contentType, Prefer: 'odata.continue-on-error' },
+          };
+        },
+      });
+    } catch (error) {
+      if (error instanceof NothingToSend) return [];
+      throw error;
+    }
     if (raw.text === undefined || raw.status !== 200) {
       // continue-on-error ignored: the answer holds one failure and says nothing of the others
       throw new DataverseTransientError(`$batch answered HTTP ${raw.status} without an answer per operation`, { endpoint: 'POST $batch', httpStatus: raw.status });
@@ -591,9 +618,9 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
   const writes = createRideAlong<BatchOperation, BatchOperationAnswer[]>({
     maxItems: 1000,
     capacity: (_key, waiting) => writeCapacity(waiting),
-    send(_key, bind) {
-      if (sizeMeasured) return sizeMeasured.then(() => sendBatch(bind));
-      const first = sendBatch(bind);
+    send(_key, bind, admit) {
+      if (sizeMeasured) return sizeMeasured.then(() => sendBatch(bind, admit));
+      const first = sendBatch(bind, admit);
       sizeMeasured = first.then(
         () => undefined,
         () => undefined,
@@ -603,9 +630,9 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
   });
 
   /** One write in the next $batch: its own answer, or its own typed error. */
-  async function write(operation: BatchOperation, endpoint: string): Promise<BatchOperationAnswer> {
+  async function write(operation: BatchOperation, endpoint: string, fence?: WriteFence): Promise<BatchOperationAnswer> {
     wrote(1);
-    const { result, offset } = await writes.ride('writes', [operation]);
+    const { result, offset } = await writes.ride('writes', [operation], undefined, fence);
     const answer = result[offset]!;
     if (answer.status < 400) return answer;
     const body = errorBodySchema.safeParse(answer.json);
@@ -746,7 +773,7 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
       const endpoint = `POST ${set}`;
       const select = selectList(entity, createOptions.columns ?? Object.keys(values).filter((c) => !c.includes('@')));
       try {
-        const answer = await write({ method: 'POST', url: `${set}?$select=${select}`, body, headers: { Prefer: 'return=representation' } }, endpoint);
+        const answer = await write({ method: 'POST', url: `${set}?$select=${select}`, body, headers: { Prefer: 'return=representation' } }, endpoint, createOptions.fence);
         return toRecord(entity, parse(rowSchema, { status: answer.status, headers: new Headers(), json: answer.json }, endpoint), endpoint);
       } catch (error) {
         // the first attempt may have committed before a 5xx/timeout reached us
@@ -774,6 +801,7 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
           headers: { Prefer: 'return=representation', 'If-Match': updateOptions.etag ?? '*' },
         },
         endpoint,
+        updateOptions.fence,
       );
       return toRecord(entity, parse(rowSchema, { status: answer.status, headers: new Headers(), json: answer.json }, endpoint), endpoint);
     },

@@ -121,19 +121,21 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
       const records = await client.findByEmail(entityName(entity), email, await columnsFor(entity, bindings));
       return records.map((r) => toView(entity, r, bindings));
     },
-    async update(entity, id, fields, bindings, etag) {
+    async update(entity, id, fields, bindings, etag, fence) {
       const record = await client.updateRecord(entityName(entity), id, toDataverse(fields, bindings), {
         etag,
         columns: await columnsFor(entity, bindings),
+        fence,
       });
       return toView(entity, record, bindings);
     },
-    async create(entity, fields, bindings, owner, id) {
+    async create(entity, fields, bindings, owner, fence, id) {
       // a journaled key (create-intents.ts): a resend of the same create answers "exists", never a second record
       const values = id ? { ...toDataverse(fields, bindings), [dataverseEntitySets[entityName(entity)].key]: id } : toDataverse(fields, bindings);
       const record = await client.createRecord(entityName(entity), values, {
         columns: await columnsFor(entity, bindings),
         ...(owner ? { owner } : {}),
+        fence,
       });
       return toView(entity, record, bindings);
     },

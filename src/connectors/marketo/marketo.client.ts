@@ -2,6 +2,7 @@ import Bottleneck from 'bottleneck';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { MarketoApiError } from './marketo.errors.ts';
+import type { WriteFence } from '../../sync/ports.ts';
 import { createRideAlong, type FillPolicy } from '../ride-along.ts';
 import { reserveShared, type SharedBudget } from '../shared-budget.ts';
 import {
@@ -136,12 +137,19 @@ type CallSpec = {
   body?: unknown;
   /** records sent (writes); records received are counted from the response */
   recordsSent?: number;
-  /** false: a timeout may have applied the write, so it is not replayed blindly */
+  /** false: a timeout or a 5xx may have applied the write, so it is not replayed blindly */
   idempotent?: boolean;
 };
 
-/** A call whose request is built when the limiter admits it (see ride-along.ts). */
-type DeferredCallSpec = Pick<CallSpec, 'endpoint' | 'method'> & { build: () => CallSpec };
+/**
+ * A call whose request is built when the limiter admits it (see ride-along.ts). With `everyAttempt`
+ * it is built again before each resend (fenced writes: a record whose fence no longer holds leaves
+ * the call); `build` answering null means nothing is left to send.
+ */
+type DeferredCallSpec = Pick<CallSpec, 'endpoint' | 'method'> & { build: () => CallSpec | null | Promise<CallSpec | null>; everyAttempt?: boolean };
+
+/** A deferred call that had nothing left to send when admitted: every record's fence had failed. */
+class NothingToSend extends Error {}
 
 // Reads queue behind writes: a write finishes a change whose read was already spent, a read
 // starts a new one.
@@ -234,7 +242,6 @@ export function createMarketoClient(options: MarketoClientOptions) {
   let quotaBlockedUntil = 0;
   let quotaDay = -1;
   let dailyCalls = 0;
-  const ambiguous = new WeakSet<Error>();
   const totals: MarketoClientStats = { calls: 0, records: 0, errors: {}, retries: 0, tokenRequests: 0, dailyCalls: 0, byEndpoint: {} };
 
   function endpointStats(endpoint: string): MarketoEndpointStats {
@@ -350,7 +357,6 @@ export function createMarketoClient(options: MarketoClientOptions) {
       const timedOut = cause instanceof Error && (cause.name === 'TimeoutError' || cause.name === 'AbortError');
       recordError(spec.endpoint, timedOut ? 'timeout' : 'network');
       const error = new MarketoApiError('transient', { message: timedOut ? `no response within ${timeoutMs} ms` : 'network error', endpoint: spec.endpoint, cause });
-      ambiguous.add(error);
       throw error;
     }
 
@@ -393,20 +399,26 @@ export function createMarketoClient(options: MarketoClientOptions) {
     return Math.max(jittered, hintMs ?? 0);
   }
 
-  function admitted(method: CallSpec['method'], request: () => CallSpec, timeoutMs: number): Promise<MarketoEnvelope> {
+  function admitted(method: CallSpec['method'], request: () => Promise<CallSpec>, timeoutMs: number): Promise<MarketoEnvelope> {
     const read = method === 'GET';
     const weight = read ? readWeight : 1;
     return limiter.schedule({ priority: read ? READ_PRIORITY : WRITE_PRIORITY, weight }, async () => {
       if (weight > 1) void limiter.incrementReservoir(weight - 1);
       await reserveShared(options.sharedBudget, now, sleep, (error) => logger?.warn({ err: error }, 'shared Marketo budget unavailable; calling on the local limiter alone'));
-      return attempt(request(), timeoutMs);
+      return attempt(await request(), timeoutMs);
     });
   }
 
   async function call(spec: CallSpec | DeferredCallSpec): Promise<MarketoEnvelope> {
-    // a deferred request is built at its first admission; retries resend that same request
+    // a deferred request is built at its first admission; retries resend that same request, unless
+    // it is to be built anew before each attempt (fenced writes)
     let bound: CallSpec | undefined = 'build' in spec ? undefined : spec;
-    const request = () => (bound ??= (spec as DeferredCallSpec).build());
+    const request = async (): Promise<CallSpec> => {
+      if (bound && !('build' in spec && spec.everyAttempt)) return bound;
+      const built = await (spec as DeferredCallSpec).build();
+      if (!built) throw new NothingToSend();
+      return (bound = built);
+    };
     const timeoutMs = options.timeoutMs ?? endpointTimeoutMs[spec.endpoint] ?? 30_000;
     let transientRetries = 0;
     let rateLimitRetries = 0;
@@ -445,7 +457,11 @@ export function createMarketoClient(options: MarketoClientOptions) {
           await sleep(delay);
           continue;
         }
-        const replayable = bound?.idempotent !== false || !ambiguous.has(error);
+        // A write whose first try may have landed (a timeout, a dropped connection, a 5xx, or a 604,
+        // 611 or 713 that Marketo gives for work it may have done) is not sent again: the caller
+        // re-reads and plans again, so an edit made since that try is merged, not overwritten.
+        // Rate limits and token errors are refused before Marketo applies anything (above).
+        const replayable = bound?.idempotent !== false;
         if (error.kind === 'transient' && replayable && transientRetries < retry.transientRetries) {
           const delay = backoff(retry.baseDelayMs, transientRetries++, error.retryAfterMs);
           totals.retries++;
@@ -572,25 +588,39 @@ export function createMarketoClient(options: MarketoClientOptions) {
       (key): number => (isCreate(key) ? emailReads.carrying(undefined, 2 * (fillOptions?.maxHoldMs ?? 0)) : idReads.carrying()),
       (key) => (isCreate(key) ? 2 : 1),
     ),
-    async send(key, bind) {
+    async send(key, bind, admit) {
       const { action, lookupField, partitionName } = JSON.parse(key) as SyncBatchKey;
       let input: Record<string, unknown>[] = [];
-      const envelope = await call({
-        endpoint: 'leads.sync',
-        method: 'POST',
-        build: () => {
-          input = bind();
-          return {
-            endpoint: 'leads.sync',
-            method: 'POST',
-            path: '/rest/v1/leads.json',
-            body: { action, lookupField, ...(partitionName === undefined ? {} : { partitionName }), input },
-            recordsSent: input.length,
-            // a timed-out createOnly may have created the lead; replaying would report 1005 for our own write
-            idempotent: action !== 'createOnly',
-          };
-        },
-      });
+      let bound = false;
+      let envelope: MarketoEnvelope;
+      try {
+        envelope = await call({
+          endpoint: 'leads.sync',
+          method: 'POST',
+          // built again before each resend: a record whose work lost its lease meanwhile leaves the call
+          everyAttempt: true,
+          build: async () => {
+            if (!bound) bind();
+            bound = true;
+            input = await admit();
+            if (input.length === 0) return null;
+            return {
+              endpoint: 'leads.sync',
+              method: 'POST',
+              path: '/rest/v1/leads.json',
+              body: { action, lookupField, ...(partitionName === undefined ? {} : { partitionName }), input },
+              recordsSent: input.length,
+              // Marketo has no conditional write: a try that may have landed is never sent again
+              // blindly (a createOnly would report 1005 for our own lead, an update could overwrite
+              // an edit made since)
+              idempotent: false,
+            };
+          },
+        });
+      } catch (error) {
+        if (error instanceof NothingToSend) return [];
+        throw error;
+      }
       const results = parseResult(syncResultSchema, envelope, 'leads.sync');
       if (results.length !== input.length) {
         throw new MarketoApiError('permanent', { message: `sent ${input.length} records, got ${results.length} results`, endpoint: 'leads.sync', httpStatus: 200 });
@@ -604,12 +634,14 @@ export function createMarketoClient(options: MarketoClientOptions) {
     lookupField: 'id' | 'email';
     input: readonly Record<string, unknown>[];
     partitionName?: string;
+    /** the work's proof that it still holds its records' leases, checked right before each send */
+    fence?: WriteFence | undefined;
   }): Promise<MarketoSyncResult[]> {
     const key: SyncBatchKey = { action: params.action, lookupField: params.lookupField, ...(params.partitionName === undefined ? {} : { partitionName: params.partitionName }) };
     const results: MarketoSyncResult[] = [];
     // one chunk after the other, as Marketo would apply a single list: a later record wins
     for (const part of chunk(params.input, MAX_BATCH)) {
-      const { result, offset } = await syncBatches.ride(JSON.stringify(key), part);
+      const { result, offset } = await syncBatches.ride(JSON.stringify(key), part, undefined, params.fence);
       results.push(...result.slice(offset, offset + part.length));
     }
     return results;

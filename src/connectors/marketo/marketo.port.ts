@@ -49,22 +49,23 @@ export function createMarketoPort(client: MarketoClient): MarketoPort {
       }
       return found;
     },
-    async updatePersons(updates, bindings) {
+    async updatePersons(updates, bindings, fence) {
       if (updates.length === 0) return [];
       const results = await client.syncLeads({
         action: 'updateOnly',
         lookupField: 'id',
         input: updates.map((u) => ({ id: u.id, ...toMarketo(u.fields, bindings) })),
+        fence,
       });
       return results.map(toResult);
     },
-    async createPersons(records, bindings) {
+    async createPersons(records, bindings, fence) {
       if (records.length === 0) return [];
-      const results = await client.syncLeads({ action: 'createOnly', lookupField: 'email', input: records.map((r) => toMarketo(r, bindings)) });
+      const results = await client.syncLeads({ action: 'createOnly', lookupField: 'email', input: records.map((r) => toMarketo(r, bindings)), fence });
       return results.map(toResult);
     },
-    async setPersonField(id, marketoField, value) {
-      const [result] = await client.syncLeads({ action: 'updateOnly', lookupField: 'id', input: [{ id, [marketoField]: value }] });
+    async setPersonField(id, marketoField, value, fence) {
+      const [result] = await client.syncLeads({ action: 'updateOnly', lookupField: 'id', input: [{ id, [marketoField]: value }], fence });
       return result ? toResult(result) : { status: 'skipped', id, reasons: [{ code: 'none', message: 'Marketo returned no result' }] };
     },
     async fieldAccess(options = {}) {

@@ -1,0 +1,95 @@
+import { activity, type ActivityEntry, type ActivitySubject } from './activities.ts';
+import { otherSide, type FieldRule, type MergeResult, type Side } from './merge.ts';
+import type { PendingEntry } from './plan.ts';
+import { normalise, sameValue, type CanonicalRecordFields, type CanonicalValue } from './values.ts';
+
+// The journal's half of fenced writes (DESIGN "Production is several replicas"). Marketo has no
+// conditional write, so a write that passed its fence can still land after its worker lost the
+// lease (a pause between the fence and the wire, a slow call) and after another worker committed
+// newer values. Such a write is recognisable: its journal entry was planned from an older link
+// revision and never committed by its own worker, and the side now holds exactly the value it
+// wrote, which is neither the value both sides last agreed on nor what the other side holds (two
+// sides that hold the same value agree, whoever wrote it). The plan then treats that side as
+// still holding the agreed value (so a real edit on the other side still wins), writes the agreed
+// value back, and records what happened. Pure: the executor (pair.ts) loads and retires entries.
+
+/** How long after it was journaled a write of a worker that lost its lease may still land. */
+export const STALE_WRITE_WINDOW_MS = 15 * 60_000;
+
+/** Entry types that describe a write to one side, whose fields carry the side and the value written. */
+export const WRITE_ENTRY_TYPES: ReadonlySet<ActivityEntry['type']> = new Set(['UPDATED_IN_MARKETO', 'UPDATED_IN_DYNAMICS', 'STALE_WRITE_UNDONE']);
+
+/** A value a late write of another attempt put on a side, and the agreed value to put back. */
+export interface StaleValue {
+  side: Side;
+  field: string;
+  stale: CanonicalValue;
+  restore: CanonicalValue;
+}
+
+export interface StaleWrites {
+  stale: StaleValue[];
+  /** entries no longer in doubt: their write came back and is undone, or their window has passed */
+  retire: string[];
+}
+
+/**
+ * The late writes among `inDoubt` (journaled write entries whose own commit never happened), given
+ * the link's revision and agreed values and what both sides hold now.
+ */
+export function findStaleWrites(input: {
+  inDoubt: readonly PendingEntry[];
+  revision: number;
+  snapshot: Record<string, CanonicalValue>;
+  holds: Record<Side, CanonicalRecordFields | null>;
+  rules: readonly FieldRule[];
+  nowMs: number;
+  windowMs?: number;
+}): StaleWrites {
+  const windowMs = input.windowMs ?? STALE_WRITE_WINDOW_MS;
+  const stale = new Map<string, StaleValue>();
+  const retire: string[] = [];
+  for (const entry of input.inDoubt) {
+    // planned from the revision the link is still at: the pending-entry settlement's case, not this one
+    if (entry.plannedRevision === null || entry.plannedRevision >= input.revision || !WRITE_ENTRY_TYPES.has(entry.type)) continue;
+    let cameBack = false;
+    for (const f of entry.fields) {
+      const rule = input.rules.find((r) => r.field === f.field);
+      const holds = input.holds[f.side];
+      const other = input.holds[otherSide(f.side)];
+      if (!rule || !holds || !other || !(f.field in input.snapshot)) continue;
+      const agreed = normalise(input.snapshot[f.field], rule.type);
+      const now = normalise(holds[f.field], rule.type);
+      const lateWrite = sameValue(now, f.newValue, rule.type) && !sameValue(now, agreed, rule.type);
+      if (lateWrite && !sameValue(now, other[f.field], rule.type)) {
+        stale.set(`${f.side}:${f.field}`, { side: f.side, field: f.field, stale: now, restore: agreed });
+        cameBack = true;
+      }
+    }
+    if (cameBack || input.nowMs - entry.at > windowMs) retire.push(entry.id);
+  }
+  return { stale: [...stale.values()], retire };
+}
+
+/** Both sides' values as the merge should see them: a stale value reads as the agreed one. */
+export function withoutStale(holds: Record<Side, CanonicalRecordFields>, stale: readonly StaleValue[]): Record<Side, CanonicalRecordFields> {
+  const seen = { MARKETO: { ...holds.MARKETO }, DYNAMICS: { ...holds.DYNAMICS } };
+  for (const s of stale) seen[s.side][s.field] = s.restore;
+  return seen;
+}
+
+/**
+ * The merge's writes once stale values are undone: a field the merge found in sync (the other side
+ * kept the agreed value) gets the agreed value written back to the stale side; a field the other side
+ * changed is already written there by the merge. One entry records every value undone.
+ */
+export function undoStale(result: MergeResult, stale: readonly StaleValue[], subject: ActivitySubject): { writes: MergeResult['writes']; entries: ActivityEntry[] } {
+  if (stale.length === 0) return { writes: result.writes, entries: [] };
+  const writes = { MARKETO: { ...result.writes.MARKETO }, DYNAMICS: { ...result.writes.DYNAMICS } };
+  const fields = stale.map((s) => {
+    if (!(s.field in writes[s.side]) && result.outcomes.some((o) => o.field === s.field && o.kind === 'in_sync')) writes[s.side][s.field] = s.restore;
+    return { field: s.field, side: s.side, oldValue: s.stale, newValue: s.field in writes[s.side] ? (writes[s.side][s.field] ?? null) : s.restore, baseValue: s.restore };
+  });
+  const message = `a write sent by a worker that had lost its record lease landed over newer values (${stale.map((s) => s.field).join(', ')}); the agreed values are put back`;
+  return { writes, entries: [activity(subject, 'STALE_WRITE_UNDONE', message, fields)] };
+}

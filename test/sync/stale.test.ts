@@ -1,0 +1,174 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { Link } from '../../src/sync/links.ts';
+import type { FieldRule, Side } from '../../src/sync/merge.ts';
+import { planSync, type MergePlan, type PendingEntry } from '../../src/sync/plan.ts';
+import { collisionWinner, type LinkedEntity } from '../../src/sync/policy.ts';
+import { findStaleWrites, STALE_WRITE_WINDOW_MS } from '../../src/sync/stale.ts';
+import type { CanonicalRecordFields } from '../../src/sync/values.ts';
+
+// A write a fenced-out worker sent can land after newer values were agreed (Marketo has no
+// conditional write). The journal recognises it and the plan puts the agreed value back, while a
+// real edit on the other side still wins and a value both sides hold is never "undone".
+
+const rule = (field: string, entity: LinkedEntity = 'LEAD'): FieldRule => ({
+  field,
+  type: 'string',
+  direction: 'BOTH',
+  ...collisionWinner(entity, null),
+  writable: { MARKETO: true, DYNAMICS: true },
+});
+const rules = [rule('title'), rule('city')];
+const subject = { marketoId: 7, entity: 'LEAD' as const, dynamicsId: 'd1', linkId: 'l1', changeEventId: null };
+const NOW = 1_000_000_000;
+
+const link = (snapshot: Record<string, string | null>, revision = 5): Link => ({
+  id: 'l1',
+  marketoId: 7,
+  entity: 'LEAD',
+  dynamicsId: 'd1',
+  status: 'ACTIVE',
+  snapshot,
+  fieldOrigins: {},
+  blocked: {},
+  dynamicsEtag: null,
+  revision,
+  lastSyncedAt: null,
+});
+
+const entry = (over: Partial<PendingEntry> & { side?: Side; field?: string; value?: string } = {}): PendingEntry => ({
+  id: over.id ?? '1',
+  type: over.type ?? ((over.side ?? 'MARKETO') === 'MARKETO' ? 'UPDATED_IN_MARKETO' : 'UPDATED_IN_DYNAMICS'),
+  fields: [{ field: over.field ?? 'title', side: over.side ?? 'MARKETO', oldValue: 'D0', newValue: over.value ?? 'D1' }],
+  pending: over.pending ?? false,
+  plannedRevision: over.plannedRevision === undefined ? 3 : over.plannedRevision,
+  at: over.at ?? NOW - 1_000,
+});
+
+const find = (e: PendingEntry, snapshot: Record<string, string | null>, marketo: CanonicalRecordFields, dynamics: CanonicalRecordFields, revision = 5) =>
+  findStaleWrites({ inDoubt: [e], revision, snapshot, holds: { MARKETO: marketo, DYNAMICS: dynamics }, rules, nowMs: NOW });
+
+describe('recognising a late write of a fenced-out worker', () => {
+  const cases = [
+    {
+      name: 'the side holds what an older plan wrote, neither the agreed value nor the other side: stale',
+      entry: entry(),
+      holds: { MARKETO: { title: 'D1' }, DYNAMICS: { title: 'M2' } },
+      stale: [{ side: 'MARKETO', field: 'title', stale: 'D1', restore: 'M2' }],
+      retire: ['1'],
+    },
+    {
+      name: 'both sides hold the written value: they agree, nothing is undone',
+      entry: entry(),
+      holds: { MARKETO: { title: 'D1' }, DYNAMICS: { title: 'D1' } },
+      stale: [],
+      retire: [],
+    },
+    {
+      name: 'the side holds the agreed value: the write has not landed (yet); kept in doubt',
+      entry: entry(),
+      holds: { MARKETO: { title: 'M2' }, DYNAMICS: { title: 'M2' } },
+      stale: [],
+      retire: [],
+    },
+    {
+      name: 'a write planned from the revision the link is still at is the pending settlement’s case',
+      entry: entry({ plannedRevision: 5 }),
+      holds: { MARKETO: { title: 'D1' }, DYNAMICS: { title: 'M2' } },
+      stale: [],
+      retire: [],
+    },
+    {
+      name: 'an entry whose window has passed without landing is retired',
+      entry: entry({ at: NOW - STALE_WRITE_WINDOW_MS - 1 }),
+      holds: { MARKETO: { title: 'M2' }, DYNAMICS: { title: 'M2' } },
+      stale: [],
+      retire: ['1'],
+    },
+    {
+      name: 'a Dynamics write is judged the same way',
+      entry: entry({ side: 'DYNAMICS' }),
+      holds: { MARKETO: { title: 'M2' }, DYNAMICS: { title: 'D1' } },
+      stale: [{ side: 'DYNAMICS', field: 'title', stale: 'D1', restore: 'M2' }],
+      retire: ['1'],
+    },
+    {
+      name: 'an entry that describes no write is never stale',
+      entry: entry({ type: 'COLLISION_RESOLVED' }),
+      holds: { MARKETO: { title: 'D1' }, DYNAMICS: { title: 'M2' } },
+      stale: [],
+      retire: [],
+    },
+  ] as const;
+  it.each(cases)('$name', (c) => {
+    const found = find(c.entry, { title: 'M2' }, c.holds.MARKETO, c.holds.DYNAMICS);
+    expect(found.stale).toEqual(c.stale);
+    expect(found.retire).toEqual(c.retire);
+  });
+});
+
+describe('planning with a late write undone', () => {
+  const plan = (marketo: CanonicalRecordFields, dynamics: CanonicalRecordFields) => {
+    const l = link({ title: 'M2', city: 'Oslo' });
+    const { stale } = find(entry(), l.snapshot as Record<string, string>, marketo, dynamics);
+    return planSync({
+      link: l,
+      person: { id: 7, email: 'a@example.com', fields: marketo, updatedAt: null },
+      record: { entity: 'LEAD', id: 'd1', email: 'a@example.com', fields: dynamics, etag: 'W/"1"', version: '1', modifiedOn: '2026-01-01T00:00:00Z', modifiedBy: null, syncFilter: null, originatingLeadId: null },
+      rules,
+      deletedFlagField: null,
+      dynamicsChangedSinceSync: false,
+      subject,
+      now: '2026-12-05T10:00:00.000Z',
+      stale,
+    }) as MergePlan;
+  };
+
+  it('puts the agreed value back on the side the late write reached, and records it', () => {
+    const p = plan({ title: 'D1', city: 'Oslo' }, { title: 'M2', city: 'Oslo' });
+    expect(p.writes).toEqual({ MARKETO: { title: 'M2' }, DYNAMICS: {} });
+    expect(p.next.snapshot).toMatchObject({ title: 'M2' });
+    const undone = p.activities.filter((a) => a.type === 'STALE_WRITE_UNDONE');
+    expect(undone).toHaveLength(1);
+    expect(undone[0]!.fields).toEqual([{ field: 'title', side: 'MARKETO', oldValue: 'D1', newValue: 'M2', baseValue: 'M2' }]);
+    // the late value is not carried to the other side as a change made in Marketo
+    expect(p.activities.some((a) => a.type === 'UPDATED_IN_DYNAMICS')).toBe(false);
+  });
+
+  it('a real edit on the other side since the agreement still wins over the late value', () => {
+    const p = plan({ title: 'D1', city: 'Oslo' }, { title: 'D3', city: 'Oslo' });
+    expect(p.writes).toEqual({ MARKETO: { title: 'D3' }, DYNAMICS: {} });
+    expect(p.next.snapshot).toMatchObject({ title: 'D3' });
+    expect(p.activities.map((a) => a.type)).toEqual(['STALE_WRITE_UNDONE', 'UPDATED_IN_MARKETO']);
+  });
+
+  it('for any values, a stale side never sends its stale value to the other side', () => {
+    const value = fc.constantFrom('a', 'b', 'c', 'D1');
+    fc.assert(
+      fc.property(value, value, (dynamicsTitle, agreed) => {
+        const l = link({ title: agreed });
+        const holds = { MARKETO: { title: 'D1' }, DYNAMICS: { title: dynamicsTitle } };
+        const { stale } = findStaleWrites({ inDoubt: [entry()], revision: 5, snapshot: l.snapshot, holds, rules: [rule('title')], nowMs: NOW });
+        const p = planSync({
+          link: l,
+          person: { id: 7, email: null, fields: holds.MARKETO, updatedAt: null },
+          record: { entity: 'LEAD', id: 'd1', email: null, fields: holds.DYNAMICS, etag: 'e', version: '1', modifiedOn: '2026-01-01T00:00:00Z', modifiedBy: null, syncFilter: null, originatingLeadId: null },
+          rules: [rule('title')],
+          deletedFlagField: null,
+          dynamicsChangedSinceSync: false,
+          subject,
+          now: '2026-12-05T10:00:00.000Z',
+          stale,
+        }) as MergePlan;
+        if (stale.length > 0) {
+          expect(p.writes.DYNAMICS['title']).toBeUndefined();
+          expect(p.next.snapshot['title']).toBe(dynamicsTitle);
+        }
+        // both sides end on the snapshot's value
+        const marketoAfter = p.writes.MARKETO['title'] ?? holds.MARKETO.title;
+        const dynamicsAfter = p.writes.DYNAMICS['title'] ?? holds.DYNAMICS.title;
+        expect(marketoAfter).toBe(dynamicsAfter);
+      }),
+    );
+  });
+});
