@@ -3,7 +3,7 @@ import type { Database } from '../db/database.ts';
 import { enqueue } from '../inbox/inbox.ts';
 import { activity, type ActivitySubject } from './activities.ts';
 import { journalCreate, openIntentToDynamics, type CreateIntent } from './create-intents.ts';
-import { createDynamicsCreates, ownerOf } from './creates.ts';
+import { createDynamicsCreates } from './creates.ts';
 import { findLink, findLinks, type Link } from './links.ts';
 import { lockHolder, lockWithin, personKey, unlock } from './locks.ts';
 import type { MappingService } from './mappings.ts';
@@ -49,8 +49,6 @@ export interface SyncPersonOptions {
   /** fences the create on the person's lease (sync/fence.ts) */
   fencing?: Fencing;
 }
-
-export { ownerOf };
 
 export function createSyncPerson(options: SyncPersonOptions) {
   const { db, marketo, dynamics, mappings } = options;
