@@ -48,7 +48,11 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
     if (!handledEntities.has(notice.entity)) return { kind: 'ignored', reason: `table ${notice.entity} is not synced` };
     const syncUser = deps.syncUserId();
     const id = notice.id.toLowerCase();
-    if (syncUser && notice.initiatingUserId.toLowerCase() === syncUser && !(await deps.unfinishedCreate?.(id))) {
+    // A Create by the sync user is its own record unless a create it journaled never linked it (a
+    // crash between the two): that one must reach the engine. Only Creates are looked up, so the
+    // echoes of ordinary updates cost nothing; the sweep catches later writes to such a record.
+    const bySyncUser = syncUser !== undefined && notice.initiatingUserId.toLowerCase() === syncUser;
+    if (bySyncUser && !(notice.messageName === 'Create' && (await deps.unfinishedCreate?.(id)) === true)) {
       return { kind: 'ignored', reason: 'an echo of the sync user’s own write' };
     }
     const result = await deps.inbox.enqueue({
