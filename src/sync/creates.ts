@@ -7,7 +7,7 @@ import type { MappingService } from './mappings.ts';
 import { baseAfterCreate } from './plan.ts';
 import { entityLabel } from './policy.ts';
 import type { DynamicsOwner, DynamicsPort, DynamicsRecordView, WriteFence } from './ports.ts';
-import { relink } from './relink.ts';
+import { decideRelink, relink } from './relink.ts';
 import { sameValue } from './values.ts';
 
 // Finishing Sync Person's journaled create of a Dynamics record (create-intents.ts), the first
@@ -46,6 +46,17 @@ export function createDynamicsCreates(options: { db: Database; dynamics: Dynamic
     /** Sends (again) the journaled create and links the record with the created values as its base. */
     async finishToDynamics(intent: CreateIntent, existing: Link | null, subject: ActivitySubject, fence: WriteFence | undefined): Promise<ToDynamicsResult> {
       const { entity } = intent;
+      // linked meanwhile to another record (matched by email while this create waited): sending it
+      // now would only make a second record for the person
+      const decision = existing ? decideRelink(existing, { entity, dynamicsId: intent.dynamicsId }) : null;
+      if (existing && decision?.kind === 'refused') {
+        const message = `Sync Person to Microsoft: the ${entityLabel(entity)} it was creating is not sent: ${decision.message}`;
+        await db.prisma.$transaction(async (tx) => {
+          await recordActivities(tx, [activity({ ...subject, linkId: existing.id }, 'SYNC_FAILED', message)]);
+          await settleIntent(tx, intent.id, { state: 'FAILED', note: decision.message });
+        });
+        return { status: 'refused', link: existing, message };
+      }
       const mapping = await mappings.forEntity(entity);
       let record: DynamicsRecordView;
       try {

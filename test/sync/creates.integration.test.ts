@@ -334,6 +334,21 @@ describe.each(testEngines())('creates survive a kill -9 at every step on %s', (e
     expect(await db.prisma.createIntent.findFirstOrThrow({ where: { dynamicsId: contactId } })).toMatchObject({ state: 'FAILED', note: 'the Dynamics contact no longer exists' });
   });
 
+  it('a create left unsent is dropped, not sent, once its person was linked meanwhile to a lead a user made', async () => {
+    const email = unique('linked-meanwhile');
+    const person = sandbox.marketo.admin.createLead({ email, firstName: 'Mean', lastName: 'While' });
+    await expect(startProcess({ vendor: 'dynamics', step: 'before send' }).syncPerson({ marketoId: person.id, entity: 'LEAD' })).rejects.toThrow();
+    const b = await restart();
+    const typed = sandbox.dataverse.admin.create('lead', { firstname: 'Mean', lastname: 'While', emailaddress1: email });
+    await webhookOf('LEAD', String(typed.leadid), 'CREATE');
+    await b.settle();
+    expect((await db.prisma.syncLink.findUniqueOrThrow({ where: { marketoId: person.id } })).dynamicsId).toBe(typed.leadid);
+    expect(await b.syncPerson({ marketoId: person.id, entity: 'LEAD' })).toMatchObject({ status: 'existing', dynamicsId: typed.leadid });
+    expect(leadsWith(email)).toHaveLength(1);
+    expect(await db.prisma.createIntent.findFirstOrThrow({ where: { marketoId: person.id } })).toMatchObject({ state: 'FAILED' });
+    expect((await log(person.id)).map((e) => e.message).join('\n')).toContain('already linked');
+  });
+
   it('a Sync Person call killed before it sent anything, with no inbox event to retry it, is finished from the sweep', async () => {
     const email = unique('abandoned');
     const person = sandbox.marketo.admin.createLead({ email, firstName: 'Aban', lastName: 'Doned', title: 'Journaled only' });
