@@ -285,7 +285,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     ];
     const health = createHealth({ db, migrationsDir: paths.migrationsDir, sandbox: config.sandbox, probes, draining: () => draining });
 
-    const operator = createOperatorActions({ db, marketo, dynamics, mappings, owner, notify: () => worker.notify() });
+    const operator = createOperatorActions({ db, marketo, dynamics, mappings, owner, notify: () => worker.notify(), fencing });
     // production refuses to start without a token (NoApiTokenError) and never makes or logs one
     const startupToken = await ensureStartupToken(db.prisma, { configured: config.graphql.apiToken, production: config.production });
     const graphqlToken = startupToken.kind === 'stored' ? undefined : startupToken.secret;

@@ -244,6 +244,8 @@ export function createSyncEngine(options: EngineOptions) {
       try {
         const planned = await leaseItems(db, options.owner, lockLeaseMs, await groupEvents(db, events));
         held = planned.locked;
+        // fenced from the moment the leases are held: a lease lost while the batch reads aborts its work
+        const fences = new Map(held.map((h) => [h.holder, options.fencing?.hold(h.holder, h.keys)]));
         planned.busy.forEach((item) => setAll(item, { status: 'busy' }));
         // The link moved or was re-pointed since the events were grouped: group them again.
         planned.moved.forEach((item) => setAll(item, { status: 'busy' }));
@@ -256,21 +258,13 @@ export function createSyncEngine(options: EngineOptions) {
           held.forEach((h) => setAll(h.item, outcome));
           return outcomes;
         }
-        await Promise.all(
-          held.map(async (h) => {
-            const fence = options.fencing?.hold(h.holder, h.keys);
-            try {
-              setAll(h.item, await syncItem(h.item, pre, h.holder, fence));
-            } finally {
-              options.fencing?.release(h.holder);
-            }
-          }),
-        );
+        await Promise.all(held.map(async (h) => setAll(h.item, await syncItem(h.item, pre, h.holder, fences.get(h.holder)))));
       } catch (error) {
         logger.warn({ err: error, events: events.length, ...batchIds(events) }, 'syncing a batch failed');
         const outcome = outcomeForError(error, options.signal);
         for (const e of events) if (!outcomes.has(e.id)) outcomes.set(e.id, outcome);
       } finally {
+        held.forEach((h) => options.fencing?.release(h.holder));
         await unlockAll(db.prisma, held);
       }
       return outcomes;

@@ -8,6 +8,7 @@ import { lockHolder, lockWithin, personKey, recordKey, unlock } from './locks.ts
 import type { MappingService } from './mappings.ts';
 import type { Side } from './merge.ts';
 import type { LinkedEntity } from './policy.ts';
+import { FencedOutError, type Fencing } from './fence.ts';
 import type { DynamicsPort, MarketoPort } from './ports.ts';
 import type { CanonicalValue } from './values.ts';
 
@@ -23,6 +24,8 @@ export interface OperatorActionsOptions {
   owner: string;
   /** wakes the inbox worker */
   notify: () => void;
+  /** fences the operator's writes on the person's leases (sync/fence.ts) */
+  fencing?: Fencing;
 }
 
 export interface FieldMappingCheck {
@@ -73,15 +76,16 @@ export function createOperatorActions(options: OperatorActionsOptions) {
     if (!(await lockWithin(db.prisma, keys, holder, { leaseMs: 60_000, waitMs: 10_000 }))) {
       return { ok: false, error: 'the person is being synced right now; try again in a moment' };
     }
+    const fence = options.fencing?.hold(holder, keys);
     try {
       const winnerSide = field.winner;
       if (winnerSide === 'MARKETO') {
-        const [result] = await marketo.updatePersons([{ id: link.marketoId, fields: { [field.field]: value } }], mapping.bindings);
+        const [result] = await marketo.updatePersons([{ id: link.marketoId, fields: { [field.field]: value } }], mapping.bindings, fence);
         if (result?.status === 'skipped') return { ok: false, error: `Marketo refused: ${result.reasons.map((r) => r.message).join('; ')}` };
       } else {
         const record = (await dynamics.readRecords(link.entity, [link.dynamicsId], mapping.bindings)).get(link.dynamicsId);
         if (!record) return { ok: false, error: 'the Dynamics record no longer exists' };
-        await dynamics.update(link.entity, link.dynamicsId, { [field.field]: value }, mapping.bindings, record.etag);
+        await dynamics.update(link.entity, link.dynamicsId, { [field.field]: value }, mapping.bindings, record.etag, fence);
       }
       await recordActivities(db.prisma, [
         activity(
@@ -92,9 +96,10 @@ export function createOperatorActions(options: OperatorActionsOptions) {
         ),
       ]);
     } catch (error) {
-      if (error instanceof ConnectorError) return { ok: false, error: error.message };
+      if (error instanceof ConnectorError || error instanceof FencedOutError) return { ok: false, error: error.message };
       throw error;
     } finally {
+      options.fencing?.release(holder);
       await unlock(db.prisma, keys, holder);
     }
     await requestPersonSync(link.marketoId);

@@ -22,9 +22,9 @@ function fence() {
       controller.abort(new FencedOutError());
     },
     signal: controller.signal,
-    async verify() {
+    verify(): Promise<void> {
       f.checks++;
-      if (!holds) throw new FencedOutError();
+      return holds ? Promise.resolve() : Promise.reject(new FencedOutError());
     },
   };
   return f satisfies WriteFence;

@@ -388,6 +388,7 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
       try {
         ({ raw, token: tokenUsed } = await paced(spec, bound));
       } catch (error) {
+        if (error instanceof NothingToSend) throw error;
         count(spec.endpoint, 'errors');
         if (error instanceof DataverseTransientError && transientTries < transientRetries) {
           transientTries += 1;
