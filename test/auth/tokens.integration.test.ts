@@ -61,22 +61,37 @@ describe.each(testEngines())('API tokens on %s', (engine) => {
 
   it('records the last use at most once a minute per token (injected clock)', async () => {
     let now = new Date('2026-11-01T10:00:00Z');
-    const tokens = createApiTokens(db.prisma, { now: () => now });
+    // the timestamp is written fire-and-forget: count the writes as they are sent, and await them
+    const writes: Promise<unknown>[] = [];
+    const apiToken = new Proxy(db.prisma.apiToken, {
+      get(delegate, method, receiver): unknown {
+        if (method !== 'update') return Reflect.get(delegate, method, receiver);
+        return (...args: Parameters<typeof delegate.update>) => {
+          const write = delegate.update(...args);
+          writes.push(write);
+          return write;
+        };
+      },
+    });
+    const prisma = new Proxy(db.prisma, { get: (client, prop, receiver): unknown => (prop === 'apiToken' ? apiToken : Reflect.get(client, prop, receiver)) });
+    const tokens = createApiTokens(prisma, { now: () => now });
     const { token, secret } = await tokens.create({ name: 'ci', scope: 'read' });
     const lastUsed = async () => {
-      // the write is fire-and-forget; wait until it landed (or did not)
-      for (let i = 0; i < 50; i += 1) await new Promise((resolve) => setImmediate(resolve));
+      await Promise.all(writes);
       return (await db.prisma.apiToken.findUniqueOrThrow({ where: { id: token.tokenId } })).lastUsedAt?.toISOString() ?? null;
     };
     expect(await lastUsed()).toBeNull();
     await tokens.authenticate(secret);
-    await expect.poll(lastUsed).toBe('2026-11-01T10:00:00.000Z');
+    expect(writes).toHaveLength(1);
+    expect(await lastUsed()).toBe('2026-11-01T10:00:00.000Z');
     now = new Date('2026-11-01T10:00:30Z');
     await tokens.authenticate(secret);
+    expect(writes).toHaveLength(1);
     expect(await lastUsed()).toBe('2026-11-01T10:00:00.000Z');
     now = new Date('2026-11-01T10:01:05Z');
     await tokens.authenticate(secret);
-    await expect.poll(lastUsed).toBe('2026-11-01T10:01:05.000Z');
+    expect(writes).toHaveLength(2);
+    expect(await lastUsed()).toBe('2026-11-01T10:01:05.000Z');
   });
 
   it('refuses names that are empty, too long or carry control characters', async () => {

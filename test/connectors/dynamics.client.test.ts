@@ -36,6 +36,48 @@ function client(extra: Partial<DataverseClientOptions> = {}) {
   });
 }
 
+/**
+ * A clock for the client (and, when given to it, the simulator) that moves only when the client
+ * sleeps: a pause is then measured on it exactly, however busy this machine is. `stamped` records
+ * on it when each request was sent and answered, in the order it happened.
+ */
+function handMovedClock() {
+  let at = Date.now();
+  const events: { kind: 'sent' | 'answered'; at: number; retryAfterMs: number }[] = [];
+  const now = () => at;
+  return {
+    now,
+    options: {
+      now,
+      sleep: (ms: number) => {
+        at += ms;
+        return Promise.resolve();
+      },
+    },
+    /** 429s answered */
+    throttled: () => events.filter((e) => e.kind === 'answered' && e.retryAfterMs > 0).length,
+    stamped(next: typeof fetch): typeof fetch {
+      return async (input, init) => {
+        events.push({ kind: 'sent', at, retryAfterMs: 0 });
+        const response = await next(input, init);
+        const retryAfterMs = response.status === 429 ? Number(response.headers.get('retry-after')) * 1000 : 0;
+        events.push({ kind: 'answered', at, retryAfterMs });
+        return response;
+      };
+    },
+    /** requests sent while a Retry-After answered earlier had not yet run out */
+    sentTooEarly() {
+      let pausedUntil = Number.NEGATIVE_INFINITY;
+      const early: number[] = [];
+      for (const e of events) {
+        if (e.kind === 'answered' && e.retryAfterMs > 0) pausedUntil = Math.max(pausedUntil, e.at + e.retryAfterMs);
+        if (e.kind === 'sent' && e.at < pausedUntil) early.push(e.at);
+      }
+      return early;
+    },
+  };
+}
+
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {
     await promise;
@@ -105,25 +147,32 @@ describe('Dataverse client against the simulator', () => {
   });
 
   it('rides out a 429 storm by pausing every call for Retry-After without losing any call', async () => {
-    const c = client();
+    const clock = handMovedClock();
+    const c = client({ ...clock.options, fetch: clock.stamped(fetch) });
     await c.whoAmI();
     sim.admin.injectFault({ kind: 'rate_limit', count: 6, retryAfterSeconds: 1 });
-    const started = Date.now();
     const created = await Promise.all(Array.from({ length: 10 }, (_, i) => c.createRecord('contact', { lastname: `R${i}` })));
     expect(created).toHaveLength(10);
     expect(sim.admin.count('contact')).toBe(10);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
     expect(c.stats().rateLimitedPauses).toBeGreaterThanOrEqual(6);
+    // on the client's clock: no request went out before the Retry-After of a 429 answered before it
+    expect(clock.sentTooEarly()).toEqual([]);
+    expect(clock.throttled()).toBe(6);
   });
 
   it('honours the simulator request limit with its Retry-After', async () => {
-    sim.admin.setLimits({ requestsPerWindow: 3, windowMs: 1000 });
+    // one clock for the simulator and the client: the window and the pause are counted, not waited for
+    const clock = handMovedClock();
+    const limited = await startDataverseSimulator({ now: clock.now });
     try {
-      const c = client();
+      limited.admin.setLimits({ requestsPerWindow: 3, windowMs: 1000 });
+      const c = client({ ...clock.options, fetch: clock.stamped(fetch), url: limited.url, tenantId: limited.tenantId, clientId: limited.clientId, clientSecret: limited.clientSecret, tokenUrl: limited.tokenUrl });
       for (let i = 0; i < 5; i += 1) await c.findByEmail('lead', `a${i}@x.com`, []);
-      expect(c.stats().rateLimitedPauses).toBeGreaterThanOrEqual(1);
+      expect(c.stats().rateLimitedPauses).toBe(1);
+      expect(clock.sentTooEarly()).toEqual([]);
+      await c.close();
     } finally {
-      sim.admin.setLimits({ requestsPerWindow: 6000, windowMs: 300_000 });
+      await limited.close();
     }
   });
 

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   createMarketoClient,
   marketoDripPlan,
@@ -45,6 +45,73 @@ async function rejection(promise: Promise<unknown>): Promise<MarketoApiError> {
 
 function people(count: number, from = 1) {
   return Array.from({ length: count }, (_, i) => ({ email: `person${from + i}@example.com`, firstName: `P${from + i}` }));
+}
+
+/**
+ * Marketo's REST API answered in memory, for the limiter's tests: they run on vitest's fake clock
+ * (Date, performance and the timers the limiter and the fill policy use), so a drip comes exactly
+ * when it is planned however busy this machine is, and each call is recorded at the fake instant
+ * it reached Marketo. No socket is involved: nothing happens while the fake clock stands still.
+ */
+function inMemoryMarketo() {
+  const calls: { at: number; endpoint: 'leads.query' | 'leads.sync'; values: string[] }[] = [];
+  const answer = (body: unknown) => Promise.resolve(new Response(JSON.stringify(body), { status: 200, headers: { 'content-type': 'application/json' } }));
+  const fetch: typeof globalThis.fetch = (input, init) => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    if (url.pathname === '/identity/oauth/token') return answer({ access_token: 'in-memory-token', token_type: 'bearer', expires_in: 3600, scope: 'sync@example.com' });
+    if (url.pathname === '/rest/v1/leads.json' && (init?.method ?? 'GET') === 'GET') {
+      const values = (url.searchParams.get('filterValues') ?? '').split(',');
+      calls.push({ at: Date.now(), endpoint: 'leads.query', values });
+      const byId = url.searchParams.get('filterType') === 'id';
+      return answer({ requestId: `r${calls.length}`, success: true, result: values.map((v, i) => (byId ? { id: Number(v), email: `person${v}@example.com`, firstName: `P${v}` } : { id: 10_000 + i, email: v })) });
+    }
+    if (url.pathname === '/rest/v1/leads.json') {
+      const input = (JSON.parse(init?.body as string) as { input: { id?: number; email?: string }[] }).input;
+      calls.push({ at: Date.now(), endpoint: 'leads.sync', values: input.map((r) => String(r.id ?? r.email)) });
+      return answer({ requestId: `r${calls.length}`, success: true, result: input.map((r, i) => ({ id: r.id ?? 20_000 + i, status: r.id === undefined ? 'created' : 'updated' })) });
+    }
+    return Promise.reject(new Error(`the in-memory Marketo does not answer ${url.pathname}`));
+  };
+  return { fetch, calls, count: (endpoint: 'leads.query' | 'leads.sync') => calls.filter((c) => c.endpoint === endpoint).length };
+}
+
+/** A client of the in-memory Marketo; call only while the fake clock is installed. */
+function onFakeClock(clientOptions: Partial<MarketoClientOptions> = {}) {
+  const marketo = inMemoryMarketo();
+  const client = createMarketoClient({ baseUrl: 'https://123-abc-456.mktorest.invalid', clientId: 'id', clientSecret: 'secret', fetch: marketo.fetch, ...clientOptions });
+  fakeClockClients.push(client);
+  return { marketo, client };
+}
+const fakeClockClients: MarketoClient[] = [];
+
+/** Runs the fake clock, timer by timer, until `promise` settles; fails after `limitMs` of fake time (a hang). */
+async function onceSettled<T>(promise: Promise<T>, limitMs = 120_000): Promise<T> {
+  let settled = false;
+  promise.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  const deadline = Date.now() + limitMs;
+  await vi.advanceTimersByTimeAsync(0);
+  while (!settled) {
+    if (Date.now() > deadline) throw new Error(`not settled within ${limitMs} ms of the fake clock`);
+    await vi.advanceTimersToNextTimerAsync();
+  }
+  return promise;
+}
+
+/** The most of `times` (ms) that fall in any window of `windowMs`. */
+const mostInAnyWindow = (times: number[], windowMs: number) => Math.max(0, ...times.map((t) => times.filter((u) => u >= t && u < t + windowMs).length));
+
+function useFakeClock() {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'] });
+  });
+  afterEach(async () => {
+    // the limiters' own timers are fake: stop them while they still run
+    await onceSettled(Promise.all(fakeClockClients.splice(0).map((c) => c.close())));
+    vi.useRealTimers();
+  });
 }
 
 describe('Marketo error codes', () => {
@@ -192,11 +259,15 @@ describe('Marketo client: authentication', () => {
   });
 
   it('renews a short-lived token before it expires', async () => {
-    const { sim, client } = await setup({ tokenTtlSeconds: 2 }, { tokenRefreshSkewMs: 1500 });
+    // one clock for Marketo and the client, moved by hand: the token's life is counted, not waited for
+    let clock = Date.now();
+    const now = () => clock;
+    const { sim, client } = await setup({ tokenTtlSeconds: 2, now }, { tokenRefreshSkewMs: 1500, now });
     await client.getLeadsByIds([1]);
-    await new Promise((resolve) => setTimeout(resolve, 2100));
+    clock += 2100; // the first token has expired at Marketo
     await client.getLeadsByIds([1]);
     expect(sim.admin.counters().byEndpoint['leads.query']?.errors['602']).toBeUndefined();
+    expect(client.stats().tokenRequests).toBe(2);
   });
 
   it('throws an auth error when the replay after one renewal is refused again', async () => {
@@ -247,19 +318,38 @@ describe('Marketo client: limits and retries', () => {
     expect(counters?.errors['615']).toBeGreaterThan(0);
   });
 
-  it("never passes the instance's 100 calls in a window, even when its share is all of them", async () => {
-    // counted, not timed: a fixed number of calls, and the most of them that started in any window
-    const windowMs = 1_000;
-    const { sim, client } = await setup({ limits: { callsPerWindow: 100, windowMs } }, { limits: { callsPer20s: 100, windowMs } });
-    const started: number[] = [];
-    // sequential reads by email (never shared), enough to span a few windows
-    for (let i = 0; i < 220; i += 1) {
-      await client.getLeadsByEmail([`person${i}@example.com`]);
-      started.push(performance.now());
-    }
-    const mostInAnyWindow = Math.max(...started.map((t) => started.filter((u) => u >= t && u < t + windowMs).length));
-    expect(mostInAnyWindow).toBeLessThanOrEqual(100);
-    expect(sim.admin.counters().byEndpoint['leads.query']?.errors['606']).toBeUndefined();
+  describe('on a fake clock', () => {
+    useFakeClock();
+
+    it("never passes the instance's 100 calls in a window, even when its share is all of them", async () => {
+      // counted on the fake clock, in Marketo's own 20 s window: each call's start, and the most of
+      // them that started in any window
+      const windowMs = 20_000;
+      // no fill policy: a call held to fill would space the calls out on its own
+      const { marketo, client } = onFakeClock({ limits: { callsPer20s: 100, windowMs }, fill: false });
+      // sequential reads by email (never shared), enough to span a few windows
+      await onceSettled(
+        (async () => {
+          for (let i = 0; i < 220; i += 1) await client.getLeadsByEmail([`person${i}@example.com`]);
+        })(),
+      );
+      const started = marketo.calls.map((c) => c.at);
+      expect(started).toHaveLength(220);
+      expect(mostInAnyWindow(started, windowMs)).toBeLessThanOrEqual(100);
+      // and the share is spent: 220 calls need little more than two windows
+      expect(started.at(-1)! - started[0]!).toBeLessThan(2.5 * windowMs);
+    });
+
+    it('keeps its own calls under the configured rate, never reaching what the instance allows', async () => {
+      // the instance would allow 10 calls in 400 ms; our share is 5: a bucket of 2, then one every 80 ms
+      const { marketo, client } = onFakeClock({ limits: { callsPer20s: 5, windowMs: 400 } });
+      await onceSettled(Promise.all(Array.from({ length: 12 }, (_, i) => client.getLeadsByFilter('email', [`person${i}@example.com`]))));
+      const started = marketo.calls.map((c) => c.at);
+      expect(started).toHaveLength(12);
+      const { bucket, dripMs } = marketoDripPlan(5, 400);
+      expect(mostInAnyWindow(started, 400)).toBeLessThanOrEqual(bucket + Math.floor(400 / dripMs));
+      expect(mostInAnyWindow(started, 400)).toBeLessThan(10);
+    });
   });
 
   it('plans its drip to spend its whole share and never more than the instance allows, whatever the share', () => {
@@ -273,13 +363,6 @@ describe('Marketo client: limits and retries', () => {
         expect(Math.floor(windowMs / dripMs) + bucket).toBeGreaterThanOrEqual(Math.min(share, Math.floor(share * 0.9)));
       }
     }
-  });
-
-  it('keeps its own calls under the configured rate without seeing 606', async () => {
-    const { sim, client } = await setup({ limits: { callsPerWindow: 10, windowMs: 400 } }, { limits: { callsPer20s: 5, windowMs: 400 } });
-    await Promise.all(Array.from({ length: 12 }, (_, i) => client.getLeadsByFilter('email', [`person${i}@example.com`])));
-    expect(sim.admin.counters().byEndpoint['leads.query']?.ok).toBe(12);
-    expect(sim.admin.counters().byEndpoint['leads.query']?.errors['606']).toBeUndefined();
   });
 
   it('never retries 607 and fails fast afterwards', async () => {
@@ -340,28 +423,6 @@ describe('Marketo client: limits and retries', () => {
 });
 
 describe('Marketo client: calls shared by concurrent callers', () => {
-  const after = async <T>(promise: Promise<T>, t0: number) => {
-    await promise;
-    return performance.now() - t0;
-  };
-
-  it('reads by id requested while a read waits for the limiter ride along in that call', async () => {
-    // two calls of budget at once, then one every 500 ms
-    const { sim, client } = await setup({}, { limits: { callsPer20s: 4, windowMs: 2_000 } });
-    await client.syncLeads({ action: 'createOrUpdate', lookupField: 'email', input: people(12) });
-    const calls = () => sim.admin.counters().byEndpoint['leads.query']?.calls ?? 0;
-    const first = client.getLeadsByIds([1]);
-    await first;
-    // the bucket is now short of a read: these wait together and are filled when admitted
-    const waiting = Array.from({ length: 10 }, (_, i) => client.getLeadsByIds([i + 2, 1], ['email', 'firstName']));
-    const late = new Promise<unknown>((resolve) => setTimeout(() => resolve(client.getLeadsByIds([12], ['email', 'firstName'])), 100));
-    const results = await Promise.all(waiting);
-    await late;
-    expect(results.map((leads) => leads.map((l) => l.id).sort((a, b) => a - b))).toEqual(Array.from({ length: 10 }, (_, i) => [1, i + 2]));
-    expect(results[3]?.find((l) => l.id === 5)).toMatchObject({ email: 'person5@example.com', firstName: 'P5' });
-    expect(calls()).toBe(2);
-  });
-
   it('answers each caller of a shared write with its own records, in its own order', async () => {
     const { sim, client } = await setup();
     await client.syncLeads({ action: 'createOrUpdate', lookupField: 'email', input: people(6) });
@@ -378,29 +439,54 @@ describe('Marketo client: calls shared by concurrent callers', () => {
     expect(sim.admin.getLead(2)?.firstName).toBe('C2');
   });
 
-  it('keeps a call in reserve after a read, so the write that follows it does not wait for the next drip', async () => {
-    // budget: two calls at once, then one every 500 ms
-    const { client } = await setup({}, { limits: { callsPer20s: 4, windowMs: 2_000 } });
-    const t0 = performance.now();
-    await client.getLeadsByIds([1]);
-    // counted, not timed: the read left a call in the bucket for the write that follows it
-    expect(await client.callsAvailable()).toBeGreaterThanOrEqual(1);
-    await client.syncLeads({ action: 'createOrUpdate', lookupField: 'email', input: people(1) });
-    // the next read waits until the bucket again holds a read and a write: two drips (a lower bound,
-    // which a busy machine only makes longer)
-    const readMs = await after(client.getLeadsByIds([1]), t0);
-    expect(readMs).toBeGreaterThan(950);
-  });
+  describe('waiting for the limiter, on a fake clock', () => {
+    useFakeClock();
+    // a share of 4 calls per 2 s: a bucket of two calls at once, then one every 500 ms
+    const limits = { callsPer20s: 4, windowMs: 2_000 };
+    const { dripMs } = marketoDripPlan(limits.callsPer20s, limits.windowMs);
 
-  it('lets a write go before reads that were already waiting', async () => {
-    const { client } = await setup({}, { limits: { callsPer20s: 4, windowMs: 2_000 } });
-    await client.getLeadsByIds([1]);
-    const order: string[] = [];
-    const reads = Array.from({ length: 3 }, (_, i) => client.getLeadsByEmail([`r${i}@example.com`]).then(() => order.push(`read ${i}`)));
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const write = client.syncLeads({ action: 'createOrUpdate', lookupField: 'email', input: people(1) }).then(() => order.push('write'));
-    await Promise.all([...reads, write]);
-    expect(order[0]).toBe('write');
+    it('reads by id requested while a read waits for the limiter ride along in that call', async () => {
+      const { marketo, client } = onFakeClock({ limits });
+      await onceSettled(client.getLeadsByIds([1]));
+      // the bucket is now short of a read: these wait together and are filled when admitted
+      const waiting = Array.from({ length: 10 }, (_, i) => client.getLeadsByIds([i + 2, 1], ['email', 'firstName']));
+      await vi.advanceTimersByTimeAsync(dripMs / 5);
+      expect(marketo.count('leads.query')).toBe(1); // still waiting for the drip
+      const late = client.getLeadsByIds([12], ['email', 'firstName']);
+      const results = await onceSettled(Promise.all(waiting));
+      expect(await onceSettled(late)).toEqual([expect.objectContaining({ id: 12 })]);
+      expect(results.map((leads) => leads.map((l) => l.id).sort((a, b) => a - b))).toEqual(Array.from({ length: 10 }, (_, i) => [1, i + 2]));
+      expect(results[3]?.find((l) => l.id === 5)).toMatchObject({ email: 'person5@example.com', firstName: 'P5' });
+      expect(marketo.count('leads.query')).toBe(2);
+      expect(marketo.calls[1]!.values).toContain('12');
+    });
+
+    it('keeps a call in reserve after a read, so the write that follows it does not wait for the next drip', async () => {
+      const { marketo, client } = onFakeClock({ limits });
+      await onceSettled(client.getLeadsByIds([1]));
+      // the read left a call in the bucket for the write that follows it
+      await onceSettled(client.syncLeads({ action: 'createOrUpdate', lookupField: 'email', input: people(1) }));
+      const [read, write] = marketo.calls;
+      expect(write!.endpoint).toBe('leads.sync');
+      expect(write!.at - read!.at).toBeLessThan(dripMs);
+      // the next read waits until the bucket again holds a read and a write: two drips
+      await onceSettled(client.getLeadsByIds([1]));
+      const next = marketo.calls[2]!;
+      expect(next.at - read!.at).toBeGreaterThanOrEqual(2 * dripMs);
+      expect(next.at - read!.at).toBeLessThan(3 * dripMs);
+    });
+
+    it('lets a write go before reads that were already waiting', async () => {
+      const { marketo, client } = onFakeClock({ limits });
+      await onceSettled(client.getLeadsByIds([1]));
+      const order: string[] = [];
+      const reads = Array.from({ length: 3 }, (_, i) => client.getLeadsByEmail([`r${i}@example.com`]).then(() => order.push(`read ${i}`)));
+      await vi.advanceTimersByTimeAsync(dripMs / 10);
+      expect(marketo.count('leads.query')).toBe(1); // the reads are waiting for the limiter
+      const write = client.syncLeads({ action: 'createOrUpdate', lookupField: 'email', input: people(1) }).then(() => order.push('write'));
+      await onceSettled(Promise.all([...reads, write]));
+      expect(order[0]).toBe('write');
+    });
   });
 });
 

@@ -15,7 +15,6 @@ const event = (n: number, extra: Partial<NewChangeEvent> = {}): NewChangeEvent =
 });
 
 const options = { owner: 'worker-a', batchSize: 10, leaseMs: 60_000, maxAttempts: 3 };
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe.each(testEngines())('the inbox on %s', (engine) => {
   let db!: Database;
@@ -138,7 +137,7 @@ describe.each(testEngines())('the inbox on %s', (engine) => {
     let claimed = (await claim(db.prisma, options))[0]!;
     const fast = { maxAttempts: 2, policy: { baseDelayMs: 1, maxDelayMs: 1 } };
     expect((await fail(db.prisma, claimed, options.owner, 'timeout', fast)).status).toBe('FAILED');
-    await sleep(20);
+    await elapse(claimed.id, fast.policy.maxDelayMs);
     claimed = (await claim(db.prisma, options))[0]!;
     expect(await fail(db.prisma, claimed, options.owner, 'Dynamics 503 twice', fast)).toEqual({ status: 'DEAD' });
     const dead = await db.prisma.changeEvent.findUniqueOrThrow({ where: { id: claimed.id } });
@@ -174,8 +173,10 @@ describe.each(testEngines())('the inbox on %s', (engine) => {
   it('dead-letters an event whose worker keeps dying on it', async () => {
     await enqueue(db.prisma, event(1));
     for (let i = 0; i < 2; i++) {
-      expect(await claim(db.prisma, { ...options, maxAttempts: 2, leaseMs: 50 })).toHaveLength(1);
-      await sleep(80);
+      const [claimed] = await claim(db.prisma, { ...options, maxAttempts: 2, leaseMs: 50 });
+      expect(claimed).toBeDefined();
+      // the worker dies: its lease runs out
+      await elapse(claimed!.id, 50);
     }
     expect(await claim(db.prisma, { ...options, maxAttempts: 2 })).toEqual([]);
     const row = await db.prisma.changeEvent.findFirstOrThrow();
@@ -193,12 +194,15 @@ describe.each(testEngines())('the inbox on %s', (engine) => {
 
   it('reports backlog per status and the age of the oldest waiting event', async () => {
     await enqueue(db.prisma, event(1));
-    await enqueue(db.prisma, event(2));
-    await sleep(30);
+    const old = await enqueue(db.prisma, event(2));
+    await enqueue(db.prisma, event(3));
+    // the second waiting one arrived half a minute ago (on the database's clock, which ages are measured on)
+    await db.prisma.$executeRaw`UPDATE change_event SET "receivedAt" = "receivedAt" - interval '30 seconds' WHERE id = ${old.id}::uuid`;
     await claim(db.prisma, { ...options, batchSize: 1 });
     const stats = await inboxStats(db.prisma);
-    expect(stats).toMatchObject({ pending: 1, processing: 1, failed: 0, dead: 0 });
-    expect(stats.oldestPendingAgeMs).toBeGreaterThanOrEqual(25);
+    expect(stats).toMatchObject({ pending: 2, processing: 1, failed: 0, dead: 0 });
+    // the age of the oldest waiting, not of the newest (which arrived a moment ago)
+    expect(stats.oldestPendingAgeMs).toBeGreaterThanOrEqual(30_000);
   });
 });
 

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { createDataverseClient } from '../../src/connectors/dynamics/dataverse.client.ts';
 import { createMarketoClient } from '../../src/connectors/marketo/marketo.client.ts';
@@ -121,7 +121,9 @@ describe.each(testEngines())('no secret in the log on %s', (engine) => {
     await http().get('/healthz');
     await http().get('/readyz');
     await http().get(`/nowhere?code=${encodeURIComponent(secrets.dynamicsWebhook)}&access_token=${secrets.marketoAccess}`).set('authorization', bearer).set('cookie', cookie);
-    await new Promise((resolve) => setImmediate(resolve));
+    // a request is logged when its response has finished, which may be after the client has it:
+    // wait for the last one's line (a bound against a hang, not a pause)
+    await vi.waitFor(() => expect(captured.lines.join('')).toContain('/nowhere'), { timeout: 30_000, interval: 20 });
 
     const log = captured.lines.join('');
     expect(captured.lines.length).toBeGreaterThan(10);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { bearerSecret, hashSecret } from '../../src/auth/tokens.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -158,7 +158,9 @@ describe.each(testEngines())('security on %s', (engine) => {
       await post('/graphql').set('authorization', `Bearer ${secrets.graphql}`).send({ query: '{ nope }' });
       await post('/graphql').set('authorization', `Bearer ${wrong[2]}`).send({ query: '{ syncStatus { backlog { pending } } }' });
       await request(service.url).get(`/nowhere?code=${encodeURIComponent(secrets.dynamics)}`).set('authorization', `Bearer ${secrets.graphql}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // a request is logged when its response has finished, which may be after the client has it:
+      // wait for the last one's line (a bound against a hang, not a pause)
+      await vi.waitFor(() => expect(lines.join('')).toContain('/nowhere'), { timeout: 30_000, interval: 20 });
     } finally {
       capturing = false;
     }

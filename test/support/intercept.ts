@@ -1,3 +1,7 @@
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import type { DatabaseEngine } from '../../src/db/database.ts';
+import { bootService, type TestService } from './service.ts';
+
 // Vendor HTTP as the service's clients send it, with a hook each test sets to play an automation, a
 // plug-in or a fault at the exact moment it matters (ServiceOptions.interceptVendorHttp).
 
@@ -51,5 +55,33 @@ export function gate() {
     /** resolves once the hook is waiting at the gate */
     arrived,
     open,
+  };
+}
+
+/**
+ * The real service for a describe block, its vendor HTTP through one interceptor per vendor whose
+ * hooks are cleared after each test. `service()` is the running service (after beforeAll).
+ */
+export function useInterceptedService(engine: DatabaseEngine, env: Record<string, string>) {
+  let t: TestService | undefined;
+  const marketoHttp = interceptor();
+  const dynamicsHttp = interceptor();
+  beforeAll(async () => {
+    t = await bootService(engine, env, { interceptVendorHttp: { marketo: (next) => marketoHttp.wrap(next), dynamics: (next) => dynamicsHttp.wrap(next) } });
+  });
+  afterEach(() => {
+    marketoHttp.set(undefined);
+    dynamicsHttp.set(undefined);
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+  return {
+    marketoHttp,
+    dynamicsHttp,
+    service: (): TestService => {
+      if (!t) throw new Error('the service starts in beforeAll');
+      return t;
+    },
   };
 }

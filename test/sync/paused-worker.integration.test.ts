@@ -1,7 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { gate, interceptor, until } from '../support/intercept.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { gate, until, useInterceptedService } from '../support/intercept.ts';
 import { testEngines } from '../support/database.ts';
-import { bootService, type TestService } from '../support/service.ts';
+import type { TestService } from '../support/service.ts';
 
 // Issue 24's "What was seen", in one process: a worker (A) reads a pair and is then held (a GC pause,
 // a frozen container) until its record leases have gone to another worker (B), which carries the
@@ -14,23 +14,10 @@ import { bootService, type TestService } from '../support/service.ts';
 let n = 0;
 
 describe.each(testEngines())('a worker paused past its lease, on %s', (engine) => {
-  let t: TestService;
-  const marketoHttp = interceptor();
-  const dynamicsHttp = interceptor();
-
-  beforeAll(async () => {
-    t = await bootService(
-      engine,
-      { SYNC_RECORD_LOCK_SECONDS: '5', INBOX_LEASE_SECONDS: '5' },
-      { interceptVendorHttp: { marketo: (next) => marketoHttp.wrap(next), dynamics: (next) => dynamicsHttp.wrap(next) } },
-    );
-  });
-  afterEach(() => {
-    marketoHttp.set(undefined);
-    dynamicsHttp.set(undefined);
-  });
-  afterAll(async () => {
-    await t.stop();
+  const { marketoHttp, dynamicsHttp, service } = useInterceptedService(engine, { SYNC_RECORD_LOCK_SECONDS: '5', INBOX_LEASE_SECONDS: '5' });
+  let t!: TestService;
+  beforeAll(() => {
+    t = service();
   });
 
   const linkOf = (dynamicsId: string) => t.service.db.prisma.syncLink.findFirst({ where: { dynamicsId } });

@@ -1,7 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { testEngines } from '../support/database.ts';
-import { interceptor, until } from '../support/intercept.ts';
-import { bootService, type TestService } from '../support/service.ts';
+import { until, useInterceptedService } from '../support/intercept.ts';
+import type { TestService } from '../support/service.ts';
 
 // The engine's write protocol (issue 12) under the races that broke it, reproduced at the HTTP
 // boundary: the vendor clients' requests pass through an interceptor that plays the automation,
@@ -12,23 +12,10 @@ let n = 0;
 const unique = (name: string) => `${name}.${Date.now().toString(36)}${++n}@example.com`;
 
 describe.each(testEngines())('the write protocol on %s', (engine) => {
-  let t: TestService;
-  const marketoHttp = interceptor();
-  const dynamicsHttp = interceptor();
-
-  beforeAll(async () => {
-    t = await bootService(
-      engine,
-      { SYNC_RECORD_LOCK_SECONDS: '5', INBOX_LEASE_SECONDS: '5', SYNC_PERSON_BUDGET_MS: '300' },
-      { interceptVendorHttp: { marketo: (next) => marketoHttp.wrap(next), dynamics: (next) => dynamicsHttp.wrap(next) } },
-    );
-  });
-  afterEach(() => {
-    marketoHttp.set(undefined);
-    dynamicsHttp.set(undefined);
-  });
-  afterAll(async () => {
-    await t.stop();
+  const { marketoHttp, dynamicsHttp, service } = useInterceptedService(engine, { SYNC_RECORD_LOCK_SECONDS: '5', INBOX_LEASE_SECONDS: '5', SYNC_PERSON_BUDGET_MS: '300' });
+  let t!: TestService;
+  beforeAll(() => {
+    t = service();
   });
 
   const linkOf = (where: { dynamicsId?: string; marketoId?: number }) => t.service.db.prisma.syncLink.findFirst({ where });

@@ -107,21 +107,26 @@ describe('recognising a late write of a fenced-out worker', () => {
   });
 });
 
+/** The plan for a pair whose sides hold these values, with the late writes `stale` found. */
+function planWith(l: Link, marketo: CanonicalRecordFields, dynamics: CanonicalRecordFields, planRules: FieldRule[], stale: ReturnType<typeof findStaleWrites>['stale']): MergePlan {
+  return planSync({
+    link: l,
+    person: { id: 7, email: null, fields: marketo, updatedAt: null },
+    record: { entity: 'LEAD', id: 'd1', email: null, fields: dynamics, etag: 'W/"1"', version: '1', modifiedOn: '2026-01-01T00:00:00Z', modifiedBy: null, syncFilter: null, originatingLeadId: null },
+    rules: planRules,
+    deletedFlagField: null,
+    dynamicsChangedSinceSync: false,
+    subject,
+    now: '2026-12-05T10:00:00.000Z',
+    stale,
+  }) as MergePlan;
+}
+
 describe('planning with a late write undone', () => {
   const plan = (marketo: CanonicalRecordFields, dynamics: CanonicalRecordFields) => {
     const l = link({ title: 'M2', city: 'Oslo' });
     const { stale } = find(entry(), l.snapshot as Record<string, string>, marketo, dynamics);
-    return planSync({
-      link: l,
-      person: { id: 7, email: 'a@example.com', fields: marketo, updatedAt: null },
-      record: { entity: 'LEAD', id: 'd1', email: 'a@example.com', fields: dynamics, etag: 'W/"1"', version: '1', modifiedOn: '2026-01-01T00:00:00Z', modifiedBy: null, syncFilter: null, originatingLeadId: null },
-      rules,
-      deletedFlagField: null,
-      dynamicsChangedSinceSync: false,
-      subject,
-      now: '2026-12-05T10:00:00.000Z',
-      stale,
-    }) as MergePlan;
+    return planWith(l, marketo, dynamics, rules, stale);
   };
 
   it('puts the agreed value back on the side the late write reached, and records it', () => {
@@ -149,17 +154,7 @@ describe('planning with a late write undone', () => {
         const l = link({ title: agreed });
         const holds = { MARKETO: { title: 'D1' }, DYNAMICS: { title: dynamicsTitle } };
         const { stale } = findStaleWrites({ inDoubt: [entry()], revision: 5, snapshot: l.snapshot, holds, rules: [rule('title')], nowMs: NOW });
-        const p = planSync({
-          link: l,
-          person: { id: 7, email: null, fields: holds.MARKETO, updatedAt: null },
-          record: { entity: 'LEAD', id: 'd1', email: null, fields: holds.DYNAMICS, etag: 'e', version: '1', modifiedOn: '2026-01-01T00:00:00Z', modifiedBy: null, syncFilter: null, originatingLeadId: null },
-          rules: [rule('title')],
-          deletedFlagField: null,
-          dynamicsChangedSinceSync: false,
-          subject,
-          now: '2026-12-05T10:00:00.000Z',
-          stale,
-        }) as MergePlan;
+        const p = planWith(l, holds.MARKETO, holds.DYNAMICS, [rule('title')], stale);
         if (stale.length > 0) {
           expect(p.writes.DYNAMICS['title']).toBeUndefined();
           expect(p.next.snapshot['title']).toBe(dynamicsTitle);
