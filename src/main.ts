@@ -28,6 +28,7 @@ import { createRetentionService, type RetentionService } from './retention/index
 import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox/sandbox.ts';
 import { prepareSandboxDatabase, seedSandbox, type SandboxSeed } from './sandbox/seed.ts';
 import { createSweepService, type SweepService } from './sweep/index.ts';
+import { openIntents } from './sync/create-intents.ts';
 import { createSyncEngine } from './sync/engine.ts';
 import { createMappingService } from './sync/mappings.ts';
 import { createOperatorActions } from './sync/operator.ts';
@@ -350,7 +351,13 @@ export async function startService(config: Config, options: ServiceOptions = {})
           syncPersonBudgetMs: config.server.syncPersonBudgetMs,
           ...(options.webhookClock ? { now: options.webhookClock } : {}),
         }),
-        dynamics: createDynamicsWebhooks({ inbox: intake, secret: webhookSecrets.dynamics, syncUserId: knownSyncUser, notify: () => worker.notify() }),
+        dynamics: createDynamicsWebhooks({
+          inbox: intake,
+          secret: webhookSecrets.dynamics,
+          syncUserId: knownSyncUser,
+          unfinishedCreate: async (id) => (await openIntents(db.prisma, { dynamicsIds: [id] })).length > 0,
+          notify: () => worker.notify(),
+        }),
       },
     });
 

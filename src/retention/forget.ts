@@ -53,6 +53,8 @@ export async function forgetPerson(prisma: PrismaClient, request: ForgetRequest)
     prisma.activity.deleteMany({ where: about }),
     prisma.changeEvent.deleteMany({ where: about }),
     prisma.syncLink.deleteMany({ where: { id: { in: linkIds } } }),
+    // the create journal holds the person's email and values too
+    prisma.createIntent.deleteMany({ where: { OR: [{ marketoId: { in: marketoIds } }, { dynamicsId: { in: dynamicsIds } }] } }),
   ]);
   return { links: links.count, activities: activities.count, changeEvents: changeEvents.count };
 }

@@ -21,7 +21,7 @@ export interface RetentionPolicy {
 
 export const defaultRetention: RetentionPolicy = { doneEventDays: 14, activityDays: 400, syncRunDays: 90, auditDays: 400, batchSize: 5_000 };
 
-export const PRUNED_TABLES = ['change_event', 'activity', 'sync_run', 'audit_entry', 'throughput_minute'] as const;
+export const PRUNED_TABLES = ['change_event', 'activity', 'sync_run', 'audit_entry', 'throughput_minute', 'create_intent'] as const;
 export type PrunedTable = (typeof PRUNED_TABLES)[number];
 
 export interface PruneResult {
@@ -48,10 +48,13 @@ const batchStatements: Record<PrunedTable, string> = {
   // the throughput tallies of the done events: kept as long as those events
   throughput_minute: `DELETE FROM throughput_minute WHERE (minute, source, "latencyBucket") IN (
       SELECT minute, source, "latencyBucket" FROM throughput_minute WHERE minute < $1 LIMIT $2)`,
+  // settled creates (their link holds what they made), kept as long as done events; open ones are work to finish
+  create_intent: `DELETE FROM create_intent WHERE id IN (
+      SELECT id FROM create_intent WHERE state <> 'OPEN' AND "settledAt" < $1 LIMIT $2)`,
 };
 
 const retentionDays = (policy: RetentionPolicy, table: PrunedTable) =>
-  ({ change_event: policy.doneEventDays, activity: policy.activityDays, sync_run: policy.syncRunDays, audit_entry: policy.auditDays, throughput_minute: policy.doneEventDays })[table];
+  ({ change_event: policy.doneEventDays, activity: policy.activityDays, sync_run: policy.syncRunDays, audit_entry: policy.auditDays, throughput_minute: policy.doneEventDays, create_intent: policy.doneEventDays })[table];
 
 /** The instant before which a table's rows are due, for a pass that runs at `now`. */
 export function cutoffs(policy: RetentionPolicy, now: Date): Record<PrunedTable, Date> {
@@ -77,7 +80,7 @@ export async function pruneOnce(options: PruneOptions): Promise<PruneResult> {
   const at = options.now();
   const started = performance.now();
   const due = cutoffs(policy, at);
-  const removed = { change_event: 0, activity: 0, sync_run: 0, audit_entry: 0, throughput_minute: 0 } satisfies Record<PrunedTable, number>;
+  const removed = { change_event: 0, activity: 0, sync_run: 0, audit_entry: 0, throughput_minute: 0, create_intent: 0 } satisfies Record<PrunedTable, number>;
   let batches = 0;
   // events first: their activities' changeEventId is set to null, then old activities go too
   for (const table of PRUNED_TABLES) {

@@ -6,6 +6,7 @@ import type { Database } from '../db/database.ts';
 import type { Prisma } from '../db/generated/client.ts';
 import { enqueueMany, type NewChangeEvent } from '../inbox/inbox.ts';
 import type { Logger } from '../logger.ts';
+import { openIntents, staleIntents } from '../sync/create-intents.ts';
 import type { MappingService } from '../sync/mappings.ts';
 import type { LinkedEntity } from '../sync/policy.ts';
 import type { FieldBinding } from '../sync/ports.ts';
@@ -50,6 +51,8 @@ export interface SweeperOptions {
   maxEmptyPages?: number;
   /** a Marketo paging token older than this is treated as lost (Delete Lead activities live 14 days); default 13 days */
   marketoCursorMaxAgeMs?: number;
+  /** a journaled create still open after this long has lost its worker (longer than a record lease); default 2 min */
+  unfinishedCreateAgeMs?: number;
 }
 
 export interface SweepCounts {
@@ -59,6 +62,8 @@ export interface SweepCounts {
   marketoDeletes: number;
   /** changes written by the sync itself, dropped before the inbox */
   echoesDropped: number;
+  /** journaled creates never linked whose worker is gone, handed to the inbox to finish */
+  unfinishedCreates?: number;
   /** changes the link already holds (same Dataverse version, or values equal to the snapshot) */
   alreadySynced: number;
   /** Marketo changes of persons that are not linked (only Sync Person to Microsoft creates them in Dynamics) */
@@ -145,6 +150,7 @@ export function createSweeper(options: SweeperOptions) {
   const overlapMs = options.overlapMs ?? 5 * 60_000;
   const maxEmptyPages = options.maxEmptyPages ?? 200;
   const marketoCursorMaxAgeMs = options.marketoCursorMaxAgeMs ?? 13 * 86_400_000;
+  const unfinishedCreateAgeMs = options.unfinishedCreateAgeMs ?? 2 * 60_000;
 
   async function run(request: SweepRequest): Promise<SweepResult> {
     const started = await prisma.syncRun.create({ data: { trigger: request.trigger, owner: options.owner } });
@@ -225,6 +231,9 @@ export function createSweeper(options: SweeperOptions) {
         ? await prisma.syncLink.findMany({ where: { dynamicsId: { in: ids } }, select: { dynamicsId: true, dynamicsVersion: true, status: true } })
         : [];
       const byId = new Map(links.map((l) => [l.dynamicsId, l]));
+      // a row the sync created and never linked (a crash after the create) is not an echo to drop
+      const echoIds = user ? rows.filter((r) => r.modifiedby?.toLowerCase() === user).map((r) => r.id) : [];
+      const unfinished = new Set((await openIntents(prisma, { dynamicsIds: echoIds })).map((i) => i.dynamicsId));
       const events: NewChangeEvent[] = [];
       for (const row of rows) {
         const id = row.id.toLowerCase();
@@ -233,7 +242,7 @@ export function createSweeper(options: SweeperOptions) {
         const key = `${id}:${row.versionnumber}`;
         if (seen.has(key)) continue;
         seen.add(key);
-        if (user && row.modifiedby?.toLowerCase() === user) {
+        if (user && row.modifiedby?.toLowerCase() === user && !unfinished.has(id)) {
           counts.echoesDropped++;
           continue;
         }
@@ -555,6 +564,23 @@ export function createSweeper(options: SweeperOptions) {
       if (again > 0) await requestFullReconcile(prisma, entity);
     }
 
+    // ---- creates nobody finished ---------------------------------------------------------------
+    /**
+     * A create journaled and never linked whose worker is gone (create-intents.ts): the record it
+     * was for may never change again, so the sweep hands it to the inbox, whose holder finishes it.
+     */
+    async function discoverUnfinishedCreates(): Promise<void> {
+      const intents = await staleIntents(prisma, new Date(Date.now() - unfinishedCreateAgeMs), pageSize);
+      const events = intents.map((intent): NewChangeEvent => {
+        const common = { origin: 'SWEEP' as const, dynamicsEntity: intent.entity, dedupeKey: `sweep:create:${intent.id}:${runId}` };
+        return intent.direction === 'TO_DYNAMICS'
+          ? { ...common, source: 'MARKETO', operation: 'SYNC_PERSON', marketoId: intent.marketoId ?? undefined, payload: { runId, syncAs: intent.entity === 'CONTACT' ? 'contact' : 'lead', ...(intent.assignTo ? { assignTo: intent.assignTo } : {}) } }
+          : { ...common, source: 'DYNAMICS', operation: 'UPDATE', dynamicsId: intent.dynamicsId, payload: { runId } };
+      });
+      if (events.length > 0) counts.unfinishedCreates = events.length;
+      await enqueueAll(events);
+    }
+
     // ---- the run ------------------------------------------------------------------------------
     let status: SweepStatus = 'SUCCEEDED';
     let error: string | null = null;
@@ -564,6 +590,7 @@ export function createSweeper(options: SweeperOptions) {
       for (const entity of ENTITIES) await discoverDynamics(entity);
       await discoverMarketoChanges();
       await discoverMarketoDeletes();
+      await discoverUnfinishedCreates();
       for (const entity of ENTITIES) await reconcile(entity);
     } catch (caught) {
       if (caught instanceof QuotaStop || caught instanceof Aborted) {

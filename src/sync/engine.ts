@@ -5,6 +5,8 @@ import { ConnectorError } from '../connectors/errors.ts';
 import type { ClaimedChangeEvent } from '../inbox/inbox.ts';
 import type { Logger } from '../logger.ts';
 import type { ActivitySubject } from './activities.ts';
+import { openIntentToDynamics, type CreateIntent } from './create-intents.ts';
+import { createDynamicsCreates } from './creates.ts';
 import { FencedOutError, type Fencing } from './fence.ts';
 import { createSyncIO } from './io.ts';
 import { pendingEntries } from './journal.ts';
@@ -135,7 +137,8 @@ export function createSyncEngine(options: EngineOptions) {
       });
     },
   });
-  const unlinked = createUnlinkedSync({ db, io, mappings, pairs, leaseMs: lockLeaseMs, ...(options.fencing ? { fencing: options.fencing } : {}) });
+  const creates = createDynamicsCreates({ db, dynamics, mappings });
+  const unlinked = createUnlinkedSync({ db, io, mappings, pairs, creates, leaseMs: lockLeaseMs, ...(options.fencing ? { fencing: options.fencing } : {}) });
 
   function subjectOf(link: Link | null, item: WorkItem): ActivitySubject {
     const changeEventId = item.events[0]?.id ?? null;
@@ -203,6 +206,13 @@ export function createSyncEngine(options: EngineOptions) {
     return unlinked.recreatePerson(outcome.link, outcome.record, subject, fence);
   }
 
+  async function finishSyncPerson(intent: CreateIntent, item: WorkItem, fence: WriteFence | undefined): Promise<EventOutcome> {
+    const result = await creates.finishToDynamics(intent, null, { ...subjectOf(null, item), entity: intent.entity }, fence);
+    if (result.status !== 'created') return { status: 'done', linkId: result.status === 'refused' ? result.link.id : null, note: result.message };
+    const outcome = await pairs.syncPair(result.link, { person: undefined, record: result.record, pending: [] }, { subject: subjectOf(result.link, item), fromDynamics: true, fence });
+    return { status: 'done', linkId: result.link.id, ...(outcome.status === 'done' && outcome.note ? { note: outcome.note } : {}) };
+  }
+
   /** Syncs one item whose leases are held, from reads made after they were taken. */
   async function syncItem(item: WorkItem, pre: Prefetched, holder: string, fence: WriteFence | undefined): Promise<EventOutcome> {
     try {
@@ -213,7 +223,10 @@ export function createSyncEngine(options: EngineOptions) {
         const created = item.events.some((e) => e.operation === 'CREATE');
         return await unlinked.syncRecord(s.entity, record, created, { holder, fence }, (link) => subjectOf(link, item));
       }
-      // Unlinked Marketo persons are not pushed: only Sync Person to Microsoft creates them in Dynamics.
+      // Unlinked Marketo persons are not pushed: only Sync Person to Microsoft creates them in
+      // Dynamics, and a create it journaled and did not finish is finished here (its person's lease is held).
+      const unfinished = s.id >= 0 ? await openIntentToDynamics(db.prisma, s.id) : null;
+      if (unfinished) return await finishSyncPerson(unfinished, item, fence);
       return { status: 'done', linkId: null, note: 'the person is not linked to Dynamics; only Sync Person to Microsoft creates it there' };
     } catch (error) {
       if (!options.signal?.aborted) logger.child(idsOf(item.subject)).warn({ err: error, events: item.events.map((e) => e.id) }, 'sync of an item failed');

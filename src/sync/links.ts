@@ -1,6 +1,7 @@
 import type { Database, Db } from '../db/database.ts';
 import type { LinkStatus, Prisma, PrismaClient, SyncLink } from '../db/generated/client.ts';
 import { activityRow, recordActivities, type ActivityEntry } from './activities.ts';
+import { settleIntent } from './create-intents.ts';
 import type { BlockedValue, Side } from './merge.ts';
 import type { LinkedEntity } from './policy.ts';
 import type { CanonicalValue } from './values.ts';
@@ -102,6 +103,7 @@ export async function createLinks(db: PrismaClient, links: readonly { target: Li
       tx,
       links.flatMap((l, i) => l.entries(created[i]!)),
     );
+    for (const l of links) await settleCreate(tx, l.target);
     return created;
   });
 }
@@ -150,6 +152,16 @@ export interface LinkTarget {
   fieldOrigins: Record<string, FieldOrigin>;
   dynamicsEtag: string | null;
   dynamicsVersion: string | null;
+  /** the create journaled for this link (create-intents.ts): settled in the link's transaction */
+  intentId?: string | undefined;
+}
+
+/** Settles the target's create intent; a create settled elsewhere means another worker linked it: roll back. */
+export async function settleCreate(tx: Db, target: Pick<LinkTarget, 'intentId' | 'marketoId'>): Promise<void> {
+  if (!target.intentId) return;
+  if (!(await settleIntent(tx, target.intentId, { state: 'DONE', marketoId: target.marketoId }))) {
+    throw new Error(`create ${target.intentId} was settled by another worker`);
+  }
 }
 
 /**
@@ -173,6 +185,7 @@ export async function linkOrRepoint(db: PrismaClient, existing: Link | null, tar
         })
       : await createLink(tx, { ...target, marketoVersion: null });
     await recordActivities(tx, entries(link));
+    await settleCreate(tx, target);
     return link;
   });
 }

@@ -115,6 +115,8 @@ export interface DynamicsPort {
     bindings: readonly FieldBinding[],
     owner?: DynamicsOwner,
     fence?: WriteFence,
+    /** the client-chosen primary key: a resend with it is refused as a duplicate and read back, never a second record */
+    id?: string,
   ): Promise<DynamicsRecordView>;
   columnAccess(entity: LinkedEntity): Promise<Map<string, DynamicsColumnAccess>>;
   /** forget cached metadata: column security or the schema changed */

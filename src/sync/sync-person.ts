@@ -1,21 +1,25 @@
+import { randomUUID } from 'node:crypto';
 import type { Database } from '../db/database.ts';
-import { ConnectorError } from '../connectors/errors.ts';
 import { enqueue } from '../inbox/inbox.ts';
-import { activity, recordActivities, type ActivityField, type ActivitySubject } from './activities.ts';
-import { findLink, findLinks, linkOrRepoint, type Link } from './links.ts';
+import { activity, type ActivitySubject } from './activities.ts';
+import { journalCreate, openIntentToDynamics, type CreateIntent } from './create-intents.ts';
+import { createDynamicsCreates } from './creates.ts';
+import { findLink, findLinks, type Link } from './links.ts';
 import { lockHolder, lockWithin, personKey, unlock } from './locks.ts';
 import type { MappingService } from './mappings.ts';
 import { entityLabel, type LinkedEntity } from './policy.ts';
 import type { Fencing } from './fence.ts';
-import type { DynamicsOwner, DynamicsPort, MarketoPort, WriteFence } from './ports.ts';
-import { baseAfterCreate } from './plan.ts';
-import { sameValue, type CanonicalRecordFields } from './values.ts';
+import type { DynamicsPort, MarketoPort, WriteFence } from './ports.ts';
+import { relink } from './relink.ts';
+import type { CanonicalRecordFields } from './values.ts';
 
 // Marketo's "Sync Person to Microsoft" flow action, in real time: create the person in Dynamics
 // as a lead (default) or contact, link it and answer with the id, inside Marketo's 30 s webhook
 // timeout. Never a duplicate: an existing link answers "existing", an unlinked Dynamics record
-// with the same email is linked instead of creating another, and concurrent calls for the same
-// person wait for each other on the person's lease.
+// with the same email is linked instead of creating another, concurrent calls for the same
+// person wait for each other on the person's lease, and the create is journaled with its
+// primary key before it is sent, so whoever runs next for the person (the inbox's retry, a later
+// call, the engine on the record's webhook or the sweep) finishes it instead of starting over.
 
 export interface SyncPersonRequest {
   marketoId: number;
@@ -46,16 +50,9 @@ export interface SyncPersonOptions {
   fencing?: Fencing;
 }
 
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function ownerOf(assignTo: string | undefined): DynamicsOwner | undefined {
-  const value = assignTo?.trim();
-  if (!value) return undefined;
-  return GUID.test(value) ? { systemUserId: value.toLowerCase() } : { domainName: value };
-}
-
 export function createSyncPerson(options: SyncPersonOptions) {
   const { db, marketo, dynamics, mappings } = options;
+  const creates = createDynamicsCreates({ db, dynamics, mappings });
   // Calls still running, including those whose webhook already answered "queued" after its
   // budget: shutdown waits for them, and the heartbeat keeps their lease, so the queued retry
   // can never create the record a second time while the first call is still at it.
@@ -89,6 +86,17 @@ export function createSyncPerson(options: SyncPersonOptions) {
 
   async function createOrFind(request: SyncPersonRequest, fence: WriteFence | undefined): Promise<SyncPersonResult> {
     const existing = await findLink(db.prisma, { marketoId: request.marketoId });
+    const subject: ActivitySubject = {
+      marketoId: request.marketoId,
+      entity: request.entity,
+      dynamicsId: null,
+      linkId: existing?.id ?? null,
+      changeEventId: request.changeEventId ?? null,
+    };
+    // A create journaled by an earlier call that did not live to link it (a crash, a lost lease)
+    // is finished before anything else: sent again with the same key, never a second record.
+    const unfinished = await openIntentToDynamics(db.prisma, request.marketoId);
+    if (unfinished) return finish(unfinished, existing, { ...subject, entity: unfinished.entity }, fence);
     if (existing && existing.status !== 'DELETED_IN_DYNAMICS') {
       return { status: 'existing', entity: existing.entity, dynamicsId: existing.dynamicsId, linkId: existing.id };
     }
@@ -96,25 +104,21 @@ export function createSyncPerson(options: SyncPersonOptions) {
     const mapping = await mappings.forEntity(entity);
     const person = (await marketo.readPersons([request.marketoId], mapping.bindings)).get(request.marketoId);
     if (!person) return { status: 'not_found', message: `Marketo has no person ${request.marketoId}` };
-    const subject: ActivitySubject = {
-      marketoId: request.marketoId,
-      entity,
-      dynamicsId: null,
-      linkId: existing?.id ?? null,
-      changeEventId: request.changeEventId ?? null,
-    };
 
     if (person.email) {
       const candidates = await dynamics.findByEmail(entity, person.email, mapping.bindings);
       const taken = new Set((await findLinks(db.prisma, { dynamicsIds: candidates.map((c) => c.id) })).map((l) => l.dynamicsId));
       const match = candidates.filter((c) => !taken.has(c.id)).sort((a, b) => a.modifiedOn.localeCompare(b.modifiedOn))[0];
       if (match) {
-        const target = { marketoId: request.marketoId, entity, dynamicsId: match.id, snapshot: {}, fieldOrigins: {}, dynamicsEtag: match.etag, dynamicsVersion: match.version };
-        const link = await linkOrRepoint(db.prisma, existing, target, (linked) => [
-          activity({ ...subject, dynamicsId: match.id, linkId: linked.id }, 'LINKED', `Sync Person to Microsoft: matched existing ${entityLabel(entity)} ${match.id} by email ${person.email ?? ''}; nothing created`),
-        ]);
-        await enqueueResync(link);
-        return { status: 'existing', entity, dynamicsId: match.id, linkId: link.id };
+        // Never synced: the pair has no agreed base yet, so the link starts empty and the first
+        // merge fills each empty side and applies the entity's rule (SPEC "match by email").
+        const target = { marketoId: request.marketoId, entity, dynamicsId: match.id, snapshot: {}, fieldOrigins: {}, dynamicsEtag: match.etag, dynamicsVersion: match.version, originatingLeadId: match.originatingLeadId };
+        const linked = await relink(db.prisma, existing, target, (l) => [
+          activity({ ...subject, dynamicsId: match.id, linkId: l.id }, 'LINKED', `Sync Person to Microsoft: matched existing ${entityLabel(entity)} ${match.id} by email ${person.email ?? ''}; nothing created`),
+        ], { ...subject, dynamicsId: match.id });
+        if (linked.status === 'refused') return { status: 'existing', entity: linked.link.entity, dynamicsId: linked.link.dynamicsId, linkId: linked.link.id };
+        await enqueueResync(linked.link);
+        return { status: 'existing', entity, dynamicsId: match.id, linkId: linked.link.id };
       }
     }
 
@@ -125,48 +129,32 @@ export function createSyncPerson(options: SyncPersonOptions) {
       if (value === null || value === undefined || rule.direction === 'DYNAMICS_TO_MARKETO' || !access?.dynamics.canCreate) continue;
       fields[rule.field] = value;
     }
-    let record;
-    try {
-      record = await dynamics.create(entity, fields, mapping.bindings, ownerOf(request.assignTo), fence);
-    } catch (error) {
-      if (error instanceof ConnectorError && (error.kind === 'validation' || error.kind === 'forbidden')) {
-        await recordActivities(db.prisma, [
-          activity(
-            subject,
-            'VALIDATION_REJECTED',
-            `Sync Person to Microsoft: Dynamics refused to create the ${entityLabel(entity)}: ${error.message}`,
-            Object.entries(fields).map(([field, value]) => ({ field, side: 'DYNAMICS', oldValue: null, newValue: value })),
-          ),
-        ]);
-        return { status: 'rejected', message: error.message };
-      }
-      throw error;
-    }
-
-    // The base is what was created (never empty: an empty base turns a workflow's edit of the new
-    // lead into a fake collision). Whatever Dynamics stored differently (a default, a plug-in's
-    // rewrite) is then an ordinary change made in Dynamics, carried to Marketo by the re-sync.
-    const snapshot = baseAfterCreate(mapping.rules, person.fields, fields, record.fields);
-    const differs = mapping.rules.some((rule) => !sameValue(person.fields[rule.field] ?? null, record.fields[rule.field] ?? null, rule.type));
-    const written: ActivityField[] = Object.entries(fields).map(([field, value]) => ({ field, side: 'DYNAMICS', oldValue: null, newValue: value }));
-    const target = {
+    // Journaled before it is sent, with the primary key the record will have (create-intents.ts).
+    const intent = await journalCreate(db.prisma, {
+      direction: 'TO_DYNAMICS',
       marketoId: request.marketoId,
       entity,
-      dynamicsId: record.id,
-      snapshot,
-      fieldOrigins: Object.fromEntries(Object.keys(snapshot).map((f) => [f, { side: 'MARKETO' as const, at: new Date().toISOString() }])),
-      dynamicsEtag: record.etag,
-      dynamicsVersion: record.version,
-    };
-    const link = await linkOrRepoint(db.prisma, existing, target, (linked) => {
-      const s = { ...subject, dynamicsId: record.id, linkId: linked.id };
-      return [
-        activity(s, 'CREATED_IN_DYNAMICS', `Sync Person to Microsoft: created ${entityLabel(entity)} ${record.id}${request.assignTo ? `, owner ${request.assignTo}` : ''}`, written),
-        activity(s, 'LINKED', `person ${request.marketoId} <-> ${entityLabel(entity)} ${record.id}`),
-      ];
+      dynamicsId: randomUUID(),
+      email: person.email,
+      source: person.fields,
+      sent: fields,
+      assignTo: request.assignTo?.trim() || null,
+      changeEventId: request.changeEventId ?? null,
     });
-    if (differs) await enqueueResync(link);
-    return { status: 'created', entity, dynamicsId: record.id, linkId: link.id };
+    return finish(intent, existing, subject, fence);
+  }
+
+  async function finish(intent: CreateIntent, existing: Link | null, subject: ActivitySubject, fence: WriteFence | undefined): Promise<SyncPersonResult> {
+    const result = await creates.finishToDynamics(intent, existing, subject, fence);
+    switch (result.status) {
+      case 'rejected':
+        return result;
+      case 'refused':
+        return { status: 'existing', entity: result.link.entity, dynamicsId: result.link.dynamicsId, linkId: result.link.id };
+      case 'created':
+        if (result.differs) await enqueueResync(result.link);
+        return { status: 'created', entity: result.link.entity, dynamicsId: result.link.dynamicsId, linkId: result.link.id };
+    }
   }
 
   async function enqueueResync(link: Link): Promise<void> {

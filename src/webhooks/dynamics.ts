@@ -14,6 +14,8 @@ export interface DynamicsWebhookDeps {
   secret: string;
   /** the sync user's id once known: its own writes come back as webhooks and are ignored */
   syncUserId: () => string | undefined;
+  /** true when the record is the target of a create the sync journaled and never linked: not an echo to drop */
+  unfinishedCreate?: (dynamicsId: string) => Promise<boolean>;
   notify: () => void;
 }
 
@@ -45,10 +47,14 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
     const notice = parsed.notice;
     if (!handledEntities.has(notice.entity)) return { kind: 'ignored', reason: `table ${notice.entity} is not synced` };
     const syncUser = deps.syncUserId();
-    if (syncUser && notice.initiatingUserId.toLowerCase() === syncUser) {
+    const id = notice.id.toLowerCase();
+    // A Create by the sync user is its own record unless a create it journaled never linked it (a
+    // crash between the two): that one must reach the engine. Only Creates are looked up, so the
+    // echoes of ordinary updates cost nothing; the sweep catches later writes to such a record.
+    const bySyncUser = syncUser !== undefined && notice.initiatingUserId.toLowerCase() === syncUser;
+    if (bySyncUser && !(notice.messageName === 'Create' && (await deps.unfinishedCreate?.(id)) === true)) {
       return { kind: 'ignored', reason: 'an echo of the sync user’s own write' };
     }
-    const id = notice.id.toLowerCase();
     const result = await deps.inbox.enqueue({
       source: 'DYNAMICS',
       origin: 'WEBHOOK',

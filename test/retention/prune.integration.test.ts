@@ -1,4 +1,5 @@
  
+import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { DataverseClientStats } from '../../src/connectors/dynamics/dataverse.client.ts';
@@ -30,6 +31,7 @@ describe.each(testEngines())('retention on %s', (engine) => {
       await db.prisma.syncRun.deleteMany();
       await db.prisma.auditEntry.deleteMany();
       await db.prisma.throughputMinute.deleteMany();
+      await db.prisma.createIntent.deleteMany();
       await db.prisma.serviceSetting.deleteMany();
       await db.prisma.schedulerLease.deleteMany();
     },
@@ -65,6 +67,7 @@ describe.each(testEngines())('retention on %s', (engine) => {
       sync_run: daysAgo(90),
       audit_entry: daysAgo(400),
       throughput_minute: daysAgo(14),
+      create_intent: daysAgo(14),
     });
   });
 
@@ -95,7 +98,7 @@ describe.each(testEngines())('retention on %s', (engine) => {
     });
 
     const result = await pruneOnce({ db: db.prisma, policy: defaultRetention, now: () => NOW });
-    expect(result.removed).toEqual({ change_event: 2, activity: 1, sync_run: 1, audit_entry: 1, throughput_minute: 2 });
+    expect(result.removed).toEqual({ change_event: 2, activity: 1, sync_run: 1, audit_entry: 1, throughput_minute: 2, create_intent: 0 });
     expect(result.interrupted).toBe(false);
     expect((await db.prisma.changeEvent.findMany({ select: { id: true } })).map((e) => e.id).sort()).toEqual(Object.values(kept).map((e) => e.id).sort());
     // the activity of a pruned event stays (it has its own retention), without the dangling reference
@@ -107,8 +110,20 @@ describe.each(testEngines())('retention on %s', (engine) => {
 
     // a month later (the injected clock moves, nothing sleeps) the recent ones are due too
     const later = await pruneOnce({ db: db.prisma, policy: defaultRetention, now: () => new Date(NOW.getTime() + 30 * DAY) });
-    expect(later.removed).toEqual({ change_event: 1, activity: 1, sync_run: 1, audit_entry: 0, throughput_minute: 1 });
+    expect(later.removed).toEqual({ change_event: 1, activity: 1, sync_run: 1, audit_entry: 0, throughput_minute: 1, create_intent: 0 });
     expect(await db.prisma.changeEvent.count({ where: { status: 'DEAD' } })).toBe(1);
+  });
+
+  it('deletes settled creates past the done-event retention and never an open one, however old', async () => {
+    const intent = (ageDays: number, state: 'OPEN' | 'DONE' | 'FAILED') =>
+      db.prisma.createIntent.create({
+        data: { direction: 'TO_DYNAMICS', state, marketoId: 1, dynamicsEntity: 'LEAD', dynamicsId: randomUUID(), source: {}, sent: {}, createdAt: daysAgo(ageDays), settledAt: state === 'OPEN' ? null : daysAgo(ageDays) },
+      });
+    const kept = await Promise.all([intent(30, 'OPEN'), intent(13, 'DONE')]);
+    await Promise.all([intent(15, 'DONE'), intent(20, 'FAILED')]);
+    const result = await pruneOnce({ db: db.prisma, policy: defaultRetention, now: () => NOW });
+    expect(result.removed.create_intent).toBe(2);
+    expect((await db.prisma.createIntent.findMany()).map((i) => i.id).sort()).toEqual(kept.map((i) => i.id).sort());
   });
 
   it('works in batches of the configured size, one statement each, and a pass stopped half-way is finished by the next', async () => {
@@ -133,8 +148,8 @@ describe.each(testEngines())('retention on %s', (engine) => {
     expect(await db.prisma.changeEvent.count()).toBe(4);
 
     const second = await pruneOnce({ db: db.prisma, policy, now: () => NOW });
-    // 4 events: 3 + 1; 5 activities: 3 + 2; runs, audit and throughput tallies: one empty batch each
-    expect(second).toMatchObject({ interrupted: false, batches: 7, removed: { change_event: 4, activity: 5, sync_run: 0, audit_entry: 0 } });
+    // 4 events: 3 + 1; 5 activities: 3 + 2; runs, audit, throughput tallies and creates: one empty batch each
+    expect(second).toMatchObject({ interrupted: false, batches: 8, removed: { change_event: 4, activity: 5, sync_run: 0, audit_entry: 0 } });
     expect(await db.prisma.changeEvent.count()).toBe(0);
   });
 
@@ -155,7 +170,7 @@ describe.each(testEngines())('retention on %s', (engine) => {
     await other.release('retention');
 
     const result = await service.pruneNow();
-    expect(result?.removed).toEqual({ change_event: 1, activity: 1, sync_run: 0, audit_entry: 0, throughput_minute: 0 });
+    expect(result?.removed).toEqual({ change_event: 1, activity: 1, sync_run: 0, audit_entry: 0, throughput_minute: 0, create_intent: 0 });
     expect(await readLastPrune(db.prisma)).toMatchObject({ at: NOW, removed: result!.removed, interrupted: false });
     const text = await metrics.registry.metrics();
     expect(text).toMatch(/mds_retention_removed_total\{table="change_event",service="marketo-dynamics-sync"\} 1/);

@@ -2,7 +2,7 @@ import type { CanonicalRecordFields, CanonicalValue } from '../../sync/values.ts
 import { normalise } from '../../sync/values.ts';
 import type { LinkedEntity } from '../../sync/policy.ts';
 import type { DynamicsColumnAccess, DynamicsPort, DynamicsRecordView, FieldBinding } from '../../sync/ports.ts';
-import type { DataverseClient, DataverseEntity, DataverseRecord } from './dataverse.client.ts';
+import { dataverseEntitySets, type DataverseClient, type DataverseEntity, type DataverseRecord } from './dataverse.client.ts';
 import { DataverseValidationError } from './dataverse.errors.ts';
 
 // The engine's view of Dataverse: canonical fields in, canonical fields out. Option sets go
@@ -129,8 +129,10 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
       });
       return toView(entity, record, bindings);
     },
-    async create(entity, fields, bindings, owner, fence) {
-      const record = await client.createRecord(entityName(entity), toDataverse(fields, bindings), {
+    async create(entity, fields, bindings, owner, fence, id) {
+      // a journaled key (create-intents.ts): a resend of the same create answers "exists", never a second record
+      const values = id ? { ...toDataverse(fields, bindings), [dataverseEntitySets[entityName(entity)].key]: id } : toDataverse(fields, bindings);
+      const record = await client.createRecord(entityName(entity), values, {
         columns: await columnsFor(entity, bindings),
         ...(owner ? { owner } : {}),
         fence,
