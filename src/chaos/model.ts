@@ -85,6 +85,8 @@ export interface LoggedEdit {
   value: FieldValue;
   race: string | null;
   what: string;
+  /** a synchronous plug-in's rewrite: the value it replaced */
+  rewrites?: FieldValue | undefined;
 }
 
 export interface LoggedAgreement {
