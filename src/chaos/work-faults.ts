@@ -143,10 +143,11 @@ export function createWorkFaults(world: World, editor: Editor, log: IntentLog, r
 
   function listen(): void {
     mkto.onApiCall((call) => {
+      // first what the write itself did (an agreement the moment it landed), then a fault's edit after it
+      if (call.phase === 'after' && call.endpoint === 'leads.sync') editor.observeMarketoWrite(call.body, call.result);
       pauseReader(call);
       editFieldBeingWritten(call);
       killAfterMarketoCreate(call);
-      if (call.phase === 'after' && call.endpoint === 'leads.sync') editor.observeMarketoWrite(call.body, call.result);
     });
     mkto.onFault((fault) => {
       if (fault.type === 'after-apply') fired.marketoWriteTimedOut++;
