@@ -1,6 +1,6 @@
 import type { MarketoApiCall } from '../sandbox/marketo/index.ts';
 import type { Editor } from './edits.ts';
-import { fields, PLUGIN_REWRITE, type FieldSpec, type IntentLog, type Pair, type Rng } from './model.ts';
+import { fields, PLUGIN_REWRITE, sleep, type FieldSpec, type IntentLog, type Pair, type Rng } from './model.ts';
 import type { World } from './world.ts';
 
 // The faults of issue 24, aimed at the moment a replica has work in hand, as production meets them:
@@ -64,11 +64,19 @@ export function createWorkFaults(world: World, editor: Editor, log: IntentLog, r
     if (!edited) return;
     const replica = replicas.ofPort(call.remotePort);
     if (!replica) return;
-    const ms = (options.leaseSeconds + rng.int(2, 6)) * 1000;
-    if (!replicas.pause(replica, ms, () => options.say(`  replica ${replica.index} resumed (SIGCONT)`))) return;
     shots.pause--;
-    fired.pause++;
-    options.say(`  replica ${replica.index} SIGSTOPped for ${ms / 1000} s right after it read person ${edited.marketoId}`);
+    const ms = (options.leaseSeconds + rng.int(2, 6)) * 1000;
+    // A few ms after the answer goes out: the replica holds it and is planning, journaling or
+    // sending its write. Frozen before it read the answer, its client's timeout (short in the
+    // campaign) would fire on waking and throw the answer away.
+    const afterMs = rng.int(2, 30);
+    pending.push(
+      sleep(afterMs).then(() => {
+        if (!replicas.pause(replica, ms, () => options.say(`  replica ${replica.index} resumed (SIGCONT)`))) return;
+        fired.pause++;
+        options.say(`  replica ${replica.index} SIGSTOPped for ${ms / 1000} s, ${afterMs} ms after Marketo answered its read of person ${edited.marketoId}`);
+      }),
+    );
   }
 
   /** The marketer's edit of a field the sync is writing to Marketo, landing just before or after it. */
