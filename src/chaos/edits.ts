@@ -276,7 +276,7 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
     }
   }
 
-  function observePair(marketoId: number, entity: Entity, dynamicsId: string, how: string, only?: readonly string[]): void {
+  function observePair(marketoId: number, entity: Entity, dynamicsId: string, how: string, only?: readonly string[], bySyncWrite = false): void {
     const person = mkto.getLead(marketoId);
     const record = dv.get(entity, dynamicsId);
     if (!person || !record) return;
@@ -286,7 +286,7 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
       const d = record[field.dynamics] as FieldValue | undefined;
       const norm = (v: FieldValue | undefined) => (v === undefined || v === '' ? null : v);
       const equal = field.kind === 'email' && typeof m === 'string' && typeof d === 'string' ? m.toLowerCase() === d.toLowerCase() : norm(m) === norm(d);
-      if (equal) log.agreement({ record: { marketoId }, field: field.canonical, value: norm(m), how });
+      if (equal) log.agreement({ record: { marketoId }, field: field.canonical, value: norm(m), how, bySyncWrite });
     }
   }
 
@@ -303,7 +303,7 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
       const pair = pairs.get(answer.id);
       if (!pair || pair.state !== 'active' || pair.filteredOut || pair.moving) return;
       const written = fieldsOfEntity(pair.entity).filter((f) => f.marketo in input).map((f) => f.canonical);
-      observePair(pair.marketoId, pair.entity, pair.dynamicsId, 'the sync’s write landed in Marketo while Dynamics held the same value', written);
+      observePair(pair.marketoId, pair.entity, pair.dynamicsId, 'the sync’s write landed in Marketo while Dynamics held the same value', written, true);
     });
   }
 
@@ -311,7 +311,7 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
     const person = personOfRecord.get(dynamicsId.toLowerCase());
     const pair = person === undefined ? undefined : pairs.get(person);
     if (!pair || pair.dynamicsId !== dynamicsId.toLowerCase() || pair.state !== 'active' || pair.filteredOut || pair.moving) return;
-    observePair(pair.marketoId, pair.entity, pair.dynamicsId, 'the sync’s write landed in Dynamics while Marketo held the same value', written);
+    observePair(pair.marketoId, pair.entity, pair.dynamicsId, 'the sync’s write landed in Dynamics while Marketo held the same value', written, true);
   }
 
   /** The person an edit or agreement is about, from what the campaign learnt (or the service's link). */

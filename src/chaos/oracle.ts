@@ -48,6 +48,8 @@ export interface Agreement {
   field: string;
   value: FieldValue;
   how: string;
+  /** seen the moment a sync's write landed (so it may be the write of a collision logged just after) */
+  bySyncWrite?: boolean | undefined;
 }
 
 /** A linked pair as it ended. */
@@ -191,6 +193,22 @@ function groupBy<T>(items: readonly T[], keyOf: (item: T) => string | null): Map
   return groups;
 }
 
+/**
+ * The last agreement before a collision entry at `seq`. The entry is stamped at commit, after its
+ * own resolution write landed: an agreement on the winning value seen as a sync's write landed,
+ * with no edit of the field since, is that write and not the base the collision was decided on.
+ */
+function baseOf(agreements: readonly Agreement[], edits: readonly IntentEdit[], seq: number, winning: FieldValue | undefined, kind: FieldKind): Agreement | undefined {
+  const before = agreements.filter((a) => a.seq <= seq);
+  while (before.length > 0) {
+    const last = before.at(-1)!;
+    const editedSince = edits.some((e) => e.seq > last.seq && e.seq <= seq);
+    if (!last.bySyncWrite || editedSince || winning === undefined || !sameValue(last.value, winning, kind)) break;
+    before.pop();
+  }
+  return before.at(-1);
+}
+
 /** Is a COLLISION_RESOLVED entry genuine: did BOTH sides change the field since they last agreed? */
 function judgeCollisions(input: OracleInput, place: (at: number) => number, edits: Map<string, IntentEdit[]>, agreements: Map<string, Agreement[]>): CollisionJudgement[] {
   const judged: CollisionJudgement[] = [];
@@ -204,7 +222,7 @@ function judgeCollisions(input: OracleInput, place: (at: number) => number, edit
         continue;
       }
       const k = key(activity.marketoId, field.field);
-      const agreed = (agreements.get(k) ?? []).filter((a) => a.seq <= seq).at(-1);
+      const agreed = baseOf(agreements.get(k) ?? [], edits.get(k) ?? [], seq, field.newValue, input.fieldKinds[field.field] ?? 'string');
       const since = agreed?.seq ?? -Infinity;
       const changed = (side: SyncSide) => (edits.get(k) ?? []).filter((e) => e.side === side && e.seq > since && e.seq <= seq);
       const base = agreed ? `since both sides agreed on ${show(agreed.value)} (${agreed.how}, #${agreed.seq})` : 'since the campaign began';

@@ -61,27 +61,29 @@ export async function startReplicaSet(options: ReplicaSetOptions) {
   async function forward(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
-    const target = pick();
-    if (!target) {
-      res.writeHead(503, { 'content-type': 'text/plain' }).end('no replica is serving');
-      return;
-    }
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(req.headers)) {
       if (typeof value === 'string' && !['host', 'content-length', 'connection', 'transfer-encoding'].includes(name)) headers[name] = value;
     }
-    try {
-      const answer = await fetch(`${target.process.url}${req.url ?? '/'}`, {
-        method: req.method ?? 'POST',
-        headers,
-        body: chunks.length ? Buffer.concat(chunks) : null,
-        signal: AbortSignal.timeout(30_000),
-      });
-      res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(Buffer.from(await answer.arrayBuffer()));
-    } catch {
-      // the replica died or froze under the request: the balancer answers for it
-      res.writeHead(502, { 'content-type': 'text/plain' }).end('the replica did not answer');
+    // a replica killed under the request is retried once on another, as a balancer does on a
+    // connection error (the service deduplicates webhooks); a frozen one times out
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const target = pick();
+      if (!target) break;
+      try {
+        const answer = await fetch(`${target.process.url}${req.url ?? '/'}`, {
+          method: req.method ?? 'POST',
+          headers,
+          body: chunks.length ? Buffer.concat(chunks) : null,
+          signal: AbortSignal.timeout(30_000),
+        });
+        res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(Buffer.from(await answer.arrayBuffer()));
+        return;
+      } catch (error) {
+        if (error instanceof Error && error.name === 'TimeoutError') break;
+      }
     }
+    res.writeHead(502, { 'content-type': 'text/plain' }).end('no replica answered');
   }
 
   /** Which replica holds the client socket with this local port (the port a server saw as remote). */

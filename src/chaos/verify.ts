@@ -66,7 +66,7 @@ export async function gatherOracleInput(world: World, editor: Editor, log: Inten
   const agreements: Agreement[] = [];
   for (const a of log.agreements) {
     const person = await editor.personOf(a.record);
-    if (person !== null) agreements.push({ seq: a.seq, at: a.at, person, field: a.field, value: a.value, how: a.how });
+    if (person !== null) agreements.push({ seq: a.seq, at: a.at, person, field: a.field, value: a.value, how: a.how, bySyncWrite: a.bySyncWrite });
   }
   const pairs = new Map<number, FinalPair>();
   for (const link of links) {

@@ -200,6 +200,28 @@ const rows: Row[] = [
     violations: ['collision-rule'],
   },
   {
+    name: 'the agreement made by the collision’s own resolution write, logged just before its entry, does not make it fake',
+    input: input({
+      agreements: [agreed(1, 'title', 'old'), { ...agreed(4, 'title', 'D', 'the sync’s write landed'), bySyncWrite: true }],
+      edits: [edit(2, 'MARKETO', 'title', 'M'), edit(3, 'DYNAMICS', 'title', 'D')],
+      activities: [collision(4, 'CONTACT', 'title', 'DYNAMICS', 'D', 'M', 'old')],
+      pairs: [pair('CONTACT', { title: 'D' }, { title: 'D' })],
+    }),
+    verdicts: ['collision-loser', 'both-sides'],
+    violations: [],
+  },
+  {
+    name: 'a collision logged after a sync write made both sides agree and one side edited since is fake',
+    input: input({
+      agreements: [agreed(1, 'title', 'old'), { ...agreed(3, 'title', 'D', 'the sync’s write landed'), bySyncWrite: true }],
+      edits: [edit(2, 'DYNAMICS', 'title', 'D'), edit(4, 'MARKETO', 'title', 'M')],
+      activities: [collision(4, 'CONTACT', 'title', 'DYNAMICS', 'D', 'M', 'old')],
+      pairs: [pair('CONTACT', { title: 'D' }, { title: 'D' })],
+    }),
+    verdicts: ['both-sides', 'violation'],
+    violations: ['fake-collision', 'lost-edit'],
+  },
+  {
     name: 'an agreement seen after the collision was logged does not make it fake',
     input: input({
       agreements: [agreed(1, 'title', 'old'), agreed(5, 'title', 'M')],
