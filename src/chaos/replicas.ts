@@ -33,19 +33,23 @@ export async function startReplicaSet(options: ReplicaSetOptions) {
   let turn = 0;
   const serving = () => replicas.filter((r) => r.process.running() && r.pausedUntil === null);
 
-  /** The next replica that can answer (round-robin); undefined when every one is down or frozen. */
+  /**
+   * The next replica that can answer (round-robin). With none serving, a frozen one: its kernel
+   * still accepts the connection and it answers when it wakes, as a lone frozen process does.
+   * Undefined when every replica is down.
+   */
   function pick(): Replica | undefined {
     const live = serving();
-    if (live.length === 0) return undefined;
+    if (live.length === 0) return replicas.find((r) => r.process.running());
     turn = (turn + 1) % live.length;
     return live[turn];
   }
 
-  /** A replica to ask, waiting (bounded) while all are down or frozen. */
+  /** A serving replica to ask, waiting (bounded) while all are down or frozen. */
   async function anyServing(maxMs = 120_000): Promise<Replica> {
     const deadline = Date.now() + maxMs;
     for (;;) {
-      const replica = pick();
+      const replica = serving().length > 0 ? pick() : undefined;
       if (replica) return replica;
       if (Date.now() > deadline) throw new Error(`no replica was serving for ${maxMs / 1000} s`);
       await new Promise((resolve) => setTimeout(resolve, 50));
