@@ -87,7 +87,8 @@ export async function startReplicaSet(options: ReplicaSetOptions) {
         if (error instanceof Error && error.name === 'TimeoutError') break;
       }
     }
-    res.writeHead(502, { 'content-type': 'text/plain' }).end('no replica answered');
+    // marked as the front's own answer: the service never said this
+    res.writeHead(502, { 'content-type': 'text/plain', [FRONT_ANSWER_HEADER]: 'no replica answered' }).end('no replica answered');
   }
 
   /** Which replica holds the client socket with this local port (the port a server saw as remote). */
@@ -176,6 +177,9 @@ export async function startReplicaSet(options: ReplicaSetOptions) {
 }
 
 export type ReplicaSet = Awaited<ReturnType<typeof startReplicaSet>>;
+
+/** Set on an answer the front gave itself because no replica answered (down, killed, frozen too long). */
+export const FRONT_ANSWER_HEADER = 'x-chaos-front';
 
 /** Inodes of the TCP sockets (IPv4 and IPv6) whose local port is `port`, from /proc/net. */
 function socketInodesOfLocalPort(port: number): Set<string> {
