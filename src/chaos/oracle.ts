@@ -194,16 +194,17 @@ function groupBy<T>(items: readonly T[], keyOf: (item: T) => string | null): Map
 }
 
 /**
- * The last agreement before a collision entry at `seq`. The entry is stamped at commit, after its
- * own resolution write landed: an agreement on the winning value seen as a sync's write landed,
- * with no edit of the field since, is that write and not the base the collision was decided on.
+ * The last agreement before a collision entry at `seq`. The entry is stamped when it is committed,
+ * after its own resolution write landed: an agreement on the winning value, seen as a sync's write
+ * landed while the losing value had already been made, is that write and not the base the
+ * collision was decided on. A losing value made after it is a later edit, and the collision fake.
  */
-function baseOf(agreements: readonly Agreement[], edits: readonly IntentEdit[], seq: number, winning: FieldValue | undefined, kind: FieldKind): Agreement | undefined {
+function baseOf(agreements: readonly Agreement[], edits: readonly IntentEdit[], seq: number, field: LoggedField, kind: FieldKind): Agreement | undefined {
   const before = agreements.filter((a) => a.seq <= seq);
   while (before.length > 0) {
     const last = before.at(-1)!;
-    const editedSince = edits.some((e) => e.seq > last.seq && e.seq <= seq);
-    if (!last.bySyncWrite || editedSince || winning === undefined || !sameValue(last.value, winning, kind)) break;
+    const losingMadeSince = edits.some((e) => e.seq > last.seq && e.seq <= seq && sameValue(e.value, field.losingValue, kind));
+    if (!last.bySyncWrite || losingMadeSince || field.newValue === undefined || !sameValue(last.value, field.newValue, kind)) break;
     before.pop();
   }
   return before.at(-1);
@@ -222,7 +223,7 @@ function judgeCollisions(input: OracleInput, place: (at: number) => number, edit
         continue;
       }
       const k = key(activity.marketoId, field.field);
-      const agreed = baseOf(agreements.get(k) ?? [], edits.get(k) ?? [], seq, field.newValue, input.fieldKinds[field.field] ?? 'string');
+      const agreed = baseOf(agreements.get(k) ?? [], edits.get(k) ?? [], seq, field, input.fieldKinds[field.field] ?? 'string');
       const since = agreed?.seq ?? -Infinity;
       const changed = (side: SyncSide) => (edits.get(k) ?? []).filter((e) => e.side === side && e.seq > since && e.seq <= seq);
       const base = agreed ? `since both sides agreed on ${show(agreed.value)} (${agreed.how}, #${agreed.seq})` : 'since the campaign began';

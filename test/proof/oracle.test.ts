@@ -211,6 +211,17 @@ const rows: Row[] = [
     violations: [],
   },
   {
+    name: 'a collision entry committed late, after its own write and a later edit, is still judged on its own base',
+    input: input({
+      agreements: [agreed(1, 'title', 'old'), { ...agreed(4, 'title', 'D', 'the sync’s write landed'), bySyncWrite: true }],
+      edits: [edit(2, 'MARKETO', 'title', 'M'), edit(3, 'DYNAMICS', 'title', 'D'), edit(5, 'MARKETO', 'title', 'M5')],
+      activities: [collision(5, 'CONTACT', 'title', 'DYNAMICS', 'D', 'M', 'old')],
+      pairs: [pair('CONTACT', { title: 'M5' }, { title: 'M5' })],
+    }),
+    verdicts: ['collision-loser', 'superseded', 'both-sides'],
+    violations: [],
+  },
+  {
     name: 'a collision logged after a sync write made both sides agree and one side edited since is fake',
     input: input({
       agreements: [agreed(1, 'title', 'old'), { ...agreed(3, 'title', 'D', 'the sync’s write landed'), bySyncWrite: true }],
