@@ -7,7 +7,8 @@ import { injectFaults, replayDeliveries } from './faults.ts';
 import { createIntentLog, prng, sleep, type IntentLog, type Rng } from './model.ts';
 import { runOracle, type EditClass, type OracleReport, type Violation } from './oracle.ts';
 import { createRaces, RACES } from './races.ts';
-import { allLinks, checkInvariants, gatherOracleInput } from './verify.ts';
+import { allLinks, checkInvariants, gatherOracleInput, watchSyncCreates } from './verify.ts';
+import { createWorkFaults, NEW_FAULTS, noFaultsFired, type NewFault } from './work-faults.ts';
 import { startWorld, type World } from './world.ts';
 
 // The fault campaign (issues 7 and 12): seeded rounds of edits on both simulators under injected
@@ -29,6 +30,8 @@ export interface CampaignOptions {
   races?: boolean;
   /** postgresql:// server URL: a fresh database is created on it; unset: PGlite in a temp DATA_DIR */
   databaseUrl?: string | undefined;
+  /** service processes on the one database; default 3 on PostgreSQL, always 1 on PGlite */
+  replicas?: number | undefined;
   projectRoot: string;
   /** PATH, HOME etc. for the service process */
   baseEnv: Record<string, string | undefined>;
@@ -38,6 +41,7 @@ export interface CampaignOptions {
 export interface CampaignFigures {
   seed: number;
   database: 'postgres' | 'pglite';
+  replicas: number;
   rounds: number;
   edits: number;
   collisionsScripted: number;
@@ -57,6 +61,13 @@ export interface CampaignFigures {
   webhooksAborted: number;
   webhooksReplayed: number;
   faultsInjected: number;
+  /** issue 24's faults: how many times each took effect */
+  faultsFired: Record<NewFault, number>;
+  /**
+   * Dataverse writes the service sent as single requests (not inside a $batch): a lost single
+   * answer can only fire on one of these
+   */
+  singleDataverseWrites: number;
   sweeps: number;
   duplicates: number;
   lost: number;
@@ -78,6 +89,7 @@ function emptyFigures(options: CampaignOptions): CampaignFigures {
   return {
     seed: options.seed,
     database: options.databaseUrl ? 'postgres' : 'pglite',
+    replicas: options.databaseUrl ? (options.replicas ?? 3) : 1,
     rounds: options.rounds,
     edits: 0,
     collisionsScripted: 0,
@@ -95,6 +107,8 @@ function emptyFigures(options: CampaignOptions): CampaignFigures {
     webhooksAborted: 0,
     webhooksReplayed: 0,
     faultsInjected: 0,
+    faultsFired: noFaultsFired(),
+    singleDataverseWrites: 0,
     sweeps: 0,
     duplicates: 0,
     lost: 0,
@@ -111,6 +125,7 @@ interface Play {
   world: World;
   editor: Editor;
   races: ReturnType<typeof createRaces>;
+  workFaults: ReturnType<typeof createWorkFaults>;
   log: IntentLog;
   rng: Rng;
   counters: CampaignFigures & { acceptedEventIds: Set<string> };
@@ -133,9 +148,10 @@ async function setUp({ options, world, editor, say }: Play): Promise<void> {
 
 /** One round: faults, scripted edits, the races, perhaps a SIGKILL; it ends settled and observed. */
 async function playRound(play: Play, round: number, kill: boolean): Promise<void> {
-  const { options, world, editor, races, log, rng, counters, say } = play;
+  const { options, world, editor, races, workFaults, log, rng, counters, say } = play;
   const deliveriesBefore = world.dv.webhookDeliveries().length;
-  const faults = injectFaults(world, rng, counters);
+  const firedBefore = Object.values(workFaults.fired).reduce((a, b) => a + b, 0);
+  const faults = [...injectFaults(world, rng, counters), ...workFaults.arm(round)];
   for (let i = 0; i < options.editsPerRound; i++) editor.applyEdit(round);
   let lostCalls = await editor.notifyMarketo();
   await world.dv.flushWebhooks();
@@ -147,7 +163,10 @@ async function playRound(play: Play, round: number, kill: boolean): Promise<void
   if (kill) {
     await world.waitForWork(3_000);
     await sleep(rng.int(0, 120));
-    await world.service.kill();
+    // a random replica; on PGlite the only one
+    const running = world.replicas.replicas.filter((r) => r.process.running());
+    const victim = running.length ? rng.pick(running) : undefined;
+    await victim?.process.kill();
     counters.kills++;
     log.raced(RACES.killMidBatch);
     // while it is down: edits keep happening, their webhooks fail at the sender
@@ -156,10 +175,15 @@ async function playRound(play: Play, round: number, kill: boolean): Promise<void
     await editor.notifyMarketo();
     await world.dv.flushWebhooks();
     lostCalls = true;
-    await world.service.start();
+    await victim?.process.start();
   }
+  await workFaults.disarm();
   world.mkto.clearFaults();
   world.dv.clearFaults();
+  // a replica frozen or killed, or a delivery Dataverse gave up on: webhooks may be lost
+  const fired = Object.values(workFaults.fired).reduce((a, b) => a + b, 0) > firedBefore;
+  const failedDeliveries = world.dv.webhookDeliveries().slice(deliveriesBefore).some((d) => d.status === null || d.status < 200 || d.status >= 300);
+  lostCalls ||= fired || failedDeliveries;
   await world.settle(`round ${round}`);
   // missed webhooks (downtime, Marketo's timeouts) are the sweep's to find
   if (lostCalls) await world.sweep(`round ${round}`);
@@ -185,9 +209,17 @@ async function judge({ world, editor, log }: Play, figures: CampaignFigures): Pr
   await writeFile(figures.oracleFile, JSON.stringify({ input, judgements: verdicts, collisions }, null, 1));
 }
 
+/** Web API writes outside $batch, from the simulator's per-endpoint counters (only the service calls it over HTTP). */
+function singleWritesSent(world: World): number {
+  return Object.entries(world.dv.stats())
+    .filter(([endpoint]) => /^(POST|PATCH|DELETE) (leads|contacts)/.test(endpoint))
+    .reduce((sum, [, counter]) => sum + counter.calls, 0);
+}
+
 /** Stops everything; a failed run keeps its database and data directory for inspection. */
 async function tearDown(world: World | undefined, figures: CampaignFigures, options: CampaignOptions, stopped: boolean): Promise<void> {
-  if (world && !stopped) await world.service.kill().catch(() => undefined);
+  if (world && !stopped) await world.replicas.killAll().catch(() => undefined);
+  await world?.replicas.close().catch(() => undefined);
   await world?.marketoSim.close().catch(() => undefined);
   await world?.dataverseSim.close().catch(() => undefined);
   const passed = campaignPassed(figures);
@@ -215,24 +247,32 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignFig
   let world: World | undefined;
   let stopped = false;
   try {
-    world = await startWorld({ seed: options.seed, databaseUrl: options.databaseUrl, projectRoot: options.projectRoot, baseEnv: options.baseEnv, leaseSeconds: LEASE_SECONDS }, counters);
+    world = await startWorld(
+      { seed: options.seed, databaseUrl: options.databaseUrl, projectRoot: options.projectRoot, baseEnv: options.baseEnv, leaseSeconds: LEASE_SECONDS, replicas: figures.replicas },
+      counters,
+    );
     figures.logFile = world.logFile;
     const editor = createEditor(world, rng, log, options.seed, counters);
     const races = createRaces(world, editor, log, rng, { leaseSeconds: LEASE_SECONDS });
-    const play: Play = { options, world, editor, races, log, rng, counters, say };
+    const syncCreates = watchSyncCreates(world);
+    const workFaults = createWorkFaults(world, editor, log, rng, { leaseSeconds: LEASE_SECONDS, say });
+    const play: Play = { options, world, editor, races, workFaults, log, rng, counters, say };
     races.listenToPlugin();
-    await world.service.start();
-    say(`chaos seed ${options.seed}: service on ${world.service.url} (${figures.database}), Marketo ${world.marketoSim.url}, Dataverse ${world.dataverseSim.url}`);
+    workFaults.listen();
+    figures.faultsFired = workFaults.fired;
+    await world.replicas.startMissing();
+    say(`chaos seed ${options.seed}: ${figures.replicas} replica(s) behind ${world.replicas.frontUrl} (${figures.database}), Marketo ${world.marketoSim.url}, Dataverse ${world.dataverseSim.url}`);
     await setUp(play);
     const killRounds = new Set<number>();
     while (killRounds.size < Math.min(options.kills, options.rounds)) killRounds.add(rng.int(1, options.rounds));
     for (let round = 1; round <= options.rounds; round++) await playRound(play, round, killRounds.has(round));
     await judge(play, figures);
-    await world.service.stop();
+    figures.singleDataverseWrites = singleWritesSent(world);
+    await world.replicas.stopAll();
     stopped = true;
     const db = await openDatabase({ url: world.databaseUrl, dataDir: world.dataDir, poolSize: 2 });
     try {
-      Object.assign(figures, await checkInvariants(db.prisma, world, editor, counters.acceptedEventIds, figures.problems));
+      Object.assign(figures, await checkInvariants(db.prisma, world, editor, syncCreates, counters.acceptedEventIds, figures.problems));
     } finally {
       await db.close();
     }
@@ -251,9 +291,16 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignFig
 /** The campaign's report: races exercised, the oracle's verdicts, every violation in full. */
 export function summarise(figures: CampaignFigures): string[] {
   const lines: string[] = [];
-  lines.push(`seed ${figures.seed} on ${figures.database}: ${figures.rounds} rounds, ${figures.edits} edits, ${figures.kills} SIGKILL(s), ${figures.faultsInjected} faults, ${figures.sweeps} sweeps, ${figures.durationSeconds} s`);
+  lines.push(
+    `seed ${figures.seed} on ${figures.database} with ${figures.replicas} replica(s): ${figures.rounds} rounds, ${figures.edits} edits, ${figures.kills} SIGKILL(s) mid-batch, ${figures.faultsInjected} faults, ${figures.sweeps} sweeps, ${figures.durationSeconds} s`,
+  );
   lines.push('races exercised:');
   for (const name of Object.values(RACES)) lines.push(`  ${String(figures.races[name] ?? 0).padStart(4)}  ${name}`);
+  lines.push('issue 24 faults fired (counted where they took effect):');
+  for (const [key, name] of Object.entries(NEW_FAULTS)) {
+    const note = key === 'dataverseAnswerLost' ? ` (the service sent ${figures.singleDataverseWrites} single-request write(s); all others rode in $batch)` : '';
+    lines.push(`  ${String(figures.faultsFired[key as NewFault]).padStart(4)}  ${name}${note}`);
+  }
   const v = figures.verdicts;
   lines.push(
     `intent oracle: ${v['both-sides']} on both sides, ${v.superseded} superseded, ${v['collision-loser']} genuine-collision losers, ${v.refused} refused by Dynamics (recorded), ${v['out-of-scope']} out of scope, ${v.violation} lost`,

@@ -24,6 +24,8 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
   const personOfRecord = new Map<string, number>();
   /** persons whose Sync Person call never reached the service: nothing links them, by design */
   const syncPersonFailed = new Map<number, string>();
+  /** emails of persons whose create the campaign cut short with a kill: they must still end linked */
+  const interruptedCreates = new Set<string>();
   /** persons the Marketo flow action must be told about */
   const changedPersons = new Set<number>();
   /** Sync Person calls wait until every edit of the round is made (no I/O between edits) */
@@ -95,7 +97,8 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
     deferredCalls.push(async () => {
       const call = world.marketoWebhook('sync-person', { marketoId: person.id, syncAs: entity }).then((answer) => {
         if (typeof answer === 'object' && answer.status >= 500) counters.problems.push(`sync-person ${person.id} answered ${answer.status}: ${JSON.stringify(answer.body)}`);
-        if (typeof answer !== 'object') syncPersonFailed.set(person.id, `its Sync Person to Microsoft call was ${answer} (the service was down); Marketo does not retry it`);
+        // a call cut by the kill between create and link left a record: the sync must finish it
+        if (typeof answer !== 'object' && !interruptedCreates.has(email)) syncPersonFailed.set(person.id, `its Sync Person to Microsoft call was ${answer} (the service was down); Marketo does not retry it`);
         options.afterCall?.(answer);
       });
       await Promise.all([call, options.whileCalling?.(email)]);
@@ -273,17 +276,42 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
     }
   }
 
-  function observePair(marketoId: number, entity: Entity, dynamicsId: string, how: string): void {
+  function observePair(marketoId: number, entity: Entity, dynamicsId: string, how: string, only?: readonly string[], bySyncWrite = false): void {
     const person = mkto.getLead(marketoId);
     const record = dv.get(entity, dynamicsId);
     if (!person || !record) return;
     for (const field of fieldsOfEntity(entity)) {
+      if (only && !only.includes(field.canonical)) continue;
       const m = person[field.marketo] as FieldValue | undefined;
       const d = record[field.dynamics] as FieldValue | undefined;
       const norm = (v: FieldValue | undefined) => (v === undefined || v === '' ? null : v);
       const equal = field.kind === 'email' && typeof m === 'string' && typeof d === 'string' ? m.toLowerCase() === d.toLowerCase() : norm(m) === norm(d);
-      if (equal) log.agreement({ record: { marketoId }, field: field.canonical, value: norm(m), how });
+      if (equal) log.agreement({ record: { marketoId }, field: field.canonical, value: norm(m), how, bySyncWrite });
     }
+  }
+
+  /**
+   * The sync's write just landed (observed synchronously inside the simulator): every written field
+   * the other side holds equally is an agreement at this very moment, in the log's own order.
+   */
+  function observeMarketoWrite(body: unknown, result: unknown): void {
+    const inputs = (body as { input?: Record<string, unknown>[] } | undefined)?.input ?? [];
+    const results = Array.isArray(result) ? (result as { id?: number; status?: string }[]) : [];
+    inputs.forEach((input, i) => {
+      const answer = results[i];
+      if (!answer || (answer.status !== 'updated' && answer.status !== 'created') || answer.id === undefined) return;
+      const pair = pairs.get(answer.id);
+      if (!pair || pair.state !== 'active' || pair.filteredOut || pair.moving) return;
+      const written = fieldsOfEntity(pair.entity).filter((f) => f.marketo in input).map((f) => f.canonical);
+      observePair(pair.marketoId, pair.entity, pair.dynamicsId, 'the sync’s write landed in Marketo while Dynamics held the same value', written, true);
+    });
+  }
+
+  function observeDynamicsWrite(dynamicsId: string, written: readonly string[]): void {
+    const person = personOfRecord.get(dynamicsId.toLowerCase());
+    const pair = person === undefined ? undefined : pairs.get(person);
+    if (!pair || pair.dynamicsId !== dynamicsId.toLowerCase() || pair.state !== 'active' || pair.filteredOut || pair.moving) return;
+    observePair(pair.marketoId, pair.entity, pair.dynamicsId, 'the sync’s write landed in Dynamics while Marketo held the same value', written, true);
   }
 
   /** The person an edit or agreement is about, from what the campaign learnt (or the service's link). */
@@ -310,7 +338,11 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
     refreshPairs,
     observeAgreements,
     observePair,
+    observeMarketoWrite,
+    observeDynamicsWrite,
     personOf,
+    personOfRecordNow: (dynamicsId: string) => personOfRecord.get(dynamicsId.toLowerCase()),
+    interruptedCreates,
     fieldsFor,
     activePairs,
     markChanged: (marketoId: number) => changedPersons.add(marketoId),

@@ -1,4 +1,5 @@
 import type { Rng } from './model.ts';
+import { FRONT_ANSWER_HEADER } from './replicas.ts';
 import type { World } from './world.ts';
 
 // Fault injection: each round draws vendor faults (rate limits, 5xx, hangs, revoked tokens, network
@@ -40,6 +41,11 @@ export async function replayDeliveries(world: World, rng: Rng, since: number, co
     if (!rng.chance(0.25)) continue;
     try {
       const response = await fetch(delivery.url, { method: 'POST', headers: delivery.headers, body: delivery.body, signal: AbortSignal.timeout(10_000) });
+      if (response.headers.has(FRONT_ANSWER_HEADER)) {
+        // no replica was there to answer (a kill or restart): refused, not the service's 5xx
+        counters.webhooksRefused++;
+        continue;
+      }
       const json = (await response.json().catch(() => ({}))) as Record<string, unknown>;
       counters.webhooksReplayed++;
       if (response.status >= 500) counters.problems.push(`a replayed Dataverse delivery answered ${response.status}`);

@@ -85,6 +85,8 @@ export interface LoggedEdit {
   value: FieldValue;
   race: string | null;
   what: string;
+  /** a synchronous plug-in's rewrite: the value it replaced */
+  rewrites?: FieldValue | undefined;
 }
 
 export interface LoggedAgreement {
@@ -94,6 +96,8 @@ export interface LoggedAgreement {
   field: string;
   value: FieldValue;
   how: string;
+  /** seen the moment a sync's write landed */
+  bySyncWrite?: boolean | undefined;
 }
 
 /** The campaign's intent log: one counter orders every edit and every observed agreement. */

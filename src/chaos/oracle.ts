@@ -2,10 +2,14 @@
 // For every edit the campaign made (a person, a Marketo automation, a Dynamics workflow, a
 // Dataverse plug-in) it decides, from the campaign's own edit log, the final values on both sides
 // and the activity log, whether the sync kept the promise of DESIGN.md invariant 9: the value is on
-// both sides, or a later edit of the same field superseded it, or it is the recorded loser of a
-// GENUINE collision (both sides changed the field since they last agreed), or Dynamics refused it
-// and that is recorded. Anything else is a violation, and so is every collision that was not
-// genuine. Pure: no I/O, no clock; the campaign gathers the input.
+// both sides, or it is the recorded loser of a GENUINE collision (both sides changed the field since
+// they last agreed), or Dynamics refused it and that is recorded, or a later edit of the same field
+// waived it. A later edit waives an earlier one only when it replaced it on its own side (nobody can
+// carry a value its author overwrote before the sync read it), or came after the earlier one reached
+// both sides (an observed agreement between the two), or is a plug-in's rewrite of that very value;
+// two edits of one field on both sides with neither reaching the other first must meet as a genuine
+// collision. Anything else is a violation, and so is every collision that was not genuine. Pure: no
+// I/O, no clock; the campaign gathers the input.
 
 export type SyncSide = 'MARKETO' | 'DYNAMICS';
 export type FieldValue = string | number | boolean | null;
@@ -29,6 +33,8 @@ export interface IntentEdit {
   race: string | null;
   /** for messages, e.g. "create of Dynamics contact 9f3a..." */
   what: string;
+  /** a synchronous plug-in's rewrite: the value it replaced inside the very write that carried it */
+  rewrites?: FieldValue | undefined;
 }
 
 /**
@@ -42,6 +48,8 @@ export interface Agreement {
   field: string;
   value: FieldValue;
   how: string;
+  /** seen the moment a sync's write landed (so it may be the write of a collision logged just after) */
+  bySyncWrite?: boolean | undefined;
 }
 
 /** A linked pair as it ended. */
@@ -185,6 +193,23 @@ function groupBy<T>(items: readonly T[], keyOf: (item: T) => string | null): Map
   return groups;
 }
 
+/**
+ * The last agreement before a collision entry at `seq`. The entry is stamped when it is committed,
+ * after its own resolution write landed: an agreement on the winning value, seen as a sync's write
+ * landed while the losing value had already been made, is that write and not the base the
+ * collision was decided on. A losing value made after it is a later edit, and the collision fake.
+ */
+function baseOf(agreements: readonly Agreement[], edits: readonly IntentEdit[], seq: number, field: LoggedField, kind: FieldKind): Agreement | undefined {
+  const before = agreements.filter((a) => a.seq <= seq);
+  while (before.length > 0) {
+    const last = before.at(-1)!;
+    const losingMadeSince = edits.some((e) => e.seq > last.seq && e.seq <= seq && sameValue(e.value, field.losingValue, kind));
+    if (!last.bySyncWrite || losingMadeSince || field.newValue === undefined || !sameValue(last.value, field.newValue, kind)) break;
+    before.pop();
+  }
+  return before.at(-1);
+}
+
 /** Is a COLLISION_RESOLVED entry genuine: did BOTH sides change the field since they last agreed? */
 function judgeCollisions(input: OracleInput, place: (at: number) => number, edits: Map<string, IntentEdit[]>, agreements: Map<string, Agreement[]>): CollisionJudgement[] {
   const judged: CollisionJudgement[] = [];
@@ -198,7 +223,7 @@ function judgeCollisions(input: OracleInput, place: (at: number) => number, edit
         continue;
       }
       const k = key(activity.marketoId, field.field);
-      const agreed = (agreements.get(k) ?? []).filter((a) => a.seq <= seq).at(-1);
+      const agreed = baseOf(agreements.get(k) ?? [], edits.get(k) ?? [], seq, field, input.fieldKinds[field.field] ?? 'string');
       const since = agreed?.seq ?? -Infinity;
       const changed = (side: SyncSide) => (edits.get(k) ?? []).filter((e) => e.side === side && e.seq > since && e.seq <= seq);
       const base = agreed ? `since both sides agreed on ${show(agreed.value)} (${agreed.how}, #${agreed.seq})` : 'since the campaign began';
@@ -212,6 +237,19 @@ function judgeCollisions(input: OracleInput, place: (at: number) => number, edit
     }
   }
   return judged;
+}
+
+/** The later edit that waives `edit`, if any (see the header: own side, after it reached both sides, or a rewrite of it). */
+function waiverOf(edit: IntentEdit, later: readonly IntentEdit[], agreed: readonly Agreement[], kind: FieldKind): { by: IntentEdit; why: string } | undefined {
+  for (const next of later) {
+    if (next.side === edit.side) return { by: next, why: `replaced on its own side (${sideName(edit.side)}) by #${next.seq} (${next.actor})` };
+    if (next.rewrites !== undefined && typeof edit.value === 'string' && typeof next.rewrites === 'string' && edit.value.trim().toLowerCase() === next.rewrites.trim().toLowerCase()) {
+      return { by: next, why: `rewritten by the plug-in in the write that carried it (#${next.seq})` };
+    }
+    const reached = agreed.find((a) => a.seq > edit.seq && a.seq < next.seq && sameValue(a.value, edit.value, kind));
+    if (reached) return { by: next, why: `superseded by #${next.seq} (${next.actor}, ${sideName(next.side)}) after it reached both sides (#${reached.seq}: ${reached.how})` };
+  }
+  return undefined;
 }
 
 function describeEntry(a: LoggedActivity, field: string): string {
@@ -297,11 +335,6 @@ export function runOracle(input: OracleInput): OracleReport {
       continue;
     }
     const k = key(edit.person, edit.field);
-    const later = (edits.get(k) ?? []).find((e) => e.seq > edit.seq);
-    if (later) {
-      judge('superseded', `superseded by #${later.seq} (${later.actor}, ${sideName(later.side)})`);
-      continue;
-    }
     const history = activities.get(String(edit.person)) ?? [];
     const refusal = history.find(
       (a) => a.type === 'VALIDATION_REJECTED' && place(a.at) >= edit.seq && a.fields.some((f) => f.field === edit.field && sameValue(f.newValue, edit.value, kind)),
@@ -323,6 +356,17 @@ export function runOracle(input: OracleInput): OracleReport {
       judge('collision-loser', `the loser of genuine collision COLLISION_RESOLVED#${genuine.activity.id} (${genuine.why})`);
       continue;
     }
+    const waiver = waiverOf(
+      edit,
+      (edits.get(k) ?? []).filter((e) => e.seq > edit.seq),
+      agreements.get(k) ?? [],
+      kind,
+    );
+    if (waiver) {
+      judge('superseded', waiver.why);
+      continue;
+    }
+    const unwaived = (edits.get(k) ?? []).filter((e) => e.seq > edit.seq);
     judge('violation', 'lost');
     violatedFields.add(k);
     const entries = history.filter((a) => a.fields.some((f) => f.field === edit.field)).sort((a, b) => a.at - b.at);
@@ -334,7 +378,11 @@ export function runOracle(input: OracleInput): OracleReport {
       races: racesOf([edit, ...(edits.get(k) ?? [])]),
       message:
         `lost edit ${label} (person ${edit.person}, ${pair.entity.toLowerCase()} ${pair.dynamicsId}): ` +
-        `Marketo has ${show(m)}, Dynamics has ${show(d)}; no later edit of ${edit.field}, no VALIDATION_REJECTED of it` +
+        `Marketo has ${show(m)}, Dynamics has ${show(d)}; ` +
+        (unwaived.length
+          ? `the later edit(s) ${unwaived.map((e) => `#${e.seq}`).join(', ')} came from the other side before it reached both sides, and no genuine collision joined them`
+          : `no later edit of ${edit.field}`) +
+        `, no VALIDATION_REJECTED of it` +
         (fake.length ? `; ${fake.join('; ')}` : ', and no COLLISION_RESOLVED with it as the losing value') +
         `. Log of ${edit.field}: ${entries.map((a) => `~#${place(a.at)} ${describeEntry(a, edit.field)}`).join(' | ') || 'nothing'}` +
         `. Edits of ${edit.field}: ${(edits.get(k) ?? []).map((e) => `#${e.seq} ${e.side} ${e.actor} ${show(e.value)}${e.race ? ` [${e.race}]` : ''}`).join(', ')}`,

@@ -167,6 +167,7 @@ export function createRaces(world: World, editor: Editor, log: IntentLog, rng: R
         record: { dynamicsId: applied.id },
         field: PLUGIN_REWRITE.field,
         value: applied.to,
+        rewrites: applied.from,
         race: RACES.pluginRewrite,
         what: `plug-in rewrite of ${JSON.stringify(applied.from)} on ${applied.table} ${applied.id.slice(0, 8)} written by ${applied.userId === world.dataverseSim.syncUserId ? 'the sync' : 'a person'}`,
       });

@@ -26,6 +26,8 @@ export interface ServiceProcess {
   /** SIGTERM and wait for the graceful exit */
   stop(): Promise<number | null>;
   running(): boolean;
+  /** the live process's id, for signals and for telling which process holds a socket */
+  pid(): number | undefined;
   starts: number;
 }
 
@@ -49,6 +51,7 @@ export function createServiceProcess(options: ServiceProcessOptions): ServicePro
     url,
     starts: 0,
     running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
+    pid: () => (handle.running() ? child?.pid : undefined),
     async start() {
       log ??= createWriteStream(options.logFile, { flags: 'a' });
       log.write(`\n===== start #${handle.starts + 1} at ${new Date().toISOString()} =====\n`);
@@ -84,6 +87,8 @@ export function createServiceProcess(options: ServiceProcessOptions): ServicePro
     },
     async stop() {
       if (!child || !handle.running()) return child?.exitCode ?? null;
+      // a stopped (SIGSTOP) process only acts on SIGTERM once it runs again
+      child.kill('SIGCONT');
       child.kill('SIGTERM');
       const code = await exited!;
       return code;

@@ -18,6 +18,30 @@ export interface InvariantFigures {
   duplicates: number;
 }
 
+/** The records the sync itself created, as the simulators saw the creates land. */
+export interface SyncCreates {
+  dynamics: Map<string, { table: string; email: string }>;
+  marketo: Map<number, string>;
+}
+
+export function watchSyncCreates(world: World): SyncCreates {
+  const created: SyncCreates = { dynamics: new Map(), marketo: new Map() };
+  world.dv.onWrite((change) => {
+    if (change.message !== 'Create' || change.userId !== world.dataverseSim.syncUserId) return;
+    const email = change.record?.values['emailaddress1'];
+    created.dynamics.set(change.id.toLowerCase(), { table: change.table.logicalName, email: typeof email === 'string' ? email : '' });
+  });
+  world.mkto.onApiCall((call) => {
+    if (call.phase !== 'after' || call.endpoint !== 'leads.sync' || !Array.isArray(call.result)) return;
+    const inputs = (call.body as { input?: Record<string, unknown>[] } | undefined)?.input ?? [];
+    (call.result as { id?: number; status?: string }[]).forEach((r, i) => {
+      const email = inputs[i]?.['email'];
+      if (r.status === 'created' && r.id !== undefined) created.marketo.set(r.id, typeof email === 'string' ? email : '');
+    });
+  });
+  return created;
+}
+
 /** Every link, read through GraphQL while the service still runs. */
 export async function allLinks(world: World): Promise<WorldLink[]> {
   const links: WorldLink[] = [];
@@ -37,12 +61,12 @@ export async function allLinks(world: World): Promise<WorldLink[]> {
 export async function gatherOracleInput(world: World, editor: Editor, log: IntentLog, links: readonly WorldLink[]): Promise<OracleInput> {
   const edits: IntentEdit[] = [];
   for (const e of log.edits) {
-    edits.push({ seq: e.seq, at: e.at, actor: e.actor, side: e.side, person: await editor.personOf(e.record), field: e.field, value: e.value, race: e.race, what: e.what });
+    edits.push({ seq: e.seq, at: e.at, actor: e.actor, side: e.side, person: await editor.personOf(e.record), field: e.field, value: e.value, race: e.race, what: e.what, rewrites: e.rewrites });
   }
   const agreements: Agreement[] = [];
   for (const a of log.agreements) {
     const person = await editor.personOf(a.record);
-    if (person !== null) agreements.push({ seq: a.seq, at: a.at, person, field: a.field, value: a.value, how: a.how });
+    if (person !== null) agreements.push({ seq: a.seq, at: a.at, person, field: a.field, value: a.value, how: a.how, bySyncWrite: a.bySyncWrite });
   }
   const pairs = new Map<number, FinalPair>();
   for (const link of links) {
@@ -84,7 +108,14 @@ export async function gatherOracleInput(world: World, editor: Editor, log: Inten
 }
 
 /** The inbox kept everything it accepted; nothing is duplicated; deletes never cascade. */
-export async function checkInvariants(prisma: Database['prisma'], world: World, editor: Editor, acceptedEventIds: ReadonlySet<string>, problems: string[]): Promise<InvariantFigures> {
+export async function checkInvariants(
+  prisma: Database['prisma'],
+  world: World,
+  editor: Editor,
+  syncCreates: SyncCreates,
+  acceptedEventIds: ReadonlySet<string>,
+  problems: string[],
+): Promise<InvariantFigures> {
   const figures: InvariantFigures = { events: 0, eventsDone: 0, eventsDead: 0, retries: 0, lost: 0, duplicates: 0 };
   const events = await prisma.changeEvent.findMany({ select: { id: true, status: true, attempts: true, lastError: true } });
   figures.events = events.length;
@@ -129,6 +160,22 @@ export async function checkInvariants(prisma: Database['prisma'], world: World, 
       figures.duplicates++;
       problems.push(`${n} ${what}s share ${key}`);
     }
+  }
+
+  // record identity, not email alone: each record the sync created is the one record of a person
+  // (held by a link, or known to the campaign as a person's); anything else is a second record for
+  // one intent, or a create whose link was lost
+  const linkedDynamics = new Set(links.map((l) => l.dynamicsId.toLowerCase()));
+  const linkedPersons = new Set(links.map((l) => Number(l.marketoId)));
+  for (const [id, info] of syncCreates.dynamics) {
+    if (linkedDynamics.has(id) || editor.personOfRecordNow(id) !== undefined || !world.dv.get(info.table, id)) continue;
+    figures.duplicates++;
+    problems.push(`the sync created ${info.table} ${id} (${info.email}) and no link holds it: a second record for one person, or a create whose link was lost`);
+  }
+  for (const [id, email] of syncCreates.marketo) {
+    if (linkedPersons.has(id) || editor.pairs.has(id) || !world.mkto.getLead(id)) continue;
+    figures.duplicates++;
+    problems.push(`the sync created Marketo person ${id} (${email}) and no link holds it: a second person for one record, or a create whose link was lost`);
   }
 
   for (const pair of editor.pairs.values()) {

@@ -7,11 +7,12 @@ import { startDataverseSimulator, type DataverseSimulator } from '../sandbox/dyn
 import { startMarketoSimulator, type StartedMarketoSimulator } from '../sandbox/marketo/index.ts';
 import { REJECTED_PREFIX, PLUGIN_REWRITE, sleep } from './model.ts';
 import type { LoggedActivity, LoggedField } from './oracle.ts';
-import { createServiceProcess, freePort, type ServiceProcess } from './service-process.ts';
+import { startReplicaSet, type ReplicaSet } from './replicas.ts';
 
-// The campaign's world: both simulators in this process, a fresh database, the service as a child
-// process (so it can be SIGKILLed), and the calls the campaign makes to the service (webhooks as
-// Marketo's flow actions send them, GraphQL for links, the backlog, sweeps and the activity log).
+// The campaign's world: both simulators in this process, a fresh database, the service as child
+// processes (replicas on one database, so they can be SIGKILLed and SIGSTOPped), and the calls the
+// campaign makes to the service (webhooks as Marketo's flow actions send them, GraphQL for links,
+// the backlog, sweeps and the activity log), each to a serving replica.
 
 export interface WorldOptions {
   seed: number;
@@ -20,6 +21,10 @@ export interface WorldOptions {
   baseEnv: Record<string, string | undefined>;
   /** seconds; short so that a long retry outlives them (issue 12's lease race) */
   leaseSeconds: number;
+  /** service processes on the one database (PGlite: 1, one process by construction) */
+  replicas: number;
+  /** settings on top of the campaign's (e.g. a longer SHUTDOWN_TIMEOUT_MS) */
+  env?: Record<string, string>;
 }
 
 export interface WorldCounters {
@@ -40,7 +45,8 @@ export type WorldLink = {
 
 export async function startWorld(options: WorldOptions, counters: WorldCounters) {
   const workDir = await mkdtemp(join(tmpdir(), `mds-chaos-${options.seed}-`));
-  const logFile = join(workDir, 'service.log');
+  // one log per replica; messages name them all
+  const logFile = join(workDir, 'service-*.log');
   const marketoSim: StartedMarketoSimulator = await startMarketoSimulator({
     seed: options.seed,
     limits: { callsPerWindow: 100, windowMs: 20_000 },
@@ -71,43 +77,49 @@ export async function startWorld(options: WorldOptions, counters: WorldCounters)
     dynamics: randomBytes(24).toString('base64url'),
     graphql: randomBytes(24).toString('base64url'),
   };
-  const port = await freePort();
-  const service: ServiceProcess = createServiceProcess({
-    projectRoot: options.projectRoot,
-    baseEnv: options.baseEnv,
-    port,
-    logFile,
-    env: {
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'warn',
-      ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATA_DIR: dataDir }),
-      MARKETO_BASE_URL: marketoSim.url,
-      MARKETO_CLIENT_ID: marketoSim.clientId,
-      MARKETO_CLIENT_SECRET: marketoSim.clientSecret,
-      MARKETO_CALLS_PER_20S: '100',
-      DYNAMICS_URL: dataverseSim.url,
-      DYNAMICS_TOKEN_URL: dataverseSim.tokenUrl,
-      DYNAMICS_TENANT_ID: dataverseSim.tenantId,
-      DYNAMICS_CLIENT_ID: dataverseSim.clientId,
-      DYNAMICS_CLIENT_SECRET: dataverseSim.clientSecret,
-      MARKETO_WEBHOOK_SECRET: secrets.marketo,
-      DYNAMICS_WEBHOOK_SECRET: secrets.dynamics,
-      GRAPHQL_API_TOKEN: secrets.graphql,
-      // the sweep runs when the script asks (after downtime and lost calls, and at the end)
-      SYNC_SWEEP_CRON: '0 0 1 1 *',
-      SYNC_FULL_CRON: '0 0 1 1 *',
-      // faults must be felt within a campaign, not after the vendors' real timeouts
-      MARKETO_TIMEOUT_MS: '1500',
-      DYNAMICS_TIMEOUT_MS: '1500',
-      INBOX_LEASE_SECONDS: String(options.leaseSeconds),
-      INBOX_POLL_MS: '50',
-      INBOX_MAX_ATTEMPTS: '10',
-      SYNC_RECORD_LOCK_SECONDS: String(options.leaseSeconds),
-      SHUTDOWN_TIMEOUT_MS: '5000',
-    },
+  const replicaCount = databaseUrl ? Math.max(1, options.replicas) : 1;
+  const serviceEnv = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'warn',
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATA_DIR: dataDir }),
+    MARKETO_BASE_URL: marketoSim.url,
+    MARKETO_CLIENT_ID: marketoSim.clientId,
+    MARKETO_CLIENT_SECRET: marketoSim.clientSecret,
+    MARKETO_CALLS_PER_20S: '100',
+    DYNAMICS_URL: dataverseSim.url,
+    DYNAMICS_TOKEN_URL: dataverseSim.tokenUrl,
+    DYNAMICS_TENANT_ID: dataverseSim.tenantId,
+    DYNAMICS_CLIENT_ID: dataverseSim.clientId,
+    DYNAMICS_CLIENT_SECRET: dataverseSim.clientSecret,
+    MARKETO_WEBHOOK_SECRET: secrets.marketo,
+    DYNAMICS_WEBHOOK_SECRET: secrets.dynamics,
+    GRAPHQL_API_TOKEN: secrets.graphql,
+    // the sweep runs when the script asks (after downtime and lost calls, and at the end)
+    SYNC_SWEEP_CRON: '0 0 1 1 *',
+    SYNC_FULL_CRON: '0 0 1 1 *',
+    // faults must be felt within a campaign, not after the vendors' real timeouts
+    MARKETO_TIMEOUT_MS: '1500',
+    DYNAMICS_TIMEOUT_MS: '1500',
+    INBOX_LEASE_SECONDS: String(options.leaseSeconds),
+    INBOX_POLL_MS: '50',
+    INBOX_MAX_ATTEMPTS: '10',
+    SYNC_RECORD_LOCK_SECONDS: String(options.leaseSeconds),
+    SHUTDOWN_TIMEOUT_MS: '5000',
+    ...options.env,
+  };
+  const replicas: ReplicaSet = await startReplicaSet({
+    count: replicaCount,
+    processOptions: (index, port) => ({
+      projectRoot: options.projectRoot,
+      baseEnv: options.baseEnv,
+      port,
+      logFile: join(workDir, `service-${index}.log`),
+      env: serviceEnv,
+    }),
   });
+  // Dataverse delivers to the balancer in front of the replicas
   dv.registerWebhook({
-    url: `${service.url}/webhooks/dynamics`,
+    url: `${replicas.frontUrl}/webhooks/dynamics`,
     authType: 'WebhookKey',
     authValue: secrets.dynamics,
     entities: ['lead', 'contact'],
@@ -116,7 +128,8 @@ export async function startWorld(options: WorldOptions, counters: WorldCounters)
   });
 
   async function graphql<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
-    const response = await fetch(`${service.url}/graphql`, {
+    const replica = await replicas.anyServing();
+    const response = await fetch(`${replica.process.url}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${secrets.graphql}` },
       body: JSON.stringify({ query, variables }),
@@ -129,8 +142,14 @@ export async function startWorld(options: WorldOptions, counters: WorldCounters)
 
   /** A Marketo flow-action call; `abortAfterMs` plays Marketo giving up before the answer. */
   async function marketoWebhook(path: 'person-changed' | 'sync-person', body: unknown, abortAfterMs?: number): Promise<{ status: number; body: Record<string, unknown> } | 'refused' | 'aborted'> {
+    // Marketo calls the deployment's one address; the balancer picks a serving replica
+    const replica = replicas.pick();
+    if (!replica) {
+      counters.webhooksRefused++;
+      return 'refused';
+    }
     try {
-      const response = await fetch(`${service.url}/webhooks/marketo/${path}`, {
+      const response = await fetch(`${replica.process.url}/webhooks/marketo/${path}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-webhook-secret': secrets.marketo },
         body: JSON.stringify(body),
@@ -243,7 +262,7 @@ export async function startWorld(options: WorldOptions, counters: WorldCounters)
     dataverseSim,
     mkto,
     dv,
-    service,
+    replicas,
     graphql,
     marketoWebhook,
     backlog,

@@ -76,10 +76,33 @@ const rows: Row[] = [
     violations: [],
   },
   {
-    name: 'an edit overwritten by a later edit of the other side is superseded',
-    input: input({ edits: [edit(1, 'MARKETO', 'title', 'A'), edit(3, 'DYNAMICS', 'title', 'B')], pairs: [pair('LEAD', { title: 'B' }, { title: 'B' })] }),
+    name: 'an edit overwritten by a later edit of the other side after it reached both sides is superseded',
+    input: input({ edits: [edit(1, 'MARKETO', 'title', 'A'), edit(3, 'DYNAMICS', 'title', 'B')], agreements: [agreed(2, 'title', 'A', 'the sync’s write landed')], pairs: [pair('LEAD', { title: 'B' }, { title: 'B' })] }),
     verdicts: ['superseded', 'both-sides'],
     violations: [],
+  },
+  {
+    name: 'an edit the other side overwrote before it reached both sides, with no collision entry, is lost',
+    input: input({ edits: [edit(1, 'MARKETO', 'title', 'A'), edit(3, 'DYNAMICS', 'title', 'B')], pairs: [pair('LEAD', { title: 'B' }, { title: 'B' })] }),
+    verdicts: ['violation', 'both-sides'],
+    violations: ['lost-edit'],
+  },
+  {
+    name: 'an edit replaced on its own side before any sync read it is superseded',
+    input: input({ edits: [edit(1, 'MARKETO', 'title', 'A'), edit(2, 'MARKETO', 'title', 'B')], pairs: [pair('LEAD', { title: 'B' }, { title: 'B' })] }),
+    verdicts: ['superseded', 'both-sides'],
+    violations: [],
+  },
+  {
+    name: 'a stale write after the later edit reached both sides loses that later edit (issue 24, the paused replica)',
+    input: input({
+      edits: [edit(1, 'DYNAMICS', 'title', 'D1'), edit(3, 'MARKETO', 'title', 'M2')],
+      agreements: [agreed(2, 'title', 'D1', 'the sync’s write landed'), agreed(4, 'title', 'M2', 'the sync’s write landed'), agreed(5, 'title', 'D1', 'the sync’s write landed')],
+      activities: [entry(5, 'UPDATED_IN_DYNAMICS', [{ field: 'title', side: 'DYNAMICS', oldValue: 'M2', newValue: 'D1' }], 'LEAD')],
+      pairs: [pair('LEAD', { title: 'D1' }, { title: 'D1' })],
+    }),
+    verdicts: ['both-sides', 'violation'],
+    violations: ['lost-edit'],
   },
   {
     name: 'the loser of a genuine collision (both sides changed since they agreed) is recorded, not lost',
@@ -89,7 +112,7 @@ const rows: Row[] = [
       activities: [collision(3, 'LEAD', 'title', 'MARKETO', 'M', 'D', 'old')],
       pairs: [pair('LEAD', { title: 'M' }, { title: 'M' })],
     }),
-    verdicts: ['superseded', 'both-sides'],
+    verdicts: ['collision-loser', 'both-sides'],
     violations: [],
   },
   {
@@ -159,7 +182,7 @@ const rows: Row[] = [
   {
     name: 'a Dataverse plug-in rewrite that never reaches Marketo is lost',
     input: input({
-      edits: [edit(1, 'MARKETO', 'country', 'usa'), edit(2, 'DYNAMICS', 'country', 'United States', { actor: 'dataverse-plugin', race: 'plug-in rewrite' })],
+      edits: [edit(1, 'MARKETO', 'country', 'usa'), edit(2, 'DYNAMICS', 'country', 'United States', { actor: 'dataverse-plugin', race: 'plug-in rewrite', rewrites: 'usa' })],
       pairs: [pair('LEAD', { country: 'usa' }, { country: 'United States' })],
     }),
     verdicts: ['superseded', 'violation'],
@@ -173,8 +196,41 @@ const rows: Row[] = [
       activities: [collision(3, 'LEAD', 'title', 'DYNAMICS', 'D', 'M', 'old')],
       pairs: [pair('LEAD', { title: 'D' }, { title: 'D' })],
     }),
-    verdicts: ['superseded', 'both-sides'],
+    verdicts: ['collision-loser', 'both-sides'],
     violations: ['collision-rule'],
+  },
+  {
+    name: 'the agreement made by the collision’s own resolution write, logged just before its entry, does not make it fake',
+    input: input({
+      agreements: [agreed(1, 'title', 'old'), { ...agreed(4, 'title', 'D', 'the sync’s write landed'), bySyncWrite: true }],
+      edits: [edit(2, 'MARKETO', 'title', 'M'), edit(3, 'DYNAMICS', 'title', 'D')],
+      activities: [collision(4, 'CONTACT', 'title', 'DYNAMICS', 'D', 'M', 'old')],
+      pairs: [pair('CONTACT', { title: 'D' }, { title: 'D' })],
+    }),
+    verdicts: ['collision-loser', 'both-sides'],
+    violations: [],
+  },
+  {
+    name: 'a collision entry committed late, after its own write and a later edit, is still judged on its own base',
+    input: input({
+      agreements: [agreed(1, 'title', 'old'), { ...agreed(4, 'title', 'D', 'the sync’s write landed'), bySyncWrite: true }],
+      edits: [edit(2, 'MARKETO', 'title', 'M'), edit(3, 'DYNAMICS', 'title', 'D'), edit(5, 'MARKETO', 'title', 'M5')],
+      activities: [collision(5, 'CONTACT', 'title', 'DYNAMICS', 'D', 'M', 'old')],
+      pairs: [pair('CONTACT', { title: 'M5' }, { title: 'M5' })],
+    }),
+    verdicts: ['collision-loser', 'superseded', 'both-sides'],
+    violations: [],
+  },
+  {
+    name: 'a collision logged after a sync write made both sides agree and one side edited since is fake',
+    input: input({
+      agreements: [agreed(1, 'title', 'old'), { ...agreed(3, 'title', 'D', 'the sync’s write landed'), bySyncWrite: true }],
+      edits: [edit(2, 'DYNAMICS', 'title', 'D'), edit(4, 'MARKETO', 'title', 'M')],
+      activities: [collision(4, 'CONTACT', 'title', 'DYNAMICS', 'D', 'M', 'old')],
+      pairs: [pair('CONTACT', { title: 'D' }, { title: 'D' })],
+    }),
+    verdicts: ['both-sides', 'violation'],
+    violations: ['fake-collision', 'lost-edit'],
   },
   {
     name: 'an agreement seen after the collision was logged does not make it fake',
@@ -184,7 +240,7 @@ const rows: Row[] = [
       activities: [collision(3, 'LEAD', 'title', 'MARKETO', 'M', 'D', 'old')],
       pairs: [pair('LEAD', { title: 'M' }, { title: 'M' })],
     }),
-    verdicts: ['superseded', 'both-sides'],
+    verdicts: ['collision-loser', 'both-sides'],
     violations: [],
   },
   {
@@ -242,14 +298,15 @@ describe('the intent oracle', () => {
     expect(lost.message).toContain('Marketo has "Analyst", Dynamics has "Analyst"');
   });
 
-  it('finds nothing wrong when every field ends on its last edit on both sides, whatever the order of sides', () => {
+  it('finds nothing wrong when each edit reached both sides before the next and every field ends on its last edit, whatever the order of sides', () => {
     const steps = fc.array(fc.record({ side: fc.constantFrom<SyncSide>('MARKETO', 'DYNAMICS'), field: fc.constantFrom('title', 'city', 'country'), value: fc.string({ maxLength: 4 }) }), { maxLength: 25 });
     fc.assert(
       fc.property(steps, fc.constantFrom<'LEAD' | 'CONTACT'>('LEAD', 'CONTACT'), (list, entity) => {
-        const edits = list.map((s, i) => edit(i + 1, s.side, s.field, s.value));
+        const edits = list.map((s, i) => edit(2 * i + 1, s.side, s.field, s.value));
+        const agreements = edits.map((e) => agreed(e.seq + 1, e.field, e.value, 'the sync’s write landed'));
         const last: Record<string, FieldValue> = {};
         for (const e of edits) last[e.field] = e.value;
-        const report = runOracle(input({ edits, pairs: [pair(entity, { ...last }, { ...last })] }));
+        const report = runOracle(input({ edits, agreements, pairs: [pair(entity, { ...last }, { ...last })] }));
         expect(report.violations).toEqual([]);
         expect(report.judgements.every((j) => j.verdict === 'both-sides' || j.verdict === 'superseded')).toBe(true);
       }),
@@ -260,9 +317,11 @@ describe('the intent oracle', () => {
     const steps = fc.array(fc.record({ side: fc.constantFrom<SyncSide>('MARKETO', 'DYNAMICS'), value: fc.stringMatching(/^[a-z]{1,4}$/) }), { minLength: 1, maxLength: 10 });
     fc.assert(
       fc.property(steps, (list) => {
-        const edits = list.map((s, i) => edit(i + 1, s.side, 'title', s.value));
+        const edits = list.map((s, i) => edit(2 * i + 1, s.side, 'title', s.value));
+        // every edit but the last reached both sides before the next one
+        const agreements = edits.slice(0, -1).map((e) => agreed(e.seq + 1, 'title', e.value, 'the sync’s write landed'));
         const final = 'ZZZZZ';
-        const report = runOracle(input({ edits, pairs: [pair('LEAD', { title: final }, { title: final })] }));
+        const report = runOracle(input({ edits, agreements, pairs: [pair('LEAD', { title: final }, { title: final })] }));
         expect(report.violations.map((v) => v.kind)).toEqual(['lost-edit']);
         expect(report.judgements.at(-1)!.verdict).toBe('violation');
       }),

@@ -192,6 +192,17 @@ describe('Dataverse simulator $batch', () => {
     expect(await batch(many.slice(0, 1000))).toMatchObject({ status: 200 });
   });
 
+  it('loses the answer of a $batch that wrote, after its change set committed, and passes one that only read', async () => {
+    const lead = sim.admin.create('lead', { lastname: 'Batch', emailaddress1: 'batch@x.com' });
+    const id = lead.leadid as string;
+    sim.admin.injectFault({ kind: 'lost_answer', count: 1, answer: 504, batch: true });
+    expect((await batch([{ method: 'GET', url: `/api/data/v9.2/leads(${id})?$select=jobtitle` }])).status).toBe(200);
+    const lost = await batch([[{ method: 'PATCH', url: `/api/data/v9.2/leads(${id})`, body: { jobtitle: 'Committed' } }]]);
+    expect(lost.status).toBe(504);
+    expect(sim.admin.get('lead', id)?.['jobtitle']).toBe('Committed');
+    expect((await batch([[{ method: 'PATCH', url: `/api/data/v9.2/leads(${id})`, body: { jobtitle: 'Answered' } }]])).status).toBe(200);
+  });
+
   it('is understood by an independent client library (dynamics-web-api batches)', async () => {
     const dwa = new DynamicsWebApi({ serverUrl: sim.url, dataApi: { version: '9.2' }, onTokenRefresh: getToken });
     dwa.startBatch();

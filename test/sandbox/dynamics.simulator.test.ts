@@ -243,6 +243,28 @@ describe('Dataverse simulator refuses what the real API refuses', () => {
     expect(sim.admin.stats()['GET WhoAmI']?.byStatus['429']).toBe(1);
   });
 
+  it('applies a write and then loses its answer (dropped or 504), leaving reads alone and telling its listener', async () => {
+    const fired: string[] = [];
+    sim.admin.onFault((fault) => fired.push(fault.kind));
+    const lead = sim.admin.create('lead', { lastname: 'Lost', emailaddress1: 'lost@x.com' });
+    const id = lead.leadid as string;
+    sim.admin.injectFault({ kind: 'lost_answer', count: 1, answer: 'network', batch: false });
+    // a read writes nothing: it passes and leaves the fault for the write
+    expect((await api('GET', `leads(${id})?$select=jobtitle`)).status).toBe(200);
+    await expect(api('PATCH', `leads(${id})`, { body: { jobtitle: 'Landed' }, headers: { 'If-Match': '*' } })).rejects.toThrow();
+    expect(sim.admin.get('lead', id)?.['jobtitle']).toBe('Landed');
+    sim.admin.injectFault({ kind: 'lost_answer', count: 1, answer: 504, batch: false });
+    const created = await fetch(`${sim.url}/api/data/v9.2/leads`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ lastname: 'Created', leadid: '00000000-0000-0000-0000-0000000000a1' }),
+    });
+    expect(created.status).toBe(504);
+    expect(sim.admin.get('lead', '00000000-0000-0000-0000-0000000000a1')?.['lastname']).toBe('Created');
+    expect(fired).toEqual(['lost_answer', 'lost_answer']);
+    expect((await api('PATCH', `leads(${id})`, { body: { jobtitle: 'Answered' }, headers: { 'If-Match': '*' } })).status).toBe(204);
+  });
+
   it('qualifies a lead into a contact that points back at it', async () => {
     const lead = sim.admin.create('lead', { firstname: 'Q', lastname: 'Lead', emailaddress1: 'q@x.com' });
     const res = await api('POST', `leads(${lead.leadid as string})/Microsoft.Dynamics.CRM.QualifyLead`, {

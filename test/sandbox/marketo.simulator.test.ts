@@ -86,6 +86,52 @@ describe('Marketo simulator: in-process listeners', () => {
   });
 });
 
+describe('Marketo simulator: calls seen in-process, and writes that land without an answer', () => {
+  it('shows each call to its listeners just before and just after it runs, with the caller’s port', async () => {
+    const { sim, post } = await start();
+    const [id] = sim.admin.seedLeads([{ email: 'hook@example.com', title: 'A' }]);
+    const seen: string[] = [];
+    sim.admin.onApiCall((call) => {
+      const title = sim.admin.getLead(id!)?.['title'];
+      seen.push(`${call.endpoint} ${call.phase} ${String(title)} ${typeof call.remotePort}`);
+      // an edit made in the hook lands right before the call's own write
+      if (call.phase === 'before') sim.admin.updateLead(id!, { title: 'Edited' });
+    });
+    await post('/rest/v1/leads.json', { action: 'updateOnly', lookupField: 'id', input: [{ id, title: 'Written' }] });
+    expect(seen).toEqual(['leads.sync before A number', 'leads.sync after Written number']);
+  });
+
+  it('applies a Sync Leads call and then hangs or answers 604, taken only by writes', async () => {
+    const { sim, get, post, token } = await start();
+    const [id] = sim.admin.seedLeads([{ email: 'landed@example.com', title: 'A' }]);
+    const fired: string[] = [];
+    sim.admin.onFault((fault, endpoint) => fired.push(`${fault.type} ${endpoint}`));
+    sim.admin.injectFault({ type: 'after-apply', answer: '604', times: 1 });
+    expect((await get(`/rest/v1/leads.json?filterType=id&filterValues=${id!}`)).body.success).toBe(true);
+    const timedOut = await post('/rest/v1/leads.json', { action: 'updateOnly', lookupField: 'id', input: [{ id, title: 'Landed' }] });
+    expect(errorCode(timedOut.body)).toBe('604');
+    expect(sim.admin.getLead(id!)?.['title']).toBe('Landed');
+    sim.admin.injectFault({ type: 'after-apply', answer: 'hang', times: 1 });
+    // the caller gives up once the simulator has applied the write (seen by a hook, not a timer)
+    const giveUp = new AbortController();
+    sim.admin.onApiCall((call) => {
+      if (call.phase === 'after') setImmediate(() => giveUp.abort());
+    });
+    const hung = await fetch(`${sim.url}/rest/v1/leads.json`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ action: 'updateOnly', lookupField: 'id', input: [{ id, title: 'Hung' }] }),
+      signal: giveUp.signal,
+    }).then(
+      () => 'answered',
+      () => 'no answer',
+    );
+    expect(hung).toBe('no answer');
+    expect(sim.admin.getLead(id!)?.['title']).toBe('Hung');
+    expect(fired).toEqual(['after-apply leads.sync', 'after-apply leads.sync']);
+  });
+});
+
 describe('Marketo simulator: request strictness', () => {
   it('refuses more than 300 records in one Sync Leads call', async () => {
     const { post } = await start();

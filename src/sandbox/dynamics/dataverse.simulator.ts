@@ -63,7 +63,16 @@ export type SimFault =
   | { kind: 'rate_limit'; count: number; retryAfterSeconds: number; code?: string }
   | { kind: 'server_error'; count: number; status?: 500 | 502 | 503 | 504 }
   | { kind: 'latency'; count: number; ms: number }
-  | { kind: 'network'; count: number };
+  | { kind: 'network'; count: number }
+  /**
+   * A write that is applied and whose answer is lost: the connection drops (`network`) or a gateway
+   * answers 502/504 after the operation committed (reference §4.2: a message can time out at the
+   * front end while the server completes it). Taken only by requests that wrote something, single
+   * or `$batch`; a request that wrote nothing passes and leaves the fault for the next one.
+   */
+  | { kind: 'lost_answer'; count: number; answer: 'network' | 502 | 504; batch: boolean };
+
+type LostAnswerFault = Extract<SimFault, { kind: 'lost_answer' }>;
 
 export type EndpointCounter = { calls: number; byStatus: Record<string, number> };
 
@@ -102,6 +111,10 @@ export function createDataverseSimulatorState(options: DataverseSimulatorOptions
     baseUrl: '',
     tokens: new Map<string, TokenInfo>(),
     faults: [] as SimFault[],
+    /** lost answers wait for a write (see SimFault), not for the next request */
+    lostAnswers: [] as LostAnswerFault[],
+    faultListeners: [] as ((fault: SimFault) => void)[],
+    writeListeners: [] as ((change: SimChange) => void)[],
     counters: new Map<string, EndpointCounter>(),
     requestLog: new Map<string, number[]>(),
     /** per user: execution time charged, as [start, ms] in admission order */
@@ -790,6 +803,7 @@ function createdUrl(state: DataverseSimulatorState, url: string, body: string): 
 function tellChange(state: DataverseSimulatorState, change: SimChange): void {
   state.webhooks.notify(change);
   for (const listener of state.changeListeners) listener(change.table.logicalName, change.id);
+  for (const listener of state.writeListeners) listener(change);
 }
 
 function runChangeSet(state: DataverseSimulatorState, ops: BatchRequest[], ctx: WriteContext): BatchResponsePart {
@@ -876,6 +890,35 @@ async function runBatch(state: DataverseSimulatorState, req: Request, res: Respo
   if (continueOnError) res.setHeader('Preference-Applied', 'odata.continue-on-error');
   res.status(200).setHeader('Content-Type', contentType);
   res.send(body);
+}
+
+/**
+ * Arms a pending lost-answer fault on this request: when its answer is about to go out and the
+ * request wrote something (the store's mutation count moved) with a success status, the answer is
+ * replaced by a dropped connection or a gateway error. The write itself stays applied.
+ */
+function loseAnswerIfWritten(state: DataverseSimulatorState, req: Request, res: Response): void {
+  if (req.method === 'GET') return;
+  const batch = isBatch(req);
+  const fault = state.lostAnswers.find((f) => f.batch === batch);
+  if (!fault) return;
+  const mutationsBefore = state.store.mutations;
+  const end = res.end.bind(res) as (...args: unknown[]) => Response;
+  res.end = ((...args: unknown[]) => {
+    const wrote = state.store.mutations !== mutationsBefore && res.statusCode < 400;
+    if (!wrote || fault.count <= 0) return end(...args);
+    fault.count -= 1;
+    if (fault.count <= 0) state.lostAnswers.splice(state.lostAnswers.indexOf(fault), 1);
+    for (const listener of state.faultListeners) listener(fault);
+    if (fault.answer === 'network') {
+      req.socket.destroy();
+      return res;
+    }
+    for (const name of res.getHeaderNames()) res.removeHeader(name);
+    res.statusCode = fault.answer;
+    res.setHeader('Content-Type', 'text/html');
+    return end(`<html><body><h1>${fault.answer} ${fault.answer === 502 ? 'Bad Gateway' : 'Gateway Timeout'}</h1></body></html>`);
+  }) as typeof res.end;
 }
 
 // ---- app -----------------------------------------------------------------------------------------
@@ -1001,6 +1044,7 @@ export function createDataverseSimulatorApp(state: DataverseSimulatorState): exp
       if (fault) {
         fault.count -= 1;
         if (fault.count <= 0) state.faults.shift();
+        for (const listener of state.faultListeners) listener(fault);
         switch (fault.kind) {
           case 'rate_limit':
             sendError(res, new SimHttpError(429, fault.code ?? '0x80072322', 'Number of requests exceeded the limit of 6000 over time window of 300 seconds.', { 'Retry-After': String(fault.retryAfterSeconds) }));
@@ -1023,7 +1067,8 @@ export function createDataverseSimulatorApp(state: DataverseSimulatorState): exp
     express.json({ limit: '16mb', type: ['application/json', 'application/*+json'] }),
     express.text({ limit: '64mb', type: 'multipart/mixed' }),
     (req: Request, res: Response) => {
-      const ctx: WriteContext = { userId: res.locals.userId as string, fullAccess: res.locals.userId !== config.syncUserId };
+      const ctx: WriteContext = { userId: res.locals.userId as string, fullAccess: res.locals.userId !== config.syncUserId, remotePort: req.socket.remotePort };
+      loseAnswerIfWritten(state, req, res);
       if (isBatch(req)) {
         (res.locals.setEndpoint as (n: string) => void)('$batch');
         runBatch(state, req, res, ctx).catch((error: unknown) => {
@@ -1185,10 +1230,20 @@ function createAdmin(state: DataverseSimulatorState) {
       Object.assign(state.config.timing, timing);
     },
     injectFault(fault: SimFault): void {
-      state.faults.push({ ...fault });
+      if (fault.kind === 'lost_answer') state.lostAnswers.push({ ...fault });
+      else state.faults.push({ ...fault });
     },
     clearFaults(): void {
       state.faults.length = 0;
+      state.lostAnswers.length = 0;
+    },
+    /** in-process only: hears each injected fault at the moment it takes effect */
+    onFault(listener: (fault: SimFault) => void): void {
+      state.faultListeners.push(listener);
+    },
+    /** in-process only: hears each committed create, update and delete with who made it and from which port */
+    onWrite(listener: (change: SimChange) => void): void {
+      state.writeListeners.push(listener);
     },
     stats(): Record<string, EndpointCounter> {
       return Object.fromEntries([...state.counters].map(([k, v]) => [k, { calls: v.calls, byStatus: { ...v.byStatus } }]));
@@ -1200,6 +1255,7 @@ function createAdmin(state: DataverseSimulatorState) {
     reset(): void {
       store.reset();
       state.faults.length = 0;
+      state.lostAnswers.length = 0;
       state.counters.clear();
       state.requestLog.clear();
       state.executionLog.clear();

@@ -35,6 +35,8 @@ export type SimChange = {
   record: SimRecord | undefined;
   userId: string;
   at: number;
+  /** the TCP port of the Web API request that made it (which client process); absent for admin writes */
+  remotePort?: number | undefined;
 };
 
 export type ColumnGrant = { read: boolean; create: boolean; update: boolean };
@@ -73,6 +75,8 @@ export type WriteContext = {
   userId: string;
   /** UI/admin users hold every field-security grant; the app user only what the admin configured */
   fullAccess: boolean;
+  /** the TCP port of the Web API request, passed on to the change it makes */
+  remotePort?: number | undefined;
 };
 
 type LogEntry = { v: number; id: string };
@@ -375,7 +379,7 @@ export class DataverseStore {
     if (options.emit !== false) {
       const all: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(values)) if (v !== null && v !== undefined) all[k] = v;
-      this.onChange({ message: 'Create', table: t, id, changed: all, record: rec, userId: ctx.userId, at });
+      this.onChange({ message: 'Create', table: t, id, changed: all, record: rec, userId: ctx.userId, remotePort: ctx.remotePort, at });
     }
     return rec;
   }
@@ -399,7 +403,7 @@ export class DataverseStore {
     // sending unchanged values still counts as a change and fires steps (reference §2.4)
     const target: Record<string, unknown> = { ...changed };
     if ('firstname' in changed || 'lastname' in changed) target.fullname = merged.fullname;
-    this.onChange({ message: 'Update', table: t, id: rec.id, changed: target, record: rec, userId: ctx.userId, at });
+    this.onChange({ message: 'Update', table: t, id: rec.id, changed: target, record: rec, userId: ctx.userId, remotePort: ctx.remotePort, at });
     return rec;
   }
 
@@ -412,7 +416,7 @@ export class DataverseStore {
     this.mutations += 1;
     this.tombstones.get(tableName)!.set(rec.id, this.version);
     this.log.get(tableName)!.push({ v: this.version, id: rec.id });
-    this.onChange({ message: 'Delete', table: t, id: rec.id, changed: {}, record: undefined, userId: ctx.userId, at: wholeSeconds(this.now()) });
+    this.onChange({ message: 'Delete', table: t, id: rec.id, changed: {}, record: undefined, userId: ctx.userId, remotePort: ctx.remotePort, at: wholeSeconds(this.now()) });
   }
 
   /** QualifyLead with CreateContact: the contact carries originatingleadid; the lead becomes Qualified. */

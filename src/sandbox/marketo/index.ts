@@ -4,6 +4,7 @@ export {
   startMarketoSimulator,
   type MarketoEndpoint,
   type MarketoEndpointCounters,
+  type MarketoApiCall,
   type MarketoFault,
   type MarketoFeedOptions,
   type MarketoRenderedActivity,

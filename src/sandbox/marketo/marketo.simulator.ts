@@ -59,7 +59,25 @@ export type MarketoFault = {
   | { type: 'code'; code: string; message?: string }
   | { type: 'http'; status: number }
   | { type: 'hang' }
+  /**
+   * a write that lands and whose answer is lost: the call runs, then the client hears nothing
+   * (`hang`) or a 604 "Request time-out" (reference §5.2, §5.4: timeouts are ambiguous for writes).
+   * Only taken by leads.sync calls.
+   */
+  | { type: 'after-apply'; answer: 'hang' | '604' }
 );
+
+/** One REST call as an in-process observer sees it, right before and right after it runs. */
+export type MarketoApiCall = {
+  endpoint: MarketoEndpoint;
+  phase: 'before' | 'after';
+  params: URLSearchParams;
+  body: unknown;
+  /** the caller's TCP port: tells which client process sent it */
+  remotePort: number | undefined;
+  /** phase 'after': what the call answered (before any after-apply fault replaces it) */
+  result?: unknown;
+};
 
 export type MarketoEndpoint =
   | 'leads.query'
@@ -257,6 +275,8 @@ export function createMarketoSimulatorApp(options: MarketoSimulatorOptions = {})
   const tokens = new Map<string, { expiresAt: number }>();
   let currentToken: string | undefined;
   let faults: MarketoFault[] = [];
+  const callListeners: ((call: MarketoApiCall) => void)[] = [];
+  const faultListeners: ((fault: MarketoFault, endpoint: MarketoEndpoint) => void)[] = [];
   // sliding rate window: admission timestamps from `windowHead` on
   let windowTimes: number[] = [];
   let windowHead = 0;
@@ -663,6 +683,7 @@ export function createMarketoSimulatorApp(options: MarketoSimulatorOptions = {})
   function pickFault(endpoint: MarketoEndpoint): MarketoFault | undefined {
     for (const fault of faults) {
       if (fault.endpoint !== undefined && fault.endpoint !== endpoint) continue;
+      if (fault.type === 'after-apply' && endpoint !== 'leads.sync') continue;
       if (fault.rate !== undefined && random() >= fault.rate) continue;
       if (fault.times !== undefined) {
         fault.times--;
@@ -777,8 +798,9 @@ export function createMarketoSimulatorApp(options: MarketoSimulatorOptions = {})
     res.on('finish', release);
 
     const fault = pickFault(endpoint);
-    if (!fault || (fault.type === 'code' && !uncountedCodes.has(fault.code))) countCall();
+    if (!fault || fault.type === 'after-apply' || (fault.type === 'code' && !uncountedCodes.has(fault.code))) countCall();
     if (latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, latencyMs));
+    if (fault && fault.type !== 'after-apply') for (const listener of faultListeners) listener(fault, endpoint);
     if (fault?.type === 'hang') {
       count(endpoint, 'hang');
       return;
@@ -815,7 +837,16 @@ export function createMarketoSimulatorApp(options: MarketoSimulatorOptions = {})
     }
 
     try {
+      const remotePort = req.socket.remotePort;
+      for (const listener of callListeners) listener({ endpoint, phase: 'before', params, body, remotePort });
       const envelope = handler({ params, body, requestId, rawBodyLength: rawBody.length }, match);
+      for (const listener of callListeners) listener({ endpoint, phase: 'after', params, body, remotePort, result: envelope.result });
+      if (fault?.type === 'after-apply') {
+        for (const listener of faultListeners) listener(fault, endpoint);
+        count(endpoint, fault.answer);
+        if (fault.answer === '604') sendError(res, requestId, '604', defaultMessages['604'] ?? 'Request time-out');
+        return;
+      }
       count(endpoint, undefined);
       sendEnvelope(res, requestId, envelope);
     } catch (error) {
@@ -917,6 +948,14 @@ export function createMarketoSimulatorApp(options: MarketoSimulatorOptions = {})
     },
     clearFaults(): void {
       faults = [];
+    },
+    /** in-process only: hears each REST call synchronously right before and after it runs (a test's hook) */
+    onApiCall(listener: (call: MarketoApiCall) => void): void {
+      callListeners.push(listener);
+    },
+    /** in-process only: hears each injected fault at the moment it takes effect */
+    onFault(listener: (fault: MarketoFault, endpoint: MarketoEndpoint) => void): void {
+      faultListeners.push(listener);
     },
     setLatency(ms: number): void {
       latencyMs = ms;
