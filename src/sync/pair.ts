@@ -60,9 +60,11 @@ interface Attempt {
   superseded: string[];
   /** earlier attempts' entries this one found no longer in doubt (stale.ts) */
   retire: string[];
+  /** entries of a write Dataverse answered 412 to: settled by what the record holds when read again */
+  unsettled: PendingEntry[];
 }
 
-const newAttempt = (): Attempt => ({ entries: [], final: [], superseded: [], retire: [] });
+const newAttempt = (): Attempt => ({ entries: [], final: [], superseded: [], retire: [], unsettled: [] });
 
 export class ReplanLimitError extends Error {}
 
@@ -165,10 +167,22 @@ export function createPairSync(options: PairSyncOptions) {
       return outcome;
     } catch (error) {
       if (!(error instanceof ConnectorError && error.kind === 'conflict')) throw error;
-      // 412: someone changed the record since it was read; nothing was written.
-      attempt.superseded.push(...journaled);
+      // 412: the record changed since it was read. Usually nothing was written; but a $batch whose
+      // answer was lost and was sent again answers 412 for its own write, which did land: the entries
+      // are settled by what the record holds when read again, so a collision's loser stays on record.
+      const at = now().getTime();
+      attempt.unsettled.push(...entries.map((e, i): PendingEntry => ({ id: journaled[i]!, type: e.type, fields: e.fields, pending: true, plannedRevision: link.revision, at })));
       return null;
     }
+  }
+
+  /** Settles the entries of a write answered 412, by the record read again after it. */
+  function settleConflicted(attempt: Attempt, record: DynamicsRecordView | null, mapping: EntityMapping): boolean {
+    const settled = settlePending(attempt.unsettled, { MARKETO: null, DYNAMICS: record?.fields ?? null }, mapping.rules);
+    attempt.unsettled = [];
+    attempt.final.push(...settled.final);
+    attempt.superseded.push(...settled.superseded);
+    return settled.final.length > 0;
   }
 
   /**
@@ -221,6 +235,7 @@ export function createPairSync(options: PairSyncOptions) {
         sent.uncommitted ||= outcome !== null;
         if (!outcome) {
           record = await io.readRecord(link.entity, link.dynamicsId);
+          sent.uncommitted ||= settleConflicted(attempt, record, mapping);
           continue;
         }
         person = outcome.person;

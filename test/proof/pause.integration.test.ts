@@ -116,10 +116,10 @@ describe.skipIf(!postgresUrl())('a replica frozen past its leases with work in h
     );
 
   for (const replicas of [2, 3]) {
-    // Fails on today's engine, for the reason the issue gives (seen: both sides hold D1-i for the
-    // leads the frozen replica held, M2-i for the others): the woken replica writes D1-i over M2-i in
-    // Marketo and its re-plan carries it back to Dynamics. Flip to it() when the lease fence lands.
-    it.fails(`with ${replicas} replicas, the marketer's later edit stays on both sides when the frozen replica wakes`, { timeout: 300_000 }, async () => {
+    // Before the lease fence this failed for the reason the issue gives (both sides ended on D1-i
+    // for the leads the frozen replica held): the woken replica wrote D1-i over M2-i in Marketo and
+    // its re-plan carried it back to Dynamics.
+    it(`with ${replicas} replicas, the marketer's later edit stays on both sides when the frozen replica wakes`, { timeout: 300_000 }, async () => {
       world = await start(replicas);
       const seen = await pauseScenario(world);
       const expected = Array.from({ length: LEADS }, (_, i) => `M2-${i}`);

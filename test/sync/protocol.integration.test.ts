@@ -107,6 +107,35 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
     expect(await t.service.db.prisma.activity.count({ where: { marketoId, state: 'PENDING' } })).toBe(0);
   });
 
+  it('a collision written to Dynamics whose answer was lost stays on record: the resent $batch answers 412 for its own write', async () => {
+    const email = unique('lost-answer');
+    const lead = t.dataverse.create('lead', { firstname: 'Lost', lastname: 'Answer', emailaddress1: email, jobtitle: 'Base' });
+    const dynamicsId = String(lead.leadid);
+    await t.settle();
+    const { marketoId } = await until('the link', () => linkOf({ dynamicsId }));
+    // title collides; Marketo wins for leads, so Dynamics is written
+    t.marketo.updateLead(marketoId, { title: 'Marketing wins' });
+    t.dataverse.update('lead', dynamicsId, { jobtitle: 'Sales loses' });
+    let lost = 0;
+    dynamicsHttp.set((url, init, body) => {
+      if (lost > 0 || init?.method !== 'POST' || !url.includes('$batch') || !body.includes('Marketing wins')) return;
+      lost++;
+      // Dataverse applies the write; its answer never arrives
+      return {
+        after: () => Promise.reject(new TypeError('fetch failed (the answer was lost)')),
+      };
+    });
+    await t.marketoWebhook('person-changed', { marketoId }).expect(202);
+    await t.settle();
+    expect(lost).toBe(1);
+    expect(t.dataverse.get('lead', dynamicsId)?.jobtitle).toBe('Marketing wins');
+    expect(t.marketo.getLead(marketoId)?.title).toBe('Marketing wins');
+    const collisions = (await log(marketoId)).filter((a) => a.type === 'COLLISION_RESOLVED' && a.state !== 'SUPERSEDED');
+    expect(collisions).toHaveLength(1);
+    expect(collisions[0]!.fields).toEqual([expect.objectContaining({ field: 'title', losingValue: 'Sales loses', winner: 'MARKETO' })]);
+    expect(await t.service.db.prisma.activity.count({ where: { marketoId, state: 'PENDING' } })).toBe(0);
+  });
+
   it('a commit planned from a revision another worker has since committed is refused and planned again from fresh reads', async () => {
     const email = unique('fenced');
     const lead = t.dataverse.create('lead', { firstname: 'Fen', lastname: 'Ced', emailaddress1: email, jobtitle: 'Before' });
