@@ -35,6 +35,8 @@ export const noFaultsFired = (): Record<NewFault, number> => ({
 export interface WorkFaultOptions {
   leaseSeconds: number;
   say: (line: string) => void;
+  /** faults this campaign leaves out */
+  withhold?: ReadonlySet<NewFault>;
 }
 
 const byMarketoName = new Map(fields.map((f) => [f.marketo, f]));
@@ -137,7 +139,8 @@ export function createWorkFaults(world: World, editor: Editor, log: IntentLog, r
           log.edit({ actor: 'dataverse-plugin', side: 'DYNAMICS', record: { dynamicsId: id }, field: field.canonical, value, race: NEW_FAULTS.asyncPlugin, what: `async plug-in step on ${table} ${id.slice(0, 8)} after the sync's update` });
           applyingPlugin = true;
           try {
-            dv.update(table, id, { [field.dynamics]: value }, syncUserId);
+            // a step the sync's update triggered: its own update runs one level deeper
+            dv.update(table, id, { [field.dynamics]: value }, syncUserId, 2);
             fired.asyncPlugin++;
             log.raced(NEW_FAULTS.asyncPlugin);
           } finally {
@@ -179,23 +182,29 @@ export function createWorkFaults(world: World, editor: Editor, log: IntentLog, r
   /** Arms this round's faults; the vendor ones wait in the simulators for a write to take. */
   function arm(roundNumber: number): string[] {
     round = roundNumber;
-    shots.pause = rng.int(1, 2);
+    const on = (fault: NewFault) => !options.withhold?.has(fault);
+    shots.pause = on('pause') ? rng.int(1, 2) : 0;
     // a lone process restarting refuses every call for tens of seconds: on one replica, every
     // other round, so the races that need a live service (Sync Person) run in the rounds between
-    shots.kill = replicas.replicas.length > 1 || roundNumber % 2 === 0 ? 1 : 0;
-    shots.edit = rng.int(1, 2);
-    shots.plugin = rng.int(1, 3);
+    shots.kill = on('killBetweenCreateAndLink') && (replicas.replicas.length > 1 || roundNumber % 2 === 0) ? 1 : 0;
+    shots.edit = on('editOfFieldBeingWritten') ? rng.int(1, 2) : 0;
+    shots.plugin = on('asyncPlugin') ? rng.int(1, 3) : 0;
     editPhase = rng.pick(['before', 'after'] as const);
-    dv.injectFault({ kind: 'lost_answer', count: rng.int(1, 2), answer: rng.pick(['network', 502, 504] as const), batch: false });
-    dv.injectFault({ kind: 'lost_answer', count: 1, answer: rng.pick(['network', 504] as const), batch: true });
-    mkto.injectFault({ type: 'after-apply', answer: rng.pick(['hang', '604'] as const), times: rng.int(1, 2) });
+    const lostSingle = rng.int(1, 2);
+    const lostAnswer = rng.pick(['network', 502, 504] as const);
+    const lostBatchAnswer = rng.pick(['network', 504] as const);
+    const marketoAnswer = rng.pick(['hang', '604'] as const);
+    const marketoTimes = rng.int(1, 2);
+    if (on('dataverseAnswerLost')) dv.injectFault({ kind: 'lost_answer', count: lostSingle, answer: lostAnswer, batch: false });
+    if (on('dataverseBatchAnswerLost')) dv.injectFault({ kind: 'lost_answer', count: 1, answer: lostBatchAnswer, batch: true });
+    if (on('marketoWriteTimedOut')) mkto.injectFault({ type: 'after-apply', answer: marketoAnswer, times: marketoTimes });
     return [
       `${shots.pause} pause(s)`,
       ...(shots.kill ? ['a kill between create and link'] : []),
       `${shots.edit} edit(s) of the field being written (${editPhase} the write)`,
       `${shots.plugin} async plug-in step(s)`,
-      'lost Dataverse answers (single, $batch)',
-      'a Marketo write that times out after landing',
+      ...(on('dataverseAnswerLost') || on('dataverseBatchAnswerLost') ? ['lost Dataverse answers (single, $batch)'] : []),
+      ...(on('marketoWriteTimedOut') ? ['a Marketo write that times out after landing'] : []),
     ];
   }
 

@@ -1,5 +1,6 @@
 import type { Db } from '../db/database.ts';
-import type { CreateDirection, CreateIntent as CreateIntentRow, Prisma } from '../db/generated/client.ts';
+import type { CreateDirection, CreateIntent as CreateIntentRow, Prisma, PrismaClient } from '../db/generated/client.ts';
+import { FencedOutError } from './fence.ts';
 import type { LinkedEntity } from './policy.ts';
 import type { CanonicalRecordFields } from './values.ts';
 
@@ -47,9 +48,8 @@ function toIntent(row: CreateIntentRow): CreateIntent {
 
 const json = (value: unknown) => value as Prisma.InputJsonValue;
 
-/** Journals a create before it is sent. */
-export async function journalCreate(db: Db, intent: NewCreateIntent): Promise<CreateIntent> {
-  const row = await db.createIntent.create({
+function insert(db: Db, intent: NewCreateIntent) {
+  return db.createIntent.create({
     data: {
       direction: intent.direction,
       marketoId: intent.marketoId,
@@ -62,7 +62,23 @@ export async function journalCreate(db: Db, intent: NewCreateIntent): Promise<Cr
       changeEventId: intent.changeEventId,
     },
   });
-  return toIntent(row);
+}
+
+/**
+ * Journals a create before it is sent, only while `lease` (the source record's) is still held: its
+ * rows stay locked until the intent is stored, so a worker taking the lease over waits and then
+ * finds the intent. A worker that lost its lease (a pause) journals nothing: it would otherwise
+ * leave an intent the next holder finishes beside the one it journals itself, two records.
+ */
+export async function journalCreate(db: PrismaClient, intent: NewCreateIntent, lease?: { holder: string; keys: readonly string[] }): Promise<CreateIntent> {
+  if (!lease) return toIntent(await insert(db, intent));
+  return db.$transaction(async (tx) => {
+    const keys = [...new Set(lease.keys)];
+    const held = await tx.$queryRaw<{ key: string }[]>`
+      SELECT key FROM record_lock WHERE key = ANY(${keys}::text[]) AND owner = ${lease.holder} AND "expiresAt" > now() ORDER BY key FOR UPDATE`;
+    if (held.length !== keys.length) throw new FencedOutError('the record lease was lost before the create was journaled; nothing was sent');
+    return toIntent(await insert(tx, intent));
+  });
 }
 
 /**

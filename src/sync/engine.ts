@@ -194,7 +194,7 @@ export function createSyncEngine(options: EngineOptions) {
     return result;
   }
 
-  async function syncLinked(link: Link, item: WorkItem, pre: Prefetched, fence: WriteFence | undefined): Promise<EventOutcome> {
+  async function syncLinked(link: Link, item: WorkItem, pre: Prefetched, holder: string, fence: WriteFence | undefined): Promise<EventOutcome> {
     const subject = subjectOf(link, item);
     const reads = {
       person: pre.persons.has(link.marketoId) ? pre.persons.get(link.marketoId)! : undefined,
@@ -203,7 +203,7 @@ export function createSyncEngine(options: EngineOptions) {
     };
     const outcome = await pairs.syncPair(link, reads, { subject, fromDynamics: item.events.some((e) => e.source === 'DYNAMICS'), fence });
     if (outcome.status === 'done') return outcome;
-    return unlinked.recreatePerson(outcome.link, outcome.record, subject, fence);
+    return unlinked.recreatePerson(outcome.link, outcome.record, subject, { holder, fence });
   }
 
   async function finishSyncPerson(intent: CreateIntent, item: WorkItem, fence: WriteFence | undefined): Promise<EventOutcome> {
@@ -217,7 +217,7 @@ export function createSyncEngine(options: EngineOptions) {
   async function syncItem(item: WorkItem, pre: Prefetched, holder: string, fence: WriteFence | undefined): Promise<EventOutcome> {
     try {
       const s = item.subject;
-      if (s.kind === 'link') return await syncLinked(s.link, item, pre, fence);
+      if (s.kind === 'link') return await syncLinked(s.link, item, pre, holder, fence);
       if (s.kind === 'dynamics') {
         const record = pre.records.has(s.id) ? pre.records.get(s.id)! : await io.readRecord(s.entity, s.id);
         const created = item.events.some((e) => e.operation === 'CREATE');

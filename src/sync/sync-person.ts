@@ -65,7 +65,7 @@ export function createSyncPerson(options: SyncPersonOptions) {
     if (!locked) return { status: 'busy', message: `person ${request.marketoId} is being synced by another call` };
     const fence = options.fencing?.hold(holder, [key]);
     try {
-      return await createOrFind(request, fence);
+      return await createOrFind(request, { holder, keys: [key], fence });
     } finally {
       options.fencing?.release(holder);
       await unlock(db.prisma, [key], holder);
@@ -84,7 +84,8 @@ export function createSyncPerson(options: SyncPersonOptions) {
   };
   return syncPerson;
 
-  async function createOrFind(request: SyncPersonRequest, fence: WriteFence | undefined): Promise<SyncPersonResult> {
+  async function createOrFind(request: SyncPersonRequest, lease: { holder: string; keys: string[]; fence: WriteFence | undefined }): Promise<SyncPersonResult> {
+    const { fence } = lease;
     const existing = await findLink(db.prisma, { marketoId: request.marketoId });
     const subject: ActivitySubject = {
       marketoId: request.marketoId,
@@ -130,17 +131,21 @@ export function createSyncPerson(options: SyncPersonOptions) {
       fields[rule.field] = value;
     }
     // Journaled before it is sent, with the primary key the record will have (create-intents.ts).
-    const intent = await journalCreate(db.prisma, {
-      direction: 'TO_DYNAMICS',
-      marketoId: request.marketoId,
-      entity,
-      dynamicsId: randomUUID(),
-      email: person.email,
-      source: person.fields,
-      sent: fields,
-      assignTo: request.assignTo?.trim() || null,
-      changeEventId: request.changeEventId ?? null,
-    });
+    const intent = await journalCreate(
+      db.prisma,
+      {
+        direction: 'TO_DYNAMICS',
+        marketoId: request.marketoId,
+        entity,
+        dynamicsId: randomUUID(),
+        email: person.email,
+        source: person.fields,
+        sent: fields,
+        assignTo: request.assignTo?.trim() || null,
+        changeEventId: request.changeEventId ?? null,
+      },
+      lease,
+    );
     return finish(intent, existing, subject, fence);
   }
 

@@ -59,18 +59,23 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
   }
 
   /** Journals the creation of a person from the record, before anything is sent (the record has an email). */
-  function journalPerson(record: DynamicsRecordView, mapping: EntityMapping, changeEventId: string | null): Promise<CreateIntent> {
-    return journalCreate(db.prisma, {
-      direction: 'TO_MARKETO',
-      marketoId: null,
-      entity: record.entity,
-      dynamicsId: record.id,
-      email: record.email!.toLowerCase(),
-      source: record.fields,
-      sent: personFieldsFrom(record, mapping),
-      assignTo: null,
-      changeEventId,
-    });
+  function journalPerson(record: DynamicsRecordView, mapping: EntityMapping, changeEventId: string | null, holder: string | undefined): Promise<CreateIntent> {
+    const lease = holder ? { holder, keys: [recordKey(record.id)] } : undefined;
+    return journalCreate(
+      db.prisma,
+      {
+        direction: 'TO_MARKETO',
+        marketoId: null,
+        entity: record.entity,
+        dynamicsId: record.id,
+        email: record.email!.toLowerCase(),
+        source: record.fields,
+        sent: personFieldsFrom(record, mapping),
+        assignTo: null,
+        changeEventId,
+      },
+      lease,
+    );
   }
 
   /**
@@ -245,18 +250,19 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
           activity(subjectOf(linked), 'LINKED', `matched by email: person ${match.id} <-> ${label} ${record.id}`),
         ], subjectOf);
       }
-      return finishPerson(await journalPerson(record, mapping, base.changeEventId), record, work, subjectOf, true);
+      return finishPerson(await journalPerson(record, mapping, base.changeEventId, work.holder), record, work, subjectOf, true);
     },
 
     /** The person was deleted in Marketo and the Dynamics record changed since: create it again (journaled, as any create). */
-    async recreatePerson(link: Link, record: DynamicsRecordView, subject: ActivitySubject, fence?: WriteFence): Promise<UnlinkedOutcome> {
+    async recreatePerson(link: Link, record: DynamicsRecordView, subject: ActivitySubject, work?: RecordWork): Promise<UnlinkedOutcome> {
+      const fence = work?.fence;
       const mapping = await mappings.forEntity(link.entity);
       if (!record.email) {
         await recordActivities(db.prisma, [activity(subject, 'SYNC_FAILED', 'could not re-create the person in Marketo: the Dynamics record has no email (emailaddress1)')]);
         return { status: 'done', linkId: link.id };
       }
       const unfinished = await openIntentOfRecord(db.prisma, record.id);
-      const intent = unfinished?.direction === 'TO_MARKETO' ? unfinished : await journalPerson(record, mapping, subject.changeEventId);
+      const intent = unfinished?.direction === 'TO_MARKETO' ? unfinished : await journalPerson(record, mapping, subject.changeEventId, work?.holder);
       const created = await personOf(intent, mapping, false, fence);
       if (created.status !== 'created') {
         await recordActivities(db.prisma, [activity(subject, 'SYNC_FAILED', `could not re-create the person in Marketo: ${created.message}`)]);

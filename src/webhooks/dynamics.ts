@@ -51,7 +51,10 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
     // A Create by the sync user is its own record unless a create it journaled never linked it (a
     // crash between the two): that one must reach the engine. Only Creates are looked up, so the
     // echoes of ordinary updates cost nothing; the sweep catches later writes to such a record.
-    const bySyncUser = syncUser !== undefined && notice.initiatingUserId.toLowerCase() === syncUser;
+    // A plug-in or workflow that the sync's write triggered, running as the sync user, writes one
+    // level deeper (Depth > 1): that is a change to carry, not an echo. The merge still makes an
+    // echo of ours a no-op if one comes this way.
+    const bySyncUser = syncUser !== undefined && notice.initiatingUserId.toLowerCase() === syncUser && notice.depth <= 1;
     if (bySyncUser && !(notice.messageName === 'Create' && (await deps.unfinishedCreate?.(id)) === true)) {
       return { kind: 'ignored', reason: 'an echo of the sync user’s own write' };
     }

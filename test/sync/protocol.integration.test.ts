@@ -136,6 +136,33 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
     expect(await t.service.db.prisma.activity.count({ where: { marketoId, state: 'PENDING' } })).toBe(0);
   });
 
+  it('an asynchronous plug-in that the sync’s write triggers, running as the sync user, edits another column: the edit reaches Marketo', async () => {
+    const email = unique('async-plugin');
+    const lead = t.dataverse.create('lead', { firstname: 'Async', lastname: 'Plugin', emailaddress1: email, jobtitle: 'Base', telephone1: '100' });
+    const dynamicsId = String(lead.leadid);
+    await t.settle();
+    const { marketoId } = await until('the link', () => linkOf({ dynamicsId }));
+    const syncUserId = t.service.sandbox!.dataverse.syncUserId;
+    let stepped = 0;
+    // the step runs after the sync's update committed, in the sync user's context, one level deeper
+    dynamicsHttp.set((url, init, body) => {
+      if (stepped > 0 || init?.method !== 'POST' || !url.includes('$batch') || !body.includes('Title from Marketo')) return;
+      stepped++;
+      return {
+        after: () => {
+          setImmediate(() => t.dataverse.update('lead', dynamicsId, { telephone1: '200 set by a plug-in' }, syncUserId, 2));
+          return Promise.resolve();
+        },
+      };
+    });
+    t.marketo.updateLead(marketoId, { title: 'Title from Marketo' });
+    await t.marketoWebhook('person-changed', { marketoId }).expect(202);
+    await until('the plug-in step', () => stepped === 1 && t.dataverse.get('lead', dynamicsId)?.telephone1 === '200 set by a plug-in');
+    await t.settle();
+    expect(t.marketo.getLead(marketoId)?.phone).toBe('200 set by a plug-in');
+    expect(t.marketo.getLead(marketoId)?.title).toBe('Title from Marketo');
+  });
+
   it('a commit planned from a revision another worker has since committed is refused and planned again from fresh reads', async () => {
     const email = unique('fenced');
     const lead = t.dataverse.create('lead', { firstname: 'Fen', lastname: 'Ced', emailaddress1: email, jobtitle: 'Before' });

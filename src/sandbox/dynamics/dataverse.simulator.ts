@@ -1112,7 +1112,7 @@ export type DataverseSimulatorAdmin = ReturnType<typeof createAdmin>;
 
 function createAdmin(state: DataverseSimulatorState) {
   const store = state.store;
-  const asUser = (userId?: string): WriteContext => ({ userId: (userId ?? state.config.uiUserId).toLowerCase(), fullAccess: true });
+  const asUser = (userId?: string, depth?: number): WriteContext => ({ userId: (userId ?? state.config.uiUserId).toLowerCase(), fullAccess: true, ...(depth ? { depth } : {}) });
   const plain = (t: SimTable, rec: SimRecord): Record<string, unknown> =>
     serialize(state, t, rec, null, { userId: state.config.uiUserId, fullAccess: true });
   return {
@@ -1120,8 +1120,9 @@ function createAdmin(state: DataverseSimulatorState) {
     create(table: string, values: Record<string, unknown>, asUserId?: string): Record<string, unknown> {
       return plain(store.table(table), store.create(table, values, asUser(asUserId)));
     },
-    update(table: string, id: string, values: Record<string, unknown>, asUserId?: string): Record<string, unknown> {
-      return plain(store.table(table), store.update(table, id, values, asUser(asUserId)));
+    /** `depth` 2 or more: the write of a plug-in step another operation triggered (its webhook says so in Depth) */
+    update(table: string, id: string, values: Record<string, unknown>, asUserId?: string, depth?: number): Record<string, unknown> {
+      return plain(store.table(table), store.update(table, id, values, asUser(asUserId, depth)));
     },
     delete(table: string, id: string, asUserId?: string): void {
       store.delete(table, id, asUser(asUserId));

@@ -37,6 +37,8 @@ export type SimChange = {
   at: number;
   /** the TCP port of the Web API request that made it (which client process); absent for admin writes */
   remotePort?: number | undefined;
+  /** the pipeline depth (RemoteExecutionContext.Depth): 1 for a direct call, more inside a plug-in chain */
+  depth?: number | undefined;
 };
 
 export type ColumnGrant = { read: boolean; create: boolean; update: boolean };
@@ -77,6 +79,8 @@ export type WriteContext = {
   fullAccess: boolean;
   /** the TCP port of the Web API request, passed on to the change it makes */
   remotePort?: number | undefined;
+  /** a write made by a plug-in that another operation triggered runs one level deeper (default 1) */
+  depth?: number | undefined;
 };
 
 type LogEntry = { v: number; id: string };
@@ -379,7 +383,7 @@ export class DataverseStore {
     if (options.emit !== false) {
       const all: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(values)) if (v !== null && v !== undefined) all[k] = v;
-      this.onChange({ message: 'Create', table: t, id, changed: all, record: rec, userId: ctx.userId, remotePort: ctx.remotePort, at });
+      this.onChange({ message: 'Create', table: t, id, changed: all, record: rec, userId: ctx.userId, remotePort: ctx.remotePort, depth: ctx.depth, at });
     }
     return rec;
   }
@@ -403,7 +407,7 @@ export class DataverseStore {
     // sending unchanged values still counts as a change and fires steps (reference §2.4)
     const target: Record<string, unknown> = { ...changed };
     if ('firstname' in changed || 'lastname' in changed) target.fullname = merged.fullname;
-    this.onChange({ message: 'Update', table: t, id: rec.id, changed: target, record: rec, userId: ctx.userId, remotePort: ctx.remotePort, at });
+    this.onChange({ message: 'Update', table: t, id: rec.id, changed: target, record: rec, userId: ctx.userId, remotePort: ctx.remotePort, depth: ctx.depth, at });
     return rec;
   }
 
@@ -416,7 +420,7 @@ export class DataverseStore {
     this.mutations += 1;
     this.tombstones.get(tableName)!.set(rec.id, this.version);
     this.log.get(tableName)!.push({ v: this.version, id: rec.id });
-    this.onChange({ message: 'Delete', table: t, id: rec.id, changed: {}, record: undefined, userId: ctx.userId, remotePort: ctx.remotePort, at: wholeSeconds(this.now()) });
+    this.onChange({ message: 'Delete', table: t, id: rec.id, changed: {}, record: undefined, userId: ctx.userId, remotePort: ctx.remotePort, depth: ctx.depth, at: wholeSeconds(this.now()) });
   }
 
   /** QualifyLead with CreateContact: the contact carries originatingleadid; the lead becomes Qualified. */

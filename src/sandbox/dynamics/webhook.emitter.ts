@@ -118,7 +118,7 @@ export function buildRemoteExecutionContext(
   const common = {
     BusinessUnitId: org.businessUnitId,
     CorrelationId: correlationId,
-    Depth: 1,
+    Depth: change.depth ?? 1,
     InitiatingUserId: change.userId,
     IsExecutingOffline: false,
     IsInTransaction: false,
