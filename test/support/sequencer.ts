@@ -4,7 +4,14 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 // start first. On a clean clone vitest has no timings and runs larger files first, so these small
 // files ran last, on one worker, with the other idle: the chaos campaign alone was ~40% of the
 // PostgreSQL run's wall time.
-const WAITING_FILES = ['test/proof/chaos.integration.test.ts', 'test/sweep/replicas.integration.test.ts', 'test/sync/protocol.integration.test.ts', 'test/sweep/sweep.integration.test.ts'];
+const WAITING_FILES = [
+  'test/proof/chaos.integration.test.ts',
+  'test/proof/pause.integration.test.ts',
+  'test/sweep/replicas.integration.test.ts',
+  'test/sync/paused-worker.integration.test.ts',
+  'test/sync/protocol.integration.test.ts',
+  'test/sweep/sweep.integration.test.ts',
+];
 
 export class WaitingFilesFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
