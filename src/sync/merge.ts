@@ -133,6 +133,22 @@ function decide(rule: FieldRule, base: CanonicalValue | undefined, m: CanonicalV
   return collision(rule.winner, rule.rule);
 }
 
+/**
+ * A value one side refused (or cannot take) stays on the other side, blocked. When the refusing
+ * side then changes the field, its change is the newest word on it: it goes to the side that holds
+ * the refused value (the refusal is already on record), instead of meeting that value again as a
+ * collision whose winner cannot be written.
+ */
+function afterRefusal(rule: FieldRule, base: CanonicalValue | undefined, m: CanonicalValue, d: CanonicalValue, refused: BlockedValue | undefined): FieldOutcome | null {
+  if (!refused || rule.direction !== 'BOTH' || sameValue(m, d, rule.type)) return null;
+  const holder = otherSide(refused.side);
+  const held = holder === 'MARKETO' ? m : d;
+  const now = holder === 'MARKETO' ? d : m;
+  if (!sameValue(held, refused.value, rule.type)) return null;
+  if (base !== undefined && sameValue(now, base, rule.type)) return null;
+  return { kind: 'update', field: rule.field, to: holder, oldValue: held, newValue: now, base };
+}
+
 export function merge(input: MergeInput): MergeResult {
   const outcomes: FieldOutcome[] = [];
   const writes: MergeResult['writes'] = { MARKETO: {}, DYNAMICS: {} };
@@ -143,7 +159,7 @@ export function merge(input: MergeInput): MergeResult {
     const m = normalise(input.marketo[rule.field], rule.type);
     const d = normalise(input.dynamics[rule.field], rule.type);
     const base = rule.field in input.base ? normalise(input.base[rule.field], rule.type) : undefined;
-    const outcome = decide(rule, base, m, d);
+    const outcome = afterRefusal(rule, base, m, d, input.blocked[rule.field]) ?? decide(rule, base, m, d);
 
     if (outcome.kind === 'in_sync') {
       snapshot[rule.field] = outcome.value;

@@ -106,6 +106,26 @@ describe('three-way merge, one field at a time', () => {
     expect(changed.writes.DYNAMICS).toEqual({ title: 'good' });
     expect(changed.blocked).toEqual({});
   });
+
+  it.each([
+    ['Dynamics refused Marketo’s value, then a Dynamics user edits the field', 'DYNAMICS' as const, { marketo: 'bad', dynamics: 'typed in CRM' }, { MARKETO: { title: 'typed in CRM' }, DYNAMICS: {} }],
+    ['Marketo skipped Dynamics’ value, then a marketer edits the field', 'MARKETO' as const, { marketo: 'typed in Marketo', dynamics: 'bad' }, { MARKETO: {}, DYNAMICS: { title: 'typed in Marketo' } }],
+  ])('%s: the newer edit goes to the side still holding the refused value, for a lead or a contact', (_name, side, holds, writes) => {
+    const blocked = { title: { side, value: 'bad', reason: 'validation' as const, message: 'rule' } };
+    for (const entity of ['LEAD', 'CONTACT'] as const) {
+      const result = merge(input({ rules: [rule('title', entity)], base: { title: 'a' }, marketo: { title: holds.marketo }, dynamics: { title: holds.dynamics }, blocked }));
+      expect(result.writes).toEqual(writes);
+      expect(result.outcomes[0]).toMatchObject({ kind: 'update', oldValue: 'bad' });
+      expect(result.blocked).toEqual({});
+    }
+  });
+
+  it('a refusal does not turn a one-way mapping around', () => {
+    const oneWay = rule('title', 'LEAD', { direction: 'MARKETO_TO_DYNAMICS' });
+    const blocked = { title: { side: 'DYNAMICS' as const, value: 'bad', reason: 'validation' as const, message: 'rule' } };
+    const result = merge(input({ rules: [oneWay], base: { title: 'a' }, marketo: { title: 'bad' }, dynamics: { title: 'typed in CRM' }, blocked }));
+    expect(result.writes.MARKETO).toEqual({});
+  });
 });
 
 describe('merge properties', () => {
