@@ -98,14 +98,22 @@ export function createPairSync(options: PairSyncOptions) {
 
   /**
    * Settles what earlier attempts left PENDING by what the sides hold (a write seen on its side has
-   * landed: final, and no longer in doubt); returns the write entries still in doubt.
+   * landed: final, and no longer in doubt); returns the write entries still in doubt, and the base
+   * the link had reached: a write of an attempt planned from the link's current revision that is
+   * seen landed made both sides hold its value then, as its commit would have recorded, so a later
+   * edit on either side is a one-sided change, not a collision with a base from before it.
    */
-  async function settleEarlier(journal: readonly PendingEntry[], person: PersonRecord | null, record: DynamicsRecordView | null, mapping: EntityMapping): Promise<PendingEntry[]> {
+  async function settleEarlier(link: Link, journal: readonly PendingEntry[], person: PersonRecord | null, record: DynamicsRecordView | null, mapping: EntityMapping) {
     const pending = journal.filter((e) => e.pending);
     const settled = settlePending(pending, { MARKETO: person?.fields ?? null, DYNAMICS: record?.fields ?? null }, mapping.rules);
     if (pending.length > 0) await settle(db, { ...settled, retire: settled.final });
     const landed = new Set(settled.final);
-    return journal.filter((e) => e.plannedRevision !== null && !landed.has(e.id));
+    const snapshot = { ...link.snapshot };
+    for (const entry of pending) {
+      if (!landed.has(entry.id) || entry.plannedRevision !== link.revision || (entry.type !== 'UPDATED_IN_MARKETO' && entry.type !== 'UPDATED_IN_DYNAMICS')) continue;
+      for (const f of entry.fields) snapshot[f.field] = f.newValue;
+    }
+    return { inDoubt: journal.filter((e) => e.plannedRevision !== null && !landed.has(e.id)), link: { ...link, snapshot } };
   }
 
   function staleWritesOf(inDoubt: readonly PendingEntry[], link: Link, person: PersonRecord | null, record: DynamicsRecordView | null, mapping: EntityMapping): StaleWrites {
@@ -205,7 +213,9 @@ export function createPairSync(options: PairSyncOptions) {
     let person = reads.person !== undefined ? reads.person : await io.readPerson(link.entity, link.marketoId);
     let record = reads.record !== undefined ? reads.record : await io.readRecord(link.entity, link.dynamicsId);
     const mapping = await mappings.forEntity(link.entity);
-    let inDoubt = await settleEarlier(reads.pending, person, record, mapping);
+    const earlier = await settleEarlier(link, reads.pending, person, record, mapping);
+    let inDoubt = earlier.inDoubt;
+    link = earlier.link;
     let attempt = newAttempt();
 
     for (let replans = 0; ; replans++) {

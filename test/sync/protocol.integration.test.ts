@@ -163,6 +163,33 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
     expect(t.marketo.getLead(marketoId)?.title).toBe('Title from Marketo');
   });
 
+  it('a Marketo write whose answer was lost after it landed, then a Dynamics edit of the same field: the edit wins as a one-sided change', async () => {
+    const email = unique('landed-unanswered');
+    const lead = t.dataverse.create('lead', { firstname: 'Landed', lastname: 'Unanswered', emailaddress1: email, jobtitle: 'Base' });
+    const dynamicsId = String(lead.leadid);
+    await t.settle();
+    const { marketoId } = await until('the link', () => linkOf({ dynamicsId }));
+    let lost = 0;
+    marketoHttp.set((url, _init, body) => {
+      if (lost > 0 || !url.includes('/rest/v1/leads.json') || !body.includes('updateOnly') || !body.includes('From CRM')) return;
+      lost++;
+      return {
+        // Marketo applied the write; before its answer arrives, a CRM user edits the title again
+        after: () => {
+          t.dataverse.update('lead', dynamicsId, { jobtitle: 'Later CRM edit' });
+          return Promise.reject(new TypeError('fetch failed (the answer was lost)'));
+        },
+      };
+    });
+    t.dataverse.update('lead', dynamicsId, { jobtitle: 'From CRM' });
+    await until('the lost answer', () => lost === 1);
+    await t.settle();
+    // a lead's collision would go to Marketo's value: the later CRM edit must not meet one
+    expect(t.dataverse.get('lead', dynamicsId)?.jobtitle).toBe('Later CRM edit');
+    expect(t.marketo.getLead(marketoId)?.title).toBe('Later CRM edit');
+    expect((await log(marketoId)).filter((a) => a.type === 'COLLISION_RESOLVED')).toEqual([]);
+  });
+
   it('a commit planned from a revision another worker has since committed is refused and planned again from fresh reads', async () => {
     const email = unique('fenced');
     const lead = t.dataverse.create('lead', { firstname: 'Fen', lastname: 'Ced', emailaddress1: email, jobtitle: 'Before' });
