@@ -5,7 +5,7 @@ import { ConnectorError } from '../connectors/errors.ts';
 import type { ClaimedChangeEvent } from '../inbox/inbox.ts';
 import type { Logger } from '../logger.ts';
 import type { ActivitySubject } from './activities.ts';
-import { openIntentToDynamics, type CreateIntent } from './create-intents.ts';
+import { openIntents, type CreateIntent } from './create-intents.ts';
 import { createDynamicsCreates } from './creates.ts';
 import { FencedOutError, type Fencing } from './fence.ts';
 import { createSyncIO } from './io.ts';
@@ -59,6 +59,8 @@ interface Prefetched {
   persons: Map<number, PersonRecord | null>;
   records: Map<string, DynamicsRecordView | null>;
   pending: Map<string, PendingEntry[]>;
+  /** Sync Person's unfinished creates of the unlinked Marketo persons in the batch */
+  unfinished: Map<number, CreateIntent>;
 }
 const QUOTA_RETRY_MS = 60 * 60_000;
 
@@ -161,10 +163,11 @@ export function createSyncEngine(options: EngineOptions) {
    * otherwise spend a request of its own the moment it was claimed.
    */
   async function prefetch(items: readonly WorkItem[]): Promise<Prefetched> {
-    const result: Prefetched = { persons: new Map(), records: new Map(), pending: new Map() };
+    const result: Prefetched = { persons: new Map(), records: new Map(), pending: new Map(), unfinished: new Map() };
     const pairs = new Map<LinkedEntity, { personIds: number[]; recordIds: string[] }>();
     const unlinkedRecords = new Map<LinkedEntity, string[]>();
     const linkIds: string[] = [];
+    const unlinkedPersons: number[] = [];
     for (const item of items) {
       const s = item.subject;
       if (s.kind === 'link') {
@@ -175,12 +178,20 @@ export function createSyncEngine(options: EngineOptions) {
         linkIds.push(s.link.id);
       } else if (s.kind === 'dynamics') {
         unlinkedRecords.set(s.entity, [...(unlinkedRecords.get(s.entity) ?? []), s.id]);
+      } else if (s.id >= 0) {
+        unlinkedPersons.push(s.id);
       }
     }
     const keepRecords = (ids: readonly string[]) => (found: Map<string, DynamicsRecordView>) => {
       for (const id of ids) result.records.set(id, found.get(id.toLowerCase()) ?? null);
     };
     const reads: Promise<void>[] = [pendingEntries(db, linkIds).then((pending) => void (result.pending = pending))];
+    // one look-up for the batch's unlinked persons, not one per person (openIntents answers [] for none)
+    reads.push(
+      openIntents(db.prisma, { marketoIds: unlinkedPersons }).then((open) => {
+        for (const intent of open) if (intent.direction === 'TO_DYNAMICS' && intent.marketoId !== null && !result.unfinished.has(intent.marketoId)) result.unfinished.set(intent.marketoId, intent);
+      }),
+    );
     for (const [entity, ids] of unlinkedRecords) reads.push(io.readRecords(entity, ids).then(keepRecords(ids)));
     for (const [entity, { personIds, recordIds }] of pairs) {
       let sent!: () => void;
@@ -225,7 +236,7 @@ export function createSyncEngine(options: EngineOptions) {
       }
       // Unlinked Marketo persons are not pushed: only Sync Person to Microsoft creates them in
       // Dynamics, and a create it journaled and did not finish is finished here (its person's lease is held).
-      const unfinished = s.id >= 0 ? await openIntentToDynamics(db.prisma, s.id) : null;
+      const unfinished = pre.unfinished.get(s.id);
       if (unfinished) return await finishSyncPerson(unfinished, item, fence);
       return { status: 'done', linkId: null, note: 'the person is not linked to Dynamics; only Sync Person to Microsoft creates it there' };
     } catch (error) {
