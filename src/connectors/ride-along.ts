@@ -53,6 +53,12 @@ export interface RideAlongOptions<I, R> {
   fill?: FillPolicy | undefined;
 }
 
+/** Why an aborted fence's write was dropped: the reason its work was aborted with. */
+function fencedOut(fence: WriteFence | undefined): Error {
+  const reason: unknown = fence?.signal.reason;
+  return reason instanceof Error ? reason : new Error('the write was fenced out');
+}
+
 /** how long records a call answered are remembered for `carrying` */
 const ANSWERED_MEMORY_MS = 5_000;
 
@@ -165,8 +171,7 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
     riders.splice(at, 1);
     if (riders.length === 0) waiting.delete(key);
     carry(key, -rider.items.length);
-    const reason: unknown = rider.fence?.signal.reason;
-    rider.reject(reason instanceof Error ? reason : new Error('the write was fenced out'));
+    rider.reject(fencedOut(rider.fence));
   }
 
   function dispatch(key: string): void {
@@ -236,7 +241,7 @@ export function createRideAlong<I, R>(options: RideAlongOptions<I, R>) {
      */
     ride(key: string, items: readonly I[], onSent?: () => void, fence?: WriteFence): Promise<Ride<R>> {
       if (items.length > options.maxItems) return Promise.reject(new RangeError(`at most ${options.maxItems} records per request`));
-      if (fence?.signal.aborted) return Promise.reject(fence.signal.reason instanceof Error ? fence.signal.reason : new Error('the write was fenced out'));
+      if (fence?.signal.aborted) return Promise.reject(fencedOut(fence));
       return new Promise<Ride<R>>((resolve, reject) => join(key, [{ items, onSent, fence, resolve, reject }]));
     },
     /**
