@@ -116,8 +116,9 @@ export async function whileHeld<T>(lease: Lease, job: string, stop: AbortSignal,
 }
 
 /** A node-cron task whose ticks run on one replica only (the holder of `job`'s lease), never overlapping. */
-export function scheduleLeased(expression: string, job: string, lease: Lease, logger: Logger, tick: () => Promise<void>): ScheduledTask {
-  return cron.schedule(expression, tick, {
+export function scheduleLeased(expression: string, job: string, lease: Lease, logger: Logger, tick: (slot: Date) => Promise<void>): ScheduledTask {
+  // node-cron passes the tick's slot (the time it matched), the same on every replica
+  return cron.schedule(expression, (context) => tick(context.date), {
     name: job,
     noOverlap: true,
     distributed: true,

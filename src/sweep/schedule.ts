@@ -34,7 +34,7 @@ export function createSweepScheduler(options: SweepSchedulerOptions) {
   let current: Promise<SweepResult> | undefined;
 
   /** Runs a sweep while holding the lease (already taken), renewing it until the sweep ends. */
-  async function runHeld(trigger: SweepTrigger, full: boolean, extra: Pick<SweepRequest, 'onStart' | 'outcomeWaitMs'> = {}): Promise<SweepResult> {
+  async function runHeld(trigger: SweepTrigger, full: boolean, extra: Pick<SweepRequest, 'onStart' | 'outcomeWaitMs' | 'scheduledFor'> = {}): Promise<SweepResult> {
     const run = whileHeld(lease, SWEEP_JOB, shutdown.signal, logger, (signal) => sweeper.run({ ...extra, trigger, full, signal }));
     current = run;
     try {
@@ -48,9 +48,9 @@ export function createSweepScheduler(options: SweepSchedulerOptions) {
     start(): void {
       if (tasks.length > 0 || shutdown.signal.aborted) return;
       if (options.sweepCron) {
-        const task = scheduleLeased(options.sweepCron, SWEEP_JOB, lease, logger, async () => {
+        const task = scheduleLeased(options.sweepCron, SWEEP_JOB, lease, logger, async (slot) => {
           if (shutdown.signal.aborted) return;
-          await runHeld('SCHEDULE', false);
+          await runHeld('SCHEDULE', false, { scheduledFor: slot });
         });
         tasks.push(task);
       }

@@ -93,6 +93,8 @@ export interface SweepResult {
 
 export interface SweepRequest {
   trigger: SweepTrigger;
+  /** the cron tick a scheduled run serves */
+  scheduledFor?: Date;
   /** reconcile every linked pair too */
   full?: boolean;
   signal?: AbortSignal;
@@ -153,7 +155,7 @@ export function createSweeper(options: SweeperOptions) {
   const unfinishedCreateAgeMs = options.unfinishedCreateAgeMs ?? 2 * 60_000;
 
   async function run(request: SweepRequest): Promise<SweepResult> {
-    const started = await prisma.syncRun.create({ data: { trigger: request.trigger, owner: options.owner } });
+    const started = await prisma.syncRun.create({ data: { trigger: request.trigger, owner: options.owner, scheduledFor: request.scheduledFor ?? null } });
     const runId = started.id;
     request.onStart?.(runId);
     // The caller holds the lease: a RUNNING row of someone else is a sweep whose replica died.
