@@ -1,7 +1,7 @@
 import { ConnectorError } from '../connectors/errors.ts';
 import type { EntityMapping, MappingService } from './mappings.ts';
 import type { LinkedEntity } from './policy.ts';
-import type { DynamicsPort, DynamicsRecordView, MarketoPort, PersonRecord, PersonWriteResult, WriteFence } from './ports.ts';
+import type { DynamicsPort, DynamicsRecordView, MarketoPort, PersonFieldChange, PersonRecord, PersonWriteResult, WriteFence } from './ports.ts';
 import type { CanonicalRecordFields } from './values.ts';
 
 // The engine's reads and writes of both systems, in canonical terms. Batching lives in the
@@ -41,6 +41,10 @@ export function createSyncIO(options: SyncIOOptions) {
     readRecords,
     async readRecord(entity: LinkedEntity, id: string): Promise<DynamicsRecordView | null> {
       return (await readRecords(entity, [id])).get(id.toLowerCase()) ?? null;
+    },
+    /** The person's changes of mapped fields since `since`, oldest first (Marketo's activity log). */
+    async personFieldChangesSince(entity: LinkedEntity, id: number, since: Date): Promise<PersonFieldChange[]> {
+      return marketo.fieldChangesSince(id, since, await bindingsOf(entity));
     },
     async findPersonByEmail(entity: LinkedEntity, email: string): Promise<PersonRecord | null> {
       const key = email.toLowerCase();

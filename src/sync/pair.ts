@@ -9,7 +9,7 @@ import type { EntityMapping, MappingService } from './mappings.ts';
 import { planSync, rewrittenFields, settlePending, withRefusals, type LinkState, type MergePlan, type PendingEntry, type SyncPlan } from './plan.ts';
 import type { DynamicsRecordView, PersonRecord, WriteFence } from './ports.ts';
 import type { ProtocolStore } from './protocol.ts';
-import { findStaleWrites, WRITE_ENTRY_TYPES, type StaleWrites } from './stale.ts';
+import { findStaleWrites, MARKETO_CLOCK_SKEW_MS, unwitnessedMarketoWrites, witnessedMarketoWrites, WRITE_ENTRY_TYPES, type StaleWrites } from './stale.ts';
 
 // The executor of the write protocol for one linked pair (DESIGN "The write protocol"): settle
 // what an earlier attempt left pending, plan (pure, plan.ts), journal the plan's entries, apply
@@ -105,7 +105,9 @@ export function createPairSync(options: PairSyncOptions) {
    */
   async function settleEarlier(link: Link, journal: readonly PendingEntry[], person: PersonRecord | null, record: DynamicsRecordView | null, mapping: EntityMapping) {
     const pending = journal.filter((e) => e.pending);
-    const settled = settlePending(pending, { MARKETO: person?.fields ?? null, DYNAMICS: record?.fields ?? null }, mapping.rules);
+    const seen = settlePending(pending, { MARKETO: person?.fields ?? null, DYNAMICS: record?.fields ?? null }, mapping.rules);
+    const witnessed = new Set(person ? await witnessedInMarketo(link, unwitnessedMarketoWrites(pending, new Set(seen.final)), mapping) : []);
+    const settled = { final: [...seen.final, ...witnessed], superseded: seen.superseded.filter((id) => !witnessed.has(id)) };
     if (pending.length > 0) await settle(db, { ...settled, retire: settled.final });
     const landed = new Set(settled.final);
     const snapshot = { ...link.snapshot };
@@ -114,6 +116,14 @@ export function createPairSync(options: PairSyncOptions) {
       for (const f of entry.fields) snapshot[f.field] = f.newValue;
     }
     return { inDoubt: journal.filter((e) => e.plannedRevision !== null && !landed.has(e.id)), link: { ...link, snapshot } };
+  }
+
+  /** The writes among `candidates` that Marketo's activity log shows landed (stale.ts); one look-up for all. */
+  async function witnessedInMarketo(link: Link, candidates: readonly PendingEntry[], mapping: EntityMapping): Promise<string[]> {
+    if (candidates.length === 0) return [];
+    const since = new Date(Math.min(...candidates.map((e) => e.at)) - MARKETO_CLOCK_SKEW_MS);
+    const changes = await io.personFieldChangesSince(link.entity, link.marketoId, since);
+    return witnessedMarketoWrites(candidates, changes, mapping.rules);
   }
 
   function staleWritesOf(inDoubt: readonly PendingEntry[], link: Link, person: PersonRecord | null, record: DynamicsRecordView | null, mapping: EntityMapping): StaleWrites {

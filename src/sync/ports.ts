@@ -1,4 +1,4 @@
-import type { CanonicalRecordFields, ValueType } from './values.ts';
+import type { CanonicalRecordFields, CanonicalValue, ValueType } from './values.ts';
 import type { LinkedEntity } from './policy.ts';
 
 // What the engine needs from each system, in canonical terms. Only connectors/* implement these
@@ -39,6 +39,16 @@ export interface PersonWriteResult {
   reasons: { code: string; message: string }[];
 }
 
+/** One change of a mapped field in Marketo's activity log (Change Data Value). */
+export interface PersonFieldChange {
+  field: string;
+  value: CanonicalValue;
+  /** Marketo's activity time, ms (second resolution) */
+  at: number;
+  /** made by the sync's own API user */
+  bySync: boolean;
+}
+
 export interface MarketoFieldAccess {
   exists: boolean;
   updateable: boolean;
@@ -67,6 +77,11 @@ export interface MarketoPort {
   /** sets a Marketo field by its REST name (the "Microsoft is Deleted" flag) */
   setPersonField(id: number, marketoField: string, value: boolean | string | number | null, fence?: WriteFence): Promise<PersonWriteResult>;
   fieldAccess(options?: { refresh?: boolean }): Promise<Map<string, MarketoFieldAccess>>;
+  /**
+   * The person's changes of mapped fields since `since`, oldest first, from Marketo's activity log:
+   * the one witness of a write whose answer was lost and whose value a person has overwritten since.
+   */
+  fieldChangesSince(id: number, since: Date, bindings: readonly FieldBinding[]): Promise<PersonFieldChange[]>;
 }
 
 export interface DynamicsRecordView {

@@ -1,6 +1,7 @@
 import { activity, type ActivityEntry, type ActivitySubject } from './activities.ts';
 import { otherSide, type FieldRule, type MergeResult, type Side } from './merge.ts';
 import type { PendingEntry } from './plan.ts';
+import type { PersonFieldChange } from './ports.ts';
 import { normalise, sameValue, type CanonicalRecordFields, type CanonicalValue } from './values.ts';
 
 // The journal's half of fenced writes (DESIGN "Production is several replicas"). Marketo has no
@@ -92,4 +93,35 @@ export function undoStale(result: MergeResult, stale: readonly StaleValue[], sub
   });
   const message = `a write sent by a worker that had lost its record lease landed over newer values (${stale.map((s) => s.field).join(', ')}); the agreed values are put back`;
   return { writes, entries: [activity(subject, 'STALE_WRITE_UNDONE', message, fields)] };
+}
+
+/**
+ * How far Marketo's clock (activity dates, whole seconds) may trail the database's (journal times)
+ * for a change in Marketo's activity log still to count as the write journaled at that time.
+ */
+export const MARKETO_CLOCK_SKEW_MS = 5_000;
+
+/** The pending entries whose Marketo writes only Marketo's activity log can show landed: their value is not there now. */
+export function unwitnessedMarketoWrites(pending: readonly PendingEntry[], landed: ReadonlySet<string>): PendingEntry[] {
+  return pending.filter((e) => !landed.has(e.id) && (e.type === 'UPDATED_IN_MARKETO' || e.type === 'COLLISION_RESOLVED') && e.fields.some((f) => f.side === 'MARKETO'));
+}
+
+/**
+ * The entries among `candidates` whose write Marketo's activity log shows landed: the sync's own API
+ * user changed one of the entry's fields to the value it wrote, no earlier than the entry was
+ * journaled. Such a write's answer was lost (a timeout, a 5xx after Marketo applied it) and a
+ * person has changed the field since, so Marketo no longer shows the value: without this witness
+ * the base would stay from before the write, and that person's later edit would meet it as a
+ * collision instead of a one-sided change. Pure.
+ */
+export function witnessedMarketoWrites(candidates: readonly PendingEntry[], changes: readonly PersonFieldChange[], rules: readonly FieldRule[], skewMs = MARKETO_CLOCK_SKEW_MS): string[] {
+  return candidates
+    .filter((entry) =>
+      entry.fields.some((f) => {
+        const rule = rules.find((r) => r.field === f.field);
+        if (f.side !== 'MARKETO' || !rule || sameValue(f.oldValue, f.newValue, rule.type)) return false;
+        return changes.some((c) => c.bySync && c.field === f.field && c.at >= entry.at - skewMs && sameValue(c.value, f.newValue, rule.type));
+      }),
+    )
+    .map((e) => e.id);
 }

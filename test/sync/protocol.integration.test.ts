@@ -190,6 +190,41 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
     expect((await log(marketoId)).filter((a) => a.type === 'COLLISION_RESOLVED')).toEqual([]);
   });
 
+  it('a Marketo write whose answer was lost after it landed, then a marketer edit of the same field: Marketo’s activity log shows the write landed, and the edit reaches Dynamics', async () => {
+    const email = unique('landed-overwritten');
+    const contact = t.dataverse.create('contact', { firstname: 'Landed', lastname: 'Overwritten', emailaddress1: email, jobtitle: 'Base' });
+    const dynamicsId = String(contact.contactid);
+    await t.settle();
+    const { marketoId } = await until('the link', () => linkOf({ dynamicsId }));
+    let lost = 0;
+    marketoHttp.set((url, _init, body) => {
+      if (lost > 0 || !url.includes('/rest/v1/leads.json') || !body.includes('updateOnly') || !body.includes('From CRM')) return;
+      lost++;
+      return {
+        // Marketo applied the write; before its answer arrives, a marketer overwrites the title, so
+        // Marketo no longer shows the value the sync wrote when the retry reads it
+        after: () => {
+          t.marketo.updateLead(marketoId, { title: 'Later marketer edit' });
+          return Promise.reject(new TypeError('fetch failed (the answer was lost)'));
+        },
+      };
+    });
+    t.dataverse.update('contact', dynamicsId, { jobtitle: 'From CRM' });
+    await until('the lost answer', () => lost === 1);
+    // the event waits out its backoff (no webhook reports the marketer's edit): the retry settles it
+    await until('the retried sync', async () => (await t.service.db.prisma.changeEvent.count({ where: { dynamicsId, status: { not: 'DONE' } } })) === 0);
+    await t.settle();
+    // the marketer's edit came after From CRM reached both sides: a one-sided change, which for a
+    // contact would otherwise lose a collision to Dynamics' From CRM
+    expect(t.marketo.getLead(marketoId)?.title).toBe('Later marketer edit');
+    expect(t.dataverse.get('contact', dynamicsId)?.jobtitle).toBe('Later marketer edit');
+    const entries = await log(marketoId);
+    expect(entries.filter((a) => a.type === 'COLLISION_RESOLVED')).toEqual([]);
+    // the write that landed is on record as having happened
+    const written = entries.filter((a) => a.type === 'UPDATED_IN_MARKETO' && JSON.stringify(a.fields).includes('From CRM'));
+    expect(written.map((a) => a.state)).toEqual(['FINAL']);
+  });
+
   it('a commit planned from a revision another worker has since committed is refused and planned again from fresh reads', async () => {
     const email = unique('fenced');
     const lead = t.dataverse.create('lead', { firstname: 'Fen', lastname: 'Ced', emailaddress1: email, jobtitle: 'Before' });

@@ -4,7 +4,8 @@ import type { Link } from '../../src/sync/links.ts';
 import type { FieldRule, Side } from '../../src/sync/merge.ts';
 import { planSync, type MergePlan, type PendingEntry } from '../../src/sync/plan.ts';
 import { collisionWinner, type LinkedEntity } from '../../src/sync/policy.ts';
-import { findStaleWrites, STALE_WRITE_WINDOW_MS } from '../../src/sync/stale.ts';
+import type { PersonFieldChange } from '../../src/sync/ports.ts';
+import { findStaleWrites, MARKETO_CLOCK_SKEW_MS, STALE_WRITE_WINDOW_MS, unwitnessedMarketoWrites, witnessedMarketoWrites } from '../../src/sync/stale.ts';
 import type { CanonicalRecordFields } from '../../src/sync/values.ts';
 
 // A write a fenced-out worker sent can land after newer values were agreed (Marketo has no
@@ -165,5 +166,29 @@ describe('planning with a late write undone', () => {
         expect(marketoAfter).toBe(dynamicsAfter);
       }),
     );
+  });
+});
+
+describe("Marketo's activity log as the witness of a write whose answer was lost", () => {
+  const at = NOW;
+  const change = (over: Partial<PersonFieldChange> = {}): PersonFieldChange => ({ field: 'title', value: 'Late', at: at + 1_000, bySync: true, ...over });
+  const pending = (over: Partial<PendingEntry> & { side?: Side; field?: string; value?: string } = {}) => entry({ side: 'MARKETO', value: 'Late', pending: true, plannedRevision: 5, at, ...over });
+
+  it.each([
+    ['the sync user set the field to the value written after it was journaled', [change()], ['1']],
+    ['the change is a second earlier, within the clock skew allowed', [change({ at: at - 1_000 })], ['1']],
+    ['the change is older than the entry by more than the skew: another write', [change({ at: at - MARKETO_CLOCK_SKEW_MS - 1_000 })], []],
+    ['a person, not the sync, set that value', [change({ bySync: false })], []],
+    ['the sync wrote another value', [change({ value: 'Other' })], []],
+    ['the sync wrote that value to another field', [change({ field: 'city' })], []],
+    ['no change at all: the write never landed', [], []],
+  ])('%s', (_what, changes, witnessed) => {
+    expect(witnessedMarketoWrites([pending()], changes, rules)).toEqual(witnessed);
+  });
+
+  it('only entries that wrote Marketo and are not seen landed need a witness', () => {
+    const toDynamics = pending({ id: '2', side: 'DYNAMICS' });
+    const seen = pending({ id: '3' });
+    expect(unwitnessedMarketoWrites([pending(), toDynamics, seen], new Set(['3'])).map((e) => e.id)).toEqual(['1']);
   });
 });

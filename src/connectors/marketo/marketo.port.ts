@@ -1,11 +1,13 @@
-import type { FieldBinding, MarketoFieldAccess, MarketoPort, PersonRecord, PersonWriteResult } from '../../sync/ports.ts';
+import type { FieldBinding, MarketoFieldAccess, MarketoPort, PersonFieldChange, PersonRecord, PersonWriteResult } from '../../sync/ports.ts';
 import { normalise, type CanonicalRecordFields } from '../../sync/values.ts';
-import type { MarketoClient, MarketoSyncResult } from './marketo.client.ts';
+import { parseMarketoDate, type MarketoClient, type MarketoSyncResult } from './marketo.client.ts';
 import type { MarketoLead } from './marketo.schemas.ts';
 
 // The engine's view of Marketo: canonical fields in and out, by REST field name. Updates use
 // `updateOnly` with lookupField `id` (Adobe allows `id` only there); creation uses `createOnly`
 // by email, so the sync never overwrites a person it did not mean to.
+
+const MAX_HISTORY_PAGES = 10;
 
 export function createMarketoPort(client: MarketoClient): MarketoPort {
   const readFields = (bindings: readonly FieldBinding[]) => [...new Set(['email', 'updatedAt', ...bindings.map((b) => b.marketoField)])];
@@ -67,6 +69,27 @@ export function createMarketoPort(client: MarketoClient): MarketoPort {
     async setPersonField(id, marketoField, value, fence) {
       const [result] = await client.syncLeads({ action: 'updateOnly', lookupField: 'id', input: [{ id, [marketoField]: value }], fence });
       return result ? toResult(result) : { status: 'skipped', id, reasons: [{ code: 'none', message: 'Marketo returned no result' }] };
+    },
+    async fieldChangesSince(id, since, bindings) {
+      const byName = new Map(bindings.map((b) => [b.marketoField, b]));
+      const apiUser = client.apiUser();
+      const changes: PersonFieldChange[] = [];
+      const token = await client.getPagingToken(since);
+      // one person's changes over minutes: a page or two; the bound only guards against a runaway feed
+      let pages = 0;
+      for await (const page of client.iterateLeadChanges({ nextPageToken: token, fields: [...byName.keys()], leadIds: [id] })) {
+        for (const activity of page.items) {
+          if (activity.leadId !== id) continue;
+          const by = activity.attributes?.find((a) => a.name === 'Modifying User')?.value;
+          for (const change of activity.fields ?? []) {
+            const binding = byName.get(change.name);
+            if (!binding) continue;
+            changes.push({ field: binding.field, value: normalise(change.newValue ?? null, binding.type), at: parseMarketoDate(activity.activityDate).getTime(), bySync: apiUser !== undefined && by === apiUser });
+          }
+        }
+        if (++pages >= MAX_HISTORY_PAGES) break;
+      }
+      return changes.sort((a, b) => a.at - b.at);
     },
     async fieldAccess(options = {}) {
       const fields = await client.describeLeadFields(options.refresh ? { refresh: true } : {});
