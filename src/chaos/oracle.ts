@@ -204,10 +204,27 @@ function baseOf(agreements: readonly Agreement[], edits: readonly IntentEdit[], 
   while (before.length > 0) {
     const last = before.at(-1)!;
     const losingMadeSince = edits.some((e) => e.seq > last.seq && e.seq <= seq && sameValue(e.value, field.losingValue, kind));
-    if (!last.bySyncWrite || losingMadeSince || field.newValue === undefined || !sameValue(last.value, field.newValue, kind)) break;
+    const resolutionWrite = !losingMadeSince && field.newValue !== undefined && sameValue(last.value, field.newValue, kind);
+    if (!last.bySyncWrite || !(resolutionWrite || overwroteUnseen(last, before.at(-2), edits, field, kind))) break;
     before.pop();
   }
   return before.at(-1);
+}
+
+/**
+ * Did this agreement come from a sync write that landed over an edit of one of the collision's values
+ * (made since the agreement before, still the last edit of its side)? Marketo has no conditional
+ * write: such an edit was overwritten unseen, and a collision logged later about it (found in
+ * Marketo's activity log) was decided on the base from before both, not on this agreement.
+ */
+function overwroteUnseen(agreement: Agreement, previous: Agreement | undefined, edits: readonly IntentEdit[], field: LoggedField, kind: FieldKind): boolean {
+  const between = edits.filter((e) => e.seq > (previous?.seq ?? -Infinity) && e.seq < agreement.seq);
+  return between.some(
+    (e) =>
+      !sameValue(e.value, agreement.value, kind) &&
+      (sameValue(e.value, field.losingValue, kind) || sameValue(e.value, field.newValue, kind)) &&
+      !between.some((later) => later.side === e.side && later.seq > e.seq),
+  );
 }
 
 /** Is a COLLISION_RESOLVED entry genuine: did BOTH sides change the field since they last agreed? */

@@ -10,7 +10,8 @@ import { openIntents, staleIntents } from '../sync/create-intents.ts';
 import type { MappingService } from '../sync/mappings.ts';
 import type { LinkedEntity } from '../sync/policy.ts';
 import type { FieldBinding } from '../sync/ports.ts';
-import { sameValue, type CanonicalValue } from '../sync/values.ts';
+import type { OverwrittenEdit } from '../sync/overwritten.ts';
+import { normalise, sameValue, type CanonicalValue } from '../sync/values.ts';
 import { dynamicsScope, fullScope, readCursor, requestFullReconcile, writeCursor } from './cursors.ts';
 
 // One reconciliation sweep: find what changed on each side since the stored cursors, and put it
@@ -62,6 +63,8 @@ export interface SweepCounts {
   marketoDeletes: number;
   /** changes written by the sync itself, dropped before the inbox */
   echoesDropped: number;
+  /** a person's Marketo edits that a sync write planned before them overwrote (overwritten.ts), handed to the inbox */
+  overwrittenEdits: number;
   /** journaled creates never linked whose worker is gone, handed to the inbox to finish */
   unfinishedCreates?: number;
   /** changes the link already holds (same Dataverse version, or values equal to the snapshot) */
@@ -112,6 +115,34 @@ const NEW_LEAD = 12;
 const MARKETO_BATCH = 300;
 const TRACKING_DISABLED = '0x80044351';
 
+/**
+ * Within one run's pages of Marketo's lead changes: a person's change of a field followed by the
+ * sync's own change of that field to another value is an edit the sync's write may have overwritten
+ * unseen (sync/overwritten.ts decides, with the journal).
+ */
+function overwriteWitness() {
+  const personSet = new Map<string, string | null>();
+  const key = (leadId: number, name: string) => `${leadId}:${name}`;
+  return {
+    personChanged(leadId: number, fields: readonly { name: string; newValue?: string | null | undefined }[]): void {
+      for (const f of fields) personSet.set(key(leadId, f.name), f.newValue ?? null);
+    },
+    syncChanged(leadId: number, fields: readonly { name: string; newValue?: string | null | undefined }[], bindings: ReadonlyMap<string, FieldBinding>): OverwrittenEdit[] {
+      const found: OverwrittenEdit[] = [];
+      for (const f of fields) {
+        const k = key(leadId, f.name);
+        const binding = bindings.get(f.name);
+        if (!personSet.has(k) || !binding) continue;
+        const value = normalise(personSet.get(k), binding.type);
+        personSet.delete(k);
+        const by = normalise(f.newValue ?? null, binding.type);
+        if (!sameValue(value, by, binding.type)) found.push({ field: binding.field, value, by });
+      }
+      return found;
+    },
+  };
+}
+
 class QuotaStop extends Error {}
 class Aborted extends Error {}
 
@@ -122,6 +153,7 @@ function emptyCounts(): SweepCounts {
     marketoChanges: 0,
     marketoDeletes: 0,
     echoesDropped: 0,
+    overwrittenEdits: 0,
     alreadySynced: 0,
     unlinkedSkipped: 0,
     eventsEnqueued: 0,
@@ -402,6 +434,7 @@ export function createSweeper(options: SweeperOptions) {
       const fields = [...new Set([...lead!.keys(), ...contact!.keys()])];
       if (fields.length === 0) return;
       const { token, fresh } = await marketoCursor('leadchanges');
+      const witness = overwriteWitness();
       if (fresh) for (const entity of ENTITIES) await requestFullReconcile(prisma, entity);
       await spendMarketo(1, 'the next page of lead changes');
       for await (const page of marketo.iterateLeadChanges({ nextPageToken: token, fields, maxEmptyPages })) {
@@ -414,7 +447,13 @@ export function createSweeper(options: SweeperOptions) {
             })
           : [];
         const byPerson = new Map(links.map((l) => [l.marketoId, l]));
-        const changed = new Map<number, { guid: string; fields: Set<string> }>();
+        const changed = new Map<number, { guid: string; fields: Set<string>; overwritten: OverwrittenEdit[] }>();
+        const changeOf = (leadId: number, guid: string) => {
+          const entry = changed.get(leadId) ?? { guid, fields: new Set<string>(), overwritten: [] };
+          entry.guid = guid;
+          changed.set(leadId, entry);
+          return entry;
+        };
         for (const activity of page.items) {
           const link = byPerson.get(activity.leadId);
           if (!link) {
@@ -422,13 +461,22 @@ export function createSweeper(options: SweeperOptions) {
             continue;
           }
           if (activity.activityTypeId === NEW_LEAD) continue;
+          const bindings = link.dynamicsEntity === 'LEAD' ? lead! : contact!;
           const apiUser = options.marketoApiUser?.();
           if (apiUser && attribute(activity, 'Modifying User') === apiUser) {
-            counts.echoesDropped++;
+            const overwritten = witness.syncChanged(activity.leadId, activity.fields ?? [], bindings);
+            if (overwritten.length === 0) {
+              counts.echoesDropped++;
+              continue;
+            }
+            counts.overwrittenEdits += overwritten.length;
+            const entry = changeOf(activity.leadId, activity.marketoGUID);
+            entry.overwritten.push(...overwritten);
+            for (const f of activity.fields ?? []) entry.fields.add(f.name);
             continue;
           }
+          witness.personChanged(activity.leadId, activity.fields ?? []);
           // a value equal to the link's snapshot is one the sync wrote or agreed on already
-          const bindings = link.dynamicsEntity === 'LEAD' ? lead! : contact!;
           const snapshot = (link.snapshot ?? {}) as Record<string, CanonicalValue>;
           const relevant = (activity.fields ?? []).filter((f) => {
             const binding = bindings.get(f.name);
@@ -438,10 +486,8 @@ export function createSweeper(options: SweeperOptions) {
             counts.alreadySynced++;
             continue;
           }
-          const entry = changed.get(activity.leadId) ?? { guid: activity.marketoGUID, fields: new Set<string>() };
-          entry.guid = activity.marketoGUID;
+          const entry = changeOf(activity.leadId, activity.marketoGUID);
           for (const f of relevant) entry.fields.add(f.name);
-          changed.set(activity.leadId, entry);
         }
         const events: NewChangeEvent[] = [...changed].map(([marketoId, entry]) => {
           const link = byPerson.get(marketoId)!;
@@ -452,7 +498,7 @@ export function createSweeper(options: SweeperOptions) {
             marketoId,
             dynamicsEntity: link.dynamicsEntity,
             dynamicsId: link.dynamicsId,
-            payload: { runId, fields: [...entry.fields] },
+            payload: { runId, fields: [...entry.fields], ...(entry.overwritten.length ? { overwritten: entry.overwritten } : {}) },
             dedupeKey: `sweep:mk:${marketoId}:${entry.guid}`,
           };
         });

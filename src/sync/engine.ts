@@ -19,6 +19,7 @@ import type { PendingEntry } from './plan.ts';
 import { entityLabel, type LinkedEntity } from './policy.ts';
 import type { DynamicsPort, DynamicsRecordView, MarketoPort, PersonRecord, WriteFence } from './ports.ts';
 import { createProtocolStore } from './protocol.ts';
+import { overwrittenIn } from './overwritten.ts';
 import { createUnlinkedSync } from './unlinked.ts';
 
 // The batch half of the engine: group a claimed batch's events by the person they concern, take
@@ -212,7 +213,8 @@ export function createSyncEngine(options: EngineOptions) {
       record: pre.records.has(link.dynamicsId) ? pre.records.get(link.dynamicsId)! : undefined,
       pending: pre.pending.get(link.id) ?? [],
     };
-    const outcome = await pairs.syncPair(link, reads, { subject, fromDynamics: item.events.some((e) => e.source === 'DYNAMICS'), fence });
+    const overwritten = item.events.flatMap((e) => (e.source === 'MARKETO' ? overwrittenIn(e.payload) : []));
+    const outcome = await pairs.syncPair(link, reads, { subject, fromDynamics: item.events.some((e) => e.source === 'DYNAMICS'), fence, overwritten });
     if (outcome.status === 'done') return outcome;
     return unlinked.recreatePerson(outcome.link, outcome.record, subject, { holder, fence });
   }

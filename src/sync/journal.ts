@@ -1,6 +1,7 @@
 import type { Database } from '../db/database.ts';
 import { Prisma } from '../db/generated/client.ts';
 import { activityRow, type ActivityEntry, type ActivityField } from './activities.ts';
+import type { MarketoWriteRecord } from './overwritten.ts';
 import type { PendingEntry } from './plan.ts';
 
 // Step 2 of the write protocol: a plan's activity entries are stored, PENDING, before any vendor
@@ -80,4 +81,28 @@ export async function settle(db: Database, outcome: { final: readonly string[]; 
       [...outcome.final.map(() => false), ...outcome.superseded.map(() => false), ...retire.map(() => true)],
     ],
   );
+}
+
+/**
+ * Per field, the last committed write of it to Marketo on this link: what its plan read there, wrote,
+ * and had agreed before (overwritten.ts). Only asked when the sweep found an edit a write overwrote.
+ */
+export async function lastMarketoWrites(db: Database, linkId: string, fields: readonly string[]): Promise<Map<string, MarketoWriteRecord>> {
+  const wanted = new Set(fields);
+  const found = new Map<string, MarketoWriteRecord>();
+  if (wanted.size === 0) return found;
+  const rows = await db.query<{ fields: ActivityField[] }>(
+    `SELECT fields FROM activity
+      WHERE "linkId" = $1::uuid AND state = 'FINAL' AND type IN ('UPDATED_IN_MARKETO', 'COLLISION_RESOLVED')
+        AND fields @> '[{"side": "MARKETO"}]'::jsonb
+      ORDER BY id DESC LIMIT 100`,
+    [linkId],
+  );
+  for (const row of rows) {
+    for (const f of row.fields) {
+      if (f.side !== 'MARKETO' || !wanted.has(f.field) || found.has(f.field)) continue;
+      found.set(f.field, { oldValue: f.oldValue ?? null, newValue: f.newValue ?? null, baseValue: f.baseValue ?? null });
+    }
+  }
+  return found;
 }

@@ -3,11 +3,12 @@ import { FencedOutError } from './fence.ts';
 import type { Database } from '../db/database.ts';
 import type { ActivityEntry, ActivitySubject } from './activities.ts';
 import type { SyncIO } from './io.ts';
-import { pendingEntries, settle, type JournalEntry } from './journal.ts';
+import { lastMarketoWrites, pendingEntries, settle, type JournalEntry } from './journal.ts';
 import { findLink, type Link, type SyncCommit } from './links.ts';
 import type { EntityMapping, MappingService } from './mappings.ts';
 import { planSync, rewrittenFields, settlePending, withRefusals, type LinkState, type MergePlan, type PendingEntry, type SyncPlan } from './plan.ts';
 import type { DynamicsRecordView, PersonRecord, WriteFence } from './ports.ts';
+import { recoverOverwritten, type MarketoWriteRecord, type OverwrittenEdit } from './overwritten.ts';
 import type { ProtocolStore } from './protocol.ts';
 import { findStaleWrites, MARKETO_CLOCK_SKEW_MS, unwitnessedMarketoWrites, witnessedMarketoWrites, WRITE_ENTRY_TYPES, type StaleWrites } from './stale.ts';
 
@@ -43,6 +44,8 @@ export interface PairWork {
   /** a change made in Dynamics brought this sync (a missing person is then re-created if the record changed) */
   fromDynamics: boolean;
   fence?: WriteFence | undefined;
+  /** Marketo edits the sweep found overwritten by a sync write (overwritten.ts) */
+  overwritten?: readonly OverwrittenEdit[];
 }
 
 /** What the batch already read for the pair: reads made after its leases were taken. */
@@ -227,10 +230,13 @@ export function createPairSync(options: PairSyncOptions) {
     let inDoubt = earlier.inDoubt;
     link = earlier.link;
     let attempt = newAttempt();
+    const evidence = work.overwritten ?? [];
+    const lastWrites = evidence.length ? await lastMarketoWrites(db, link.id, evidence.map((e) => e.field)) : new Map<string, MarketoWriteRecord>();
 
     for (let replans = 0; ; replans++) {
       if (replans > maxReplans) throw new ReplanLimitError(`person ${link.marketoId} changed under the sync ${replans} times in a row; retried later`);
       const stale = staleWritesOf(inDoubt, link, person, record, mapping);
+      const recovered = person && record ? recoverOverwritten({ evidence, lastWrites, marketo: person.fields, dynamics: record.fields, snapshot: link.snapshot, rules: mapping.rules }) : [];
       attempt.retire = stale.retire;
       const plan = planSync({
         link,
@@ -242,6 +248,7 @@ export function createPairSync(options: PairSyncOptions) {
         subject: work.subject,
         now: now().toISOString(),
         stale: stale.stale,
+        recovered,
       });
       if (plan.kind === 'none' && stale.retire.length === 0) return { status: 'done', linkId: link.id, note: plan.note };
       if (plan.kind === 'recreate_person') return { status: 'recreate_person', link, record: record! };

@@ -3,6 +3,7 @@ import type { FieldOrigin, Link, LinkStatus } from './links.ts';
 import { merge, type BlockedValue, type FieldOutcome, type FieldRule, type MergeResult, type Side } from './merge.ts';
 import { entityLabel } from './policy.ts';
 import type { DynamicsRecordView, PersonRecord } from './ports.ts';
+import { asIfSeen, explainRecovered, settleRecovered, type RecoveredEdit } from './overwritten.ts';
 import { undoStale, withoutStale, type StaleValue } from './stale.ts';
 import { isEmpty, normalise, sameValue, type CanonicalRecordFields, type CanonicalValue } from './values.ts';
 
@@ -40,6 +41,8 @@ export interface PlanInput {
   now: string;
   /** values late writes of fenced-out attempts put on a side (stale.ts): undone, not carried across */
   stale?: readonly StaleValue[];
+  /** Marketo edits a sync write overwrote unseen (overwritten.ts): met as the collisions they were */
+  recovered?: readonly RecoveredEdit[];
 }
 
 export type SyncPlan =
@@ -119,12 +122,16 @@ export function planSync(input: PlanInput): SyncPlan {
 function planMerge(input: PlanInput, person: PersonRecord, record: DynamicsRecordView): MergePlan {
   const { link, subject } = input;
   const stale = input.stale ?? [];
+  const recovered = input.recovered ?? [];
   const seen = withoutStale({ MARKETO: person.fields, DYNAMICS: record.fields }, stale);
-  const merged = merge({ rules: [...input.rules], base: link.snapshot, marketo: seen.MARKETO, dynamics: seen.DYNAMICS, blocked: link.blocked });
+  const asSeen = asIfSeen(seen.MARKETO, link.snapshot, recovered);
+  const merged = merge({ rules: [...input.rules], base: asSeen.base, marketo: asSeen.marketo, dynamics: seen.DYNAMICS, blocked: link.blocked });
   const undone = undoStale(merged, stale, subject);
-  const result = { ...merged, writes: undone.writes };
+  const putBack = settleRecovered({ ...merged, writes: undone.writes }, recovered, subject);
+  const result = { ...merged, writes: putBack.writes };
   const resumed = link.status === 'FILTERED' ? [activity(subject, 'SYNC_FILTERED', 'new_synctomkto is Yes again: the record syncs again')] : [];
-  return fromMerge(link, result, subject, input.now, [...resumed, ...undone.entries]);
+  const plan = fromMerge(link, result, subject, input.now, [...resumed, ...undone.entries, ...putBack.entries]);
+  return recovered.length ? { ...plan, activities: explainRecovered(plan.activities, recovered) } : plan;
 }
 
 function fromMerge(link: Link, result: MergeResult, subject: ActivitySubject, now: string, extra: ActivityEntry[]): MergePlan {

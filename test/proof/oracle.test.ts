@@ -233,6 +233,27 @@ const rows: Row[] = [
     violations: ['fake-collision', 'lost-edit'],
   },
   {
+    name: 'a sync write that landed over an edit it never read (Marketo has no conditional write), later resolved as a collision the edit won, is a genuine collision',
+    input: input({
+      agreements: [agreed(1, 'title', 'old'), { ...agreed(4, 'title', 'D', 'the sync’s write landed'), bySyncWrite: true }, { ...agreed(6, 'title', 'M', 'the sync’s write landed'), bySyncWrite: true }],
+      edits: [edit(2, 'DYNAMICS', 'title', 'D'), edit(3, 'MARKETO', 'title', 'M')],
+      activities: [collision(6, 'LEAD', 'title', 'MARKETO', 'M', 'D', 'old')],
+      pairs: [pair('LEAD', { title: 'M' }, { title: 'M' })],
+    }),
+    verdicts: ['collision-loser', 'both-sides'],
+    violations: [],
+  },
+  {
+    name: 'an edit a sync write overwrote unseen and no collision recovered is lost',
+    input: input({
+      agreements: [agreed(1, 'title', 'old'), { ...agreed(4, 'title', 'D', 'the sync’s write landed'), bySyncWrite: true }],
+      edits: [edit(2, 'DYNAMICS', 'title', 'D'), edit(3, 'MARKETO', 'title', 'M')],
+      pairs: [pair('LEAD', { title: 'D' }, { title: 'D' })],
+    }),
+    verdicts: ['both-sides', 'violation'],
+    violations: ['lost-edit'],
+  },
+  {
     name: 'an agreement seen after the collision was logged does not make it fake',
     input: input({
       agreements: [agreed(1, 'title', 'old'), agreed(5, 'title', 'M')],

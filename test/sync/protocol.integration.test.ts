@@ -225,6 +225,47 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
     expect(written.map((a) => a.state)).toEqual(['FINAL']);
   });
 
+  it.each([
+    ['lead', 'Marketer edit', 'MARKETO'],
+    ['contact', 'From CRM', 'DYNAMICS'],
+  ] as const)(
+    'a marketer edit that the sync’s write overwrote before reading it is found by the sweep in Marketo’s activity log and resolved as the collision it was (%s)',
+    async (table, winningValue, winner) => {
+      const email = unique(`overwritten-${table}`);
+      const created = t.dataverse.create(table, { firstname: 'Over', lastname: 'Written', emailaddress1: email, jobtitle: 'Base' });
+      const dynamicsId = String(created[`${table}id`]);
+      await t.settle();
+      const { marketoId } = await until('the link', () => linkOf({ dynamicsId }));
+      let raced = 0;
+      marketoHttp.set((url, _init, body) => {
+        if (raced > 0 || !url.includes('/rest/v1/leads.json') || !body.includes('updateOnly') || !body.includes('From CRM')) return;
+        raced++;
+        // the marketer's edit lands after the sync read the person and before its write arrives
+        t.marketo.updateLead(marketoId, { title: 'Marketer edit' });
+        return {};
+      });
+      t.dataverse.update(table, dynamicsId, { jobtitle: 'From CRM' });
+      await until('the raced write', () => raced === 1);
+      await t.settle();
+      // the write carried From CRM over the edit it never saw: both sides agree, on a value that
+      // for a lead should have lost
+      expect(t.marketo.getLead(marketoId)?.title).toBe('From CRM');
+      const answer = await t.service.sweeper.requestSweep({ trigger: 'TEST' });
+      expect(answer.status).toBe('started');
+      await t.settle();
+      expect(t.marketo.getLead(marketoId)?.title).toBe(winningValue);
+      expect(t.dataverse.get(table, dynamicsId)?.jobtitle).toBe(winningValue);
+      const collisions = (await log(marketoId)).filter((a) => a.type === 'COLLISION_RESOLVED' && a.state === 'FINAL');
+      expect(collisions.map((a) => (a.fields as { field: string; winner: string; losingValue: unknown }[]).map((f) => [f.field, f.winner, f.losingValue]))).toEqual([
+        [['title', winner, winner === 'MARKETO' ? 'From CRM' : 'Marketer edit']],
+      ]);
+      // a second sweep finds nothing more to resolve
+      await t.service.sweeper.requestSweep({ trigger: 'TEST' });
+      await t.settle();
+      expect((await log(marketoId)).filter((a) => a.type === 'COLLISION_RESOLVED')).toHaveLength(1);
+    },
+  );
+
   it('a commit planned from a revision another worker has since committed is refused and planned again from fresh reads', async () => {
     const email = unique('fenced');
     const lead = t.dataverse.create('lead', { firstname: 'Fen', lastname: 'Ced', emailaddress1: email, jobtitle: 'Before' });
