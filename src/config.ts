@@ -72,10 +72,16 @@ const environmentSchema = z
     MARKETO_BASE_URL: httpsOrHttpUrl,
     MARKETO_CLIENT_ID: optionalString,
     MARKETO_CLIENT_SECRET: optionalString,
-    /** Adobe advises using half of the instance's 100 calls / 20 s, since all integrations share it */
-    MARKETO_CALLS_PER_20S: int(1, 100, 50),
+    // Every budget setting is the share of the WHOLE deployment: replicas divide it among themselves
+    // (src/connectors/budget/, docs/budgets.md), so adding a replica never adds calls.
+    /**
+     * the deployment's Marketo calls in any 20 s, bucket included; Adobe advises half of the
+     * instance's 100, since all integrations share it (4 at least: a bucket of 2 and a drip)
+     */
+    MARKETO_CALLS_PER_20S: int(4, 100, 50),
+    /** the deployment's Marketo calls in flight (the instance allows 10 for every integration) */
     MARKETO_MAX_CONCURRENT: int(1, 10, 5),
-    /** the instance's daily API quota (50,000 unless Adobe raised it) */
+    /** the instance's daily API quota (50,000 unless Adobe raised it); the deployment never asks for more */
     MARKETO_DAILY_QUOTA: int(1, 10_000_000, 50_000),
 
     DYNAMICS_URL: httpsOrHttpUrl,
@@ -83,11 +89,11 @@ const environmentSchema = z
     DYNAMICS_CLIENT_ID: optionalString,
     DYNAMICS_CLIENT_SECRET: optionalString,
     DYNAMICS_TOKEN_URL: httpsOrHttpUrl,
-    /** the share of Dataverse's 6,000 requests per 5 minutes (per application user) the sync spends */
+    /** the share of Dataverse's 6,000 requests per 5 minutes (per application user) the deployment spends */
     DYNAMICS_REQUESTS_PER_5MIN: int(1, 1_000_000, 5_400),
-    /** requests in flight; Dataverse refuses above 52 per user */
+    /** the deployment's requests in flight; Dataverse refuses above 52 per user */
     DYNAMICS_MAX_CONCURRENT: int(1, 52, 16),
-    /** the share of Dataverse's 1,200,000 ms of execution time per 5 minutes the sync spends */
+    /** the share of Dataverse's 1,200,000 ms of execution time per 5 minutes the deployment spends */
     DYNAMICS_EXECUTION_MS_PER_5MIN: int(1_000, 100_000_000, 1_080_000),
     /** per-call timeout of the vendor clients; unset: Marketo 30-300 s by endpoint, Dynamics 120 s */
     MARKETO_TIMEOUT_MS: z.preprocess(blankAsUnset, z.coerce.number().int().min(100).max(600_000).optional()),
@@ -102,13 +108,6 @@ const environmentSchema = z
     /** a sweep stops early rather than push Marketo's daily usage past this share of the quota */
     SYNC_SWEEP_QUOTA_SHARE: z.preprocess(blankAsUnset, z.coerce.number().gt(0).max(1).default(0.75)),
     INBOX_BATCH_SIZE: int(1, 1_000, 100),
-    /**
-     * "shared": replicas on PostgreSQL count Marketo's and Dataverse's calls together in the
-     * database, so MARKETO_CALLS_PER_20S and DYNAMICS_REQUESTS_PER_5MIN are shares of all of them.
-     * Off by default: its slot accounting makes the default Marketo share's tail latency several
-     * seconds (README, Performance); each replica then spends its own share.
-     */
-    VENDOR_BUDGET: z.preprocess(blankAsUnset, z.enum(['per-replica', 'shared']).default('per-replica')),
     /**
      * visibility timeout: renewed by a heartbeat while the worker lives, so a claimed event whose
      * worker died is claimable again within this (the embedded database reclaims at start-up)
@@ -221,8 +220,6 @@ export interface Config {
     cron: string | undefined;
   };
   sync: {
-    /** replicas on PostgreSQL count vendor calls together in the database */
-    sharedVendorBudget: boolean;
     /** undefined: "off", no schedule on this replica */
     sweepCron: string | undefined;
     fullCron: string | undefined;
@@ -318,7 +315,6 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       cron: env.RETENTION_CRON,
     },
     sync: {
-      sharedVendorBudget: env.VENDOR_BUDGET === 'shared',
       sweepCron: env.SYNC_SWEEP_CRON,
       fullCron: env.SYNC_FULL_CRON,
       sweepQuotaShare: env.SYNC_SWEEP_QUOTA_SHARE,
