@@ -1,4 +1,4 @@
-import type { BudgetSpec, WindowPool } from './allocation.ts';
+import type { BudgetSpec, Holding, WindowPool } from './allocation.ts';
 import { createLimiter, type Limiter } from './limiter.ts';
 
 // The two vendors' budgets as pools (allocation.ts), from the shares the configuration gives the
@@ -76,7 +76,7 @@ export const realClock: Clock = {
  * always runs a coordinator (coordinator.ts), on the embedded database too.
  */
 export function soloBudget(spec: BudgetSpec, perCall: readonly string[], clock: Clock = realClock): VendorBudget {
-  const holdings: Record<string, import('./allocation.ts').Holding> = {};
+  const holdings: Record<string, Holding> = {};
   const at = Date.now();
   for (const [name, pool] of Object.entries(spec.pools)) {
     if (pool.kind === 'window') {
