@@ -109,6 +109,12 @@ const environmentSchema = z
     SYNC_SWEEP_QUOTA_SHARE: z.preprocess(blankAsUnset, z.coerce.number().gt(0).max(1).default(0.75)),
     INBOX_BATCH_SIZE: int(1, 1_000, 100),
     /**
+     * webhooks waiting to be stored on this replica before Dataverse deliveries get 503 with
+     * Retry-After (and Sync Person queues instead of calling out); Marketo's get as many again
+     * before one is shed, since Marketo never retries. Bounds the intake's memory.
+     */
+    INTAKE_QUEUE_LIMIT: int(10, 1_000_000, 5_000),
+    /**
      * visibility timeout: renewed by a heartbeat while the worker lives, so a claimed event whose
      * worker died is claimable again within this (the embedded database reclaims at start-up)
      */
@@ -225,6 +231,7 @@ export interface Config {
     fullCron: string | undefined;
     sweepQuotaShare: number;
     inboxBatchSize: number;
+    intakeQueueLimit: number;
     inboxLeaseSeconds: number;
     inboxMaxAttempts: number;
     inboxPollMs: number;
@@ -319,6 +326,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       fullCron: env.SYNC_FULL_CRON,
       sweepQuotaShare: env.SYNC_SWEEP_QUOTA_SHARE,
       inboxBatchSize: env.INBOX_BATCH_SIZE,
+      intakeQueueLimit: env.INTAKE_QUEUE_LIMIT,
       inboxLeaseSeconds: env.INBOX_LEASE_SECONDS,
       inboxMaxAttempts: env.INBOX_MAX_ATTEMPTS,
       inboxPollMs: env.INBOX_POLL_MS,

@@ -233,7 +233,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
       signal: shutdown.signal,
     });
     const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner, leaseMs: config.sync.recordLockMs, fencing });
-    const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats() });
+    // bounded: past the limit Dataverse deliveries are refused with 503 and Sync Person queues
+    const intake = createInboxIntake(db, { limit: config.sync.intakeQueueLimit });
+    const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats(), intakeStats: () => intake.stats() });
     const worker = createSyncWorker({
       db,
       engine,
@@ -333,6 +335,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
         },
         fieldMappingChanged: (entity) => mappings.invalidate(entity),
       },
+      intakeStats: () => intake.stats(),
       async connectorHealth() {
         return Object.fromEntries(await Promise.all(probes.map(async (p) => [p.name, await p.check()] as const)));
       },
@@ -342,7 +345,6 @@ export async function startService(config: Config, options: ServiceOptions = {})
           dynamics: { calls: dataverseClient.stats().totalCalls },
         }),
     });
-    const intake = createInboxIntake(db);
     const app = createApp({
       metrics,
       console: createConsole({ sessions, sandbox: config.sandbox }),
