@@ -193,7 +193,7 @@ export function createMetrics(options: MetricsOptions) {
   });
   new Gauge({
     name: 'mds_marketo_daily_calls',
-    help: "Marketo calls this replica counted against today's quota (resets 00:00 US Central)",
+    help: "Marketo calls the whole deployment made today against the quota, as this replica last heard (resets 00:00 US Central)",
     registers: [registry],
     collect() {
       this.set(options.marketoStats().dailyCalls);
