@@ -55,6 +55,11 @@ export function createMemberStore(db: Database): MemberStore {
       return { at: Number(raws[0]?.at ?? Date.now()), renewed: raws[0]?.renewed ?? [], rows };
     },
 
+    async leave(member) {
+      statements += 1;
+      await db.prisma.$executeRaw`UPDATE budget_member SET expires_at = least(expires_at, now()) WHERE member = ${member}`;
+    },
+
     async grow(budget, member, leaseMs, next) {
       // BEGIN, the lock, the read, the write, COMMIT
       statements += 5;

@@ -90,7 +90,7 @@ for (const engine of testEngines()) {
       const before = sim.admin.counters().byEndpoint['leads.query']?.ok ?? 0;
       const dead = members.shift()!;
       // a kill: no more beats, no more calls; its row keeps its slice until its lease and the window have passed
-      await dead.coordinator.stop();
+      await dead.coordinator.stop({ leave: false });
       const coordinator = createBudgetCoordinator({ store: createMemberStore(dbs[0]!), member: 'replica-new', leaseMs: 3_000, intervalMs: 1_000, growRetryMs: 200 });
       const budget = coordinator.join(marketoBudgetSpec('marketo:test', SHARE), perCallPools.marketo);
       await coordinator.start();

@@ -198,6 +198,24 @@ describe('members of one budget on a shared clock', () => {
     }
   }, 60_000);
 
+  it('a member that stops hands its rate over before its lease would have run out', async () => {
+    const sim = createBudgetSim(spec(), simOptions);
+    try {
+      const a = await sim.join('a', 10);
+      const b = await sim.join('b', 10);
+      await sim.step(2_000);
+      const half = (b.budget.limiter.slice().holdings['calls'] as { rate: number }).rate;
+      sim.kill(a);
+      await a.coordinator.stop();
+      // well within a's lease (600 ms): b already holds more than half the rate
+      await sim.step(300);
+      expect((b.budget.limiter.slice().holdings['calls'] as { rate: number }).rate).toBeGreaterThan(half * 1.5);
+      expect(mostInAnyWindow(sim.calls.map((x) => x.at), WINDOW_MS)).toBeLessThanOrEqual(20);
+    } finally {
+      await sim.stop();
+    }
+  }, 60_000);
+
   it("never passes the deployment's daily quota, whoever spends it and whoever dies holding a grant", async () => {
     const sim = createBudgetSim(spec(150), simOptions);
     try {

@@ -43,6 +43,11 @@ export function createBudgetSim(spec: BudgetSpec, options: { callMs: number; lea
   function storeFor(): MemberStore {
     return {
       statements: () => statements,
+      leave(member) {
+        statements += 1;
+        for (const row of rows.values()) if (row.member === member) row.expiresAt = Math.min(row.expiresAt, t);
+        return Promise.resolve();
+      },
       renew(member, leaseMs, states, budgets) {
         statements += 1;
         const renewed: string[] = [];

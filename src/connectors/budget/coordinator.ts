@@ -34,6 +34,8 @@ export interface MemberStore {
     leaseMs: number,
     next: (rows: MemberRow[], at: number) => { state: MemberState; rewrite?: MemberRow[] },
   ): Promise<{ at: number; rows: MemberRow[]; state: MemberState }>;
+  /** Ends the member's leases now (it stopped spending): what it held lingers as a dead member's. */
+  leave(member: string): Promise<void>;
   /** statements sent so far (the budget's own cost) */
   statements(): number;
 }
@@ -72,7 +74,7 @@ export function createBudgetCoordinator(options: CoordinatorOptions) {
   const intervalMs = options.intervalMs ?? Math.floor(leaseMs / 3);
   const growRetryMs = options.growRetryMs ?? 1_000;
   // the local deadline ends this long before the lease, for the clocks' drift
-  const marginMs = Math.max(1_000, leaseMs * 0.1);
+  const marginMs = Math.min(leaseMs / 3, Math.max(1_000, leaseMs * 0.1));
   const members = new Map<string, Member>();
   // the database's clock as last seen: `dbAt` when the statement was sent at local `sentAt`; an
   // estimate from it is never earlier than the database's clock (the statement ran after it was sent)
@@ -247,11 +249,16 @@ export function createBudgetCoordinator(options: CoordinatorOptions) {
     },
     beat,
     statements: () => store.statements(),
-    async stop(): Promise<void> {
+    /**
+     * Stops spending, then ends the leases at once, so the others need not wait for them to run out
+     * (`leave: false`: they do, as after a kill).
+     */
+    async stop(opts: { leave?: boolean } = {}): Promise<void> {
       stopped = true;
       timer?.();
       await beating;
       for (const m of members.values()) m.limiter.stop();
+      if (opts.leave ?? true) await store.leave(member).catch((error: unknown) => options.onError?.(error));
     },
   };
 }
