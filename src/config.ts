@@ -72,10 +72,16 @@ const environmentSchema = z
     MARKETO_BASE_URL: httpsOrHttpUrl,
     MARKETO_CLIENT_ID: optionalString,
     MARKETO_CLIENT_SECRET: optionalString,
-    /** Adobe advises using half of the instance's 100 calls / 20 s, since all integrations share it */
-    MARKETO_CALLS_PER_20S: int(1, 100, 50),
+    // Every budget setting is the share of the WHOLE deployment: replicas divide it among themselves
+    // (src/connectors/budget/, docs/budgets.md), so adding a replica never adds calls.
+    /**
+     * the deployment's Marketo calls in any 20 s, bucket included; Adobe advises half of the
+     * instance's 100, since all integrations share it (4 at least: a bucket of 2 and a drip)
+     */
+    MARKETO_CALLS_PER_20S: int(4, 100, 50),
+    /** the deployment's Marketo calls in flight (the instance allows 10 for every integration) */
     MARKETO_MAX_CONCURRENT: int(1, 10, 5),
-    /** the instance's daily API quota (50,000 unless Adobe raised it) */
+    /** the instance's daily API quota (50,000 unless Adobe raised it); the deployment never asks for more */
     MARKETO_DAILY_QUOTA: int(1, 10_000_000, 50_000),
 
     DYNAMICS_URL: httpsOrHttpUrl,
@@ -83,11 +89,11 @@ const environmentSchema = z
     DYNAMICS_CLIENT_ID: optionalString,
     DYNAMICS_CLIENT_SECRET: optionalString,
     DYNAMICS_TOKEN_URL: httpsOrHttpUrl,
-    /** the share of Dataverse's 6,000 requests per 5 minutes (per application user) the sync spends */
+    /** the share of Dataverse's 6,000 requests per 5 minutes (per application user) the deployment spends */
     DYNAMICS_REQUESTS_PER_5MIN: int(1, 1_000_000, 5_400),
-    /** requests in flight; Dataverse refuses above 52 per user */
+    /** the deployment's requests in flight; Dataverse refuses above 52 per user */
     DYNAMICS_MAX_CONCURRENT: int(1, 52, 16),
-    /** the share of Dataverse's 1,200,000 ms of execution time per 5 minutes the sync spends */
+    /** the share of Dataverse's 1,200,000 ms of execution time per 5 minutes the deployment spends */
     DYNAMICS_EXECUTION_MS_PER_5MIN: int(1_000, 100_000_000, 1_080_000),
     /** per-call timeout of the vendor clients; unset: Marketo 30-300 s by endpoint, Dynamics 120 s */
     MARKETO_TIMEOUT_MS: z.preprocess(blankAsUnset, z.coerce.number().int().min(100).max(600_000).optional()),
@@ -103,12 +109,11 @@ const environmentSchema = z
     SYNC_SWEEP_QUOTA_SHARE: z.preprocess(blankAsUnset, z.coerce.number().gt(0).max(1).default(0.75)),
     INBOX_BATCH_SIZE: int(1, 1_000, 100),
     /**
-     * "shared": replicas on PostgreSQL count Marketo's and Dataverse's calls together in the
-     * database, so MARKETO_CALLS_PER_20S and DYNAMICS_REQUESTS_PER_5MIN are shares of all of them.
-     * Off by default: its slot accounting makes the default Marketo share's tail latency several
-     * seconds (README, Performance); each replica then spends its own share.
+     * webhooks waiting to be stored on this replica before Dataverse deliveries get 503 with
+     * Retry-After (and Sync Person queues instead of calling out); Marketo's get as many again
+     * before one is shed, since Marketo never retries. Bounds the intake's memory.
      */
-    VENDOR_BUDGET: z.preprocess(blankAsUnset, z.enum(['per-replica', 'shared']).default('per-replica')),
+    INTAKE_QUEUE_LIMIT: int(10, 1_000_000, 5_000),
     /**
      * visibility timeout: renewed by a heartbeat while the worker lives, so a claimed event whose
      * worker died is claimable again within this (the embedded database reclaims at start-up)
@@ -221,13 +226,12 @@ export interface Config {
     cron: string | undefined;
   };
   sync: {
-    /** replicas on PostgreSQL count vendor calls together in the database */
-    sharedVendorBudget: boolean;
     /** undefined: "off", no schedule on this replica */
     sweepCron: string | undefined;
     fullCron: string | undefined;
     sweepQuotaShare: number;
     inboxBatchSize: number;
+    intakeQueueLimit: number;
     inboxLeaseSeconds: number;
     inboxMaxAttempts: number;
     inboxPollMs: number;
@@ -318,11 +322,11 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       cron: env.RETENTION_CRON,
     },
     sync: {
-      sharedVendorBudget: env.VENDOR_BUDGET === 'shared',
       sweepCron: env.SYNC_SWEEP_CRON,
       fullCron: env.SYNC_FULL_CRON,
       sweepQuotaShare: env.SYNC_SWEEP_QUOTA_SHARE,
       inboxBatchSize: env.INBOX_BATCH_SIZE,
+      intakeQueueLimit: env.INTAKE_QUEUE_LIMIT,
       inboxLeaseSeconds: env.INBOX_LEASE_SECONDS,
       inboxMaxAttempts: env.INBOX_MAX_ATTEMPTS,
       inboxPollMs: env.INBOX_POLL_MS,

@@ -9,7 +9,9 @@ import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createDataverseClient } from './connectors/dynamics/dataverse.client.ts';
 import { createDynamicsPort } from './connectors/dynamics/dynamics.port.ts';
 import { createMarketoClient } from './connectors/marketo/marketo.client.ts';
-import { createPostgresSharedBudget } from './db/shared-budget.ts';
+import { createBudgetCoordinator } from './connectors/budget/coordinator.ts';
+import { dataverseBudgetSpec, marketoBudgetSpec, perCallPools } from './connectors/budget/vendors.ts';
+import { createMemberStore } from './db/budget-members.ts';
 import { createMarketoPort } from './connectors/marketo/marketo.port.ts';
 import { openDatabase, type Database } from './db/database.ts';
 import { createEmbeddedUpkeep } from './db/embedded-upkeep.ts';
@@ -151,25 +153,34 @@ export async function startService(config: Config, options: ServiceOptions = {})
       clientId: sandbox!.dataverse.clientId,
       clientSecret: sandbox!.dataverse.clientSecret,
     };
-    // Replicas on one PostgreSQL database count each vendor's calls together there; the embedded
-    // database is one process, whose in-process limiters are the whole budget.
-    // Marketo's 20 s window (shorter only for the sandbox's tests); the client and the shared budget count the same one
+    // Marketo's 20 s window (shorter only for the sandbox's tests)
     const marketoWindowMs = sandbox && options.sandbox?.marketoRateWindowMs ? options.sandbox.marketoRateWindowMs : 20_000;
-    const sharedBudgets =
-      db.engine === 'postgres' && config.sync.sharedVendorBudget
-        ? {
-            marketo: createPostgresSharedBudget(db.prisma, {
-              vendor: `marketo:${new URL(marketoCredentials.baseUrl).host}`,
-              limit: config.marketo.callsPer20s,
-              windowMs: marketoWindowMs,
-            }),
-            dynamics: createPostgresSharedBudget(db.prisma, {
-              vendor: `dataverse:${new URL(dynamicsCredentials.url).host}:${dynamicsCredentials.clientId}`,
-              limit: config.dynamics.budget.requestsPerWindow,
-              windowMs: 300_000,
-            }),
-          }
-        : undefined;
+    // The configured shares belong to the whole deployment: every replica is a member of each
+    // vendor budget and holds a slice of it, leased in the database and renewed by a heartbeat;
+    // on the embedded database the same code runs with one member (docs/budgets.md).
+    const owner = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    const budgets = createBudgetCoordinator({
+      store: createMemberStore(db),
+      member: owner,
+      // one process by construction: rows left by an earlier run are dead now, not in a lease
+      previousRunsAreGone: db.engine === 'pglite',
+      onError: (error) => logger.warn({ err: error }, 'vendor budget heartbeat failed; slices run out with their leases unless it recovers'),
+    });
+    const marketoBudget = budgets.join(
+      marketoBudgetSpec(`marketo:${new URL(marketoCredentials.baseUrl).host}`, {
+        callsPerWindow: config.marketo.callsPer20s,
+        windowMs: marketoWindowMs,
+        maxConcurrent: config.marketo.maxConcurrent,
+        dailyQuota: config.marketo.dailyQuota,
+      }),
+      perCallPools.marketo,
+    );
+    const dynamicsBudget = budgets.join(
+      dataverseBudgetSpec(`dataverse:${new URL(dynamicsCredentials.url).host}:${dynamicsCredentials.clientId}`, { ...config.dynamics.budget, windowMs: 300_000 }),
+      perCallPools.dataverse,
+    );
+    await budgets.start();
+    closers.push({ name: 'vendor budgets', close: () => budgets.stop() });
     // Aborted half-way through the shutdown budget: in-flight work gets the first half to finish,
     // then its vendor calls end and the work goes back to the inbox for the next replica or start.
     const shutdown = new AbortController();
@@ -177,7 +188,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const marketoClient = createMarketoClient({
       ...marketoCredentials,
       fetch: options.interceptVendorHttp?.marketo?.(vendorFetch) ?? vendorFetch,
-      ...(sharedBudgets ? { sharedBudget: sharedBudgets.marketo } : {}),
+      budget: marketoBudget,
       ...(config.marketo.timeoutMs !== undefined ? { timeoutMs: config.marketo.timeoutMs } : {}),
       logger: logger.child({ component: 'marketo' }),
       limits: {
@@ -194,7 +205,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       ...(config.dynamics.timeoutMs !== undefined ? { timeoutMs: config.dynamics.timeoutMs } : {}),
       logger: logger.child({ component: 'dynamics' }),
       budget: config.dynamics.budget,
-      ...(sharedBudgets ? { sharedBudget: sharedBudgets.dynamics } : {}),
+      sharedBudget: dynamicsBudget,
     });
     closers.push({ name: 'dynamics client', close: () => dataverseClient.close() });
     const marketo = createMarketoPort(marketoClient);
@@ -206,7 +217,6 @@ export async function startService(config: Config, options: ServiceOptions = {})
       dynamics: config.dynamics.webhookSecret ?? randomBytes(24).toString('base64url'),
     };
 
-    const owner = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     const mappings = createMappingService({ db: db.prisma, marketo, dynamics });
     // every vendor write is fenced on the record leases of the work that sends it (sync/fence.ts)
     const fencing = createFencing({ db, leaseMs: config.sync.recordLockMs, shutdown: shutdown.signal, logger: logger.child({ component: 'fence' }) });
@@ -223,7 +233,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
       signal: shutdown.signal,
     });
     const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner, leaseMs: config.sync.recordLockMs, fencing });
-    const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats() });
+    // bounded: past the limit Dataverse deliveries are refused with 503 and Sync Person queues
+    const intake = createInboxIntake(db, { limit: config.sync.intakeQueueLimit });
+    const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats(), intakeStats: () => intake.stats() });
     const worker = createSyncWorker({
       db,
       engine,
@@ -323,6 +335,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
         },
         fieldMappingChanged: (entity) => mappings.invalidate(entity),
       },
+      intakeStats: () => intake.stats(),
       async connectorHealth() {
         return Object.fromEntries(await Promise.all(probes.map(async (p) => [p.name, await p.check()] as const)));
       },
@@ -332,7 +345,6 @@ export async function startService(config: Config, options: ServiceOptions = {})
           dynamics: { calls: dataverseClient.stats().totalCalls },
         }),
     });
-    const intake = createInboxIntake(db);
     const app = createApp({
       metrics,
       console: createConsole({ sessions, sandbox: config.sandbox }),

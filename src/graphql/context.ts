@@ -44,6 +44,8 @@ export interface SyncActions {
   fieldMappingChanged?: (entity: LinkedEntity) => void;
 }
 
+import type { IntakeStats } from '../inbox/intake.ts';
+
 export interface ApiUsage {
   marketo: { callsToday: number; dailyQuota: number };
   dynamics: { calls: number };
@@ -60,6 +62,8 @@ export interface GraphQLDeps {
   /** per connector name (marketo, dynamics); implementations cache, like /readyz probes */
   connectorHealth(): Promise<Record<string, ConnectorHealth>>;
   apiUsage(): Promise<ApiUsage>;
+  /** this replica's bounded webhook intake: what waits to be stored, and what was refused */
+  intakeStats?(): IntakeStats;
   /** largest request body accepted, in bytes; default 256 KiB */
   bodyLimitBytes?: number;
   /** where the handler is mounted; default /graphql */

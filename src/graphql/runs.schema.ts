@@ -3,6 +3,7 @@ import { inboxStats, type InboxStats } from '../inbox/inbox.ts';
 import { completedLastHour } from '../inbox/throughput.ts';
 import type { Builder } from './builder.ts';
 import { decodeCursor, pageSize, toConnection } from './connection.ts';
+import type { IntakeStats } from '../inbox/intake.ts';
 import type { ApiUsage } from './context.ts';
 import type { Refs } from './refs.ts';
 
@@ -97,6 +98,23 @@ export function addRunSchema(builder: Builder, refs: Refs) {
     }),
   });
 
+  const IntakeShedRef = builder.objectRef<{ source: string; count: number }>('IntakeShed').implement({
+    description: 'Webhooks of one source this replica refused because its intake queue was full.',
+    fields: (t) => ({
+      source: t.exposeString('source', { description: 'dynamics (Dataverse delivers it again), marketo_person_changed or marketo_sync_person (lost: the sweep finds the change)' }),
+      count: t.exposeInt('count'),
+    }),
+  });
+  const IntakeRef = builder.objectRef<IntakeStats>('Intake').implement({
+    description: "This replica's bounded webhook intake (INTAKE_QUEUE_LIMIT): when the store cannot keep up, Dataverse deliveries get 503 with Retry-After, Sync Person queues instead of calling out, and Marketo webhooks are shed only past a reserve.",
+    fields: (t) => ({
+      queued: t.exposeInt('queued', { description: 'webhooks waiting to be stored now' }),
+      limit: t.exposeInt('limit', { description: 'where Dataverse deliveries start to be refused' }),
+      overloaded: t.boolean({ resolve: (i) => i.queued >= i.limit }),
+      shed: t.field({ type: [IntakeShedRef], description: 'refused since this replica started', resolve: (i) => Object.entries(i.shed).map(([source, count]) => ({ source, count })) }),
+    }),
+  });
+
   const ConnectorHealthRef = builder.objectRef<{ name: string; ok: boolean; mode: string; detail: string | null }>('ConnectorHealth').implement({
     description: 'Whether an outside system answers.',
     fields: (t) => ({
@@ -151,6 +169,7 @@ export function addRunSchema(builder: Builder, refs: Refs) {
         resolve: (_s, _args, ctx) => ctx.prisma.syncRun.findFirst({ orderBy: [{ startedAt: 'desc' }, { id: 'desc' }] }),
       }),
       apiUsage: t.field({ type: ApiUsageRef, resolve: (_s, _args, ctx) => ctx.deps.apiUsage() }),
+      intake: t.field({ type: IntakeRef, nullable: true, description: "this replica's webhook intake (another replica may answer the next request)", resolve: (_s, _args, ctx) => ctx.deps.intakeStats?.() ?? null }),
       connectors: t.field({
         type: [ConnectorHealthRef],
         resolve: async (_s, _args, ctx) =>

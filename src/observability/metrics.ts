@@ -3,6 +3,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { DataverseClientStats } from '../connectors/dynamics/dataverse.client.ts';
 import type { MarketoClientStats } from '../connectors/marketo/marketo.client.ts';
 import type { Database } from '../db/database.ts';
+import type { IntakeStats } from '../inbox/intake.ts';
 
 // Prometheus metrics on a registry of this app's own (no global default registry: tests boot
 // several services in one process). Counters of what this replica did (intake, engine outcomes,
@@ -13,6 +14,8 @@ export interface MetricsOptions {
   db: Database;
   marketoStats: () => MarketoClientStats;
   dataverseStats: () => DataverseClientStats;
+  /** the bounded intake queue of this replica (src/inbox/intake.ts) */
+  intakeStats?: () => IntakeStats;
   /** process metrics (CPU, memory, event loop lag); off in tests that boot many services */
   processMetrics?: boolean;
   now?: () => number;
@@ -74,6 +77,26 @@ export function createMetrics(options: MetricsOptions) {
     registers: [registry],
   });
 
+  const intakeStats = options.intakeStats;
+  if (intakeStats) {
+    new Gauge({
+      name: 'mds_intake_queued',
+      help: 'Webhooks waiting to be stored on this replica (bounded by INTAKE_QUEUE_LIMIT)',
+      registers: [registry],
+      collect() {
+        this.set(intakeStats().queued);
+      },
+    });
+    new Gauge({
+      name: 'mds_intake_shed_total',
+      help: 'Webhooks this replica refused because its intake queue was full, by source (dynamics: redelivered by Dataverse; marketo_*: lost, the sweep finds the change)',
+      labelNames: ['source'] as const,
+      registers: [registry],
+      collect() {
+        for (const [source, count] of Object.entries(intakeStats().shed)) this.set({ source }, count);
+      },
+    });
+  }
   new Gauge({
     name: 'mds_inbox_events',
     help: 'Change events in the inbox that are not done, by status (shared by every replica)',
@@ -170,7 +193,7 @@ export function createMetrics(options: MetricsOptions) {
   });
   new Gauge({
     name: 'mds_marketo_daily_calls',
-    help: "Marketo calls this replica counted against today's quota (resets 00:00 US Central)",
+    help: "Marketo calls the whole deployment made today against the quota, as this replica last heard (resets 00:00 US Central)",
     registers: [registry],
     collect() {
       this.set(options.marketoStats().dailyCalls);

@@ -7,7 +7,9 @@ import { requireJson } from './intake.ts';
 
 // Dataverse webhook steps (Create/Update/Delete of lead and contact). Dataverse sends the
 // WebhookKey as `?code=`; an `X-Webhook-Secret` header is accepted too (HttpHeader auth). It
-// retries once on 502/503/504 only, so every accepted body is in the inbox before we answer.
+// retries once on 502/503/504 only, so every accepted body is in the inbox before we answer. When
+// the store cannot keep up, a delivery gets 503 with Retry-After before anything is queued: its
+// asynchronous service delivers it again.
 
 export interface DynamicsWebhookDeps {
   inbox: InboxIntake;
@@ -19,6 +21,9 @@ export interface DynamicsWebhookDeps {
   notify: () => void;
 }
 
+/** what a refused delivery is told to wait, in seconds */
+export const OVERLOADED_RETRY_AFTER_S = 5;
+
 const handledMessages = new Set(['Create', 'Update', 'Delete']);
 const handledEntities = new Set(['lead', 'contact']);
 const operations = { Create: 'CREATE', Update: 'UPDATE', Delete: 'DELETE' } as const;
@@ -27,6 +32,7 @@ type Ingested =
   | { kind: 'unauthorized' }
   | { kind: 'invalid'; path: string; message: string }
   | { kind: 'ignored'; reason: string }
+  | { kind: 'overloaded' }
   | { kind: 'queued' | 'duplicate'; eventId: string };
 
 export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
@@ -58,6 +64,7 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
     if (bySyncUser && !(notice.messageName === 'Create' && (await deps.unfinishedCreate?.(id)) === true)) {
       return { kind: 'ignored', reason: 'an echo of the sync user’s own write' };
     }
+    if (!deps.inbox.admit('dynamics')) return { kind: 'overloaded' };
     const result = await deps.inbox.enqueue({
       source: 'DYNAMICS',
       origin: 'WEBHOOK',
@@ -89,6 +96,9 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
       case 'ignored':
         res.status(202).json({ status: 'ignored', eventId: null, reason: outcome.reason });
         return;
+      case 'overloaded':
+        res.set('Retry-After', String(OVERLOADED_RETRY_AFTER_S));
+        throw new HttpError(503, 'overloaded', 'the service is storing webhooks more slowly than they come; deliver this one again later');
       case 'queued':
       case 'duplicate':
         if (outcome.kind === 'queued') deps.notify();

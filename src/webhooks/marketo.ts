@@ -11,7 +11,9 @@ import { firstIssue, requireJson } from './intake.ts';
 
 // Marketo flow-action webhooks. Marketo's JSON token encoding quotes string tokens itself and an
 // empty token renders as "" (or nothing), so ids may come as numbers or numeric strings and the
-// optional fields as empty strings.
+// optional fields as empty strings. Marketo never retries a webhook, so they are accepted while the
+// intake's reserve for them lasts; past it one is shed (503, counted: the sweep's leadchanges feed
+// finds the change). On an overloaded replica Sync Person queues its work instead of starting it.
 
 const marketoId = z.union([
   z.number().int().positive(),
@@ -76,7 +78,12 @@ export interface MarketoWebhookDeps {
 type Ingested =
   | { kind: 'unauthorized' }
   | { kind: 'invalid'; path: string; message: string }
+  | { kind: 'shed' }
   | { kind: 'queued' | 'duplicate'; eventId: string };
+
+function shedError(): HttpError {
+  return new HttpError(503, 'overloaded', 'the service is storing webhooks more slowly than they come; this call was not stored (the sweep will find the change)');
+}
 
 function authenticate(req: Request, secret: string): boolean {
   return secretMatches(req.get('x-webhook-secret'), secret);
@@ -102,6 +109,7 @@ export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
     const parsed = personChangedBodySchema.safeParse(req.body);
     if (!parsed.success) return { kind: 'invalid', ...firstIssue(parsed.error) };
     const id = parsed.data.marketoId;
+    if (!deps.inbox.admit('marketo_person_changed')) return { kind: 'shed' };
     return enqueueWithRedelivery({
       source: 'MARKETO',
       origin: 'WEBHOOK',
@@ -119,6 +127,8 @@ export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
         throw new HttpError(401, 'unauthorized', 'missing or wrong X-Webhook-Secret');
       case 'invalid':
         throw new HttpError(422, 'invalid_body', outcome.message, { path: outcome.path });
+      case 'shed':
+        throw shedError();
       case 'queued':
       case 'duplicate':
         if (outcome.kind === 'queued') deps.notify();
@@ -132,6 +142,7 @@ export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
     if (!parsed.success) throw new HttpError(422, 'invalid_body', firstIssue(parsed.error).message, { path: firstIssue(parsed.error).path });
     const { marketoId: id, syncAs, assignTo } = parsed.data;
     const entity = syncAs === 'contact' ? 'CONTACT' : 'LEAD';
+    if (!deps.inbox.admit('marketo_sync_person')) throw shedError();
 
     const queue = async (why: string) => {
       const queued = await enqueueWithRedelivery({
@@ -146,6 +157,11 @@ export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
       res.status(202).json({ status: 'queued', marketoId: id, dynamicsEntity: syncAs, eventId: queued.eventId, message: why });
     };
 
+    // an overloaded replica starts no vendor work on the request: the inbox does it when it can
+    if (deps.inbox.overloaded()) {
+      await queue('this replica is overloaded: the person is queued');
+      return;
+    }
     let timer: NodeJS.Timeout | undefined;
     const budget = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(resolve, deps.syncPersonBudgetMs, 'timeout');

@@ -12,7 +12,7 @@ import {
 } from './dataverse.errors.ts';
 import type { WriteFence } from '../../sync/ports.ts';
 import { createRideAlong } from '../ride-along.ts';
-import type { SharedBudget } from '../shared-budget.ts';
+import type { VendorBudget } from '../budget/vendors.ts';
 import { createBatchSizer, decodeBatch, encodeBatch, type BatchOperation, type BatchOperationAnswer } from './dataverse.batch.ts';
 import { createDataversePacer, type DataverseBudget } from './dataverse.pacing.ts';
 import {
@@ -56,8 +56,8 @@ export type DataverseClientOptions = {
   maxPageSize?: number;
   /** the share of the service protection limits this client spends (see dataverse.pacing.ts) */
   budget?: DataverseBudget;
-  /** requests counted across replicas (PostgreSQL); see src/connectors/shared-budget.ts */
-  sharedBudget?: SharedBudget;
+  /** this replica's slice of the deployment's Dataverse budget (src/connectors/budget/); without it the client holds `budget` whole */
+  sharedBudget?: VendorBudget;
   /** operations in the first $batch of writes; default 10 (Microsoft's advice), grows while batches are fast */
   initialBatchSize?: number;
   /** a $batch taking longer than this shrinks the next; default 10,000 ms */
@@ -227,7 +227,7 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
     now,
     sleep,
     ...(logger ? { logger } : {}),
-    ...(options.sharedBudget ? { sharedBudget: options.sharedBudget } : {}),
+    ...(options.sharedBudget ? { shared: options.sharedBudget } : { key: `dataverse:${new URL(options.url).host}:${options.clientId}` }),
   });
   const maxUrlLength = options.maxUrlLength ?? 16_384;
   const batchSizer = createBatchSizer({ initial: options.initialBatchSize ?? 10, targetMs: options.batchTargetMs ?? 10_000 });

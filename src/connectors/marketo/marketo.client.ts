@@ -1,10 +1,10 @@
-import Bottleneck from 'bottleneck';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { MarketoApiError } from './marketo.errors.ts';
 import type { WriteFence } from '../../sync/ports.ts';
 import { createRideAlong, type FillPolicy } from '../ride-along.ts';
-import { reserveShared, type SharedBudget } from '../shared-budget.ts';
+import { BudgetExhausted } from '../budget/limiter.ts';
+import { marketoBudgetSpec, nextMarketoMidnight, perCallPools, soloBudget, type VendorBudget } from '../budget/vendors.ts';
 import {
   activitySchema,
   deleteResultSchema,
@@ -37,7 +37,7 @@ export type MarketoClientOptions = {
     windowMs?: number;
     /** calls in flight; default 5 (Adobe's advice per integration; the instance allows 10) */
     maxConcurrent?: number;
-    /** calls this client may make per Marketo day (00:00 US Central); default unlimited (the server's 607 still applies) */
+    /** calls per Marketo day (00:00 US Central); default unlimited (the server's 607 still applies) */
     dailyQuota?: number;
   };
   retry?: {
@@ -57,10 +57,10 @@ export type MarketoClientOptions = {
   /** renew the token this long before it expires; default 60000 */
   tokenRefreshSkewMs?: number;
   /**
-   * the instance's calls counted across replicas (PostgreSQL): every call is reserved there too,
-   * so `limits.callsPer20s` is then the share of all replicas together, not of this one
+   * this replica's slice of the deployment's Marketo budget (src/connectors/budget/; the service
+   * passes its coordinator's). Without it the client holds `limits` whole, alone.
    */
-  sharedBudget?: SharedBudget;
+  budget?: VendorBudget;
   /**
    * how long a part-full read or write may wait for a burst or the call feeding it to fill it (see
    * FillPolicy; creates wait twice as long); default 1000 ms, the rate measured over 1000 ms;
@@ -102,7 +102,7 @@ export type MarketoEndpointStats = { calls: number; records: number; errors: Rec
 export type MarketoClientStats = MarketoEndpointStats & {
   retries: number;
   tokenRequests: number;
-  /** calls counted against the local daily budget for the current Marketo day */
+  /** calls the deployment made today (Marketo day), as this replica's budget last heard */
   dailyCalls: number;
   byEndpoint: Record<string, MarketoEndpointStats>;
 };
@@ -115,11 +115,7 @@ export const MAX_BATCH = 300;
 // within a piece of its 300 (a piece's answer stands alone, unlike a write's results by position).
 // Whole batches of ~30 left reads ~20 short, two extra reads in a burst of 10,000.
 const READ_PIECE = 10;
-/** Marketo's limit per instance: 100 calls per rolling 20 s, shared by every integration */
-const INSTANCE_CALLS_PER_WINDOW = 100;
 const DAY_MS = 86_400_000;
-// Marketo's daily quota resets at 00:00 CST
-const CENTRAL_OFFSET_MS = 6 * 3_600_000;
 // the instance refuses URIs over 8 KB (414); switch to POST ?_method=GET well before that
 const MAX_GET_URL = 7 * 1024;
 
@@ -180,14 +176,14 @@ export function parseMarketoDate(value: string): Date {
 }
 
 /**
- * The leaky bucket spending a share of the instance's calls: `bucket` calls at once, then one every
- * `dripMs`. Any window then holds at most bucket + windowMs / dripMs calls, which never passes the
- * instance's 100 (see the limiter below).
+ * The token bucket of one member holding the whole share: `bucket` calls at once, then one every
+ * `dripMs`. Any 20 s then holds at most the share (docs/budgets.md): the bucket is part of it.
  */
 export function marketoDripPlan(callsPerWindow: number, windowMs: number): { bucket: number; dripMs: number } {
-  const bucket = callsPerWindow < 4 ? 1 : Math.max(2, Math.min(Math.floor(callsPerWindow / 4), INSTANCE_CALLS_PER_WINDOW - callsPerWindow));
-  const dripMs = Math.max(1, Math.ceil(windowMs / Math.min(callsPerWindow, INSTANCE_CALLS_PER_WINDOW - bucket)));
-  return { bucket, dripMs };
+  const spec = marketoBudgetSpec('plan', { callsPerWindow, windowMs, maxConcurrent: 1 });
+  const held = soloBudget(spec, perCallPools.marketo).limiter.slice().holdings['calls'] as { burst: number; rate: number };
+  const pool = spec.pools['calls'] as { windowMs: number; jitterMs: number };
+  return { bucket: held.burst, dripMs: Math.ceil((pool.windowMs + pool.jitterMs) / held.rate) };
 }
 
 export function createMarketoClient(options: MarketoClientOptions) {
@@ -207,31 +203,28 @@ export function createMarketoClient(options: MarketoClientOptions) {
   };
   const skewMs = options.tokenRefreshSkewMs ?? 60_000;
 
-  // One limiter for every call this client makes: the instance limits are shared anyway. A
-  // leaky bucket rather than a per-window refill: a refill lets a burst spend the whole window's
-  // budget in a second and then stalls everything for the rest of it, while a steady drip keeps
-  // calls flowing and lets callers batch more per call under load. Our share is the drip's rate;
-  // the bucket (a quarter of it, for an idle service's bursts: a sweep's first pages) is what the
-  // instance has left, since any 20 s holds at most the bucket plus what drips in and that must
-  // never pass the instance's own 100, even when our share is all of it.
-  const maxConcurrent = options.limits?.maxConcurrent ?? 5;
-  const { bucket, dripMs } = marketoDripPlan(callsPerWindow, windowMs);
-  const limiter = new Bottleneck({
-    maxConcurrent,
-    reservoir: bucket,
-    reservoirIncreaseAmount: 1,
-    reservoirIncreaseInterval: dripMs,
-    reservoirIncreaseMaximum: bucket,
-    // Bottleneck adds to the reservoir on a 250 ms heartbeat, so a 400 ms drip really came every
-    // 500 ms (40 calls / 20 s instead of 50). A heartbeat of a fortieth of the drip keeps it within
-    // a few percent, never faster (the option is undocumented; SGrondin/bottleneck#88 describes it).
-    heartbeatInterval: Math.max(5, Math.floor(dripMs / 40)),
-  });
+  // One budget for every call this client makes: the instance's limits are shared anyway. A token
+  // bucket rather than a per-window refill: a refill lets a burst spend the whole window's budget in
+  // a second and then stalls everything for the rest of it, while a steady drip keeps calls flowing
+  // and lets callers batch more per call under load. The bucket is part of the share, so no 20 s
+  // holds more than the share (src/connectors/budget/).
+  const budget =
+    options.budget ??
+    soloBudget(
+      marketoBudgetSpec(`marketo:${new URL(baseUrl).host}`, {
+        callsPerWindow,
+        windowMs,
+        maxConcurrent: options.limits?.maxConcurrent ?? 5,
+        dailyQuota,
+      }),
+      perCallPools.marketo,
+    );
+  const limiter = budget.limiter;
   // A read is admitted only while the bucket holds one more call than it spends: a sync that has
   // read a record then writes it at once instead of waiting for the next drip (under load, a
-  // read-then-write cycle takes two drips back to back rather than one drip apart). It asks for
-  // two calls' worth and gives one back as it starts; reads alone lose no throughput by it.
-  const readWeight = maxConcurrent >= 2 && bucket >= 2 ? 2 : 1;
+  // read-then-write cycle takes two drips back to back rather than one drip apart). Reads alone
+  // lose no throughput by it; a bucket of one admits reads with one token.
+  const READ_NEED = 2;
 
   let token: { value: string; refreshAt: number } | undefined;
   // the API-only user the token belongs to (identity's `scope`): activities it caused are our echoes
@@ -240,8 +233,6 @@ export function createMarketoClient(options: MarketoClientOptions) {
   // a 606 slows every caller, not only the one that saw it
   let pausedUntil = 0;
   let quotaBlockedUntil = 0;
-  let quotaDay = -1;
-  let dailyCalls = 0;
   const totals: MarketoClientStats = { calls: 0, records: 0, errors: {}, retries: 0, tokenRequests: 0, dailyCalls: 0, byEndpoint: {} };
 
   function endpointStats(endpoint: string): MarketoEndpointStats {
@@ -257,22 +248,6 @@ export function createMarketoClient(options: MarketoClientOptions) {
   function recordRecords(endpoint: string, count: number): void {
     totals.records += count;
     endpointStats(endpoint).records += count;
-  }
-
-  function centralDay(ms: number): number {
-    return Math.floor((ms - CENTRAL_OFFSET_MS) / DAY_MS);
-  }
-
-  function nextCentralMidnight(ms: number): number {
-    return (centralDay(ms) + 1) * DAY_MS + CENTRAL_OFFSET_MS;
-  }
-
-  function rollDay(): void {
-    const day = centralDay(now());
-    if (day !== quotaDay) {
-      quotaDay = day;
-      dailyCalls = 0;
-    }
   }
 
   async function requestToken(): Promise<string> {
@@ -344,8 +319,6 @@ export function createMarketoClient(options: MarketoClientOptions) {
 
     totals.calls++;
     endpointStats(spec.endpoint).calls++;
-    rollDay();
-    dailyCalls++;
     if (spec.recordsSent) recordRecords(spec.endpoint, spec.recordsSent);
 
     let response: Response;
@@ -401,12 +374,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
 
   function admitted(method: CallSpec['method'], request: () => Promise<CallSpec>, timeoutMs: number): Promise<MarketoEnvelope> {
     const read = method === 'GET';
-    const weight = read ? readWeight : 1;
-    return limiter.schedule({ priority: read ? READ_PRIORITY : WRITE_PRIORITY, weight }, async () => {
-      if (weight > 1) void limiter.incrementReservoir(weight - 1);
-      await reserveShared(options.sharedBudget, now, sleep, (error) => logger?.warn({ err: error }, 'shared Marketo budget unavailable; calling on the local limiter alone'));
-      return attempt(await request(), timeoutMs);
-    });
+    return limiter.schedule({ priority: read ? READ_PRIORITY : WRITE_PRIORITY, need: read ? READ_NEED : 1 }, async () => attempt(await request(), timeoutMs));
   }
 
   async function call(spec: CallSpec | DeferredCallSpec): Promise<MarketoEnvelope> {
@@ -428,17 +396,16 @@ export function createMarketoClient(options: MarketoClientOptions) {
       if (at < quotaBlockedUntil) {
         throw new MarketoApiError('quota_exhausted', { code: '607', message: 'Daily quota reached (until the next reset)', endpoint: spec.endpoint });
       }
-      rollDay();
-      if (dailyQuota !== undefined && dailyCalls >= dailyQuota) {
-        throw new MarketoApiError('quota_exhausted', { code: '607', message: `local daily budget of ${dailyQuota} calls used`, endpoint: spec.endpoint });
-      }
       if (pausedUntil > at) await sleep(pausedUntil - at);
       try {
         return await admitted(spec.method, request, timeoutMs);
       } catch (error) {
+        if (error instanceof BudgetExhausted) {
+          throw new MarketoApiError('quota_exhausted', { code: '607', message: `the deployment's daily budget of ${dailyQuota ?? 'unlimited'} calls is used`, endpoint: spec.endpoint });
+        }
         if (!(error instanceof MarketoApiError)) throw error;
         if (error.kind === 'quota_exhausted') {
-          quotaBlockedUntil = nextCentralMidnight(now());
+          quotaBlockedUntil = nextMarketoMidnight(now());
           throw error;
         }
         if (error.kind === 'auth' && error.endpoint !== 'identity' && !renewed) {
@@ -808,17 +775,17 @@ export function createMarketoClient(options: MarketoClientOptions) {
     /** the API-only user this client acts as, once a token was issued */
     apiUser: (): string | undefined => apiUser,
     stats(): MarketoClientStats {
-      rollDay();
-      return structuredClone({ ...totals, dailyCalls });
+      return structuredClone({ ...totals, dailyCalls: budget.deploymentDayUsed() });
     },
-    /** stops the limiter; calls still queued are rejected */
-    /** calls the limiter would admit at once now (its bucket); for tests that count instead of timing */
-    async callsAvailable(): Promise<number> {
-      return (await limiter.currentReservoir()) ?? Number.POSITIVE_INFINITY;
+    /** calls the budget would admit at once now (its bucket); for tests that count instead of timing */
+    callsAvailable(): Promise<number> {
+      return Promise.resolve(limiter.available('calls'));
     },
 
-    async close(): Promise<void> {
-      await limiter.stop({ dropWaitingJobs: true });
+    /** stops the budget's limiter; calls still queued are rejected */
+    close(): Promise<void> {
+      limiter.stop(new MarketoApiError('transient', { message: 'the Marketo client is closed', endpoint: 'client' }));
+      return Promise.resolve();
     },
   };
 }

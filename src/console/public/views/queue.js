@@ -9,6 +9,7 @@ const STATUS = `{ syncStatus {
   oldestPendingAgeSeconds lastHourThroughput
   backlogBySource { source entity pending processing failed dead oldestPendingAgeSeconds }
   connectors { name ok mode detail }
+  intake { queued limit overloaded shed { source count } }
 } }`;
 const EVENT = 'id source origin operation marketoId dynamicsEntity dynamicsId attempts reason nextAttemptAt receivedAt';
 const FAILED = `{ changeEvents(status: [FAILED], first: 50) { edges { node { ${EVENT} } } } }`;
@@ -43,7 +44,9 @@ ${action('Re-sync this person now', { id: 'resync-button', 'data-submit': '1' })
       html`<div class="tiles">
 <div><b>${b.pending}</b>pending</div><div><b>${b.processing}</b>processing</div>
 <div class="${b.failed ? 'warn' : ''}"><b>${b.failed}</b>failed (retrying)</div><div class="${b.dead ? 'bad' : ''}"><b id="dead-count">${b.dead}</b>dead</div>
-<div><b>${age(s.oldestPendingAgeSeconds)}</b>oldest waiting</div><div><b>${s.lastHourThroughput}</b>done last hour</div></div>
+<div><b>${age(s.oldestPendingAgeSeconds)}</b>oldest waiting</div><div><b>${s.lastHourThroughput}</b>done last hour</div>
+${s.intake ? html`<div class="${s.intake.overloaded ? 'warn' : ''}" title="webhooks waiting to be stored on the replica that answered, of ${s.intake.limit}"><b>${s.intake.queued}</b>intake queue</div>
+<div class="${s.intake.shed.some((x) => x.count > 0) ? 'warn' : ''}" title="${s.intake.shed.map((x) => `${x.source}: ${x.count}`).join(', ')} (Dataverse delivers a refused webhook again; a shed Marketo webhook is found by the sweep)"><b>${s.intake.shed.reduce((n, x) => n + x.count, 0)}</b>webhooks refused (full intake)</div>` : ''}</div>
 ${table(
   ['Source', 'Entity', 'Pending', 'Processing', 'Failed', 'Dead', 'Oldest waiting'],
   s.backlogBySource.map((g) => [g.source, g.entity ?? '—', String(g.pending), String(g.processing), String(g.failed), String(g.dead), age(g.oldestPendingAgeSeconds)]),
