@@ -1,8 +1,11 @@
 # syntax=docker/dockerfile:1
-# Node 24: the Active LTS since October 2025 (maintained until April 2028); package.json "engines" lists
-# every supported line (20.19+, 22.12+, 24), and .ci/run runs the suite on 22 and 24 besides this machine's 20.
+# Node 26: the Active LTS since October 2026 (pinned by exact version; package.json "engines" lists
+# every supported line, and .ci/run runs the suite on each: docs/operating.md, "Supported runtimes").
+# test/deploy/dockerfile.integration.test.ts assembles the runtime stage exactly as this file
+# describes and runs it with docker-compose.yml's environment: it knows each instruction used here
+# and fails on any other, so change both together.
 # Build stage: install everything, generate the Prisma client, compile TypeScript.
-FROM node:24-bookworm-slim AS build
+FROM node:26.12.1-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY prisma ./prisma
@@ -12,11 +15,15 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 # the build also compiles the benchmark's full-reconciliation child (it measures the compiled service)
 COPY bench/full-reconcile.child.ts ./bench/
+# the operator CLIs (token, db:migrate, sweep) and the shared sandbox, compiled like the service
+COPY scripts/token.ts scripts/db-migrate.ts scripts/sweep.ts scripts/sandbox.ts ./scripts/
 RUN npm run build
 
-# Runtime stage: production dependencies only, compiled code, migrations; runs as non-root.
-FROM node:24-bookworm-slim AS runtime
+# Runtime stage: production dependencies only (no tsx, no TypeScript), compiled code, migrations,
+# the CLIs on PATH (`docker compose run --rm app token create ...`); runs as non-root.
+FROM node:26.12.1-bookworm-slim AS runtime
 ENV NODE_ENV=production
+ENV PATH=/app/bin:$PATH
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: the client is generated in the build stage and copied with dist/
@@ -25,6 +32,8 @@ COPY --from=build /app/dist ./dist
 COPY prisma ./prisma
 # the operator console's browser modules and stylesheet, served as they are (no build step)
 COPY src/console/public ./src/console/public
+# token, db-migrate, sweep, sandbox: each runs its compiled script in dist/scripts with node
+COPY bin ./bin
 RUN mkdir -p /app/data && chown node:node /app/data
 USER node
 EXPOSE 3000

@@ -102,6 +102,18 @@ const environmentSchema = z
     MARKETO_WEBHOOK_SECRET: secret,
     DYNAMICS_WEBHOOK_SECRET: secret,
     GRAPHQL_API_TOKEN: secret,
+    /**
+     * production mode (no API token is ever made up, no GraphiQL, masked errors): "true" or
+     * "false"; unset: production exactly when real credentials are set. NODE_ENV does not decide it.
+     */
+    PRODUCTION: z.preprocess(blankAsUnset, z.enum(['true', 'false']).optional()),
+    /**
+     * sandbox mode only: the deployment's one shared sandbox (`sandbox` CLI, the compose `sandbox`
+     * service); replicas use its simulators, webhook secrets and API token instead of their own
+     */
+    SANDBOX_URL: httpsOrHttpUrl,
+    /** serve GET /metrics on this port only, without a token; unset: on PORT, with an API token */
+    METRICS_PORT: z.preprocess(blankAsUnset, z.coerce.number().int().min(0).max(65_535).optional()),
 
     SYNC_SWEEP_CRON: cron('*/5 * * * *'),
     SYNC_FULL_CRON: cron('0 3 * * *'),
@@ -175,6 +187,9 @@ function crossFieldProblems(source: Record<string, string | undefined>): { varia
 
 export type Environment = z.infer<typeof environmentSchema>;
 
+/** every variable the service reads (docker-compose.yml passes each through; .env.example documents each) */
+export const CONFIG_VARIABLES = Object.keys(environmentSchema.shape) as (keyof Environment)[];
+
 export interface MarketoCredentials {
   baseUrl: string;
   clientId: string;
@@ -214,8 +229,12 @@ export interface Config {
     budget: { requestsPerWindow: number; maxConcurrent: number; executionMsPerWindow: number };
   };
   graphql: { apiToken: string | undefined };
-  /** production: NODE_ENV=production or real credentials; no API token is ever generated then */
+  /** PRODUCTION, else real credentials set: no API token is ever generated, no GraphiQL, masked errors */
   production: boolean;
+  /** sandbox mode with a shared sandbox (SANDBOX_URL): its descriptor's URL */
+  sandboxUrl: string | undefined;
+  /** a separate listener for /metrics (no token there); undefined: /metrics on the main port, with a token */
+  metricsPort: number | undefined;
   retention: {
     doneEventDays: number;
     activityDays: number;
@@ -312,7 +331,9 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       },
     },
     graphql: { apiToken: env.GRAPHQL_API_TOKEN },
-    production: env.NODE_ENV === 'production' || marketo !== undefined || dynamics !== undefined,
+    production: env.PRODUCTION === undefined ? marketo !== undefined || dynamics !== undefined : env.PRODUCTION === 'true',
+    sandboxUrl: marketo === undefined && dynamics === undefined ? env.SANDBOX_URL : undefined,
+    metricsPort: env.METRICS_PORT,
     retention: {
       doneEventDays: env.RETENTION_DONE_EVENTS_DAYS,
       activityDays: env.RETENTION_ACTIVITY_DAYS,

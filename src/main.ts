@@ -4,7 +4,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { createApiTokens, ensureStartupToken, type ApiTokenService } from './auth/tokens.ts';
+import { bearerSecret, createApiTokens, ensureStartupToken, NoApiTokenError, type ApiTokenService, type StartupToken } from './auth/tokens.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createDataverseClient } from './connectors/dynamics/dataverse.client.ts';
 import { createDynamicsPort } from './connectors/dynamics/dynamics.port.ts';
@@ -21,14 +21,15 @@ import { createConsole } from './console/console.routes.ts';
 import { createLiveReads } from './console/live.ts';
 import { createConsoleSessions, ensureSessionSecret } from './console/session.ts';
 import { createGraphQLHandler } from './graphql/handler.ts';
-import { createApp } from './http/app.ts';
+import { createApp, createMetricsApp } from './http/app.ts';
 import { createHealth, type ConnectorProbe } from './http/health.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { projectPaths } from './paths.ts';
 import { createRetentionService, type RetentionService } from './retention/index.ts';
 import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox/sandbox.ts';
-import { prepareSandboxDatabase, seedSandbox, type SandboxSeed } from './sandbox/seed.ts';
+import { claimSharedSandboxDatabase, prepareSandboxDatabase, seedSandbox, type SandboxSeed } from './sandbox/seed.ts';
+import { fetchSandboxDescriptor, type SandboxDescriptor } from './sandbox/shared.ts';
 import { createSweepService, type SweepService } from './sweep/index.ts';
 import { openIntents } from './sync/create-intents.ts';
 import { createSyncEngine } from './sync/engine.ts';
@@ -70,8 +71,25 @@ export interface RunningService {
   retention: RetentionService;
   /** reads both systems' field metadata again (column security or fields changed) */
   refreshMetadata(): void;
+  /** GET /metrics on its own listener (METRICS_PORT); undefined: on `url`, with a token */
+  metricsUrl: string | undefined;
   /** stop intake, finish in-flight work, close the database; idempotent */
   stop(reason?: string): Promise<void>;
+}
+
+/** What the console, the API and the log say while no API token exists. */
+export const FIRST_TOKEN_HINT =
+  'create the first with `docker compose run --rm app token create --scope operate --name <who>` ' +
+  '(outside Docker: `npm run token -- create --scope operate --name <who>`, same DATABASE_URL), or set GRAPHQL_API_TOKEN';
+
+/** The hint while no token can authenticate; asks the database until one exists, then never again. */
+function createFirstTokenHint(tokens: ApiTokenService): () => Promise<string | undefined> {
+  let seen = false;
+  return async () => {
+    if (seen) return undefined;
+    seen = (await tokens.activeCount()) > 0;
+    return seen ? undefined : `No API token exists yet: ${FIRST_TOKEN_HINT}.`;
+  };
 }
 
 /** A check that costs nothing most of the time: the clients cache describe/WhoAmI results. */
@@ -132,7 +150,15 @@ export async function startService(config: Config, options: ServiceOptions = {})
 
     let sandbox: Sandbox | undefined;
     let sandboxDatabase: 'ready' | 'foreign' | undefined;
-    if (config.sandbox) {
+    // one sandbox for the whole deployment (SANDBOX_URL): its simulators, secrets and token
+    let shared: SandboxDescriptor | undefined;
+    if (config.sandbox && config.sandboxUrl) {
+      shared = await fetchSandboxDescriptor(config.sandboxUrl, { logger });
+      if ((await claimSharedSandboxDatabase(db, shared.instance)) === 'foreign') {
+        throw new Error('SANDBOX_URL: the database holds data a sandbox did not create; a shared sandbox runs only on an empty or sandbox database');
+      }
+      logger.warn({ sandbox: config.sandboxUrl }, 'SANDBOX MODE: no Marketo/Dynamics credentials are set; the shared sandbox\'s simulators stand in for both');
+    } else if (config.sandbox) {
       sandbox = await startSandbox(options.sandbox);
       sandboxDatabase = options.seed ? await prepareSandboxDatabase(db) : undefined;
       closers.push({ name: 'sandbox', close: () => sandbox!.close() });
@@ -141,12 +167,12 @@ export async function startService(config: Config, options: ServiceOptions = {})
         'SANDBOX MODE: no Marketo/Dynamics credentials are set; the built-in simulators stand in for both',
       );
     }
-    const marketoCredentials = config.marketo.credentials ?? {
+    const marketoCredentials = config.marketo.credentials ?? (shared ? { baseUrl: shared.marketo.url, clientId: shared.marketo.clientId, clientSecret: shared.marketo.clientSecret } : undefined) ?? {
       baseUrl: sandbox!.marketo.url,
       clientId: sandbox!.marketo.clientId,
       clientSecret: sandbox!.marketo.clientSecret,
     };
-    const dynamicsCredentials = config.dynamics.credentials ?? {
+    const dynamicsCredentials = config.dynamics.credentials ?? shared?.dynamics ?? {
       url: sandbox!.dataverse.url,
       tokenUrl: sandbox!.dataverse.tokenUrl,
       tenantId: sandbox!.dataverse.tenantId,
@@ -213,8 +239,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
 
     // Webhook secrets are required with real systems (config.ts); a sandbox makes up its own.
     const webhookSecrets = {
-      marketo: config.marketo.webhookSecret ?? randomBytes(24).toString('base64url'),
-      dynamics: config.dynamics.webhookSecret ?? randomBytes(24).toString('base64url'),
+      marketo: config.marketo.webhookSecret ?? shared?.webhookSecrets.marketo ?? randomBytes(24).toString('base64url'),
+      dynamics: config.dynamics.webhookSecret ?? shared?.webhookSecrets.dynamics ?? randomBytes(24).toString('base64url'),
     };
 
     const mappings = createMappingService({ db: db.prisma, marketo, dynamics });
@@ -298,11 +324,19 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const health = createHealth({ db, migrationsDir: paths.migrationsDir, sandbox: config.sandbox, probes, draining: () => draining });
 
     const operator = createOperatorActions({ db, marketo, dynamics, mappings, owner, notify: () => worker.notify(), fencing });
-    // production refuses to start without a token (NoApiTokenError) and never makes or logs one
-    const startupToken = await ensureStartupToken(db.prisma, { configured: config.graphql.apiToken, production: config.production });
-    const graphqlToken = startupToken.kind === 'stored' ? undefined : startupToken.secret;
-    if (startupToken.kind === 'generated') logger.info('sandbox: an API token (operate scope) was made for this start; it is printed once, never logged');
+    // production never makes or logs a token; without one it stays up (webhooks are taken) and
+    // the console, the API and this log line say how to create the first
+    let startupToken: StartupToken | undefined;
+    try {
+      startupToken = await ensureStartupToken(db.prisma, { configured: config.graphql.apiToken ?? shared?.apiToken, production: config.production });
+    } catch (error) {
+      if (!(error instanceof NoApiTokenError)) throw error;
+      logger.warn(`no API token yet: ${FIRST_TOKEN_HINT}`);
+    }
+    const graphqlToken = startupToken?.kind === 'configured' || startupToken?.kind === 'generated' ? startupToken.secret : undefined;
+    if (startupToken?.kind === 'generated') logger.info('sandbox: an API token (operate scope) was made for this start; it is printed once, never logged');
     const tokens = createApiTokens(db.prisma);
+    const firstTokenHint = createFirstTokenHint(tokens);
     const retention = createRetentionService({
       db,
       policy: config.retention,
@@ -319,7 +353,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
       prisma: db.prisma,
       logger: logger.child({ component: 'graphql' }),
       tokens,
-      graphiql: config.env !== 'production',
+      graphiql: !config.production,
+      production: config.production,
+      firstTokenHint,
       bodyLimitBytes: config.server.bodyLimitBytes,
       actions: {
         requestPersonSync: operator.requestPersonSync,
@@ -346,8 +382,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
         }),
     });
     const app = createApp({
-      metrics,
-      console: createConsole({ sessions, sandbox: config.sandbox }),
+      metrics: { ...metrics, separateListener: config.metricsPort !== undefined },
+      authorizeOps: async (authorization) => (await tokens.authenticate(bearerSecret(authorization))) !== null,
+      console: createConsole({ sessions, sandbox: config.sandbox, firstTokenHint }),
       logger,
       health,
       bodyLimitBytes: config.server.bodyLimitBytes,
@@ -379,6 +416,17 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
     const url = `http://${host}:${address.port}`;
     logger.info({ url }, 'listening');
+    let metricsUrl: string | undefined;
+    if (config.metricsPort !== undefined) {
+      const metricsServer = createMetricsApp(metrics.handler, logger).listen(config.metricsPort, config.server.host);
+      await once(metricsServer, 'listening');
+      metricsUrl = `http://${host}:${(metricsServer.address() as AddressInfo).port}/metrics`;
+      closers.push({ name: 'metrics listener', close: () => new Promise<void>((resolve) => {
+        metricsServer.close(() => resolve());
+        metricsServer.closeAllConnections();
+      }) });
+      logger.info({ url: metricsUrl }, 'metrics listening (METRICS_PORT)');
+    }
     worker.start();
     closers.push({ name: 'inbox worker', close: () => worker.stop() });
     closers.push({ name: 'sync person calls', close: () => syncPerson.idle() });
@@ -436,10 +484,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
       seed,
       webhookSecrets,
       graphqlToken,
-      graphqlTokenGenerated: startupToken.kind === 'generated',
+      graphqlTokenGenerated: startupToken?.kind === 'generated',
       tokens,
       retention,
       refreshMetadata: () => mappings.invalidate(),
+      metricsUrl,
       stop,
     };
   } catch (error) {

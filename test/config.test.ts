@@ -86,4 +86,18 @@ describe('configuration', () => {
     expect(config.sync.sweepCron).toBeUndefined();
     expect(config.sync.fullCron).toBeUndefined();
   });
+  it('decides production from real credentials or PRODUCTION, never from NODE_ENV alone', () => {
+    expect(loadConfig({ NODE_ENV: 'production' }).production).toBe(false);
+    expect(loadConfig({ ...live }).production).toBe(true);
+    expect(loadConfig({ ...live, PRODUCTION: 'false' }).production).toBe(false);
+    expect(loadConfig({ NODE_ENV: 'development', PRODUCTION: 'true' }).production).toBe(true);
+    expect(problemsOf({ PRODUCTION: 'yes' }).problems.map((p) => p.variable)).toEqual(['PRODUCTION']);
+  });
+
+  it('uses a shared sandbox (SANDBOX_URL) only in sandbox mode', () => {
+    expect(loadConfig({ SANDBOX_URL: 'http://sandbox:4000/' }).sandboxUrl).toBe('http://sandbox:4000');
+    expect(loadConfig({ ...live, SANDBOX_URL: 'http://sandbox:4000' }).sandboxUrl).toBeUndefined();
+    expect(loadConfig({ METRICS_PORT: '9464' }).metricsPort).toBe(9464);
+    expect(loadConfig({ METRICS_PORT: '' }).metricsPort).toBeUndefined();
+  });
 });

@@ -12,6 +12,8 @@ import { SESSION_COOKIE, type ConsoleSessions } from './session.ts';
 export interface ConsoleOptions {
   sessions: ConsoleSessions;
   sandbox: boolean;
+  /** while no API token exists: how to create the first, shown on the sign-in page */
+  firstTokenHint?: () => Promise<string | undefined>;
 }
 
 /** the console's modules and stylesheet, served as they are (no build step) */
@@ -46,7 +48,7 @@ export function createConsole(options: ConsoleOptions): Router {
   router.get('/', async (req, res) => {
     const session = await sessions.resolve(req.get('cookie'));
     if (!session) {
-      page(res, 401, renderLogin());
+      page(res, 401, renderLogin(await options.firstTokenHint?.()));
       return;
     }
     page(res, 200, renderShell({ caller: session.caller, csrfToken: session.csrfToken, sandbox: options.sandbox }));

@@ -58,6 +58,10 @@ export interface GraphQLDeps {
   tokens: ApiTokenService;
   /** serve GraphiQL on GET /graphql from a browser (outside production) */
   graphiql: boolean;
+  /** the service's production flag: errors carry no details (no stack traces) in production */
+  production?: boolean;
+  /** while no API token exists: how to create the first, added to every 401 */
+  firstTokenHint?: () => Promise<string | undefined>;
   actions: SyncActions;
   /** per connector name (marketo, dynamics); implementations cache, like /readyz probes */
   connectorHealth(): Promise<Record<string, ConnectorHealth>>;

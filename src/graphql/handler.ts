@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import express, { type Request as ExpressRequest, type RequestHandler, type Response as ExpressResponse } from 'express';
-import { createYoga, maskError, shouldRenderGraphiQL, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, maskError, renderGraphiQL, shouldRenderGraphiQL, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { Caller } from '../auth/caller.ts';
 import { bearerSecret } from '../auth/tokens.ts';
 import { defaultLimits, type GraphQLContext, type GraphQLDeps } from './context.ts';
@@ -38,6 +39,37 @@ function unauthorized(fetchAPI: { Response: typeof Response }): Response {
   return new fetchAPI.Response(JSON.stringify(unauthorizedBody), { status: 401, headers: unauthorizedHeaders });
 }
 
+/** GraphiQL's page and the page's scripts and styles: yoga's, pinned by version (its UMD bundle). */
+const GRAPHIQL_ASSETS = 'https://unpkg.com/@graphql-yoga/graphiql@';
+
+/**
+ * The GraphiQL page with a Content-Security-Policy of its own: its two inline scripts by hash,
+ * scripts, styles and the editor's workers only from yoga's pinned GraphiQL bundle (fetched, then
+ * run as blob: workers), requests only to this origin. yoga's page loads that bundle from unpkg;
+ * serving it from here would need the @graphql-yoga/graphiql package, which is not a dependency.
+ */
+export function graphiqlPage(options: { title: string; endpoint: string; headers: string }): { html: string; csp: string } {
+  const html = renderGraphiQL(options);
+  const inline = [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => `'sha256-${createHash('sha256').update(m[1]!, 'utf8').digest('base64')}'`);
+  const version = /@graphql-yoga\/graphiql@([\w.-]+)\//.exec(html)?.[1];
+  if (!version) throw new Error('GraphiQL page: no pinned @graphql-yoga/graphiql bundle found in yoga\'s page');
+  const assets = `${GRAPHIQL_ASSETS}${version}/`;
+  const csp = [
+    "default-src 'none'",
+    `script-src ${inline.join(' ')} ${assets}`,
+    // GraphiQL and its editor set style attributes and inject <style> elements
+    `style-src ${assets} 'unsafe-inline'`,
+    `font-src ${assets} data:`,
+    "img-src 'self' data: https://raw.githubusercontent.com",
+    `connect-src 'self' ${assets}`,
+    'worker-src blob:',
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ');
+  return { html, csp };
+}
+
 export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
   const limits = { ...defaultLimits, ...deps.limits };
   const endpoint = deps.endpoint ?? '/graphql';
@@ -56,10 +88,17 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
     },
   };
 
+  const graphiqlOptions = { title: 'marketo-dynamics-sync', endpoint, headers: JSON.stringify({ Authorization: 'Bearer <GRAPHQL_API_TOKEN>' }) };
+  const graphiql = deps.graphiql ? graphiqlPage(graphiqlOptions) : undefined;
+  const unauthorizedJson = async () => {
+    const hint = await deps.firstTokenHint?.();
+    return JSON.stringify(hint ? { errors: [{ ...unauthorizedBody.errors[0], message: `${unauthorizedBody.errors[0]!.message}. ${hint}` }] } : unauthorizedBody);
+  };
+
   const yoga = createYoga<ServerContext, GraphQLContext>({
     schema: buildSchema(),
     graphqlEndpoint: endpoint,
-    graphiql: deps.graphiql ? { title: 'marketo-dynamics-sync', headers: JSON.stringify({ Authorization: 'Bearer <GRAPHQL_API_TOKEN>' }) } : false,
+    graphiql: deps.graphiql ? graphiqlOptions : false,
     landingPage: false,
     // one operation per request, so the armor limits are per request too
     batching: false,
@@ -70,6 +109,8 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
       error: (...args: unknown[]) => deps.logger.error({ args }, 'graphql'),
     },
     maskedErrors: {
+      // details (stack traces) follow the production flag, not NODE_ENV
+      isDev: deps.production === false,
       maskError(error, message, isDev) {
         // duck-typed: graphql may be loaded twice (ESM and CJS), so instanceof is not reliable here
         const isGraphQLError = (value: unknown): value is { originalError?: unknown } => value instanceof Error && value.name === 'GraphQLError';
@@ -103,9 +144,8 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
   // Refused before the body is even read: a caller without the token learns nothing, not even
   // whether its body parses. (The yoga plugin above checks again, for mounts without this router.)
   router.use((req, res, next) => {
-    const graphiqlPage = deps.graphiql && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
-    if (graphiqlPage) {
-      next();
+    if (graphiql && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html')) {
+      res.status(200).set({ 'content-type': 'text/html; charset=utf-8', 'content-security-policy': graphiql.csp, 'cache-control': 'no-store' }).send(graphiql.html);
       return;
     }
     const admit = (caller: Caller) => {
@@ -115,14 +155,21 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
     // no bearer: the operator console's cookie session, with its CSRF token
     if (req.headers.authorization === undefined && deps.sessions) {
       callerFromConsoleSession(deps.sessions, { cookie: req.headers.cookie, csrf: req.headers['x-csrf-token'] }).then((auth) => {
-        if (auth.ok) admit(auth.caller);
-        else res.status(auth.status).set(unauthorizedHeaders).send(JSON.stringify({ errors: [{ message: auth.message, extensions: { code: auth.status === 401 ? 'UNAUTHENTICATED' : 'FORBIDDEN' } }] }));
-      }, next);
+        if (auth.ok) {
+          admit(auth.caller);
+          return;
+        }
+        const hinted = auth.status === 401 ? deps.firstTokenHint?.() : undefined;
+        return Promise.resolve(hinted).then((hint) => {
+          const message = hint ? `${auth.message}. ${hint}` : auth.message;
+          res.status(auth.status).set(unauthorizedHeaders).send(JSON.stringify({ errors: [{ message, extensions: { code: auth.status === 401 ? 'UNAUTHENTICATED' : 'FORBIDDEN' } }] }));
+        });
+      }).catch(next);
       return;
     }
     deps.tokens.authenticate(bearerSecret(req.headers.authorization)).then((caller) => {
       if (caller) admit(caller);
-      else res.status(401).set(unauthorizedHeaders).send(JSON.stringify(unauthorizedBody));
+      else unauthorizedJson().then((body) => res.status(401).set(unauthorizedHeaders).send(body), next);
     }, next);
   });
   router.use(express.json({ limit: deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, type: ['application/json', 'application/*+json'] }));

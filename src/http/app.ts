@@ -14,10 +14,25 @@ export interface AppDeps {
   draining: () => boolean;
   webhooks?: { marketo: Router; dynamics: Router };
   graphql?: RequestHandler;
-  /** GET /metrics and the webhook intake counter */
-  metrics?: { handler: RequestHandler; intakeMiddleware: RequestHandler };
+  /**
+   * true when this Authorization header carries a valid API token: /readyz shows its details, and
+   * /metrics (when served here) answers, only to such callers
+   */
+  authorizeOps: (authorization: string | undefined) => Promise<boolean>;
+  /** GET /metrics (with a token; `separateListener`: not here, METRICS_PORT serves it) and the webhook intake counter */
+  metrics?: { handler: RequestHandler; intakeMiddleware: RequestHandler; separateListener?: boolean };
   /** the operator console at / (sign-in, shell, static modules) */
   console?: Router;
+}
+
+/** GET /metrics alone, for a listener of its own (METRICS_PORT): keep that port on the internal network. */
+export function createMetricsApp(handler: RequestHandler, logger: Logger): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/metrics', handler);
+  app.use(notFound);
+  app.use(errorHandler(logger));
+  return app;
 }
 
 /** Builds the HTTP app without listening, so tests drive it with supertest. */
@@ -55,13 +70,26 @@ export function createApp(deps: AppDeps): Express {
     res.json({ status: 'ok' });
   });
 
-  app.get('/readyz', async (_req, res) => {
-    const readiness = await deps.health.readiness();
-    res.status(readiness.status === 'unavailable' ? 503 : 200).json(readiness);
+  // the status for anyone (load balancers); what is wrong (database, vendor error text) with a token
+  app.get('/readyz', async (req, res) => {
+    const [readiness, detailed] = await Promise.all([deps.health.readiness(), deps.authorizeOps(req.headers.authorization)]);
+    res.status(readiness.status === 'unavailable' ? 503 : 200).json(detailed ? readiness : { status: readiness.status });
   });
 
   if (deps.metrics) {
-    app.get('/metrics', deps.metrics.handler);
+    const { handler } = deps.metrics;
+    // a scrape reads the shared database: not for anonymous callers
+    if (!deps.metrics.separateListener) {
+      app.get('/metrics', (req, res, next) => {
+        deps.authorizeOps(req.headers.authorization).then((ok) => {
+          if (ok) handler(req, res, next);
+          else {
+            res.setHeader('www-authenticate', 'Bearer realm="metrics"');
+            next(new HttpError(401, 'unauthorized', 'GET /metrics needs Authorization: Bearer <API token> (or serve it on METRICS_PORT)'));
+          }
+        }, next);
+      });
+    }
     app.use('/webhooks', deps.metrics.intakeMiddleware);
   }
 

@@ -99,9 +99,40 @@ export async function prepareSandboxDatabase(db: Database): Promise<'ready' | 'f
   return 'ready';
 }
 
-/** Fills both simulators and waits (up to `waitMs`) until the initial sync linked every Dynamics record. */
-export async function seedSandbox(options: { sandbox: Sandbox; db: Database; logger?: Logger; waitMs?: number }): Promise<SandboxSeed> {
-  const { sandbox, db } = options;
+/**
+ * A shared sandbox (SANDBOX_URL) starts empty with each of its instances: the first replica to see
+ * a new instance clears the sandbox database (compare-and-set on the marker, so replicas starting
+ * together clear it once); `foreign` as in prepareSandboxDatabase (then nothing is touched).
+ */
+export async function claimSharedSandboxDatabase(db: Database, instance: string): Promise<'cleared' | 'current' | 'foreign'> {
+  const prisma = db.prisma;
+  const value = `shared sandbox ${instance}; cleared when the sandbox restarts`;
+  const [marker, links, events] = await Promise.all([
+    prisma.serviceSetting.findUnique({ where: { key: SANDBOX_MARKER } }),
+    prisma.syncLink.count(),
+    prisma.changeEvent.count(),
+  ]);
+  if (!marker && (links > 0 || events > 0)) return 'foreign';
+  if (!marker) {
+    await prisma.serviceSetting.createMany({ data: [{ key: SANDBOX_MARKER, value }], skipDuplicates: true });
+    return 'cleared';
+  }
+  if (marker.value === value) return 'current';
+  const claimed = await prisma.serviceSetting.updateMany({ where: { key: SANDBOX_MARKER, value: marker.value }, data: { value } });
+  if (claimed.count === 0) return 'current';
+  await prisma.$transaction([
+    prisma.activity.deleteMany(),
+    prisma.changeEvent.deleteMany(),
+    prisma.syncLink.deleteMany(),
+    prisma.syncRun.deleteMany(),
+    prisma.syncCursor.deleteMany(),
+    prisma.recordLock.deleteMany(),
+  ]);
+  return 'cleared';
+}
+
+/** The demo records, put into both simulators (Dynamics creates fire its registered webhook steps). */
+export function fillSandbox(sandbox: Pick<Sandbox, 'marketo' | 'dataverse'>): Omit<SandboxSeed, 'settled'> {
   const marketo = sandbox.marketo.admin;
   const dataverse = sandbox.dataverse.admin;
   const name = (p: Person) => `${p.first} ${p.last}`;
@@ -156,7 +187,14 @@ export async function seedSandbox(options: { sandbox: Sandbox; db: Database; log
     });
     return { name: name(p), email: emailOf(p), marketoId: null, dynamicsId: String(row['leadid']) };
   });
+  return { contacts, leads, marketoOnly };
+}
 
+/** Fills both simulators and waits (up to `waitMs`) until the initial sync linked every Dynamics record. */
+export async function seedSandbox(options: { sandbox: Sandbox; db: Database; logger?: Logger; waitMs?: number }): Promise<SandboxSeed> {
+  const { sandbox, db } = options;
+  const dataverse = sandbox.dataverse.admin;
+  const { contacts, leads, marketoOnly } = fillSandbox(sandbox);
   const linked = [...contacts, ...leads];
   const deadline = Date.now() + (options.waitMs ?? 60_000);
   let settled = false;

@@ -24,8 +24,10 @@ describe('the HTTP app', () => {
       logger: silent,
       bodyLimitBytes: 1024,
       draining: () => draining,
+      authorizeOps: (authorization) => Promise.resolve(authorization === ops),
       health: createHealth({ db, migrationsDir: projectPaths().migrationsDir, sandbox: true, probes, draining: () => draining }),
     });
+  const ops = 'Bearer ops-token';
 
   beforeAll(async () => {
     ({ test, db } = await migratedDatabase('pglite'));
@@ -39,7 +41,7 @@ describe('the HTTP app', () => {
   });
 
   it('is ready when the database answers and its migrations are current, and says it is a sandbox', async () => {
-    const res = await request(app()).get('/readyz').expect(200);
+    const res = await request(app()).get('/readyz').set('authorization', ops).expect(200);
     expect(res.body).toMatchObject({
       status: 'ready',
       sandbox: true,
@@ -52,8 +54,10 @@ describe('the HTTP app', () => {
 
   it('stays in rotation but reports degraded while a connector is unhealthy', async () => {
     marketoOk = false;
-    const res = await request(app()).get('/readyz').expect(200);
+    const res = await request(app()).get('/readyz').set('authorization', ops).expect(200);
+    const anonymous = await request(app()).get('/readyz').expect(200);
     marketoOk = true;
+    expect(anonymous.body).toEqual({ status: 'degraded' });
     expect(res.body).toMatchObject({ status: 'degraded', connectors: { marketo: { ok: false, detail: '606 storm' } } });
   });
 
@@ -64,9 +68,10 @@ describe('the HTTP app', () => {
       logger: silent,
       bodyLimitBytes: 1024,
       draining: () => false,
+      authorizeOps: (authorization) => Promise.resolve(authorization === ops),
       health: createHealth({ db: empty, migrationsDir: projectPaths().migrationsDir, sandbox: false, probes: [], draining: () => false }),
     });
-    const res = await request(unmigrated).get('/readyz').expect(503);
+    const res = await request(unmigrated).get('/readyz').set('authorization', ops).expect(503);
     await fresh.drop();
     expect(res.body.status).toBe('unavailable');
     expect(res.body.migrations.pending.length).toBeGreaterThan(0);
@@ -110,7 +115,9 @@ describe('the service', () => {
     const service = await startService(config, { logger: silent });
     const health = await fetch(`${service.url}/healthz`);
     expect(health.status).toBe(200);
-    const ready = (await (await fetch(`${service.url}/readyz`)).json()) as { status: string; sandbox: boolean };
+    const anonymous = (await (await fetch(`${service.url}/readyz`)).json()) as unknown;
+    expect(anonymous).toEqual({ status: 'ready' });
+    const ready = (await (await fetch(`${service.url}/readyz`, { headers: { authorization: `Bearer ${service.graphqlToken}` } })).json()) as unknown;
     expect(ready).toMatchObject({ status: 'ready', sandbox: true });
     await service.stop('test');
     await expect(fetch(`${service.url}/healthz`)).rejects.toThrow();

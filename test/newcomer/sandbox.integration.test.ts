@@ -92,7 +92,7 @@ describe('sandbox mode as the README starts it', () => {
 
   it('prints the block once, leading to the operator console, with the secrets and the simulator commands', async () => {
     expect(output.match(/SANDBOX READY/g)).toHaveLength(1);
-    const ready = await fetch(`${value('service')}/readyz`);
+    const ready = await fetch(`${value('service')}/readyz`, { headers: { authorization: `Bearer ${value('GraphQL API token')}` } });
     expect(await ready.json()).toMatchObject({ status: 'ready', sandbox: true });
     const signIn = await fetch(value('operator console'));
     expect(signIn.status).toBe(401); // the console's sign-in form
@@ -128,7 +128,7 @@ describe('sandbox mode as the README starts it', () => {
   }, 120_000);
 
   it('serves metrics that count what just happened', async () => {
-    const text = await (await fetch(`${value('service')}/metrics`)).text();
+    const text = await (await fetch(`${value('service')}/metrics`, { headers: { authorization: `Bearer ${value('GraphQL API token')}` } })).text();
     expect(text).toMatch(/mds_webhook_intake_total\{source="marketo_sync_person",outcome="created"[^}]*\} [1-9]/);
     expect(text).toMatch(/mds_engine_outcomes_total\{outcome="done"[^}]*\} [1-9]/);
     expect(text).toMatch(/mds_activities_last_hour\{type="COLLISION_RESOLVED"[^}]*\} [1-9]/);

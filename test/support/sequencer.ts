@@ -5,6 +5,8 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 // files ran last, on one worker, with the other idle: the chaos campaign alone was ~40% of the
 // PostgreSQL run's wall time.
 const WAITING_FILES = [
+  // assembles the Docker image (npm ci, tsc) and runs it as child processes: PostgreSQL runs only
+  'test/deploy/dockerfile.integration.test.ts',
   'test/proof/chaos.integration.test.ts',
   'test/proof/pause.integration.test.ts',
   'test/sweep/replicas.integration.test.ts',

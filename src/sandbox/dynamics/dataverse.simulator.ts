@@ -23,6 +23,8 @@ export type DataverseSimulatorOptions = {
   /** default 0 (random) */
   port?: number;
   host?: string;
+  /** the URL clients reach it by, when not http://host:port (a shared sandbox listening on 0.0.0.0) */
+  publicUrl?: string;
   tenantId?: string;
   clientId?: string;
   clientSecret?: string;
@@ -1338,7 +1340,7 @@ export async function startDataverseSimulator(options: DataverseSimulatorOptions
     server.listen(options.port ?? 0, host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
-  state.baseUrl = `http://${host}:${port}`;
+  state.baseUrl = options.publicUrl?.replace(/\/+$/, '') ?? `http://${host}:${port}`;
   const admin = createAdmin(state);
   return {
     url: state.baseUrl,
