@@ -34,6 +34,7 @@ import { createMappingService } from './sync/mappings.ts';
 import { createOperatorActions } from './sync/operator.ts';
 import { createSyncPerson } from './sync/sync-person.ts';
 import { createSyncWorker, type SyncWorker } from './sync/worker.ts';
+import { createFanout } from './sync/fanout.ts';
 import { createFencing } from './sync/fence.ts';
 import { createLeaseKeeper } from './sync/leases.ts';
 import { fetchUntil } from './lifecycle.ts';
@@ -224,10 +225,13 @@ export async function startService(config: Config, options: ServiceOptions = {})
     });
     const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner, leaseMs: config.sync.recordLockMs, fencing });
     const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats() });
+    // told only by the worker's own batches: the worker exists by then
+    const fanout = createFanout({ db, dynamics, mappings, notify: () => worker.notify() });
     const worker = createSyncWorker({
       db,
       engine,
       syncPerson,
+      fanout,
       logger: logger.child({ component: 'worker' }),
       owner,
       batchSize: config.sync.inboxBatchSize,
@@ -387,6 +391,15 @@ export async function startService(config: Config, options: ServiceOptions = {})
         entities: ['lead', 'contact'],
         messages: ['Create', 'Update', 'Delete'],
         postImage: true,
+      });
+      // ...and an Update step on account and systemuser: company and owner fields follow their edits
+      sandbox.dataverse.admin.registerWebhook({
+        url: `${url}/webhooks/dynamics`,
+        authType: 'WebhookKey',
+        authValue: webhookSecrets.dynamics,
+        entities: ['account', 'systemuser'],
+        messages: ['Update'],
+        postImage: false,
       });
       logger.warn({ marketoWebhookSecret: webhookSecrets.marketo }, 'sandbox webhook secret for X-Webhook-Secret (generated for this run)');
     }

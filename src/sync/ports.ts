@@ -1,5 +1,6 @@
 import type { CanonicalRecordFields, ValueType } from './values.ts';
 import type { LinkedEntity } from './policy.ts';
+import type { RelatedKind } from './related-fields.ts';
 
 // What the engine needs from each system, in canonical terms. Only connectors/* implement these
 // and know the vendors' HTTP shapes; failures are ConnectorErrors whose `kind` the engine reads.
@@ -118,7 +119,13 @@ export interface DynamicsPort {
     /** the client-chosen primary key: a resend with it is refused as a duplicate and read back, never a second record */
     id?: string,
   ): Promise<DynamicsRecordView>;
+  /**
+   * Column access by logical name; a column of the contact's parent account or of the owner under
+   * `account.<column>` / `owner.<column>` (sync/related-fields.ts), never updatable through the record.
+   */
   columnAccess(entity: LinkedEntity): Promise<Map<string, DynamicsColumnAccess>>;
+  /** the leads and contacts whose parent account (kind account) or owner (kind owner) is the row `id` */
+  recordsReferencing(kind: RelatedKind, id: string): Promise<{ entity: LinkedEntity; id: string }[]>;
   /** forget cached metadata: column security or the schema changed */
   invalidateMetadata(entity?: LinkedEntity): void;
 }
