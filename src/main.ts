@@ -199,7 +199,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     });
     closers.push({ name: 'dynamics client', close: () => dataverseClient.close() });
     const marketo = createMarketoPort(marketoClient);
-    const dynamics = createDynamicsPort({ client: dataverseClient });
+    const dynamics = createDynamicsPort({ client: dataverseClient, syncFilters: config.dynamics.syncFilters });
 
     // Webhook secrets are required with real systems (config.ts); a sandbox makes up its own.
     const webhookSecrets = {

@@ -79,8 +79,13 @@ export interface DynamicsRecordView {
   version: string;
   modifiedOn: string;
   modifiedBy: string | null;
-  /** `new_synctomkto`: null when the column is absent or empty (both mean "sync") */
+  /**
+   * The entity's sync filter (sync/sync-filter.ts; default `new_synctomkto ne false`): false when
+   * the record is filtered out, null when the filter's column is absent or empty and it passes
+   */
   syncFilter: boolean | null;
+  /** the filter as the admin wrote it, for "filtered out by <rule>" */
+  filterRule?: string;
   /** on a contact created by qualifying a lead */
   originatingLeadId: string | null;
 }

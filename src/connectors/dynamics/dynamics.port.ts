@@ -5,13 +5,13 @@ import type { DynamicsColumnAccess, DynamicsPort, DynamicsRecordView, FieldBindi
 import { dataverseEntitySets, type DataverseClient, type DataverseEntity, type DataverseRecord } from './dataverse.client.ts';
 import { DataverseValidationError } from './dataverse.errors.ts';
 import { relatedColumn, relatedSources, splitBindings, type RelatedKind } from './related.ts';
+import { DEFAULT_SYNC_FILTER, parseSyncFilter, passesSyncFilter, type SyncFilterRule } from '../../sync/sync-filter.ts';
 
 // The engine's view of Dataverse: canonical fields in, canonical fields out. Option sets go
 // through the mapping's value map; the sync filter and the qualifying lead are read alongside.
 // Fields of a contact's parent account and of the owner (related.ts) are read from those rows, one
 // In-filter read per table for all records read together, and never written.
 
-const SYNC_FILTER = 'new_synctomkto';
 const ORIGINATING_LEAD = '_originatingleadid_value';
 const EMAIL = 'emailaddress1';
 
@@ -27,6 +27,8 @@ export interface DynamicsPortOptions {
    */
   metadataTtlMs?: number;
   now?: () => number;
+  /** per entity, the condition a record must meet to sync; default `new_synctomkto ne false` */
+  syncFilters?: Partial<Record<LinkedEntity, SyncFilterRule>>;
 }
 
 export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
@@ -34,6 +36,10 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
   const ttl = options.metadataTtlMs ?? 60_000;
   const now = options.now ?? Date.now;
   const accessCache = new Map<LinkedEntity, { at: number; value: Promise<Map<string, DynamicsColumnAccess>> }>();
+  const defaultFilter = parseSyncFilter(DEFAULT_SYNC_FILTER) as SyncFilterRule;
+  const filterOf = (entity: LinkedEntity): SyncFilterRule => options.syncFilters?.[entity] ?? defaultFilter;
+  /** `_owningbusinessunit_value` is the column `owningbusinessunit` in metadata */
+  const metadataName = (column: string) => /^_(.+)_value$/.exec(column)?.[1] ?? column;
 
   function columnAccess(entity: LinkedEntity): Promise<Map<string, DynamicsColumnAccess>> {
     const cached = accessCache.get(entity);
@@ -62,7 +68,8 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
     const columns = new Set(own.map((b) => b.dynamicsAttribute));
     for (const group of related) columns.add(group.source.lookup);
     // Optional columns are only asked for when the table has them: Dataverse refuses unknown ones.
-    if (access.get(SYNC_FILTER)?.canRead) columns.add(SYNC_FILTER);
+    const filter = filterOf(entity);
+    if (access.get(metadataName(filter.column))?.canRead) columns.add(filter.column);
     if (access.get(EMAIL)?.canRead) columns.add(EMAIL);
     if (entity === 'CONTACT' && access.has('originatingleadid')) columns.add(ORIGINATING_LEAD);
     return [...columns];
@@ -117,7 +124,8 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
         fields[binding.field] = normalise(raw, binding.type);
       }
     }
-    const filter = record.values[SYNC_FILTER];
+    const filter = filterOf(entity);
+    const filterValue = record.values[filter.column];
     const email = record.values[EMAIL];
     const originating = record.values[ORIGINATING_LEAD];
     return {
@@ -129,7 +137,8 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
       version: String(record.versionnumber),
       modifiedOn: record.modifiedon,
       modifiedBy: record.modifiedby?.toLowerCase() ?? null,
-      syncFilter: typeof filter === 'boolean' ? filter : null,
+      syncFilter: !passesSyncFilter(filter, record.values) ? false : filterValue === null || filterValue === undefined || filterValue === '' ? null : true,
+      filterRule: filter.text,
       originatingLeadId: typeof originating === 'string' ? originating.toLowerCase() : null,
     };
   }
