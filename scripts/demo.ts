@@ -278,6 +278,40 @@ export async function runDemo(target: DemoTarget, options: { print?: (line: stri
     }
   });
 
+  await step('Account rename: a contact’s company is its account; renaming the account reaches every linked person', async (lines) => {
+    const account = await ok('POST', `${target.dataverseUrl}/__admin/records/account`, { name: 'Bletchley Park Ltd', industrycode: 7, websiteurl: 'https://bletchley.example.com' });
+    const accountId = String(account['accountid']);
+    const contactIds: string[] = [];
+    for (const first of ['Joan', 'Gordon', 'Dilly']) {
+      const contact = await ok('POST', `${target.dataverseUrl}/__admin/records/contact`, {
+        firstname: first,
+        lastname: 'Codebreaker',
+        emailaddress1: `${first.toLowerCase()}.${run}@bletchley.example.com`,
+        'parentcustomerid_account@odata.bind': `/accounts(${accountId})`,
+      });
+      contactIds.push(String(contact['contactid']));
+    }
+    const personIds = await waitFor('the three contacts to be linked', async () => {
+      const ids: number[] = [];
+      for (const id of contactIds) {
+        const data = await graphql<{ link: { marketoId: string } | null }>('query ($id: ID) { link(dynamicsId: $id) { marketoId } }', { id });
+        if (!data.link) return undefined;
+        ids.push(Number(data.link.marketoId));
+      }
+      return ids;
+    });
+    await settled();
+    show(lines, 'persons before', await Promise.all(personIds.map(async (id) => pick(await marketoPerson(id), ['id', 'company', 'industry', 'website']))));
+    await ok('PATCH', `${target.dataverseUrl}/__admin/records/account/${accountId}`, { name: 'Government Code and Cypher School' });
+    lines.push('   Dynamics account renamed to "Government Code and Cypher School" (its Update webhook step fans out to the contacts)');
+    await waitFor('every linked person to show the new company', async () => {
+      for (const id of personIds) if ((await marketoPerson(id))['company'] !== 'Government Code and Cypher School') return false;
+      return true;
+    });
+    show(lines, 'persons after', await Promise.all(personIds.map(async (id) => pick(await marketoPerson(id), ['id', 'company']))));
+    showActivities(lines, (await activities(personIds[0]!, 3)).filter((a) => a.type === 'UPDATED_IN_MARKETO').slice(0, 1));
+  });
+
   const failed = steps.filter((s) => !s.ok);
   print('');
   print(failed.length === 0 ? `All ${steps.length} steps held. (With npm start, the operator console at / shows such collisions and rejections.)` : `${failed.length} of ${steps.length} steps failed: ${failed.map((s) => s.title).join('; ')}`);

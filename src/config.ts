@@ -1,11 +1,27 @@
 import { validate as isValidCron } from 'node-cron';
 import { z } from 'zod';
+import { DEFAULT_SYNC_FILTER, parseSyncFilter, type SyncFilterRule } from './sync/sync-filter.ts';
 
 // The one place that reads the environment. Parsed once in main.ts and passed down; every bad
 // variable is reported at once, by name, with what it must be.
 
 const blankAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
 const optionalString = z.preprocess(blankAsUnset, z.string().optional());
+const syncFilter = z.preprocess(
+  blankAsUnset,
+  z
+    .string()
+    .default(DEFAULT_SYNC_FILTER)
+    .transform((text, ctx) => {
+      const rule = parseSyncFilter(text);
+      if ('error' in rule) {
+        ctx.addIssue({ code: 'custom', message: rule.error });
+        return z.NEVER;
+      }
+      return rule;
+    }),
+);
+
 const int = (min: number, max: number, fallback: number) =>
   z.preprocess(
     blankAsUnset,
@@ -115,6 +131,12 @@ const environmentSchema = z
     /** serve GET /metrics on this port only, without a token; unset: on PORT, with an API token */
     METRICS_PORT: z.preprocess(blankAsUnset, z.coerce.number().int().min(0).max(65_535).optional()),
 
+    /**
+     * the condition a Dynamics lead / contact must meet to sync (src/sync/sync-filter.ts), e.g.
+     * `statuscode in (1, 2)` or `_owningbusinessunit_value eq <guid>`; default `new_synctomkto ne false`
+     */
+    SYNC_FILTER_LEAD: syncFilter,
+    SYNC_FILTER_CONTACT: syncFilter,
     SYNC_SWEEP_CRON: cron('*/5 * * * *'),
     SYNC_FULL_CRON: cron('0 3 * * *'),
     /** a sweep stops early rather than push Marketo's daily usage past this share of the quota */
@@ -224,6 +246,8 @@ export interface Config {
   dynamics: {
     credentials: DynamicsCredentials | undefined;
     webhookSecret: string | undefined;
+    /** per entity, the condition a record must meet to sync */
+    syncFilters: Record<'LEAD' | 'CONTACT', SyncFilterRule>;
     timeoutMs: number | undefined;
     /** what the client spends of the service protection limits per 5-minute window */
     budget: { requestsPerWindow: number; maxConcurrent: number; executionMsPerWindow: number };
@@ -323,6 +347,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     dynamics: {
       credentials: dynamics,
       webhookSecret: env.DYNAMICS_WEBHOOK_SECRET,
+      syncFilters: { LEAD: env.SYNC_FILTER_LEAD, CONTACT: env.SYNC_FILTER_CONTACT },
       timeoutMs: env.DYNAMICS_TIMEOUT_MS,
       budget: {
         requestsPerWindow: env.DYNAMICS_REQUESTS_PER_5MIN,

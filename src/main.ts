@@ -37,6 +37,7 @@ import { createMappingService } from './sync/mappings.ts';
 import { createOperatorActions } from './sync/operator.ts';
 import { createSyncPerson } from './sync/sync-person.ts';
 import { createSyncWorker, type SyncWorker } from './sync/worker.ts';
+import { createFanout } from './sync/fanout.ts';
 import { createFencing } from './sync/fence.ts';
 import { createLeaseKeeper } from './sync/leases.ts';
 import { fetchUntil } from './lifecycle.ts';
@@ -235,7 +236,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     });
     closers.push({ name: 'dynamics client', close: () => dataverseClient.close() });
     const marketo = createMarketoPort(marketoClient);
-    const dynamics = createDynamicsPort({ client: dataverseClient });
+    const dynamics = createDynamicsPort({ client: dataverseClient, syncFilters: config.dynamics.syncFilters });
 
     // Webhook secrets are required with real systems (config.ts); a sandbox makes up its own.
     const webhookSecrets = {
@@ -262,10 +263,13 @@ export async function startService(config: Config, options: ServiceOptions = {})
     // bounded: past the limit Dataverse deliveries are refused with 503 and Sync Person queues
     const intake = createInboxIntake(db, { limit: config.sync.intakeQueueLimit });
     const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats(), intakeStats: () => intake.stats() });
+    // told only by the worker's own batches: the worker exists by then
+    const fanout = createFanout({ db, dynamics, mappings, notify: () => worker.notify() });
     const worker = createSyncWorker({
       db,
       engine,
       syncPerson,
+      fanout,
       logger: logger.child({ component: 'worker' }),
       owner,
       batchSize: config.sync.inboxBatchSize,
@@ -447,6 +451,15 @@ export async function startService(config: Config, options: ServiceOptions = {})
         entities: ['lead', 'contact'],
         messages: ['Create', 'Update', 'Delete'],
         postImage: true,
+      });
+      // ...and an Update step on account and systemuser: company and owner fields follow their edits
+      sandbox.dataverse.admin.registerWebhook({
+        url: `${url}/webhooks/dynamics`,
+        authType: 'WebhookKey',
+        authValue: webhookSecrets.dynamics,
+        entities: ['account', 'systemuser'],
+        messages: ['Update'],
+        postImage: false,
       });
       logger.warn({ marketoWebhookSecret: webhookSecrets.marketo }, 'sandbox webhook secret for X-Webhook-Secret (generated for this run)');
     }

@@ -29,7 +29,7 @@ export interface FieldSyncInput {
 
 export function fieldSyncState(f: FieldSyncInput): { state: FieldSyncState; reason: string | null } {
   if (!f.enabled) return { state: 'DISABLED', reason: 'the mapping is disabled' };
-  if (f.linkStatus === 'FILTERED') return { state: 'FILTERED', reason: 'the Dynamics record says new_synctomkto = No: updates stop until it says Yes' };
+  if (f.linkStatus === 'FILTERED') return { state: 'FILTERED', reason: 'the Dynamics record fails the sync filter (default new_synctomkto ne false): updates stop until it passes again' };
   if (f.linkStatus === 'DELETED_IN_DYNAMICS') return { state: 'LINK_ENDED', reason: 'the Dynamics record was deleted' };
   if (f.linkStatus === 'DELETED_IN_MARKETO') return { state: 'LINK_ENDED', reason: 'the Marketo person was deleted' };
   const a = f.access;

@@ -133,7 +133,7 @@ export function addConsoleSchema(builder: Builder, refs: Refs) {
       NOT_READABLE: { description: 'the Dynamics sync user may not read the column: the field never syncs' },
       NOT_UPDATABLE: { description: 'one side may not be written by the sync: changes stay on the other side' },
       REFUSED_BY_DYNAMICS: { description: 'Dynamics refused the value (business rule, plugin); not retried until it changes' },
-      FILTERED: { description: 'the Dynamics record says new_synctomkto = No' },
+      FILTERED: { description: 'the Dynamics record fails the sync filter' },
       LINK_ENDED: { description: 'the record was deleted on one side' },
       UNCHECKED: { description: "the sync has not read both systems' metadata for it yet" },
     } as const,

@@ -90,7 +90,7 @@ export interface LiveReads {
 export interface LiveRecords {
   marketo: Record<string, unknown> | null;
   dynamics: Record<string, unknown> | null;
-  /** Dynamics' new_synctomkto on the record: false means the record is filtered out */
+  /** the record against the entity's sync filter: false means it is filtered out */
   dynamicsSyncFilter: boolean | null;
   /** why a side could not be read (the vendor's message) */
   errors: string[];

@@ -17,7 +17,7 @@ const draftSchema = z.object({
     .string()
     .trim()
     .toLowerCase()
-    .regex(/^[a-z][a-z0-9_]{0,99}$/, "a Dataverse column logical name, e.g. 'firstname'"),
+    .regex(/^(?:(?:account|owner)\.)?[a-z][a-z0-9_]{0,99}$/, "a Dataverse column logical name, e.g. 'firstname', or a column of the contact's account or of the owner, e.g. 'account.name', 'owner.internalemailaddress'"),
   direction: z.enum(['BOTH', 'MARKETO_TO_DYNAMICS', 'DYNAMICS_TO_MARKETO']),
   collisionWinner: z.enum(['MARKETO', 'DYNAMICS']).nullable(),
   enabled: z.boolean(),
@@ -25,7 +25,16 @@ const draftSchema = z.object({
     .array(z.object({ dynamicsValue: z.string().regex(/^-?\d{1,10}$/, 'a Dynamics option value (an integer)'), marketoValue: z.string().max(255) }))
     .nullable()
     .transform((entries) => (entries ? Object.fromEntries(entries.map((e) => [e.dynamicsValue, e.marketoValue])) : null)),
-}) satisfies z.ZodType<FieldMappingDraft, unknown>;
+})
+  // the account and the owner are read through the record and never written: they sync one way
+  .refine((d) => !/^(account|owner)\./.test(d.dynamicsAttribute) || d.direction === 'DYNAMICS_TO_MARKETO', {
+    path: ['direction'],
+    message: 'a column of the account or the owner syncs DYNAMICS_TO_MARKETO only',
+  })
+  .refine((d) => !d.dynamicsAttribute.startsWith('account.') || d.entity === 'CONTACT', {
+    path: ['dynamicsAttribute'],
+    message: "only a contact has a parent account (a lead's company is its own companyname column)",
+  }) satisfies z.ZodType<FieldMappingDraft, unknown>;
 
 function firstIssue(error: z.ZodError): string {
   const issue = error.issues[0];

@@ -30,7 +30,7 @@ export function createRefs(builder: Builder) {
     description: 'Whether a link still syncs.',
     values: {
       ACTIVE: { description: 'syncing both ways' },
-      FILTERED: { description: 'the Dynamics record says new_synctomkto = No: updates stop, nothing is deleted' },
+      FILTERED: { description: 'the Dynamics record fails the sync filter (SYNC_FILTER_LEAD / _CONTACT, default new_synctomkto ne false): updates stop, nothing is deleted' },
       DELETED_IN_DYNAMICS: { description: 'the Dynamics record was deleted; the Marketo person is kept' },
       DELETED_IN_MARKETO: { description: 'the Marketo person was deleted; it is re-created if the Dynamics record changes' },
     } as const,
@@ -54,7 +54,7 @@ export function createRefs(builder: Builder) {
       COLLISION_RESOLVED: { description: 'a field changed on both sides; `fields` has both values, the base, the winner, the rule and the losing value' },
       VALIDATION_REJECTED: { description: 'Dynamics refused a write; its message is in `message`' },
       FIELD_SKIPPED: { description: 'a field was not synced (the sync user may not read or update it, or it is missing)' },
-      SYNC_FILTERED: { description: 'the Dynamics record is excluded by new_synctomkto = No' },
+      SYNC_FILTERED: { description: 'the Dynamics record is filtered out by the sync filter, or passes it again; the message names the rule' },
       DELETED_IN_DYNAMICS: { description: 'the Dynamics record was deleted' },
       DELETED_IN_MARKETO: { description: 'the Marketo person was deleted' },
       LINK_MOVED: { description: 'the link moved, e.g. a lead qualified into a contact' },

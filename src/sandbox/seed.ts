@@ -60,6 +60,16 @@ export interface SeededRecord {
   dynamicsId: string | null;
 }
 
+/** Sales users who own the seeded records: their name, email, phone and title show on the persons. */
+const owners = [
+  { firstname: 'Dana', lastname: 'Whitfield', title: 'Regional Sales Director', phone: '+1 206 555 0140' },
+  { firstname: 'Kenji', lastname: 'Morales', title: 'Account Executive', phone: '+1 312 555 0141' },
+  { firstname: 'Leila', lastname: 'Farouk', title: 'Sales Development Rep', phone: '+44 20 5550 0142' },
+];
+
+/** A few industries of the default option set (industrycode), shown on persons as labels. */
+const industryCodes = [6, 7, 12, 16, 20, 30, 33];
+
 export interface SandboxSeed {
   /** Dynamics contacts, linked to Marketo persons (some matched to existing persons by email) */
   contacts: SeededRecord[];
@@ -67,6 +77,10 @@ export interface SandboxSeed {
   leads: SeededRecord[];
   /** Marketo persons with no Dynamics record: ready for Sync Person to Microsoft */
   marketoOnly: SeededRecord[];
+  /** the contacts' parent accounts (their fields are the persons' company fields), by name */
+  accounts: { name: string; accountId: string }[];
+  /** the sales users owning the seeded leads and contacts */
+  owners: { name: string; systemUserId: string }[];
   /** false when the initial sync did not finish within the wait (the service keeps working on it) */
   settled: boolean;
 }
@@ -161,8 +175,38 @@ export function fillSandbox(sandbox: Pick<Sandbox, 'marketo' | 'dataverse'>): Om
     return { name: name(p), email: emailOf(p), marketoId: lead.id, dynamicsId: null };
   });
 
+  // The sales team and the accounts it works: a contact's account is its person's company.
+  const seededOwners = owners.map((o) => ({
+    name: `${o.firstname} ${o.lastname}`,
+    systemUserId: dataverse.addUser({
+      domainname: `${o.firstname}.${o.lastname}@contoso.example`.toLowerCase(),
+      firstname: o.firstname,
+      lastname: o.lastname,
+      internalemailaddress: `${o.firstname}.${o.lastname}@contoso.example`.toLowerCase(),
+      title: o.title,
+      address1_telephone1: o.phone,
+    }),
+  }));
+  const ownerBind = (i: number) => ({ 'ownerid@odata.bind': `/systemusers(${seededOwners[i % seededOwners.length]!.systemUserId})` });
+  const accounts = contactsPeople.map((p, i) => ({
+    name: p.company,
+    accountId: String(
+      dataverse.create('account', {
+        name: p.company,
+        websiteurl: `https://www.${p.company.toLowerCase().replace(/[^a-z0-9]+/g, '')}.example.com`.normalize('NFD').replace(/[\u0300-\u036f]/g, ''),
+        telephone1: p.phone.replace(/\d{2}$/, '00'),
+        industrycode: industryCodes[i % industryCodes.length],
+        numberofemployees: 50 * (i + 1) * (i + 1),
+        revenue: 1_000_000 * (i + 2),
+        address1_city: p.city,
+        address1_country: p.country,
+        ...ownerBind(i),
+      }).accountid,
+    ),
+  }));
+
   // Records sales created in Dynamics: each Create fires the registered webhook step.
-  const contacts: SeededRecord[] = contactsPeople.map((p) => {
+  const contacts: SeededRecord[] = contactsPeople.map((p, i) => {
     const row = dataverse.create('contact', {
       firstname: p.first,
       lastname: p.last,
@@ -171,10 +215,12 @@ export function fillSandbox(sandbox: Pick<Sandbox, 'marketo' | 'dataverse'>): Om
       telephone1: p.phone,
       address1_city: p.city,
       address1_country: p.country,
+      'parentcustomerid_account@odata.bind': `/accounts(${accounts[i]!.accountId})`,
+      ...ownerBind(i),
     });
     return { name: name(p), email: emailOf(p), marketoId: existing.get(emailOf(p)) ?? null, dynamicsId: String(row['contactid']) };
   });
-  const leads: SeededRecord[] = leadPeople.map((p) => {
+  const leads: SeededRecord[] = leadPeople.map((p, i) => {
     const row = dataverse.create('lead', {
       firstname: p.first,
       lastname: p.last,
@@ -184,17 +230,18 @@ export function fillSandbox(sandbox: Pick<Sandbox, 'marketo' | 'dataverse'>): Om
       telephone1: p.phone,
       address1_city: p.city,
       address1_country: p.country,
+      ...ownerBind(i + 1),
     });
     return { name: name(p), email: emailOf(p), marketoId: null, dynamicsId: String(row['leadid']) };
   });
-  return { contacts, leads, marketoOnly };
+  return { contacts, leads, marketoOnly, accounts, owners: seededOwners };
 }
 
 /** Fills both simulators and waits (up to `waitMs`) until the initial sync linked every Dynamics record. */
 export async function seedSandbox(options: { sandbox: Sandbox; db: Database; logger?: Logger; waitMs?: number }): Promise<SandboxSeed> {
   const { sandbox, db } = options;
   const dataverse = sandbox.dataverse.admin;
-  const { contacts, leads, marketoOnly } = fillSandbox(sandbox);
+  const { contacts, leads, marketoOnly, accounts, owners } = fillSandbox(sandbox);
   const linked = [...contacts, ...leads];
   const deadline = Date.now() + (options.waitMs ?? 60_000);
   let settled = false;
@@ -215,5 +262,5 @@ export async function seedSandbox(options: { sandbox: Sandbox; db: Database; log
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   if (!settled) options.logger?.warn({ linked: linked.filter((r) => r.marketoId !== null).length, of: linked.length }, 'sandbox seed: the initial sync is still running');
-  return { contacts, leads, marketoOnly, settled };
+  return { contacts, leads, marketoOnly, accounts, owners, settled };
 }

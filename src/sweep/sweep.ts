@@ -13,6 +13,7 @@ import type { FieldBinding } from '../sync/ports.ts';
 import type { OverwrittenEdit } from '../sync/overwritten.ts';
 import { normalise, sameValue, type CanonicalValue } from '../sync/values.ts';
 import { dynamicsScope, fullScope, readCursor, requestFullReconcile, writeCursor } from './cursors.ts';
+import { discoverRelated } from './related.ts';
 
 // One reconciliation sweep: find what changed on each side since the stored cursors, and put it
 // in the inbox (origin SWEEP) for the engine, which re-reads both sides and merges. The sweep never
@@ -67,6 +68,8 @@ export interface SweepCounts {
   overwrittenEdits: number;
   /** journaled creates never linked whose worker is gone, handed to the inbox to finish */
   unfinishedCreates?: number;
+  /** accounts and systemusers changed: each fans out to the linked persons that show it */
+  relatedChanges?: number;
   /** changes the link already holds (same Dataverse version, or values equal to the snapshot) */
   alreadySynced: number;
   /** Marketo changes of persons that are not linked (only Sync Person to Microsoft creates them in Dynamics) */
@@ -636,6 +639,13 @@ export function createSweeper(options: SweeperOptions) {
       if (request.full) for (const entity of ENTITIES) await requestFullReconcile(prisma, entity);
       await requestBackfills();
       for (const entity of ENTITIES) await discoverDynamics(entity);
+      for (const kind of ['account', 'owner'] as const) {
+        const { changed } = await discoverRelated(
+          { prisma, dataverse, runId, overlapMs, enqueue: enqueueAll, called: () => void counts.dynamicsCalls++, note: (text) => notes.push(text), checkAbort },
+          kind,
+        );
+        if (changed > 0) counts.relatedChanges = (counts.relatedChanges ?? 0) + changed;
+      }
       await discoverMarketoChanges();
       await discoverMarketoDeletes();
       await discoverUnfinishedCreates();

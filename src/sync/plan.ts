@@ -66,7 +66,7 @@ export interface MergePlan {
 /**
  * The link's status as a table of what was observed (SPEC "Entities and direction"): a missing
  * Dynamics record marks the link deleted there and stops everything; a missing person marks it
- * deleted in Marketo unless the record changed since; `new_synctomkto = No` filters it; otherwise
+ * deleted in Marketo unless the record changed since; the entity's sync filter filters it; otherwise
  * it syncs.
  */
 export type PairObservation = 'record_missing' | 'link_deleted_in_dynamics' | 'person_missing' | 'person_missing_record_changed' | 'filtered' | 'syncs';
@@ -105,15 +105,17 @@ export function planSync(input: PlanInput): SyncPlan {
       };
     case 'person_missing_record_changed':
       return { kind: 'recreate_person' };
-    case 'filtered':
-      if (link.status === 'FILTERED') return { kind: 'none', note: 'filtered by new_synctomkto' };
+    case 'filtered': {
+      const rule = input.record!.filterRule ?? 'new_synctomkto ne false';
+      if (link.status === 'FILTERED') return { kind: 'none', note: `filtered out by ${rule}` };
       return {
         kind: 'status',
         status: 'FILTERED',
-        activities: [activity(subject, 'SYNC_FILTERED', `new_synctomkto is No on the Dynamics ${label}: updates stop; the Marketo person is kept`)],
+        activities: [activity(subject, 'SYNC_FILTERED', `filtered out by ${rule} on the Dynamics ${label}: updates stop; the Marketo person is kept`)],
         flagPerson: null,
-        note: 'filtered by new_synctomkto',
+        note: `filtered out by ${rule}`,
       };
+    }
     case 'syncs':
       return planMerge(input, input.person!, input.record!);
   }
@@ -129,7 +131,7 @@ function planMerge(input: PlanInput, person: PersonRecord, record: DynamicsRecor
   const undone = undoStale(merged, stale, subject);
   const putBack = settleRecovered({ ...merged, writes: undone.writes }, recovered, subject);
   const result = { ...merged, writes: putBack.writes };
-  const resumed = link.status === 'FILTERED' ? [activity(subject, 'SYNC_FILTERED', 'new_synctomkto is Yes again: the record syncs again')] : [];
+  const resumed = link.status === 'FILTERED' ? [activity(subject, 'SYNC_FILTERED', `the sync filter (${record.filterRule ?? 'new_synctomkto ne false'}) admits the record again: it syncs again`)] : [];
   const plan = fromMerge(link, result, subject, input.now, [...resumed, ...undone.entries, ...putBack.entries]);
   return recovered.length ? { ...plan, activities: explainRecovered(plan.activities, recovered) } : plan;
 }

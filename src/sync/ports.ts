@@ -1,5 +1,6 @@
 import type { CanonicalRecordFields, CanonicalValue, ValueType } from './values.ts';
 import type { LinkedEntity } from './policy.ts';
+import type { RelatedKind } from './related-fields.ts';
 
 // What the engine needs from each system, in canonical terms. Only connectors/* implement these
 // and know the vendors' HTTP shapes; failures are ConnectorErrors whose `kind` the engine reads.
@@ -93,8 +94,13 @@ export interface DynamicsRecordView {
   version: string;
   modifiedOn: string;
   modifiedBy: string | null;
-  /** `new_synctomkto`: null when the column is absent or empty (both mean "sync") */
+  /**
+   * The entity's sync filter (sync/sync-filter.ts; default `new_synctomkto ne false`): false when
+   * the record is filtered out, null when the filter's column is absent or empty and it passes
+   */
   syncFilter: boolean | null;
+  /** the filter as the admin wrote it, for "filtered out by <rule>" */
+  filterRule?: string;
   /** on a contact created by qualifying a lead */
   originatingLeadId: string | null;
 }
@@ -133,7 +139,13 @@ export interface DynamicsPort {
     /** the client-chosen primary key: a resend with it is refused as a duplicate and read back, never a second record */
     id?: string,
   ): Promise<DynamicsRecordView>;
+  /**
+   * Column access by logical name; a column of the contact's parent account or of the owner under
+   * `account.<column>` / `owner.<column>` (sync/related-fields.ts), never updatable through the record.
+   */
   columnAccess(entity: LinkedEntity): Promise<Map<string, DynamicsColumnAccess>>;
+  /** the leads and contacts whose parent account (kind account) or owner (kind owner) is the row `id` */
+  recordsReferencing(kind: RelatedKind, id: string): Promise<{ entity: LinkedEntity; id: string }[]>;
   /** forget cached metadata: column security or the schema changed */
   invalidateMetadata(entity?: LinkedEntity): void;
 }

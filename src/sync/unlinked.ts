@@ -226,8 +226,9 @@ export function createUnlinkedSync(options: UnlinkedSyncOptions) {
         return { status: 'done', linkId: null, note: why };
       };
       if (record.syncFilter === false) {
-        if (created) return note('SYNC_FILTERED', `new_synctomkto is No on the new Dynamics ${label}: not synced to Marketo`, 'filtered by new_synctomkto');
-        return { status: 'done', linkId: null, note: 'filtered by new_synctomkto' };
+        const rule = record.filterRule ?? 'new_synctomkto ne false';
+        if (created) return note('SYNC_FILTERED', `filtered out by ${rule}: the new Dynamics ${label} is not synced to Marketo`, `filtered out by ${rule}`);
+        return { status: 'done', linkId: null, note: `filtered out by ${rule}` };
       }
       if (entity === 'CONTACT' && record.originatingLeadId) {
         const leadLink = await findLink(db.prisma, { dynamicsId: record.originatingLeadId });

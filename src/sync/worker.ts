@@ -3,6 +3,7 @@ import { claim, completeMany, fail, release, type ClaimedChangeEvent } from '../
 import type { Logger } from '../logger.ts';
 import { activity, recordActivities } from './activities.ts';
 import { outcomeForError, type EventOutcome, type SyncEngine } from './engine.ts';
+import { FANOUT, type Fanout } from './fanout.ts';
 import type { SyncPerson } from './sync-person.ts';
 
 // The one loop that drains the inbox on each replica: claim a batch (SKIP LOCKED, leased), hand
@@ -16,6 +17,8 @@ export interface WorkerOptions {
   db: Database;
   engine: SyncEngine;
   syncPerson: SyncPerson;
+  /** expands a change of an account or a user into its linked persons' events (fanout.ts) */
+  fanout?: Fanout;
   logger: Logger;
   owner: string;
   batchSize: number;
@@ -56,6 +59,16 @@ export function createSyncWorker(options: WorkerOptions) {
   const sleepers = new Set<() => void>();
   /** the events claimed and not yet finished here: the lease heartbeat renews these and only these */
   const held = new Set<string>();
+
+  async function fanoutEvent(event: ClaimedChangeEvent): Promise<EventOutcome> {
+    if (!options.fanout) return { status: 'dead', reason: 'this replica does not expand account and owner changes' };
+    try {
+      return await options.fanout.expand(event);
+    } catch (error) {
+      logger.warn({ err: error, eventId: event.id }, 'expanding an account or owner change failed');
+      return outcomeForError(error, options.signal);
+    }
+  }
 
   async function syncPersonEvent(event: ClaimedChangeEvent): Promise<EventOutcome> {
     const payload = (event.payload ?? {}) as { syncAs?: string; assignTo?: string };
@@ -141,12 +154,14 @@ export function createSyncWorker(options: WorkerOptions) {
 
   async function syncHeld(events: ClaimedChangeEvent[], report: BatchReport): Promise<BatchReport> {
     const flowActions = events.filter((e) => e.operation === 'SYNC_PERSON');
-    const changes = events.filter((e) => e.operation !== 'SYNC_PERSON');
-    const [batchOutcomes, personOutcomes] = await Promise.all([
+    const fanouts = events.filter((e) => e.operation === FANOUT);
+    const changes = events.filter((e) => e.operation !== 'SYNC_PERSON' && e.operation !== FANOUT);
+    const [batchOutcomes, personOutcomes, fanoutOutcomes] = await Promise.all([
       engine.syncBatch(changes),
       Promise.all(flowActions.map(async (e) => [e.id, await syncPersonEvent(e)] as const)),
+      Promise.all(fanouts.map(async (e) => [e.id, await fanoutEvent(e)] as const)),
     ]);
-    const outcomes = new Map([...batchOutcomes, ...personOutcomes]);
+    const outcomes = new Map([...batchOutcomes, ...personOutcomes, ...fanoutOutcomes]);
     const done: { id: string; linkId: string | null }[] = [];
     const busy: string[] = [];
     for (const event of events) {

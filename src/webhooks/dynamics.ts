@@ -2,10 +2,12 @@ import { Router, type Request, type Response } from 'express';
 import { parseDataverseWebhook } from '../connectors/dynamics/webhook-context.ts';
 import { HttpError } from '../http/errors.ts';
 import type { InboxIntake } from '../inbox/intake.ts';
+import { fanoutEvent } from '../sync/fanout.ts';
 import { secretMatches } from './auth.ts';
 import { requireJson } from './intake.ts';
 
-// Dataverse webhook steps (Create/Update/Delete of lead and contact). Dataverse sends the
+// Dataverse webhook steps (Create/Update/Delete of lead and contact; Update of account and
+// systemuser, whose changes fan out to the linked persons that show them). Dataverse sends the
 // WebhookKey as `?code=`; an `X-Webhook-Secret` header is accepted too (HttpHeader auth). It
 // retries once on 502/503/504 only, so every accepted body is in the inbox before we answer. When
 // the store cannot keep up, a delivery gets 503 with Retry-After before anything is queued: its
@@ -26,6 +28,8 @@ export const OVERLOADED_RETRY_AFTER_S = 5;
 
 const handledMessages = new Set(['Create', 'Update', 'Delete']);
 const handledEntities = new Set(['lead', 'contact']);
+/** rows persons only show: their company (a contact's account) and their owner (a systemuser) */
+const relatedEntities = { account: 'account', systemuser: 'owner' } as const;
 const operations = { Create: 'CREATE', Update: 'UPDATE', Delete: 'DELETE' } as const;
 
 type Ingested =
@@ -51,6 +55,21 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
       return { kind: 'invalid', path, message: parsed.message };
     }
     const notice = parsed.notice;
+    if (notice.entity === 'account' || notice.entity === 'systemuser') {
+      if (notice.messageName !== 'Update') return { kind: 'ignored', reason: `${notice.messageName} of ${notice.entity} changes no person (only Update fans out)` };
+      const id = notice.id.toLowerCase();
+      const result = await deps.inbox.enqueue(
+        fanoutEvent(
+          { kind: relatedEntities[notice.entity], id, changedAttributes: notice.trimmed ? [] : Object.keys(notice.changedAttributes) },
+          {
+            origin: 'WEBHOOK',
+            dedupeKey: `dv:${notice.operationId}:${notice.messageName}:${notice.entity}:${id}`,
+            payload: { messageName: notice.messageName, initiatingUserId: notice.initiatingUserId, correlationId: notice.correlationId, operationCreatedOn: notice.operationCreatedOn },
+          },
+        ),
+      );
+      return { kind: result.status, eventId: result.id };
+    }
     if (!handledEntities.has(notice.entity)) return { kind: 'ignored', reason: `table ${notice.entity} is not synced` };
     const syncUser = deps.syncUserId();
     const id = notice.id.toLowerCase();

@@ -29,7 +29,7 @@ describe.each(testEngines())('the store on %s', (engine) => {
     expect(second.applied).toEqual([]);
     const after = await migrationStatus(db, paths.migrationsDir);
     expect(after).toMatchObject({ current: true, pending: [] });
-    expect(await db.prisma.fieldMapping.count()).toBe(25);
+    expect(await db.prisma.fieldMapping.count()).toBe(45);
   });
 
   it('seeds the default field mapping of the spec for leads and contacts', async () => {
@@ -40,8 +40,15 @@ describe.each(testEngines())('the store on %s', (engine) => {
     expect(leadFields).toContain('company=companyname');
     expect(leadFields).toContain('unsubscribed=donotbulkemail');
     expect(contactFields).not.toContain('companyname');
-    expect(contactFields).toHaveLength(12);
-    expect(mappings.every((m) => m.enabled && m.direction === 'BOTH' && m.collisionWinner === null)).toBe(true);
+    const own = mappings.filter((m) => !m.dynamicsAttribute.includes('.'));
+    expect(own.filter((m) => m.entity === 'CONTACT')).toHaveLength(12);
+    expect(own.every((m) => m.enabled && m.direction === 'BOTH' && m.collisionWinner === null)).toBe(true);
+    // a contact's company is its parent account, anyone's owner a systemuser: one way, to Marketo
+    const related = mappings.filter((m) => m.dynamicsAttribute.includes('.'));
+    expect(contactFields).toContain('account.name');
+    expect(leadFields).toContain('dynamicsOwnerEmail=owner.internalemailaddress');
+    expect(leadFields.some((f) => f.includes('account.'))).toBe(false);
+    expect(related.every((m) => m.enabled && m.direction === 'DYNAMICS_TO_MARKETO')).toBe(true);
   });
 
   it('links a Marketo person to at most one Dynamics record', async () => {

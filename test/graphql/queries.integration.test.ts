@@ -175,7 +175,7 @@ describe.each(testEngines())('GraphQL queries on %s', (engine) => {
       app(),
       `{ fieldMappings(entity: LEAD) { entity canonicalField marketoField dynamicsAttribute direction enabled effectiveWinner effectiveRule access { dynamics { canRead canUpdate } marketo { updateable dataType } } } }`,
     );
-    expect(body.data.fieldMappings).toHaveLength(13);
+    expect(body.data.fieldMappings).toHaveLength(17);
     expect(body.data.fieldMappings.find((m: any) => m.canonicalField === 'email')).toEqual({
       entity: 'LEAD',
       canonicalField: 'email',
@@ -189,7 +189,7 @@ describe.each(testEngines())('GraphQL queries on %s', (engine) => {
     });
     expect(body.data.fieldMappings.find((m: any) => m.canonicalField === 'city').access).toBeNull();
     const all = await gql(app(), '{ fieldMappings { entity } }');
-    expect(all.body.data.fieldMappings).toHaveLength(25);
+    expect(all.body.data.fieldMappings).toHaveLength(45);
   });
 
   it('reports sync status: backlog per status and per side, oldest pending age, last-hour throughput, last sweep, API usage and connector health', async () => {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedSandbox } from '../../src/sandbox/seed.ts';
+import { seedSandbox, type SandboxSeed } from '../../src/sandbox/seed.ts';
 import { testEngines } from '../support/database.ts';
 import { bootService, type TestService } from '../support/service.ts';
 
@@ -12,10 +12,12 @@ const queries = [...cookbook.matchAll(/^## (.+)\n[\s\S]*?```graphql\n([\s\S]*?)`
 
 describe.each(testEngines())('the GraphQL cookbook on %s', (engine) => {
   let t: TestService;
+  let seeded: SandboxSeed;
 
   beforeAll(async () => {
     t = await bootService(engine);
     const seed = await seedSandbox({ sandbox: t.service.sandbox!, db: t.service.db });
+    seeded = seed;
     const contact = seed.contacts[0]!;
     // the initial sync must be over: an edit it still carries across is no collision, only a later edit
     await t.settle();
@@ -25,6 +27,13 @@ describe.each(testEngines())('the GraphQL cookbook on %s', (engine) => {
   }, 120_000);
   afterAll(async () => {
     await t.stop();
+  });
+
+  it('shows company and owner fields on the seeded contacts’ persons on day one', () => {
+    const person = t.marketo.getLead(seeded.contacts[0]!.marketoId!)!;
+    expect(person.company).toBe(seeded.accounts[0]!.name);
+    expect(person).toMatchObject({ industry: expect.any(String), annualRevenue: expect.any(Number), dynamicsOwnerName: seeded.owners[0]!.name });
+    expect(t.marketo.getLead(seeded.leads[0]!.marketoId!)!.dynamicsOwnerEmail).toMatch(/@contoso\.example$/);
   });
 
   it('has the ten questions admins ask, and more', () => {

@@ -124,7 +124,7 @@ describe('sandbox mode as the README starts it', () => {
     const lines: string[] = [];
     const result = await runDemo(target(), { print: (line) => lines.push(line) });
     expect(result.ok, lines.join('\n')).toBe(true);
-    expect(result.steps.map((s) => s.ok)).toEqual([true, true, true, true, true]);
+    expect(result.steps.map((s) => s.ok)).toEqual([true, true, true, true, true, true]);
   }, 120_000);
 
   it('serves metrics that count what just happened', async () => {

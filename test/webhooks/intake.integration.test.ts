@@ -133,8 +133,18 @@ describe.each(testEngines())('webhook intake on %s', (engine) => {
       expect(await stored()).toBe(0);
     });
 
+    it('queues one FANOUT event for an Update of an account (its contacts’ company fields follow), and ignores its Create', async () => {
+      const update = await dynamics(sampleWith({ PrimaryEntityName: 'account', OperationId: '21111111-2222-4333-8444-555555555555' })).expect(202);
+      expect(update.body.status).toBe('queued');
+      const created = await dynamics(sampleWith({ PrimaryEntityName: 'account', MessageName: 'Create' })).expect(202);
+      expect(created.body.status).toBe('ignored');
+      const events = await t.service.db.prisma.changeEvent.findMany();
+      expect(events.map((e) => [e.operation, e.dynamicsEntity, (e.payload as { related?: string }).related])).toEqual([['FANOUT', null, 'account']]);
+      await t.service.db.prisma.changeEvent.deleteMany();
+    });
+
     it('ignores other tables, other messages, and the sync user’s own writes', async () => {
-      const account = await dynamics(sampleWith({ PrimaryEntityName: 'account' })).expect(202);
+      const account = await dynamics(sampleWith({ PrimaryEntityName: 'opportunity' })).expect(202);
       const assign = await dynamics(sampleWith({ MessageName: 'Assign' })).expect(202);
       const syncUser = t.service.sandbox!.dataverse.syncUserId;
       const echo = await dynamics(sampleWith({ InitiatingUserId: syncUser, OperationId: '11111111-2222-4333-8444-555555555555' })).expect(202);

@@ -30,11 +30,14 @@ import {
   type DataverseIdentity,
 } from './dataverse.schemas.ts';
 
-export type DataverseEntity = 'lead' | 'contact';
+/** The synced tables, and the ones their company and owner fields are read from (one way). */
+export type DataverseEntity = 'lead' | 'contact' | 'account' | 'systemuser';
 
 export const dataverseEntitySets: Record<DataverseEntity, { set: string; key: string }> = {
   lead: { set: 'leads', key: 'leadid' },
   contact: { set: 'contacts', key: 'contactid' },
+  account: { set: 'accounts', key: 'accountid' },
+  systemuser: { set: 'systemusers', key: 'systemuserid' },
 };
 
 export type DataverseClientOptions = {
@@ -166,6 +169,8 @@ export type DataverseClient = {
   deleteRecord(entity: DataverseEntity, id: string, options?: { etag?: string }): Promise<void>;
   assignOwner(entity: DataverseEntity, id: string, owner: DataverseOwner): Promise<void>;
   resolveSystemUserId(owner: DataverseOwner): Promise<string>;
+  /** Pages of the rows whose lookup column (`_x_value`) holds `id`, e.g. an account's contacts. */
+  queryByLookup(entity: DataverseEntity, lookupProperty: string, id: string, columns: readonly string[]): AsyncGenerator<DataverseRecord[], void, undefined>;
   queryModifiedSince(
     entity: DataverseEntity,
     since: Date,
@@ -829,6 +834,14 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
     },
 
     resolveSystemUserId,
+
+    queryByLookup(entity, lookupProperty, id, columns) {
+      const { set, key } = dataverseEntitySets[entity];
+      if (!/^_[a-z0-9_]+_value$/.test(lookupProperty)) throw new DataversePermanentError(`Not a lookup property: ${lookupProperty}`);
+      const filter = `${lookupProperty} eq ${encodeGuid(id)}`;
+      const url = `${set}?$select=${selectList(entity, columns)}&$filter=${encodeURIComponent(filter)}&$orderby=${key}%20asc`;
+      return pages(entity, url, `GET ${set} (by ${lookupProperty})`);
+    },
 
     queryModifiedSince(entity, since, columns) {
       const { set, key } = dataverseEntitySets[entity];

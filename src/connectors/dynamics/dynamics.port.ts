@@ -4,15 +4,20 @@ import type { LinkedEntity } from '../../sync/policy.ts';
 import type { DynamicsColumnAccess, DynamicsPort, DynamicsRecordView, FieldBinding } from '../../sync/ports.ts';
 import { dataverseEntitySets, type DataverseClient, type DataverseEntity, type DataverseRecord } from './dataverse.client.ts';
 import { DataverseValidationError } from './dataverse.errors.ts';
+import { relatedColumn, relatedSources, splitBindings, type RelatedKind } from './related.ts';
+import { DEFAULT_SYNC_FILTER, parseSyncFilter, passesSyncFilter, type SyncFilterRule } from '../../sync/sync-filter.ts';
 
 // The engine's view of Dataverse: canonical fields in, canonical fields out. Option sets go
 // through the mapping's value map; the sync filter and the qualifying lead are read alongside.
+// Fields of a contact's parent account and of the owner (related.ts) are read from those rows, one
+// In-filter read per table for all records read together, and never written.
 
-const SYNC_FILTER = 'new_synctomkto';
 const ORIGINATING_LEAD = '_originatingleadid_value';
 const EMAIL = 'emailaddress1';
 
 const entityName = (entity: LinkedEntity): DataverseEntity => (entity === 'LEAD' ? 'lead' : 'contact');
+
+type Related = Map<RelatedKind, Map<string, DataverseRecord>>;
 
 export interface DynamicsPortOptions {
   client: DataverseClient;
@@ -22,6 +27,8 @@ export interface DynamicsPortOptions {
    */
   metadataTtlMs?: number;
   now?: () => number;
+  /** per entity, the condition a record must meet to sync; default `new_synctomkto ne false` */
+  syncFilters?: Partial<Record<LinkedEntity, SyncFilterRule>>;
 }
 
 export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
@@ -29,18 +36,26 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
   const ttl = options.metadataTtlMs ?? 60_000;
   const now = options.now ?? Date.now;
   const accessCache = new Map<LinkedEntity, { at: number; value: Promise<Map<string, DynamicsColumnAccess>> }>();
+  const defaultFilter = parseSyncFilter(DEFAULT_SYNC_FILTER) as SyncFilterRule;
+  const filterOf = (entity: LinkedEntity): SyncFilterRule => options.syncFilters?.[entity] ?? defaultFilter;
+  /** `_owningbusinessunit_value` is the column `owningbusinessunit` in metadata */
+  const metadataName = (column: string) => /^_(.+)_value$/.exec(column)?.[1] ?? column;
 
   function columnAccess(entity: LinkedEntity): Promise<Map<string, DynamicsColumnAccess>> {
     const cached = accessCache.get(entity);
     if (cached && now() - cached.at < ttl) return cached.value;
-    const value = client.getColumnAccess(entityName(entity)).then(
-      (columns) =>
-        new Map(
-          columns.map((c) => [
-            c.logicalName.toLowerCase(),
-            { exists: true, canRead: c.canRead, canUpdate: c.canUpdate, canCreate: c.canCreate, options: c.options },
-          ]),
-        ),
+    const sources = Object.values(relatedSources).filter((source) => source.entities.includes(entity));
+    const value = Promise.all([client.getColumnAccess(entityName(entity)), ...sources.map((source) => client.getColumnAccess(source.table))]).then(
+      ([columns, ...related]) => {
+        const map = new Map<string, DynamicsColumnAccess>(
+          columns.map((c) => [c.logicalName.toLowerCase(), { exists: true, canRead: c.canRead, canUpdate: c.canUpdate, canCreate: c.canCreate, options: c.options }]),
+        );
+        // a related row's columns are read through the record, never written from it
+        sources.forEach((source, i) => {
+          for (const c of related[i]!) map.set(`${source.kind}.${c.logicalName.toLowerCase()}`, { exists: true, canRead: c.canRead, canUpdate: false, canCreate: false, options: c.options });
+        });
+        return map;
+      },
     );
     accessCache.set(entity, { at: now(), value });
     value.catch(() => accessCache.delete(entity));
@@ -49,19 +64,59 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
 
   async function columnsFor(entity: LinkedEntity, bindings: readonly FieldBinding[]): Promise<string[]> {
     const access = await columnAccess(entity);
-    const columns = new Set(bindings.map((b) => b.dynamicsAttribute));
+    const { own, related } = splitBindings(entity, bindings);
+    const columns = new Set(own.map((b) => b.dynamicsAttribute));
+    for (const group of related) columns.add(group.source.lookup);
     // Optional columns are only asked for when the table has them: Dataverse refuses unknown ones.
-    if (access.get(SYNC_FILTER)?.canRead) columns.add(SYNC_FILTER);
+    const filter = filterOf(entity);
+    if (access.get(metadataName(filter.column))?.canRead) columns.add(filter.column);
     if (access.get(EMAIL)?.canRead) columns.add(EMAIL);
     if (entity === 'CONTACT' && access.has('originatingleadid')) columns.add(ORIGINATING_LEAD);
     return [...columns];
   }
 
-  function toView(entity: LinkedEntity, record: DataverseRecord, bindings: readonly FieldBinding[]): DynamicsRecordView {
+  /** The rows the records' related bindings read from, by kind and lower-cased id: one read per table. */
+  async function readRelated(entity: LinkedEntity, records: readonly DataverseRecord[], bindings: readonly FieldBinding[]): Promise<Related> {
+    const out: Related = new Map();
+    await Promise.all(
+      splitBindings(entity, bindings).related.map(async (group) => {
+        const ids = [...new Set(records.flatMap((r) => (typeof r.values[group.source.lookup] === 'string' ? [(r.values[group.source.lookup] as string).toLowerCase()] : [])))];
+        // a parent that is a contact, or an owner that is a team, is simply not found: its fields read empty
+        const rows = ids.length > 0 ? await client.getRecords(group.source.table, ids, [...new Set(group.bindings.map((b) => b.column))]) : [];
+        out.set(group.source.kind, new Map(rows.map((r) => [r.id.toLowerCase(), r])));
+      }),
+    );
+    return out;
+  }
+
+  /** A related binding's raw value, read through the record's lookup. */
+  function relatedValue(record: DataverseRecord, attribute: string, related: Related): unknown {
+    const ref = relatedColumn(attribute);
+    if (!ref) return record.values[attribute];
+    const id = record.values[ref.source.lookup];
+    return typeof id === 'string' ? (related.get(ref.source.kind)?.get(id.toLowerCase())?.values[ref.column] ?? null) : null;
+  }
+
+  async function views(entity: LinkedEntity, records: readonly DataverseRecord[], bindings: readonly FieldBinding[]): Promise<DynamicsRecordView[]> {
+    const [related, access] = await Promise.all([readRelated(entity, records, bindings), columnAccess(entity)]);
+    return records.map((r) => toView(entity, r, bindings, related, access));
+  }
+
+  function toView(
+    entity: LinkedEntity,
+    record: DataverseRecord,
+    bindings: readonly FieldBinding[],
+    related: Related,
+    access: Map<string, DynamicsColumnAccess>,
+  ): DynamicsRecordView {
     const fields: CanonicalRecordFields = {};
     for (const binding of bindings) {
-      const raw = record.values[binding.dynamicsAttribute];
-      if (binding.valueMap && raw !== null && raw !== undefined) {
+      const raw = relatedValue(record, binding.dynamicsAttribute, related);
+      // a related choice column with no value map reads as its option's label (account industry)
+      const labels = relatedColumn(binding.dynamicsAttribute) ? access.get(binding.dynamicsAttribute)?.options : null;
+      if (!binding.valueMap && labels && raw !== null && raw !== undefined) {
+        fields[binding.field] = labels.find((o) => o.value === raw)?.label ?? normalise(raw, 'string');
+      } else if (binding.valueMap && raw !== null && raw !== undefined) {
         const label = binding.valueMap[String(normalise(raw, 'string'))];
         // An option with no mapped label keeps its number, so the mismatch is visible rather than erased.
         fields[binding.field] = label ?? normalise(raw, 'string');
@@ -69,7 +124,8 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
         fields[binding.field] = normalise(raw, binding.type);
       }
     }
-    const filter = record.values[SYNC_FILTER];
+    const filter = filterOf(entity);
+    const filterValue = record.values[filter.column];
     const email = record.values[EMAIL];
     const originating = record.values[ORIGINATING_LEAD];
     return {
@@ -81,7 +137,8 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
       version: String(record.versionnumber),
       modifiedOn: record.modifiedon,
       modifiedBy: record.modifiedby?.toLowerCase() ?? null,
-      syncFilter: typeof filter === 'boolean' ? filter : null,
+      syncFilter: !passesSyncFilter(filter, record.values) ? false : filterValue === null || filterValue === undefined || filterValue === '' ? null : true,
+      filterRule: filter.text,
       originatingLeadId: typeof originating === 'string' ? originating.toLowerCase() : null,
     };
   }
@@ -90,7 +147,7 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
     const values: Record<string, unknown> = {};
     for (const [field, value] of Object.entries(fields)) {
       const binding = bindings.find((b) => b.field === field);
-      if (!binding) continue;
+      if (!binding || relatedColumn(binding.dynamicsAttribute)) continue;
       values[binding.dynamicsAttribute] = binding.valueMap ? optionValue(binding, value) : value;
     }
     return values;
@@ -115,11 +172,11 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
     async readRecords(entity, ids, bindings) {
       if (ids.length === 0) return new Map();
       const records = await client.getRecords(entityName(entity), ids, await columnsFor(entity, bindings));
-      return new Map(records.map((r) => [r.id.toLowerCase(), toView(entity, r, bindings)]));
+      return new Map((await views(entity, records, bindings)).map((v) => [v.id, v]));
     },
     async findByEmail(entity, email, bindings) {
       const records = await client.findByEmail(entityName(entity), email, await columnsFor(entity, bindings));
-      return records.map((r) => toView(entity, r, bindings));
+      return views(entity, records, bindings);
     },
     async update(entity, id, fields, bindings, etag, fence) {
       const record = await client.updateRecord(entityName(entity), id, toDataverse(fields, bindings), {
@@ -127,7 +184,7 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
         columns: await columnsFor(entity, bindings),
         fence,
       });
-      return toView(entity, record, bindings);
+      return (await views(entity, [record], bindings))[0]!;
     },
     async create(entity, fields, bindings, owner, fence, id) {
       // a journaled key (create-intents.ts): a resend of the same create answers "exists", never a second record
@@ -137,9 +194,20 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
         ...(owner ? { owner } : {}),
         fence,
       });
-      return toView(entity, record, bindings);
+      return (await views(entity, [record], bindings))[0]!;
     },
     columnAccess,
+    async recordsReferencing(kind, id) {
+      const source = relatedSources[kind];
+      const found: { entity: LinkedEntity; id: string }[] = [];
+      for (const entity of source.entities) {
+        // only the key is read: the engine reads each record again under its lease
+        for await (const page of client.queryByLookup(entityName(entity), source.lookup, id, [])) {
+          for (const row of page) found.push({ entity, id: row.id.toLowerCase() });
+        }
+      }
+      return found;
+    },
     invalidateMetadata(entity) {
       if (entity) accessCache.delete(entity);
       else accessCache.clear();

@@ -112,6 +112,58 @@ const common: Record<string, Spec> = {
   ownerid: { type: 'Owner', displayName: 'Owner', requiredLevel: 'SystemRequired', navigation: { ownerid: 'systemuser' } },
 };
 
+/** The default global option set of account.industrycode (reference dataverse §10). */
+export const industryOptions: SimOption[] = [
+  { value: 1, label: 'Accounting' },
+  { value: 2, label: 'Agriculture and Non-petrol Natural Resource Extraction' },
+  { value: 3, label: 'Broadcasting Printing and Publishing' },
+  { value: 4, label: 'Brokers' },
+  { value: 5, label: 'Building Supply Retail' },
+  { value: 6, label: 'Business Services' },
+  { value: 7, label: 'Consulting' },
+  { value: 8, label: 'Consumer Services' },
+  { value: 9, label: 'Design, Direction and Creative Management' },
+  { value: 10, label: 'Distributors, Dispatchers and Processors' },
+  { value: 11, label: "Doctor's Offices and Clinics" },
+  { value: 12, label: 'Durable Manufacturing' },
+  { value: 13, label: 'Eating and Drinking Places' },
+  { value: 14, label: 'Entertainment Retail' },
+  { value: 15, label: 'Equipment Rental and Leasing' },
+  { value: 16, label: 'Financial' },
+  { value: 17, label: 'Food and Tobacco Processing' },
+  { value: 18, label: 'Inbound Capital Intensive Processing' },
+  { value: 19, label: 'Inbound Repair and Services' },
+  { value: 20, label: 'Insurance' },
+  { value: 21, label: 'Legal Services' },
+  { value: 22, label: 'Non-Durable Merchandise Retail' },
+  { value: 23, label: 'Outbound Consumer Service' },
+  { value: 24, label: 'Petrochemical Extraction and Distribution' },
+  { value: 25, label: 'Service Retail' },
+  { value: 26, label: 'SIG Affiliations' },
+  { value: 27, label: 'Social Services' },
+  { value: 28, label: 'Special Outbound Trade Contractors' },
+  { value: 29, label: 'Specialty Realty' },
+  { value: 30, label: 'Transportation' },
+  { value: 31, label: 'Utility Creation and Distribution' },
+  { value: 32, label: 'Vehicle Retail' },
+  { value: 33, label: 'Wholesale' },
+];
+
+/** Set by Merge on the subordinate (reference dataverse §13): read-only. */
+const mergeColumns = (table: string): Record<string, Spec> => ({
+  masterid: { type: 'Lookup', displayName: 'Master ID', validForCreate: false, validForUpdate: false, navigation: { masterid: table } },
+  merged: {
+    type: 'Boolean',
+    displayName: 'Merged',
+    validForCreate: false,
+    validForUpdate: false,
+    options: [
+      { value: 0, label: 'No' },
+      { value: 1, label: 'Yes' },
+    ],
+  },
+});
+
 export function createSchema(): Map<string, SimTable> {
   const lead = table('lead', 'leads', 'Lead', {
     leadid: { type: 'Uniqueidentifier', displayName: 'Lead', validForUpdate: false },
@@ -159,6 +211,7 @@ export function createSchema(): Map<string, SimTable> {
       ],
     },
     parentcontactid: { type: 'Lookup', displayName: 'Parent Contact for lead', navigation: { parentcontactid: 'contact' } },
+    ...mergeColumns('lead'),
   });
   const contact = table('contact', 'contacts', 'Contact', {
     contactid: { type: 'Uniqueidentifier', displayName: 'Contact', validForUpdate: false },
@@ -170,6 +223,7 @@ export function createSchema(): Map<string, SimTable> {
       navigation: { parentcustomerid_account: 'account', parentcustomerid_contact: 'contact' },
     },
     originatingleadid: { type: 'Lookup', displayName: 'Originating Lead', navigation: { originatingleadid: 'lead' } },
+    ...mergeColumns('contact'),
     preferredcontactmethodcode: {
       type: 'Picklist',
       displayName: 'Preferred Method of Contact',
@@ -202,6 +256,21 @@ export function createSchema(): Map<string, SimTable> {
   const account = table('account', 'accounts', 'Account', {
     accountid: { type: 'Uniqueidentifier', displayName: 'Account', validForUpdate: false },
     name: { ...str('Account Name', 160), requiredLevel: 'ApplicationRequired' },
+    websiteurl: str('Website', 200),
+    telephone1: str('Main Phone', 50),
+    emailaddress1: str('Email', 100),
+    industrycode: { type: 'Picklist', displayName: 'Industry', options: industryOptions },
+    numberofemployees: { type: 'Integer', displayName: 'Number of Employees' },
+    revenue: { type: 'Money', displayName: 'Annual Revenue' },
+    sic: str('SIC Code', 20),
+    address1_line1: str('Address 1: Street 1', 250),
+    address1_line2: str('Address 1: Street 2', 250),
+    address1_city: str('Address 1: City', 80),
+    address1_stateorprovince: str('Address 1: State/Province', 50),
+    address1_postalcode: str('Address 1: ZIP/Postal Code', 20),
+    address1_country: str('Address 1: Country/Region', 80),
+    parentaccountid: { type: 'Lookup', displayName: 'Parent Account', navigation: { parentaccountid: 'account' } },
+    ...mergeColumns('account'),
     createdon: common.createdon!,
     modifiedon: common.modifiedon!,
     versionnumber: common.versionnumber!,
@@ -236,6 +305,10 @@ export function createSchema(): Map<string, SimTable> {
       firstname: str('First Name', 64),
       lastname: str('Last Name', 64),
       internalemailaddress: str('Primary Email', 100),
+      title: str('Title', 128),
+      jobtitle: str('Job Title', 100),
+      address1_telephone1: str('Main Phone', 50),
+      mobilephone: str('Mobile Phone', 64),
       applicationid: { type: 'Uniqueidentifier', displayName: 'Application ID' },
       azureactivedirectoryobjectid: { type: 'Uniqueidentifier', displayName: 'Azure AD Object ID' },
       isdisabled: { type: 'Boolean', displayName: 'Status', options: [{ value: 0, label: 'Enabled' }, { value: 1, label: 'Disabled' }] },

@@ -181,9 +181,24 @@ function etagOf(rec: SimRecord): string {
   return `W/"${rec.versionnumber}"`;
 }
 
-function preferences(req: Request): { maxPageSize?: number; representation: boolean; trackChanges: boolean; continueOnError: boolean } {
-  const header = req.get('prefer') ?? '';
-  const out: ReturnType<typeof preferences> = { representation: false, trackChanges: false, continueOnError: false };
+/** Annotations a `Prefer: odata.include-annotations="..."` asked for: names, or patterns ending in `*`. */
+type Annotations = readonly string[];
+
+function wantsAnnotation(annotations: Annotations, name: string): boolean {
+  return annotations.some((a) => (a.endsWith('*') ? name.startsWith(a.slice(0, -1)) : a === name));
+}
+
+function preferences(req: Request): { maxPageSize?: number; representation: boolean; trackChanges: boolean; continueOnError: boolean; annotations: Annotations } {
+  const raw = req.get('prefer') ?? '';
+  // the annotation list is quoted and comma-separated: take it out before splitting the preferences
+  const quoted = /odata\.include-annotations\s*=\s*"([^"]*)"/i.exec(raw);
+  const header = quoted ? raw.replace(quoted[0], '') : raw;
+  const out: ReturnType<typeof preferences> = {
+    representation: false,
+    trackChanges: false,
+    continueOnError: false,
+    annotations: quoted?.[1] ? quoted[1].split(',').map((a) => a.trim()).filter((a) => a !== '') : [],
+  };
   for (const part of header.split(',').map((p) => p.trim())) {
     const m = /^odata\.maxpagesize\s*=\s*(\d+)$/i.exec(part);
     if (m?.[1]) out.maxPageSize = Number(m[1]);
@@ -217,15 +232,43 @@ function parseSelect(t: SimTable, select: string | null): SimAttribute[] | null 
 }
 
 /** A row as the Web API serializes it; secured columns the caller cannot read come back null. */
-function serialize(state: DataverseSimulatorState, t: SimTable, rec: SimRecord, select: SimAttribute[] | null, ctx: WriteContext): Record<string, unknown> {
+/** The primary name of a row, as a lookup's FormattedValue shows it. */
+function primaryName(state: DataverseSimulatorState, ref: SimLookup): string | null {
+  const row = state.store.get(ref.logicalName, ref.id);
+  const name = row?.values.name ?? row?.values.fullname;
+  return typeof name === 'string' ? name : null;
+}
+
+function serialize(
+  state: DataverseSimulatorState,
+  t: SimTable,
+  rec: SimRecord,
+  select: SimAttribute[] | null,
+  ctx: WriteContext,
+  annotations: Annotations = [],
+): Record<string, unknown> {
   const row: Record<string, unknown> = { '@odata.etag': etagOf(rec) };
   const columns = select ?? [...t.attributes.values()].filter((a) => a.validForRead);
   for (const attr of columns) {
     const name = attr.logicalName;
     const readable = state.store.canRead(t, name, ctx);
     if (isLookup(attr)) {
-      row[`_${name}_value`] = readable ? ((rec.values[name] as SimLookup | null | undefined)?.id ?? null) : null;
+      const ref = readable ? ((rec.values[name] as SimLookup | null | undefined) ?? null) : null;
+      const key = `_${name}_value`;
+      row[key] = ref?.id ?? null;
+      // annotations come only when asked for, and only on a lookup that holds a value (reference §11)
+      if (ref) {
+        if (wantsAnnotation(annotations, 'OData.Community.Display.V1.FormattedValue')) row[`${key}@OData.Community.Display.V1.FormattedValue`] = primaryName(state, ref);
+        if (wantsAnnotation(annotations, 'Microsoft.Dynamics.CRM.associatednavigationproperty')) {
+          const nav = Object.entries(attr.navigation ?? {}).find(([, target]) => target === ref.logicalName)?.[0] ?? name;
+          row[`${key}@Microsoft.Dynamics.CRM.associatednavigationproperty`] = attr.type === 'Owner' ? 'ownerid' : nav;
+        }
+        if (wantsAnnotation(annotations, 'Microsoft.Dynamics.CRM.lookuplogicalname')) row[`${key}@Microsoft.Dynamics.CRM.lookuplogicalname`] = ref.logicalName;
+      }
       continue;
+    }
+    if (attr.type === 'Picklist' && readable && rec.values[name] !== null && rec.values[name] !== undefined && wantsAnnotation(annotations, 'OData.Community.Display.V1.FormattedValue')) {
+      row[`${name}@OData.Community.Display.V1.FormattedValue`] = attr.options?.find((o) => o.value === rec.values[name])?.label ?? null;
     }
     let value: unknown;
     if (name === t.primaryKey) value = rec.id;
@@ -357,7 +400,7 @@ function queryCollection(state: DataverseSimulatorState, req: Request, res: Resp
   const page = rows.slice(start, start + pageSize);
   const body: Record<string, unknown> = { '@odata.context': contextUrl(base, t, select) };
   if (params.get('$count') === 'true') body['@odata.count'] = Math.min(rows.length, 5000);
-  body.value = page.map((rec) => serialize(state, t, rec, select, ctx));
+  body.value = page.map((rec) => serialize(state, t, rec, select, ctx, prefs.annotations));
   const lastRow = page.at(-1);
   if (paged && lastRow && start + pageSize < rows.length) {
     body['@odata.nextLink'] = nextLink(base, t.entitySet, params, encodeCookie({ k: sortKey(t, order, lastRow) }, pageNumber + 1, false));
@@ -403,7 +446,7 @@ function trackChanges(
     }
     const page = rows.slice(start, start + pageSize);
     body['@odata.context'] = contextUrl(q.base, t, q.select);
-    body.value = page.map((rec) => serialize(state, t, rec, q.select, ctx));
+    body.value = page.map((rec) => serialize(state, t, rec, q.select, ctx, q.prefs.annotations));
     const lastRow = page.at(-1);
     if (lastRow && start + pageSize < rows.length) {
       body['@odata.nextLink'] = nextLink(q.base, t.entitySet, q.params, encodeCookie({ k: sortKey(t, order, lastRow) }, (q.cookie?.page ?? 1) + 1, true));
@@ -436,7 +479,7 @@ function trackChanges(
     const page = all.slice(offset, offset + pageSize);
     body['@odata.context'] = contextUrl(q.base, t, q.select, '/$delta');
     body.value = page.map((item) =>
-      'rec' in item ? serialize(state, t, item.rec, q.select, ctx) : { '@odata.context': tombstoneContext, id: item.id, reason: 'deleted' },
+      'rec' in item ? serialize(state, t, item.rec, q.select, ctx, q.prefs.annotations) : { '@odata.context': tombstoneContext, id: item.id, reason: 'deleted' },
     );
     if (offset + pageSize < all.length) {
       const params = new URLSearchParams(q.params);
@@ -465,7 +508,7 @@ function writeResponse(state: DataverseSimulatorState, req: Request, res: Respon
   if (preferences(req).representation) {
     const select = parseSelect(t, queryParams(req).get('$select'));
     res.setHeader('ETag', etagOf(rec));
-    res.status(created ? 201 : 200).json({ '@odata.context': contextUrl(base, t, select, '/$entity'), ...serialize(state, t, rec, select, ctx) });
+    res.status(created ? 201 : 200).json({ '@odata.context': contextUrl(base, t, select, '/$entity'), ...serialize(state, t, rec, select, ctx, preferences(req).annotations) });
     return;
   }
   res.setHeader('OData-EntityId', `${base}${t.entitySet}(${rec.id})`);
@@ -562,6 +605,44 @@ function handleApi(state: DataverseSimulatorState, req: Request, res: Response, 
     return 'RetrievePrincipalAttributePrivileges';
   }
 
+  if (path === 'Merge') {
+    if (method !== 'POST') throw new SimHttpError(405, '0x80060888', 'Merge is an action: use POST.');
+    const body = requireJsonBody(req);
+    const entityParam = (name: string, required: boolean): { table: SimTable; values: Record<string, unknown> } | null => {
+      const value = body[name];
+      if (value === undefined || value === null) {
+        if (required) throw new SimHttpError(400, '0x80048d19', `Error identified in Payload provided by the user: the parameter '${name}' is required.`);
+        return null;
+      }
+      if (typeof value !== 'object' || Array.isArray(value)) throw new SimHttpError(400, '0x80048d19', `Error identified in Payload provided by the user: '${name}' must be an entity.`);
+      const typed = (value as Record<string, unknown>)['@odata.type'];
+      // crmbaseentity parameters must say their type (reference dataverse §13)
+      const m = typeof typed === 'string' ? /^#?Microsoft\.Dynamics\.CRM\.([a-z_]+)$/.exec(typed) : null;
+      const table = m?.[1] ? store.tables.get(m[1]) : undefined;
+      if (!table) throw new SimHttpError(400, '0x80048d19', `Error identified in Payload provided by the user: '${name}' needs an '@odata.type' naming its table.`);
+      return { table, values: value as Record<string, unknown> };
+    };
+    const target = entityParam('Target', true)!;
+    const subordinate = entityParam('Subordinate', true)!;
+    const content = entityParam('UpdateContent', false);
+    if (typeof body.PerformParentingChecks !== 'boolean') {
+      throw new SimHttpError(400, '0x80048d19', "Error identified in Payload provided by the user: the parameter 'PerformParentingChecks' is required.");
+    }
+    if (target.table !== subordinate.table || (content && content.table !== target.table)) {
+      throw new SimHttpError(400, '0x80040203', 'The records to merge must be of the same entity type.');
+    }
+    const idOf = (p: { table: SimTable; values: Record<string, unknown> }, name: string) => {
+      const id = p.values[p.table.primaryKey];
+      if (typeof id !== 'string' || !new RegExp(`^${GUID}$`).test(id)) throw new SimHttpError(400, '0x80048d19', `Error identified in Payload provided by the user: '${name}' needs its ${p.table.primaryKey}.`);
+      return id.toLowerCase();
+    };
+    const updateContent: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(content?.values ?? {})) if (!k.startsWith('@odata.') && k !== target.table.primaryKey) updateContent[k] = v;
+    store.merge(target.table.logicalName, idOf(target, 'Target'), idOf(subordinate, 'Subordinate'), updateContent, body.PerformParentingChecks, ctx);
+    res.status(204).end();
+    return 'Merge';
+  }
+
   const qualify = new RegExp(`^leads\\((${GUID})\\)/Microsoft\\.Dynamics\\.CRM\\.QualifyLead$`).exec(path);
   if (qualify?.[1]) {
     if (method !== 'POST') throw new SimHttpError(405, '0x80060888', 'QualifyLead is an action: use POST.');
@@ -613,7 +694,7 @@ function handleApi(state: DataverseSimulatorState, req: Request, res: Response, 
         res.status(304).end();
         return endpoint;
       }
-      res.status(200).json({ '@odata.context': contextUrl(base, t, select, '/$entity'), ...serialize(state, t, rec, select, ctx) });
+      res.status(200).json({ '@odata.context': contextUrl(base, t, select, '/$entity'), ...serialize(state, t, rec, select, ctx, preferences(req).annotations) });
       return endpoint;
     }
     case 'PATCH': {
@@ -1133,6 +1214,10 @@ function createAdmin(state: DataverseSimulatorState) {
     qualifyLead(leadId: string, asUserId?: string): Record<string, unknown> {
       return plain(store.table('contact'), store.qualifyLead(leadId, asUser(asUserId)));
     },
+    /** a user merges two rows (the Merge action): the subordinate is deactivated, the target survives */
+    merge(table: string, targetId: string, subordinateId: string, updateContent: Record<string, unknown> = {}, asUserId?: string): Record<string, unknown> {
+      return plain(store.table(table), store.merge(table, targetId, subordinateId, updateContent, false, asUser(asUserId)));
+    },
     get(table: string, id: string): Record<string, unknown> | null {
       const rec = store.get(table, id);
       return rec ? plain(store.table(table), rec) : null;
@@ -1148,7 +1233,17 @@ function createAdmin(state: DataverseSimulatorState) {
     bulkInsert(table: string, rows: Record<string, unknown>[]): number {
       return store.bulkInsert(table, rows, state.config.uiUserId);
     },
-    addUser(user: { domainname: string; firstname?: string; lastname?: string; systemuserid?: string }): string {
+    addUser(user: {
+      domainname: string;
+      firstname?: string;
+      lastname?: string;
+      systemuserid?: string;
+      internalemailaddress?: string;
+      title?: string;
+      jobtitle?: string;
+      address1_telephone1?: string;
+      mobilephone?: string;
+    }): string {
       const id = (user.systemuserid ?? randomUUID()).toLowerCase();
       store.bulkInsert('systemuser', [{ ...user, systemuserid: id }], state.config.uiUserId);
       return id;
@@ -1290,6 +1385,10 @@ function createAdminRouter(state: DataverseSimulatorState): express.Router {
   router.patch('/records/:table/:id', wrap((req) => admin.update(p(req, 'table'), p(req, 'id'), body(req))));
   router.delete('/records/:table/:id', wrap((req) => admin.delete(p(req, 'table'), p(req, 'id'))));
   router.post('/leads/:id/qualify', wrap((req) => admin.qualifyLead(p(req, 'id'))));
+  router.post('/merge/:table', wrap((req) => {
+    const b = body(req);
+    return admin.merge(p(req, 'table'), String(b.targetId), String(b.subordinateId), (b.updateContent as Record<string, unknown> | undefined) ?? {});
+  }));
   router.get('/webhooks', wrap(() => admin.webhooks()));
   router.post('/webhooks', wrap((req) => admin.registerWebhook(body(req) as Partial<WebhookRegistration> & { url: string })));
   router.delete('/webhooks/:id', wrap((req) => ({ removed: admin.unregisterWebhook(p(req, 'id')) })));

@@ -13,7 +13,7 @@ export type WebhookRegistration = {
   /** WebhookKey: the key; HttpHeader/HttpQueryString: name -> value */
   authValue: string | Record<string, string>;
   entities: string[];
-  messages: ('Create' | 'Update' | 'Delete')[];
+  messages: ('Create' | 'Update' | 'Delete' | 'Merge')[];
   /** register a PostImage with all columns (Create/Update only; there is no post-image of a delete) */
   postImage: boolean;
   /** Update steps fire only when one of these columns is in the Target; empty = all */
@@ -96,8 +96,17 @@ export function buildRemoteExecutionContext(
   const t = change.table;
   let target: Record<string, unknown>;
   const outputs: { key: string; value: unknown }[] = [];
+  const inputs: { key: string; value: unknown }[] = [];
   if (change.message === 'Delete') {
     target = entityReference({ id: change.id, logicalName: t.logicalName });
+  } else if (change.message === 'Merge') {
+    // MergeRequest (reference §13): Target an EntityReference, SubordinateId a Guid
+    target = entityReference({ id: change.id, logicalName: t.logicalName });
+    inputs.push(
+      { key: 'SubordinateId', value: change.merge?.subordinateId ?? null },
+      { key: 'UpdateContent', value: entity(t, '00000000-0000-0000-0000-000000000000', change.merge?.updateContent ?? {}, true) },
+      { key: 'PerformParentingChecks', value: change.merge?.performParentingChecks ?? false },
+    );
   } else {
     const values: Record<string, unknown> = { ...change.changed, [t.primaryKey]: change.id };
     const rec = change.record!.values;
@@ -135,10 +144,7 @@ export function buildRemoteExecutionContext(
   };
   const parent = {
     ...common,
-    InputParameters: [
-      { key: 'Target', value: target },
-      { key: 'SuppressDuplicateDetection', value: false },
-    ],
+    InputParameters: [{ key: 'Target', value: target }, ...inputs, ...(change.message === 'Merge' ? [] : [{ key: 'SuppressDuplicateDetection', value: false }])],
     ParentContext: null,
     PostEntityImages: [],
     PreEntityImages: [],
@@ -157,7 +163,7 @@ export function buildRemoteExecutionContext(
   };
   return {
     ...common,
-    InputParameters: [{ key: 'Target', value: target }],
+    InputParameters: [{ key: 'Target', value: target }, ...inputs],
     ParentContext: parent,
     PostEntityImages: post,
     PreEntityImages: [],

@@ -84,6 +84,7 @@ export type MarketoEndpoint =
   | 'leads.sync'
   | 'lead.get'
   | 'leads.delete'
+  | 'leads.merge'
   | 'leads.describe'
   | 'leads.describe2'
   | 'activities.pagingtoken'
@@ -117,6 +118,11 @@ export type MarketoSimulatorOptions = {
   webhookTimeoutMs?: number;
   /** JSON admin API mount point for demo mode; false disables it; default `/__admin` */
   adminPrefix?: string | false;
+  /**
+   * whether a merged-away person also gets a Delete Lead activity (the deletedleads feed); Adobe does
+   * not say (reference marketo §11): default false, so a client must read Merge Leads (type 32)
+   */
+  mergeLogsDeleteLead?: boolean;
 };
 
 export type MarketoSimulatorLead = Record<string, unknown> & { id: number; createdAt: string; updatedAt: string };
@@ -538,7 +544,25 @@ export function createMarketoSimulatorApp(options: MarketoSimulatorOptions = {})
     };
   }
 
+  let mergeLogsDeleteLead = options.mergeLogsDeleteLead ?? false;
+  const MAX_MERGE_LOSERS = 25;
+
+  /** POST /rest/v1/leads/{winner}/merge.json?leadId=|leadIds= (reference marketo §11): no `result` on success. */
+  function mergeLeads(ctx: HandlerContext, match: RegExpExecArray): Envelope {
+    const winnerId = Number(match[1]);
+    const raw = listParam(ctx.params, 'leadIds') ?? listParam(ctx.params, 'leadId');
+    if (!raw || raw.length === 0) throw new SimulatorError('701', 'leadId cannot be blank');
+    if (raw.length > MAX_MERGE_LOSERS) throw new SimulatorError('1080', `Merge supports at most ${MAX_MERGE_LOSERS} lead ids`);
+    if (raw.some((id) => !/^\d+$/.test(id))) throw new SimulatorError('1003', 'Invalid leadIds');
+    const losers = [...new Set(raw.map(Number))];
+    if (losers.includes(winnerId)) throw new SimulatorError('1003', 'A lead cannot be merged into itself');
+    for (const id of [winnerId, ...losers]) if (!store.get(id)) throw new SimulatorError('1004', 'Lead not found');
+    store.merge(winnerId, losers, apiOrigin('mergeLead', ctx.requestId), { loserDeleteActivities: mergeLogsDeleteLead });
+    return {};
+  }
+
   const routes: Route[] = [
+    { endpoint: 'leads.merge', pattern: /^\/rest\/v1\/leads\/(\d+)\/merge\.json$/, methods: { POST: mergeLeads }, jsonBody: true },
     { endpoint: 'leads.query', postEndpoint: 'leads.sync', pattern: /^\/rest\/v1\/leads\.json$/, methods: { GET: queryLeads, POST: syncLeads }, jsonBody: true },
     { endpoint: 'leads.delete', pattern: /^\/rest\/v1\/leads\/delete\.json$/, methods: { POST: deleteLeads }, jsonBody: true },
     {
@@ -915,6 +939,15 @@ export function createMarketoSimulatorApp(options: MarketoSimulatorOptions = {})
     deleteLead(id: number): boolean {
       return store.remove(id, uiOrigin);
     },
+    /** a marketer merges persons in the UI (Marketo's merge rules, as the REST merge) */
+    mergeLeads(winnerId: number, loserIds: readonly number[]): void {
+      for (const id of [winnerId, ...loserIds]) if (!store.get(id)) throw new Error(`lead ${id} not found`);
+      store.merge(winnerId, loserIds, uiOrigin, { loserDeleteActivities: mergeLogsDeleteLead });
+    },
+    /** whether merged-away persons also show in the deletedleads feed (unconfirmed by Adobe: a switch) */
+    setMergeLogsDeleteLead(on: boolean): void {
+      mergeLogsDeleteLead = on;
+    },
     /** in-process only: hears of each update that changed a person's values (a bench's arrival clock) */
     onLeadUpdated(listener: (id: number) => void): void {
       store.onUpdate(listener);
@@ -1073,6 +1106,12 @@ function createAdminRouter(admin: MarketoSimulatorAdmin): express.Router {
   router.post('/leads', wrap((req) => admin.createLead(body(req))));
   router.patch('/leads/:id', wrap((req) => ({ changed: admin.updateLead(idParam(req), body(req)) })));
   router.delete('/leads/:id', wrap((req) => ({ deleted: admin.deleteLead(idParam(req)) })));
+  router.post('/leads/:id/merge', wrap((req) => {
+    const losers = (body(req) as { loserIds?: unknown }).loserIds;
+    if (!Array.isArray(losers) || losers.some((id) => typeof id !== 'number')) throw new Error('loserIds: an array of person ids');
+    admin.mergeLeads(idParam(req), losers as number[]);
+    return { merged: true };
+  }));
   router.post('/seed', wrap((req) => {
     const b = body(req);
     const recordActivities = b['recordActivities'] === true;

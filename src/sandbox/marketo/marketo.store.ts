@@ -240,6 +240,49 @@ export function createMarketoStore(options: { fields: readonly MarketoFieldDefin
     return true;
   }
 
+  /**
+   * Merge Leads (reference marketo §11): on conflict the winner keeps its value, an empty winner
+   * field takes a loser's; the losers are removed. One Merge Leads activity (type 32) is logged on
+   * the winner with the losers' ids in "Merge IDs"; `loserDeleteActivities` also logs a Delete Lead
+   * (type 37) per loser, so it shows in the deletedleads feed (unconfirmed in Adobe's docs: a switch).
+   */
+  function merge(winnerId: number, loserIds: readonly number[], origin: MarketoChangeOrigin, options: { loserDeleteActivities: boolean }): string[] {
+    const winner = leads.get(winnerId);
+    if (!winner) return [];
+    const filled: Record<string, unknown> = {};
+    for (const loserId of loserIds) {
+      const loser = leads.get(loserId);
+      if (!loser) continue;
+      for (const [name, value] of Object.entries(loser.values)) {
+        if (value === null || value === undefined) continue;
+        if ((winner.values[name] ?? null) === null && !(name in filled)) filled[name] = value;
+      }
+    }
+    for (const loserId of loserIds) {
+      const loser = leads.get(loserId);
+      if (!loser) continue;
+      for (const [name, value] of Object.entries(loser.values)) indexRemove(name, value, loserId);
+      leads.delete(loserId);
+      if (options.loserDeleteActivities) {
+        const fullName = [loser.values['firstName'], loser.values['lastName']].filter((x) => typeof x === 'string' && x !== '').join(' ');
+        appendActivity({ leadId: loserId, typeId: ActivityType.deleteLead, origin, primaryAttributeValueId: loserId, primaryAttributeValue: fullName });
+      }
+    }
+    const changed = update(winnerId, filled, origin);
+    appendActivity({
+      leadId: winnerId,
+      typeId: ActivityType.mergeLeads,
+      origin,
+      primaryAttributeValueId: winnerId,
+      primaryAttributeValue: String(winnerId),
+      extraAttributes: [
+        { name: 'Merge IDs', value: loserIds.join(',') },
+        { name: 'Merge Fields', value: Object.keys(filled).join(',') },
+      ],
+    });
+    return changed;
+  }
+
   /** First position whose activity happened at or after `sinceMs` (binary search over the time-ordered log). */
   function positionAt(sinceMs: number): number {
     let lo = 0;
@@ -289,6 +332,7 @@ export function createMarketoStore(options: { fields: readonly MarketoFieldDefin
     create,
     update,
     remove,
+    merge,
     appendActivity,
     onUpdate: (listener: (id: number) => void) => void changeListeners.push(listener),
     activityCount: () => activities.length,
