@@ -2,7 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import { parseDataverseWebhook } from '../connectors/dynamics/webhook-context.ts';
 import { HttpError } from '../http/errors.ts';
 import type { InboxIntake } from '../inbox/intake.ts';
-import { secretMatches } from './auth.ts';
+import { authenticatedJson } from './auth.ts';
 import { requireJson } from './intake.ts';
 
 // Dataverse webhook steps (Create/Update/Delete of lead and contact). Dataverse sends the
@@ -17,6 +17,10 @@ export interface DynamicsWebhookDeps {
   /** true when the record is the target of a create the sync journaled and never linked: not an echo to drop */
   unfinishedCreate?: (dynamicsId: string) => Promise<boolean>;
   notify: () => void;
+  /** HTTP_BODY_LIMIT_KB in bytes (default 512 KB) */
+  bodyLimitBytes?: number;
+  /** true for a record on the erasure list: nothing is stored about it (security/suppression.ts) */
+  erased?: (dynamicsId: string) => Promise<boolean>;
 }
 
 const handledMessages = new Set(['Create', 'Update', 'Delete']);
@@ -24,7 +28,6 @@ const handledEntities = new Set(['lead', 'contact']);
 const operations = { Create: 'CREATE', Update: 'UPDATE', Delete: 'DELETE' } as const;
 
 type Ingested =
-  | { kind: 'unauthorized' }
   | { kind: 'invalid'; path: string; message: string }
   | { kind: 'ignored'; reason: string }
   | { kind: 'queued' | 'duplicate'; eventId: string };
@@ -32,9 +35,17 @@ type Ingested =
 export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
   const router = Router();
 
+  router.use(
+    ...authenticatedJson({
+      presented: (req) => (typeof req.query.code === 'string' ? req.query.code : req.get('x-webhook-secret')),
+      secret: deps.secret,
+      refusal: 'missing or wrong WebhookKey (?code=) or X-Webhook-Secret',
+      bodyLimitBytes: deps.bodyLimitBytes ?? 512 * 1024,
+    }),
+  );
+
+  // the request is authenticated (authenticatedJson)
   async function ingest(req: Request): Promise<Ingested> {
-    const presented = typeof req.query.code === 'string' ? req.query.code : req.get('x-webhook-secret');
-    if (!secretMatches(presented, deps.secret)) return { kind: 'unauthorized' };
     const body = req.body as { MessageName?: unknown; PrimaryEntityName?: unknown } | null;
     if (body && typeof body === 'object' && typeof body.MessageName === 'string' && !handledMessages.has(body.MessageName)) {
       return { kind: 'ignored', reason: `message ${body.MessageName} is not synced` };
@@ -48,6 +59,7 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
     if (!handledEntities.has(notice.entity)) return { kind: 'ignored', reason: `table ${notice.entity} is not synced` };
     const syncUser = deps.syncUserId();
     const id = notice.id.toLowerCase();
+    if (await deps.erased?.(id)) return { kind: 'ignored', reason: 'the record’s person was erased from this service' };
     // A Create by the sync user is its own record unless a create it journaled never linked it (a
     // crash between the two): that one must reach the engine. Only Creates are looked up, so the
     // echoes of ordinary updates cost nothing; the sweep catches later writes to such a record.
@@ -82,8 +94,6 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
   router.post('/', requireJson, async (req: Request, res: Response) => {
     const outcome = await ingest(req);
     switch (outcome.kind) {
-      case 'unauthorized':
-        throw new HttpError(401, 'unauthorized', 'missing or wrong WebhookKey (?code=) or X-Webhook-Secret');
       case 'invalid':
         throw new HttpError(422, 'invalid_body', `${outcome.path}: ${outcome.message}`, { path: outcome.path });
       case 'ignored':
