@@ -16,6 +16,7 @@ export const VIEWS = [
   { id: 'sweeps', label: 'Sweeps' },
   { id: 'mappings', label: 'Field mappings' },
   { id: 'throughput', label: 'Throughput' },
+  { id: 'erasures', label: 'Erasures' },
 ] as const;
 
 const head = (title: string) => `<!doctype html>
