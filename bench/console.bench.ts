@@ -4,6 +4,7 @@
 // resolve, SQL). The live reads of both systems are stubbed: they cost vendor calls, not database
 // time. Goal: every p95 under 200 ms. Alone: tsx bench/console.bench.ts [--quick] [--prune] (then
 // one retention pass on the same store: bench/retention.bench.ts)
+import { createSuppressions } from '../src/security/suppression.ts';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
@@ -137,6 +138,7 @@ export async function runConsoleBench(o: ConsoleBenchOptions, then: { prune?: bo
       logger: pino({ level: 'silent' }),
       tokens: createApiTokens(db.prisma),
       graphiql: false,
+      erasure: { suppressions: createSuppressions(db.prisma, 'bench-erasure-key-0123456789-abcdefgh'), owner: 'bench', leaseMs: 10_000 },
       actions: {
         requestPersonSync: () => Promise.reject(new Error('read-only bench')),
         requestSweep: () => Promise.reject(new Error('read-only bench')),

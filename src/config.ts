@@ -165,12 +165,49 @@ const environmentSchema = z
     RETENTION_SYNC_RUN_DAYS: int(1, 36_500, 90),
     /** retention: audit entries (operator actions), by age */
     RETENTION_AUDIT_DAYS: int(1, 36_500, 400),
+    /**
+     * retention: a DEAD change event's payload (webhook body: personal data) is replaced by a
+     * redaction marker this many days after it died; the event stays replayable (the engine reads
+     * both systems afresh, the payload is only a hint)
+     */
+    RETENTION_DEAD_PAYLOAD_DAYS: int(1, 3_650, 30),
     /** when the leader prunes; "off": never on this replica */
     RETENTION_CRON: cron('17 * * * *'),
     /** rows per DELETE statement: small enough never to hold up intake */
     RETENTION_BATCH_SIZE: int(100, 100_000, 5_000),
     /** Marketo boolean set to true when the linked Dynamics record is deleted; "none" turns it off */
     MARKETO_DELETED_FLAG_FIELD: z.preprocess(blankAsUnset, z.string().default('microsoftIsDeleted')),
+
+    /**
+     * Express's "trust proxy": "false" (default; the client is the TCP peer), "true" (any proxy),
+     * a hop count ("1"), or addresses/subnets ("loopback, 10.0.0.0/8"). Behind a TLS proxy it makes
+     * the console's cookie Secure and the sign-in limit count clients, not the proxy.
+     */
+    TRUST_PROXY: z.preprocess(
+      blankAsUnset,
+      z
+        .string()
+        .default('false')
+        .transform((value, ctx): boolean | number | string => {
+          const text = value.trim().toLowerCase();
+          if (text === 'false') return false;
+          if (text === 'true') return true;
+          if (/^\d{1,2}$/.test(text)) return Number(text);
+          if (/^[\w.:/]+(\s*,\s*[\w.:/]+)*$/.test(text)) return text;
+          ctx.addIssue({ code: 'custom', message: 'must be true, false, a hop count, or comma-separated addresses/subnets' });
+          return z.NEVER;
+        }),
+    ),
+    /**
+     * key of the erasure list's HMACs (>= 32 characters, the same on every replica). Unset: a key
+     * stored in the database at first start is used, and a dump then lets its reader test guesses
+     * against the list. Set it before the first erasure: a new key no longer recognises old entries.
+     */
+    ERASURE_KEY: z.preprocess(blankAsUnset, z.string().min(32, { error: 'must be at least 32 characters (a random key)' }).optional()),
+    /** console sign-in attempts per client address per 15 minutes, across replicas */
+    LOGIN_ATTEMPTS_PER_15MIN: int(1, 10_000, 20),
+    /** per token per minute: queries that read Marketo or Dynamics live (fieldLineage) or refresh metadata */
+    VENDOR_READS_PER_TOKEN_PER_MIN: int(1, 100_000, 30),
   });
 
 // Cross-field rules run on the raw values, so they are reported together with per-field errors.
@@ -259,8 +296,18 @@ export interface Config {
   sandboxUrl: string | undefined;
   /** a separate listener for /metrics (no token there); undefined: /metrics on the main port, with a token */
   metricsPort: number | undefined;
+  /** Express "trust proxy" (TRUST_PROXY) */
+  trustProxy: boolean | number | string;
+  security: {
+    /** ERASURE_KEY; undefined: the stored key */
+    erasureKey: string | undefined;
+    loginAttemptsPer15Min: number;
+    vendorReadsPerTokenPerMin: number;
+  };
   retention: {
     doneEventDays: number;
+    /** DEAD change events' payloads are redacted after this many days */
+    deadPayloadDays: number;
     activityDays: number;
     syncRunDays: number;
     auditDays: number;
@@ -300,7 +347,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       : parsed.error.issues.map((issue) => {
           const variable = String(issue.path[0] ?? '(environment)');
           const got = source[variable];
-          const shown = got === undefined || /SECRET|TOKEN|PASSWORD/.test(variable) ? '' : ` (got ${JSON.stringify(got)})`;
+          const shown = got === undefined || /SECRET|TOKEN|PASSWORD|KEY/.test(variable) ? '' : ` (got ${JSON.stringify(got)})`;
           return { variable, message: `${issue.message}${shown}` };
         })),
     ...crossFieldProblems(source),
@@ -359,8 +406,15 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     production: env.PRODUCTION === undefined ? marketo !== undefined || dynamics !== undefined : env.PRODUCTION === 'true',
     sandboxUrl: marketo === undefined && dynamics === undefined ? env.SANDBOX_URL : undefined,
     metricsPort: env.METRICS_PORT,
+    trustProxy: env.TRUST_PROXY,
+    security: {
+      erasureKey: env.ERASURE_KEY,
+      loginAttemptsPer15Min: env.LOGIN_ATTEMPTS_PER_15MIN,
+      vendorReadsPerTokenPerMin: env.VENDOR_READS_PER_TOKEN_PER_MIN,
+    },
     retention: {
       doneEventDays: env.RETENTION_DONE_EVENTS_DAYS,
+      deadPayloadDays: env.RETENTION_DEAD_PAYLOAD_DAYS,
       activityDays: env.RETENTION_ACTIVITY_DAYS,
       syncRunDays: env.RETENTION_SYNC_RUN_DAYS,
       auditDays: env.RETENTION_AUDIT_DAYS,

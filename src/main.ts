@@ -19,7 +19,9 @@ import { migrate } from './db/migrate.ts';
 import { consoleBanner } from './console/banner.ts';
 import { createConsole } from './console/console.routes.ts';
 import { createLiveReads } from './console/live.ts';
-import { createConsoleSessions, ensureSessionSecret } from './console/session.ts';
+import { createConsoleSessions } from './console/session.ts';
+import { createRateLimiter } from './security/rate-limit.ts';
+import { createSuppressions, erasureKey } from './security/suppression.ts';
 import { createGraphQLHandler } from './graphql/handler.ts';
 import { createApp, createMetricsApp } from './http/app.ts';
 import { createHealth, type ConnectorProbe } from './http/health.ts';
@@ -80,8 +82,8 @@ export interface RunningService {
 
 /** What the console, the API and the log say while no API token exists. */
 export const FIRST_TOKEN_HINT =
-  'create the first with `docker compose run --rm app token create --scope operate --name <who>` ' +
-  '(outside Docker: `npm run token -- create --scope operate --name <who>`, same DATABASE_URL), or set GRAPHQL_API_TOKEN';
+  'create the first with `docker compose run --rm app token create --scope admin --name <who>` ' +
+  '(outside Docker: `npm run token -- create --scope admin --name <who>`, same DATABASE_URL), or set GRAPHQL_API_TOKEN';
 
 /** The hint while no token can authenticate; asks the database until one exists, then never again. */
 function createFirstTokenHint(tokens: ApiTokenService): () => Promise<string | undefined> {
@@ -148,6 +150,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
     );
     const { applied } = await migrate(db, paths);
     logger.info({ applied }, applied.length ? `applied ${applied.length} migration(s)` : 'database schema is current');
+    // the erasure list: everything that could link or log a person asks it (security/suppression.ts)
+    const suppressions = createSuppressions(db.prisma, await erasureKey(db.prisma, config.security.erasureKey));
 
     let sandbox: Sandbox | undefined;
     let sandboxDatabase: 'ready' | 'foreign' | undefined;
@@ -258,8 +262,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
       lockLeaseMs: config.sync.recordLockMs,
       deletedFlagField: config.marketo.deletedFlagField,
       signal: shutdown.signal,
+      suppressions,
     });
-    const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner, leaseMs: config.sync.recordLockMs, fencing });
+    const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner, leaseMs: config.sync.recordLockMs, fencing, suppressions });
     // bounded: past the limit Dataverse deliveries are refused with 503 and Sync Person queues
     const intake = createInboxIntake(db, { limit: config.sync.intakeQueueLimit });
     const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats(), intakeStats: () => intake.stats() });
@@ -302,6 +307,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       owner,
       notify: () => worker.notify(),
       marketoApiUser: () => marketoClient.apiUser(),
+      suppressions,
     });
     // The Dataverse intake ignores the sync user's own writes once it knows who that is; until
     // then (Dynamics unreachable at start-up) each webhook asks again, and the merge catches echoes.
@@ -338,7 +344,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
       logger.warn(`no API token yet: ${FIRST_TOKEN_HINT}`);
     }
     const graphqlToken = startupToken?.kind === 'configured' || startupToken?.kind === 'generated' ? startupToken.secret : undefined;
-    if (startupToken?.kind === 'generated') logger.info('sandbox: an API token (operate scope) was made for this start; it is printed once, never logged');
+    if (startupToken?.kind === 'generated') logger.info('sandbox: an API token (admin scope) was made for this start; it is printed once, never logged');
+    if (startupToken !== undefined && startupToken.kind !== 'configured' && startupToken.configuredRevoked) logger.warn('GRAPHQL_API_TOKEN was revoked and stays revoked: set a new value to use it again');
     const tokens = createApiTokens(db.prisma);
     const firstTokenHint = createFirstTokenHint(tokens);
     const retention = createRetentionService({
@@ -349,8 +356,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
       logger: logger.child({ component: 'retention' }),
       onPruned: (result) => metrics.recordPrune(result),
     });
-    // the console's sessions name a token of this set; revoking the token ends them
-    const sessions = createConsoleSessions({ secret: await ensureSessionSecret(db.prisma), tokens });
+    // the console's sessions are stored (as hashes) and name a token of this set; revoking the token ends them
+    const sessions = createConsoleSessions({ prisma: db.prisma, tokens });
+    const loginLimiter = createRateLimiter(db.prisma, { limit: config.security.loginAttemptsPer15Min, windowMs: 15 * 60_000 });
     const graphql = createGraphQLHandler({
       sessions,
       live: createLiveReads({ marketo, dynamics, mappings }),
@@ -360,6 +368,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
       graphiql: !config.production,
       production: config.production,
       firstTokenHint,
+      erasure: { suppressions, owner, leaseMs: config.sync.recordLockMs },
+      vendorReads: createRateLimiter(db.prisma, { limit: config.security.vendorReadsPerTokenPerMin, windowMs: 60_000 }),
       bodyLimitBytes: config.server.bodyLimitBytes,
       actions: {
         requestPersonSync: operator.requestPersonSync,
@@ -388,7 +398,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const app = createApp({
       metrics: { ...metrics, separateListener: config.metricsPort !== undefined },
       authorizeOps: async (authorization) => (await tokens.authenticate(bearerSecret(authorization))) !== null,
-      console: createConsole({ sessions, sandbox: config.sandbox, firstTokenHint }),
+      console: createConsole({ sessions, sandbox: config.sandbox, firstTokenHint, loginLimiter }),
+      trustProxy: config.trustProxy,
       logger,
       health,
       bodyLimitBytes: config.server.bodyLimitBytes,
@@ -402,6 +413,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
           logger,
           notify: () => worker.notify(),
           syncPersonBudgetMs: config.server.syncPersonBudgetMs,
+          bodyLimitBytes: config.server.bodyLimitBytes,
+          erased: (id) => suppressions.suppressed({ marketoIds: [id] }),
           ...(options.webhookClock ? { now: options.webhookClock } : {}),
         }),
         dynamics: createDynamicsWebhooks({
@@ -410,6 +423,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
           syncUserId: knownSyncUser,
           unfinishedCreate: async (id) => (await openIntents(db.prisma, { dynamicsIds: [id] })).length > 0,
           notify: () => worker.notify(),
+          bodyLimitBytes: config.server.bodyLimitBytes,
+          erased: (id) => suppressions.suppressed({ dynamicsIds: [id] }),
         }),
       },
     });
@@ -524,7 +539,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.log.level });
   const service = await startService(config, { logger, seed: true });
   if (service.graphqlTokenGenerated && !(service.sandbox && service.seed)) {
-    process.stdout.write(`Sandbox API token (operate scope, made at this start, shown once): ${service.graphqlToken}\n`);
+    process.stdout.write(`Sandbox API token (admin scope, made at this start, shown once): ${service.graphqlToken}\n`);
   }
   if (service.sandbox && service.seed) {
     process.stdout.write(
@@ -533,7 +548,7 @@ async function main(): Promise<void> {
         marketoUrl: service.sandbox.marketo.url,
         dataverseUrl: service.sandbox.dataverse.url,
         marketoWebhookSecret: service.webhookSecrets.marketo,
-        graphqlToken: service.graphqlToken ?? '<an API token: npm run token -- create --scope operate --name me>',
+        graphqlToken: service.graphqlToken ?? '<an API token: npm run token -- create --scope admin --name me>',
         seed: service.seed,
       }),
     );

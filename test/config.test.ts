@@ -39,6 +39,26 @@ describe('configuration', () => {
     expect(config.sync.sweepCron).toBe('*/5 * * * *');
   });
 
+  it('reads TRUST_PROXY as Express takes it, and the security settings with safe defaults', () => {
+    expect(loadConfig({}).trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toBe('loopback, 10.0.0.0/8');
+    expect(() => loadConfig({ TRUST_PROXY: 'yes please' })).toThrow(/TRUST_PROXY/);
+    expect(loadConfig({}).security).toEqual({ erasureKey: undefined, loginAttemptsPer15Min: 20, vendorReadsPerTokenPerMin: 30 });
+    expect(loadConfig({}).retention.deadPayloadDays).toBe(30);
+    const short = (() => {
+      try {
+        loadConfig({ ERASURE_KEY: 'too-short-key' });
+      } catch (error) {
+        return (error as ConfigError).message;
+      }
+      return '';
+    })();
+    expect(short).toMatch(/ERASURE_KEY: must be at least 32 characters/);
+    expect(short).not.toContain('too-short-key');
+  });
+
   it('treats blank values as unset, as docker env files produce them', () => {
     expect(loadConfig({ PORT: '', DATABASE_URL: ' ' }).server.port).toBe(3000);
   });

@@ -3,13 +3,13 @@ import type { PrismaClient } from '../db/generated/client.ts';
 import { CLI_ACTOR, recordAudit } from './audit.ts';
 import { createApiTokens, type TokenInfo } from './tokens.ts';
 
-// `npm run token -- create --scope read --name grafana | list [--all] | revoke <id>`: token
+// `npm run token -- create --scope read --name grafana [--expires-in-days 90] | list [--all] | revoke <id>`: token
 // management from a shell, on the database the service uses (same DATABASE_URL / DATA_DIR). The
 // secret of a new token is printed once, on stdout, and nowhere else. Changes are audited as "cli".
 
 export const TOKEN_USAGE = `usage:
-  npm run token -- create --scope read|operate --name <who or what uses it>
-  npm run token -- list [--all]          (--all: revoked tokens too)
+  npm run token -- create --scope read|operate|admin --name <who or what uses it> [--expires-in-days N]
+  npm run token -- list [--all]          (--all: revoked and expired tokens too)
   npm run token -- revoke <token id>`;
 
 export interface TokenCommandResult {
@@ -19,7 +19,14 @@ export interface TokenCommandResult {
 }
 
 const row = (t: TokenInfo) =>
-  [t.tokenId, t.scope.padEnd(7), t.createdAt.toISOString(), t.lastUsedAt?.toISOString() ?? 'never'.padEnd(24), t.revokedAt ? `revoked ${t.revokedAt.toISOString()}` : 'valid', t.name].join('  ');
+  [
+    t.tokenId,
+    t.scope.padEnd(7),
+    t.createdAt.toISOString(),
+    t.lastUsedAt?.toISOString() ?? 'never'.padEnd(24),
+    t.revokedAt ? `revoked ${t.revokedAt.toISOString()}` : t.expiresAt ? `${t.expiresAt <= new Date() ? 'expired' : 'expires'} ${t.expiresAt.toISOString()}` : 'valid',
+    t.name,
+  ].join('  ');
 
 export async function runTokenCommand(prisma: PrismaClient, argv: string[]): Promise<TokenCommandResult> {
   let parsed;
@@ -27,7 +34,7 @@ export async function runTokenCommand(prisma: PrismaClient, argv: string[]): Pro
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { scope: { type: 'string' }, name: { type: 'string' }, all: { type: 'boolean', default: false } },
+      options: { scope: { type: 'string' }, name: { type: 'string' }, 'expires-in-days': { type: 'string' }, all: { type: 'boolean', default: false } },
     });
   } catch (error) {
     return { code: 2, output: `${error instanceof Error ? error.message : String(error)}\n${TOKEN_USAGE}` };
@@ -38,14 +45,17 @@ export async function runTokenCommand(prisma: PrismaClient, argv: string[]): Pro
     case 'create': {
       const scope = parsed.values.scope;
       const name = parsed.values.name ?? '';
-      if (scope !== 'read' && scope !== 'operate') return { code: 2, output: `--scope must be read or operate\n${TOKEN_USAGE}` };
+      if (scope !== 'read' && scope !== 'operate' && scope !== 'admin') return { code: 2, output: `--scope must be read, operate or admin\n${TOKEN_USAGE}` };
+      const days = parsed.values['expires-in-days'];
+      if (days !== undefined && !/^\d{1,4}$/.test(days.trim())) return { code: 2, output: `--expires-in-days must be a whole number of days\n${TOKEN_USAGE}` };
+      const expiresAt = days === undefined ? null : new Date(Date.now() + Number(days.trim()) * 86_400_000);
       let created;
       try {
-        created = await tokens.create({ name, scope: scope });
+        created = await tokens.create({ name, scope, expiresAt });
       } catch (error) {
         return { code: 2, output: `${error instanceof Error ? error.message : String(error)}\n${TOKEN_USAGE}` };
       }
-      await recordAudit(prisma, { action: 'token.create', actor: CLI_ACTOR, outcome: 'OK', detail: { args: { name: created.token.name, scope }, result: { tokenId: created.token.tokenId } } });
+      await recordAudit(prisma, { action: 'token.create', actor: CLI_ACTOR, outcome: 'OK', detail: { args: { name: created.token.name, scope, expiresAt: expiresAt?.toISOString() ?? null }, result: { tokenId: created.token.tokenId } } });
       return {
         code: 0,
         output: `created ${scope} token "${created.token.name}" (id ${created.token.tokenId}). Its secret, shown this once:\n${created.secret}\n`,

@@ -5,7 +5,8 @@ import type { ApiTokens, Caller, TokenScope } from './caller.ts';
 // API tokens, stored as the SHA-256 of their secret only. A secret is 256 random bits, so a plain
 // digest is enough (no password hashing: nothing to brute-force), and looking it up by digest
 // leaks nothing through timing about the secret itself. Several tokens may be valid at once, so a
-// token is rotated by creating the new one, moving clients, then revoking the old one.
+// token is rotated by creating the new one, moving clients, then revoking the old one. A token may
+// carry an expiry; past it, it authenticates nothing and its console sessions end, as on revocation.
 
 /** The prefix makes a leaked secret recognisable to secret scanners and in support tickets. */
 export const SECRET_PREFIX = 'mds_';
@@ -20,6 +21,8 @@ export interface TokenInfo extends Caller {
   createdAt: Date;
   lastUsedAt: Date | null;
   revokedAt: Date | null;
+  /** null: never expires */
+  expiresAt: Date | null;
 }
 
 export interface CreatedToken {
@@ -29,8 +32,8 @@ export interface CreatedToken {
 }
 
 export interface ApiTokenService extends ApiTokens {
-  create(input: { name: string; scope: TokenScope }): Promise<CreatedToken>;
-  /** every token, newest first; revoked ones only when asked */
+  create(input: { name: string; scope: TokenScope; expiresAt?: Date | null }): Promise<CreatedToken>;
+  /** every token, newest first; revoked and expired ones only when asked */
   list(options?: { includeRevoked?: boolean }): Promise<TokenInfo[]>;
   /** false when no such token is valid (unknown or already revoked) */
   revoke(tokenId: string): Promise<boolean>;
@@ -46,11 +49,14 @@ export function bearerSecret(authorization: string | null | undefined): string {
 export const hashSecret = (secret: string): string => createHash('sha256').update(secret, 'utf8').digest('hex');
 export const newSecret = (): string => SECRET_PREFIX + randomBytes(32).toString('base64url');
 
-const toScope = (scope: 'READ' | 'OPERATE'): TokenScope => (scope === 'OPERATE' ? 'operate' : 'read');
-const fromScope = (scope: TokenScope): 'READ' | 'OPERATE' => (scope === 'operate' ? 'OPERATE' : 'READ');
+type StoredScope = 'READ' | 'OPERATE' | 'ADMIN';
+const toScope = (scope: StoredScope): TokenScope => (scope === 'ADMIN' ? 'admin' : scope === 'OPERATE' ? 'operate' : 'read');
+const fromScope = (scope: TokenScope): StoredScope => (scope === 'admin' ? 'ADMIN' : scope === 'operate' ? 'OPERATE' : 'READ');
+/** a token's expiry: at most ten years ahead, so a typo cannot make one that never ends */
+export const MAX_TOKEN_DAYS = 3_650;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-type Row = { id: string; name: string; scope: 'READ' | 'OPERATE'; createdAt: Date; lastUsedAt: Date | null; revokedAt: Date | null };
+type Row = { id: string; name: string; scope: StoredScope; createdAt: Date; lastUsedAt: Date | null; revokedAt: Date | null; expiresAt: Date | null };
 const info = (row: Row): TokenInfo => ({
   tokenId: row.id,
   name: row.name,
@@ -58,6 +64,7 @@ const info = (row: Row): TokenInfo => ({
   createdAt: row.createdAt,
   lastUsedAt: row.lastUsedAt,
   revokedAt: row.revokedAt,
+  expiresAt: row.expiresAt,
 });
 const caller = (row: Pick<Row, 'id' | 'name' | 'scope'>): Caller => ({ tokenId: row.id, name: row.name, scope: toScope(row.scope) });
 
@@ -72,6 +79,7 @@ export function tokenNameProblem(name: string): string | null {
 export function createApiTokens(prisma: PrismaClient, options: { now?: () => Date } = {}): ApiTokenService {
   const now = options.now ?? (() => new Date());
   const lastWritten = new Map<string, number>();
+  const valid = () => ({ revokedAt: null, OR: [{ expiresAt: null }, { expiresAt: { gt: now() } }] });
 
   function touch(id: string): void {
     const at = now();
@@ -84,61 +92,73 @@ export function createApiTokens(prisma: PrismaClient, options: { now?: () => Dat
   return {
     async authenticate(secret) {
       if (!secret) return null;
-      const row = await prisma.apiToken.findUnique({ where: { secretHash: hashSecret(secret) }, select: { id: true, name: true, scope: true, revokedAt: true } });
-      if (!row || row.revokedAt) return null;
+      const row = await prisma.apiToken.findUnique({ where: { secretHash: hashSecret(secret) }, select: { id: true, name: true, scope: true, revokedAt: true, expiresAt: true } });
+      if (!row || row.revokedAt || (row.expiresAt && row.expiresAt <= now())) return null;
       touch(row.id);
       return caller(row);
     },
     async byId(tokenId) {
       if (!UUID.test(tokenId)) return null;
-      const row = await prisma.apiToken.findFirst({ where: { id: tokenId.toLowerCase(), revokedAt: null }, select: { id: true, name: true, scope: true } });
+      const row = await prisma.apiToken.findFirst({ where: { id: tokenId.toLowerCase(), ...valid() }, select: { id: true, name: true, scope: true } });
       return row ? caller(row) : null;
     },
-    async create({ name, scope }) {
+    async create({ name, scope, expiresAt = null }) {
       const problem = tokenNameProblem(name);
       if (problem) throw new TypeError(problem);
+      if (expiresAt && (expiresAt <= now() || expiresAt.getTime() > now().getTime() + MAX_TOKEN_DAYS * 86_400_000)) {
+        throw new TypeError(`a token expires in the future, at most ${MAX_TOKEN_DAYS} days ahead`);
+      }
       const secret = newSecret();
-      const row = await prisma.apiToken.create({ data: { name: name.trim(), scope: fromScope(scope), secretHash: hashSecret(secret), createdAt: now() } });
+      const row = await prisma.apiToken.create({ data: { name: name.trim(), scope: fromScope(scope), secretHash: hashSecret(secret), createdAt: now(), expiresAt } });
       return { token: info(row), secret };
     },
     async list({ includeRevoked = false } = {}) {
-      const rows = await prisma.apiToken.findMany({ where: includeRevoked ? {} : { revokedAt: null }, orderBy: [{ createdAt: 'desc' }, { id: 'asc' }] });
+      const rows = await prisma.apiToken.findMany({ where: includeRevoked ? {} : valid(), orderBy: [{ createdAt: 'desc' }, { id: 'asc' }] });
       return rows.map(info);
     },
     async revoke(tokenId) {
       if (!UUID.test(tokenId)) return false;
-      const { count } = await prisma.apiToken.updateMany({ where: { id: tokenId.toLowerCase(), revokedAt: null }, data: { revokedAt: now() } });
+      const id = tokenId.toLowerCase();
+      const [{ count }] = await prisma.$transaction([
+        prisma.apiToken.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: now() } }),
+        // its console sessions end with it (resolving one checks the token too)
+        prisma.consoleSession.deleteMany({ where: { tokenId: id } }),
+      ]);
       return count === 1;
     },
-    activeCount: () => prisma.apiToken.count({ where: { revokedAt: null } }),
+    activeCount: () => prisma.apiToken.count({ where: valid() }),
   };
 }
 
 /**
- * GRAPHQL_API_TOKEN as the `operate` token named "env": its digest is stored (once; replicas
- * starting together insert the same digest and skip duplicates), and an "env" token of an earlier
- * value is revoked, so changing the variable rotates it. The configured value is never stored.
+ * GRAPHQL_API_TOKEN as the `admin` token named "env" (the deployment's first token: it mints the
+ * others): its digest is stored (once; replicas starting together insert the same digest and skip
+ * duplicates), and an "env" token of an earlier value is revoked, so changing the variable rotates
+ * it. The configured value is never stored. A revocation sticks: a secret revoked once (by an
+ * operator, or an older value set again) stays revoked until the operator sets a new value.
+ * Answers false when the configured secret is revoked.
  */
-export async function ensureConfiguredToken(prisma: PrismaClient, secret: string): Promise<void> {
+export async function ensureConfiguredToken(prisma: PrismaClient, secret: string): Promise<boolean> {
   const secretHash = hashSecret(secret);
-  await prisma.apiToken.createMany({ data: [{ name: ENV_TOKEN_NAME, scope: 'OPERATE', secretHash }], skipDuplicates: true });
-  // the same secret revoked earlier (by an operator, or an older value set again) is valid again:
-  // whoever sets the variable decides
-  await prisma.apiToken.updateMany({ where: { secretHash, revokedAt: { not: null } }, data: { revokedAt: null } });
+  await prisma.apiToken.createMany({ data: [{ name: ENV_TOKEN_NAME, scope: 'ADMIN', secretHash }], skipDuplicates: true });
+  // an "env" token stored before the admin scope existed gets it
+  await prisma.apiToken.updateMany({ where: { secretHash, name: ENV_TOKEN_NAME, scope: 'OPERATE', revokedAt: null }, data: { scope: 'ADMIN' } });
   await prisma.apiToken.updateMany({ where: { name: ENV_TOKEN_NAME, revokedAt: null, NOT: { secretHash } }, data: { revokedAt: new Date() } });
+  const row = await prisma.apiToken.findUnique({ where: { secretHash }, select: { revokedAt: true } });
+  return row !== null && row.revokedAt === null;
 }
 
 export type StartupToken =
   | { kind: 'configured'; secret: string }
   /** sandbox mode: made at this start; print it once */
-  | { kind: 'generated'; secret: string }
+  | { kind: 'generated'; secret: string; configuredRevoked?: true }
   /** tokens made with the CLI (or over the API) exist: the service does not know their secrets */
-  | { kind: 'stored' };
+  | { kind: 'stored'; configuredRevoked?: true };
 
 export class NoApiTokenError extends Error {
   constructor() {
     super(
-      'No API token: set GRAPHQL_API_TOKEN, or create one with `npm run token -- create --scope operate --name <who>` ' +
+      'No API token: set GRAPHQL_API_TOKEN, or create one with `npm run token -- create --scope admin --name <who>` ' +
         '(same DATABASE_URL / DATA_DIR as the service). Outside sandbox mode the service does not make one up.',
     );
     this.name = 'NoApiTokenError';
@@ -156,15 +176,13 @@ export async function ensureStartupToken(
 ): Promise<StartupToken> {
   const tokens = createApiTokens(prisma);
   const configured = options.configured?.trim();
-  if (configured) {
-    await ensureConfiguredToken(prisma, configured);
-    return { kind: 'configured', secret: configured };
-  }
+  if (configured && (await ensureConfiguredToken(prisma, configured))) return { kind: 'configured', secret: configured };
   if (options.production) {
     if ((await tokens.activeCount()) === 0) throw new NoApiTokenError();
-    return { kind: 'stored' };
+    // a revoked GRAPHQL_API_TOKEN stays revoked: the other tokens serve
+    return configured ? { kind: 'stored', configuredRevoked: true } : { kind: 'stored' };
   }
   await prisma.apiToken.updateMany({ where: { name: SANDBOX_TOKEN_NAME, revokedAt: null }, data: { revokedAt: new Date() } });
-  const { secret } = await tokens.create({ name: SANDBOX_TOKEN_NAME, scope: 'operate' });
-  return { kind: 'generated', secret };
+  const { secret } = await tokens.create({ name: SANDBOX_TOKEN_NAME, scope: 'admin' });
+  return configured ? { kind: 'generated', secret, configuredRevoked: true } : { kind: 'generated', secret };
 }

@@ -1,4 +1,4 @@
-import type { Caller } from '../auth/caller.ts';
+import { canOperate, type Caller } from '../auth/caller.ts';
 
 // The two HTML documents the server renders: the sign-in form, and the console's shell (the
 // navigation and an empty <main>; the views are ES modules that ask /graphql). The shell carries
@@ -16,6 +16,7 @@ export const VIEWS = [
   { id: 'sweeps', label: 'Sweeps' },
   { id: 'mappings', label: 'Field mappings' },
   { id: 'throughput', label: 'Throughput' },
+  { id: 'erasures', label: 'Erasures' },
 ] as const;
 
 const head = (title: string) => `<!doctype html>
@@ -34,7 +35,7 @@ ${message ? `<p class="bad" role="alert">${escapeHtml(message)}</p>` : ''}
 }
 
 export function renderShell(options: { caller: Caller; csrfToken: string; sandbox: boolean }): string {
-  const readOnly = options.caller.scope !== 'operate';
+  const readOnly = !canOperate(options.caller);
   return `${head('Console')}
 <meta name="csrf-token" content="${escapeHtml(options.csrfToken)}">
 <script type="module" src="/console/assets/app.js"></script></head>

@@ -1,3 +1,4 @@
+import { vendorReadAllowed } from './vendor-reads.ts';
 import type { Activity, ChangeEvent, FieldMapping, Prisma, SyncLink } from '../db/generated/client.ts';
 import { fieldSyncState, type FieldSyncState } from '../console/lineage.ts';
 import type { BlockedValue } from '../sync/merge.ts';
@@ -59,9 +60,14 @@ function liveRecords(link: SyncLink, ctx: GraphQLContext): Promise<LiveRecords |
   liveReads.set(ctx, perRequest);
   let read = perRequest.get(link.id);
   if (!read) {
-    read = ctx.deps.live
-      ? ctx.deps.live.records({ marketoId: link.marketoId, entity: link.dynamicsEntity, dynamicsId: link.dynamicsId }).catch(
-          (error: unknown): LiveRecords => ({ marketo: null, dynamics: null, dynamicsSyncFilter: null, errors: [error instanceof Error ? error.message : String(error)] }),
+    const live = ctx.deps.live;
+    read = live
+      ? vendorReadAllowed(ctx).then((allowed) =>
+          allowed.ok
+            ? live.records({ marketoId: link.marketoId, entity: link.dynamicsEntity, dynamicsId: link.dynamicsId }).catch(
+                (error: unknown): LiveRecords => ({ marketo: null, dynamics: null, dynamicsSyncFilter: null, errors: [error instanceof Error ? error.message : String(error)] }),
+              )
+            : { marketo: null, dynamics: null, dynamicsSyncFilter: null, errors: [allowed.message] },
         )
       : Promise.resolve(null);
     perRequest.set(link.id, read);

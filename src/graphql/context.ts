@@ -4,6 +4,8 @@ import type { ConsoleSessions } from '../console/session.ts';
 import type { PrismaClient } from '../db/generated/client.ts';
 import type { ConnectorHealth } from '../http/health.ts';
 import type { Logger } from '../logger.ts';
+import type { RateLimiter } from '../security/rate-limit.ts';
+import type { Suppressions } from '../security/suppression.ts';
 import type { LinkedEntity } from '../sync/policy.ts';
 import type { Side } from '../sync/merge.ts';
 import type { Loaders } from './loaders.ts';
@@ -77,6 +79,13 @@ export interface GraphQLDeps {
   sessions?: ConsoleSessions;
   /** live reads for the console's person view and field access (the composition root wires them) */
   live?: LiveReads;
+  /** forgetPerson's suppression list and the record leases it erases under */
+  erasure: { suppressions: Suppressions; owner: string; leaseMs: number };
+  /**
+   * per token (VENDOR_READS_PER_TOKEN_PER_MIN): the calls that spend vendor quota on a read
+   * (fieldLineage's live reads, refreshFieldAccess); absent: unlimited (tests)
+   */
+  vendorReads?: RateLimiter;
 }
 
 /** What the console shows "now" from both systems, not from the sync's memory. */

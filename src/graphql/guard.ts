@@ -1,12 +1,13 @@
 import { defaultFieldResolver, type GraphQLFieldResolver, type GraphQLSchema } from 'graphql';
 import { createGraphQLError } from 'graphql-yoga';
 import { recordAudit, type AuditOutcome } from '../auth/audit.ts';
-import { canOperate } from '../auth/caller.ts';
+import { canAdminister, canOperate, type Caller } from '../auth/caller.ts';
 import type { GraphQLContext } from './context.ts';
 
 // The one place where mutations are authorised and audited: every field of the Mutation type is
 // wrapped once the schema is built, so a mutation added later is guarded without doing anything.
-// A `read` caller gets FORBIDDEN before the resolver runs; every attempt (allowed or not) leaves an
+// A `read` caller gets FORBIDDEN before the resolver runs, and so does an `operate` caller on the
+// fields marked `scope: 'admin'` (tokens, erasure); every attempt (allowed or not) leaves an
 // audit entry with the action, the token, the time and the outcome.
 
 /** Per-field audit settings, set as `extensions: { audit: { ... } }` on a mutation field. */
@@ -15,10 +16,12 @@ export interface AuditPolicy {
   args?: boolean;
   /** what of the answer to keep (never a secret, never personal data) */
   result?: (answer: unknown) => Record<string, unknown>;
+  /** "admin": token management and erasure; default "operate" */
+  scope?: 'operate' | 'admin';
 }
 
-export function forbidden(action: string) {
-  return createGraphQLError(`${action} needs an operate token; this token has the read scope`, { extensions: { code: 'FORBIDDEN' } });
+export function forbidden(action: string, needs: 'operate' | 'admin' = 'operate', has: Caller['scope'] = 'read') {
+  return createGraphQLError(`${action} needs an ${needs} token; this token has the ${has} scope`, { extensions: { code: 'FORBIDDEN' } });
 }
 
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
@@ -47,9 +50,10 @@ export function guardMutations(schema: GraphQLSchema): GraphQLSchema {
           ctx.deps.logger.error({ err: error, action, outcome }, 'could not write the audit entry');
         }
       };
-      if (!canOperate(ctx.caller)) {
+      const needs = policy.scope ?? 'operate';
+      if (!(needs === 'admin' ? canAdminister(ctx.caller) : canOperate(ctx.caller))) {
         await audit('FORBIDDEN', {});
-        throw forbidden(action);
+        throw forbidden(action, needs, ctx.caller.scope);
       }
       let answer: unknown;
       try {

@@ -1,3 +1,4 @@
+import { createGraphQLError } from 'graphql-yoga';
 import { z } from 'zod';
 import { Prisma, type FieldMapping } from '../db/generated/client.ts';
 import type { FieldAccess } from '../sync/mappings.ts';
@@ -5,6 +6,7 @@ import { collisionWinner } from '../sync/policy.ts';
 import type { Builder } from './builder.ts';
 import type { FieldMappingDraft } from './context.ts';
 import type { Refs } from './refs.ts';
+import { vendorReadAllowed } from './vendor-reads.ts';
 
 // Field selection (SPEC 5): which fields sync, checked against both systems' live metadata by the
 // engine (validateFieldMapping) before anything is stored. Enabling a field schedules its back-fill.
@@ -140,6 +142,8 @@ export function addMappingSchema(builder: Builder, refs: Refs) {
       },
       resolve: async (_root, args, ctx) => {
         if (args.checkNow && ctx.deps.live) {
+          const allowed = await vendorReadAllowed(ctx);
+          if (!allowed.ok) throw createGraphQLError(allowed.message, { extensions: { code: 'RATE_LIMITED' } });
           for (const entity of args.entity ? [args.entity] : (['LEAD', 'CONTACT'] as const)) {
             // a system that does not answer leaves the last stored access (accessCheckedAt says when)
             await ctx.deps.live.refreshFieldAccess(entity).catch((error: unknown) => ctx.deps.logger.warn({ err: error, entity }, 'could not read field metadata now'));

@@ -1,6 +1,6 @@
 
 import type { TokenInfo } from '../auth/tokens.ts';
-import { tokenNameProblem } from '../auth/tokens.ts';
+import { MAX_TOKEN_DAYS, tokenNameProblem } from '../auth/tokens.ts';
 import type { AuditEntry } from '../db/generated/client.ts';
 import type { Builder } from './builder.ts';
 import { addConnection, decodeCursor, pageSize, toConnection } from './connection.ts';
@@ -18,10 +18,12 @@ export function addTokenSchema(builder: Builder, refs: Refs) {
     description: 'What a token may do.',
     values: {
       READ: { description: 'every query; no mutation' },
-      OPERATE: { description: 'every query and every mutation' },
+      OPERATE: { description: 'every query and every mutation except token management and erasure' },
+      ADMIN: { description: 'everything: also creates and revokes tokens, erases people and lifts erasures' },
     } as const,
   });
-  const scopeOf = (t: TokenInfo) => (t.scope === 'operate' ? 'OPERATE' : 'READ');
+  const scopeOf = (t: TokenInfo) => (t.scope === 'admin' ? 'ADMIN' : t.scope === 'operate' ? 'OPERATE' : 'READ');
+  const scopeFrom = (scope: 'READ' | 'OPERATE' | 'ADMIN') => (scope === 'ADMIN' ? 'admin' : scope === 'OPERATE' ? 'operate' : 'read');
 
   const ApiTokenRef = builder.objectRef<TokenInfo>('ApiToken').implement({
     description: 'A bearer token of the API and the console. The secret is never shown again after creation.',
@@ -32,6 +34,7 @@ export function addTokenSchema(builder: Builder, refs: Refs) {
       createdAt: t.field({ type: 'DateTime', resolve: (tok) => tok.createdAt }),
       lastUsedAt: t.field({ type: 'DateTime', nullable: true, description: 'to the minute; null when never used', resolve: (tok) => tok.lastUsedAt }),
       revokedAt: t.field({ type: 'DateTime', nullable: true, resolve: (tok) => tok.revokedAt }),
+      expiresAt: t.field({ type: 'DateTime', nullable: true, description: 'null: never expires', resolve: (tok) => tok.expiresAt }),
     }),
   });
 
@@ -40,7 +43,7 @@ export function addTokenSchema(builder: Builder, refs: Refs) {
     values: {
       OK: { description: 'done' },
       REFUSED: { description: 'answered ok: false (the detail says why)' },
-      FORBIDDEN: { description: 'the token has the read scope' },
+      FORBIDDEN: { description: 'the token\'s scope does not allow it' },
       FAILED: { description: 'an unexpected error' },
     } as const,
   });
@@ -108,26 +111,38 @@ export function addTokenSchema(builder: Builder, refs: Refs) {
   builder.mutationFields((t) => ({
     createApiToken: t.field({
       type: CreatePayloadRef,
-      description: 'Creates a token. The answer carries its secret once; store it, it cannot be shown again.',
-      args: { name: t.arg.string({ required: true }), scope: t.arg({ type: TokenScopeEnum, required: true }) },
-      extensions: { audit: { result: (p: CreatePayload) => ({ tokenId: p.token?.tokenId ?? null }) } },
+      description: 'Creates a token (admin scope). The answer carries its secret once; store it, it cannot be shown again.',
+      args: {
+        name: t.arg.string({ required: true }),
+        scope: t.arg({ type: TokenScopeEnum, required: true }),
+        expiresInDays: t.arg.int({ required: false, description: `the token stops working after this many days (1-${MAX_TOKEN_DAYS}); omitted: never` }),
+      },
+      extensions: { audit: { scope: 'admin', result: (p: CreatePayload) => ({ tokenId: p.token?.tokenId ?? null }) } },
       resolve: async (_root, args, ctx) => {
         const problem = tokenNameProblem(args.name);
         if (problem) return { ok: false, error: problem, token: null, secret: null };
-        const { token, secret } = await ctx.deps.tokens.create({ name: args.name, scope: args.scope === 'OPERATE' ? 'operate' : 'read' });
+        const days = args.expiresInDays;
+        if (days !== null && days !== undefined && (days < 1 || days > MAX_TOKEN_DAYS)) {
+          return { ok: false, error: `expiresInDays is a whole number from 1 to ${MAX_TOKEN_DAYS}`, token: null, secret: null };
+        }
+        const expiresAt = days ? new Date(Date.now() + days * 86_400_000) : null;
+        const { token, secret } = await ctx.deps.tokens.create({ name: args.name, scope: scopeFrom(args.scope), expiresAt });
         return { ok: true, error: null, token, secret };
       },
     }),
     revokeApiToken: t.field({
       type: RevokePayloadRef,
-      description: 'Revokes a token at once: its secret stops working and its console sessions end. The last operate token cannot be revoked here.',
+      description:
+        'Revokes a token at once (admin scope): its secret stops working and its console sessions end, for good (GRAPHQL_API_TOKEN too, until a new value is set). ' +
+        'The last admin token cannot be revoked here.',
       args: { id: t.arg.id({ required: true }) },
+      extensions: { audit: { scope: 'admin' } },
       resolve: async (_root, args, ctx) => {
         const tokens = await ctx.deps.tokens.list();
         const target = tokens.find((tok) => tok.tokenId === args.id.toLowerCase());
         if (!target) return { ok: false, error: `no valid token ${args.id}`, token: null };
-        if (target.scope === 'operate' && tokens.filter((tok) => tok.scope === 'operate').length === 1) {
-          return { ok: false, error: 'this is the last operate token: create another first (or use the CLI)', token: target };
+        if (target.scope === 'admin' && tokens.filter((tok) => tok.scope === 'admin').length === 1) {
+          return { ok: false, error: 'this is the last admin token: create another first (or use the CLI)', token: target };
         }
         const revoked = await ctx.deps.tokens.revoke(target.tokenId);
         return revoked ? { ok: true, error: null, token: { ...target, revokedAt: new Date() } } : { ok: false, error: `no valid token ${args.id}`, token: null };

@@ -23,6 +23,8 @@ export interface AppDeps {
   metrics?: { handler: RequestHandler; intakeMiddleware: RequestHandler; separateListener?: boolean };
   /** the operator console at / (sign-in, shell, static modules) */
   console?: Router;
+  /** Express "trust proxy" (TRUST_PROXY): behind a TLS proxy, req.secure and req.ip are the client's */
+  trustProxy?: boolean | number | string;
 }
 
 /** GET /metrics alone, for a listener of its own (METRICS_PORT): keep that port on the internal network. */
@@ -39,7 +41,7 @@ export function createMetricsApp(handler: RequestHandler, logger: Logger): Expre
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', false);
+  app.set('trust proxy', deps.trustProxy ?? false);
 
   app.use(
     pinoHttp({
@@ -102,13 +104,14 @@ export function createApp(deps: AppDeps): Express {
     }
     next();
   });
-  // yoga reads its own request bodies (with its own limits), so it comes before the JSON parser
+  // yoga reads its own request bodies (with its own limits), so it comes before the JSON parser;
+  // so do the webhooks, which check their secret before they parse a body (webhooks/auth.ts)
   if (deps.graphql) app.use('/graphql', deps.graphql);
-  app.use(express.json({ limit: deps.bodyLimitBytes, type: ['application/json', 'application/*+json'] }));
   if (deps.webhooks) {
     app.use('/webhooks/marketo', deps.webhooks.marketo);
     app.use('/webhooks/dynamics', deps.webhooks.dynamics);
   }
+  app.use(express.json({ limit: deps.bodyLimitBytes, type: ['application/json', 'application/*+json'] }));
 
   if (deps.console) app.use(deps.console);
 

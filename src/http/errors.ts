@@ -33,10 +33,12 @@ function fromBodyParser(err: BodyParserError & Error): HttpError | undefined {
       return new HttpError(415, 'unsupported_encoding', err.message);
     case 'request.aborted':
       return new HttpError(400, 'request_aborted', 'the client aborted the request');
-    case undefined:
-      return undefined;
     default:
-      return err.status && err.status < 500 ? new HttpError(err.status, 'bad_request', err.message) : undefined;
+      // a client error from Express's own middleware (a malformed path, a refused static file):
+      // the client's fault, answered as such, never an error log line
+      return typeof err.status === 'number' && err.status >= 400 && err.status < 500
+        ? new HttpError(err.status, err.status === 404 ? 'not_found' : 'bad_request', err.expose === false ? 'bad request' : err.message)
+        : undefined;
   }
 }
 

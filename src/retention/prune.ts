@@ -4,7 +4,11 @@ import type { Db } from '../db/database.ts';
 // its own (DELETE ... WHERE id IN (SELECT id ... LIMIT n)), so no transaction is held, no table is
 // locked, intake and the engine interleave between batches, and a crash half-way leaves only fully
 // deleted batches: the next pass carries on. DEAD change events are never pruned (an operator
-// replays or discards them), nor are events still to do, nor a sweep that is still running.
+// replays or discards them), nor are events still to do, nor a sweep that is still running, nor a
+// journal entry (a PENDING activity) that is not settled yet: it is the write protocol's record of
+// a write that may still land, whatever its age. A DEAD event's payload (a webhook body: personal
+// data) is redacted once it is old enough; the event stays replayable, since the engine reads both
+// systems afresh and keeps from the payload only what a replay needs (Sync Person's syncAs and assignTo).
 
 export interface RetentionPolicy {
   /** DONE change events, by completedAt */
@@ -17,9 +21,11 @@ export interface RetentionPolicy {
   auditDays: number;
   /** rows per DELETE statement */
   batchSize: number;
+  /** DEAD change events' payloads, by updatedAt (when they died) */
+  deadPayloadDays: number;
 }
 
-export const defaultRetention: RetentionPolicy = { doneEventDays: 14, activityDays: 400, syncRunDays: 90, auditDays: 400, batchSize: 5_000 };
+export const defaultRetention: RetentionPolicy = { doneEventDays: 14, activityDays: 400, syncRunDays: 90, auditDays: 400, batchSize: 5_000, deadPayloadDays: 30 };
 
 export const PRUNED_TABLES = ['change_event', 'activity', 'sync_run', 'audit_entry', 'throughput_minute', 'create_intent'] as const;
 export type PrunedTable = (typeof PRUNED_TABLES)[number];
@@ -28,6 +34,8 @@ export interface PruneResult {
   at: Date;
   removed: Record<PrunedTable, number>;
   batches: number;
+  /** DEAD change events whose payload was redacted */
+  redactedPayloads: number;
   /** true when it stopped before finishing (lease lost, shutdown); the next pass continues */
   interrupted: boolean;
   durationMs: number;
@@ -35,12 +43,19 @@ export interface PruneResult {
 
 const DAY_MS = 86_400_000;
 
+/** The marker a redacted payload carries; what a replay needs of the payload is kept beside it. */
+export const REDACTED = 'redactedAt';
+const redactStatement = `UPDATE change_event SET payload = jsonb_strip_nulls(jsonb_build_object(
+      '${REDACTED}', to_jsonb($3::timestamptz), 'syncAs', payload->'syncAs', 'assignTo', payload->'assignTo', 'runId', payload->'runId'))
+    WHERE id IN (SELECT id FROM change_event WHERE status = 'DEAD' AND "updatedAt" < $1 AND NOT (payload ? '${REDACTED}') LIMIT $2)`;
+
 /** One table's rule: which rows are due, given the cutoff ($1) and the batch size ($2). */
 const batchStatements: Record<PrunedTable, string> = {
   change_event: `DELETE FROM change_event WHERE id IN (
       SELECT id FROM change_event WHERE status = 'DONE' AND "completedAt" < $1 LIMIT $2)`,
+  // an unsettled journal entry (PENDING) is kept whatever its age: the stale-write check needs it
   activity: `DELETE FROM activity WHERE id IN (
-      SELECT id FROM activity WHERE "occurredAt" < $1 LIMIT $2)`,
+      SELECT id FROM activity WHERE "occurredAt" < $1 AND state <> 'PENDING' LIMIT $2)`,
   sync_run: `DELETE FROM sync_run WHERE id IN (
       SELECT id FROM sync_run WHERE "finishedAt" IS NOT NULL AND status <> 'RUNNING' AND "finishedAt" < $1 LIMIT $2)`,
   audit_entry: `DELETE FROM audit_entry WHERE id IN (
@@ -82,10 +97,11 @@ export async function pruneOnce(options: PruneOptions): Promise<PruneResult> {
   const due = cutoffs(policy, at);
   const removed = { change_event: 0, activity: 0, sync_run: 0, audit_entry: 0, throughput_minute: 0, create_intent: 0 } satisfies Record<PrunedTable, number>;
   let batches = 0;
+  let redactedPayloads = 0;
   // events first: their activities' changeEventId is set to null, then old activities go too
   for (const table of PRUNED_TABLES) {
     for (;;) {
-      if (signal?.aborted) return { at, removed, batches, interrupted: true, durationMs: performance.now() - started };
+      if (signal?.aborted) return { at, removed, redactedPayloads, batches, interrupted: true, durationMs: performance.now() - started };
       const count = await db.$executeRawUnsafe(batchStatements[table], due[table], policy.batchSize);
       batches += 1;
       removed[table] += count;
@@ -93,5 +109,14 @@ export async function pruneOnce(options: PruneOptions): Promise<PruneResult> {
       await pause();
     }
   }
-  return { at, removed, batches, interrupted: false, durationMs: performance.now() - started };
+  const deadCutoff = new Date(at.getTime() - policy.deadPayloadDays * DAY_MS);
+  for (;;) {
+    if (signal?.aborted) return { at, removed, redactedPayloads, batches, interrupted: true, durationMs: performance.now() - started };
+    const count = await db.$executeRawUnsafe(redactStatement, deadCutoff, policy.batchSize, at);
+    batches += 1;
+    redactedPayloads += count;
+    if (count < policy.batchSize) break;
+    await pause();
+  }
+  return { at, removed, redactedPayloads, batches, interrupted: false, durationMs: performance.now() - started };
 }

@@ -1,3 +1,4 @@
+import type { Suppressions } from '../security/suppression.ts';
 import cron from 'node-cron';
 import type { Config } from '../config.ts';
 import type { DataverseClient } from '../connectors/dynamics/dataverse.client.ts';
@@ -25,6 +26,8 @@ export interface SweepServiceOptions {
   marketoApiUser?: (() => string | undefined) | undefined;
   /** false: no cron on this process (the CLI); requests still take the lease */
   schedule?: boolean;
+  /** the erasure list (security/suppression.ts) */
+  suppressions?: Suppressions;
 }
 
 export function createSweepService(options: SweepServiceOptions) {
@@ -41,6 +44,7 @@ export function createSweepService(options: SweepServiceOptions) {
     quota: { dailyQuota: config.marketo.dailyQuota, share: config.sync.sweepQuotaShare },
     marketoApiUser: options.marketoApiUser,
     notify: options.notify,
+    ...(options.suppressions ? { suppressions: options.suppressions } : {}),
     // counts the run's outcomes once the engine has processed its events: the run (and the lease)
     // waits at most half the time to the next tick, so a fast schedule is not slowed by it
     outcomeWaitMs: config.sync.sweepCron ? Math.min(60_000, cronIntervalMs(config.sync.sweepCron) / 2) : 60_000,

@@ -1,3 +1,4 @@
+import { withoutSuppressed, type Suppressions } from '../security/suppression.ts';
 import type { DataverseClient, DataverseEntity, DataverseRecord } from '../connectors/dynamics/dataverse.client.ts';
 import { ConnectorError } from '../connectors/errors.ts';
 import type { MarketoClient } from '../connectors/marketo/marketo.client.ts';
@@ -55,6 +56,8 @@ export interface SweeperOptions {
   marketoCursorMaxAgeMs?: number;
   /** a journaled create still open after this long has lost its worker (longer than a record lease); default 2 min */
   unfinishedCreateAgeMs?: number;
+  /** the erasure list: changes of erased persons are not enqueued (security/suppression.ts) */
+  suppressions?: Suppressions;
 }
 
 export interface SweepCounts {
@@ -236,7 +239,9 @@ export function createSweeper(options: SweeperOptions) {
     }
 
     // ---- inbox --------------------------------------------------------------------------------
-    async function enqueueAll(events: NewChangeEvent[]): Promise<void> {
+    async function enqueueAll(found: NewChangeEvent[]): Promise<void> {
+      // an erased person's change leaves no row (the engine checks their emails too, once read)
+      const events = options.suppressions ? await withoutSuppressed(options.suppressions, found) : found;
       for (let i = 0; i < events.length; i += pageSize) {
         const { queued, duplicates } = await enqueueMany(prisma, events.slice(i, i + pageSize));
         counts.eventsEnqueued += queued;

@@ -21,6 +21,7 @@ import type { DynamicsPort, DynamicsRecordView, MarketoPort, PersonRecord, Write
 import { createProtocolStore } from './protocol.ts';
 import { overwrittenIn } from './overwritten.ts';
 import { createUnlinkedSync } from './unlinked.ts';
+import type { Suppressions } from '../security/suppression.ts';
 
 // The batch half of the engine: group a claimed batch's events by the person they concern, take
 // each group's record leases, read both sides for the whole batch at once (after the leases, so
@@ -46,10 +47,13 @@ export interface EngineOptions {
   signal?: AbortSignal;
   /** fences every vendor write on the record leases of the work that sends it (sync/fence.ts) */
   fencing?: Fencing;
+  /** the erasure list: a batch's erased persons are neither synced nor logged (security/suppression.ts) */
+  suppressions?: Suppressions;
 }
 
 export type EventOutcome =
-  | { status: 'done'; linkId: string | null; note?: string }
+  /** erased: the person is on the erasure list; the worker deletes the event rather than keep it */
+  | { status: 'done'; linkId: string | null; note?: string; erased?: true }
   | { status: 'retry'; reason: string; retryAfterMs?: number }
   | { status: 'dead'; reason: string }
   /** another worker holds the record (or this one is stopping): try again shortly without counting an attempt */
@@ -247,6 +251,31 @@ export function createSyncEngine(options: EngineOptions) {
     }
   }
 
+  /**
+   * The items about an erased person: by their ids, and by the emails just read from both systems
+   * (a new record of an erased person is not matched or linked either). One statement, under the
+   * items' record leases, so an erasure that finished before them is always seen.
+   */
+  async function erasedItems(items: readonly WorkItem[], pre: Prefetched): Promise<Set<WorkItem>> {
+    const suppressions = options.suppressions;
+    if (!suppressions || items.length === 0) return new Set();
+    const idsOf = (item: WorkItem) => {
+      const s = item.subject;
+      const marketoId = s.kind === 'link' ? s.link.marketoId : s.kind === 'marketo' && s.id >= 0 ? s.id : null;
+      const dynamicsId = s.kind === 'link' ? s.link.dynamicsId : s.kind === 'dynamics' ? s.id : null;
+      const emails = [marketoId !== null ? pre.persons.get(marketoId)?.email : null, dynamicsId !== null ? pre.records.get(dynamicsId)?.email : null];
+      return { marketoIds: [marketoId], dynamicsIds: [dynamicsId], emails };
+    };
+    const all = items.map(idsOf);
+    const listed = await suppressions.listed({ marketoIds: all.flatMap((i) => i.marketoIds), dynamicsIds: all.flatMap((i) => i.dynamicsIds), emails: all.flatMap((i) => i.emails) });
+    if (listed.size === 0) return new Set();
+    const hit = (ids: ReturnType<typeof idsOf>) =>
+      ids.marketoIds.some((id) => id !== null && listed.has(suppressions.hashOf('MARKETO_ID', id))) ||
+      ids.dynamicsIds.some((id) => id !== null && listed.has(suppressions.hashOf('DYNAMICS_ID', id))) ||
+      ids.emails.some((email) => !!email && listed.has(suppressions.hashOf('EMAIL', email)));
+    return new Set(items.filter((item, i) => hit(all[i]!)));
+  }
+
   return {
     /** Syncs a claimed batch; one outcome per event. */
     async syncBatch(events: readonly ClaimedChangeEvent[]): Promise<Map<string, EventOutcome>> {
@@ -271,7 +300,12 @@ export function createSyncEngine(options: EngineOptions) {
           held.forEach((h) => setAll(h.item, outcome));
           return outcomes;
         }
-        await Promise.all(held.map(async (h) => setAll(h.item, await syncItem(h.item, pre, h.holder, fences.get(h.holder)))));
+        const erased = await erasedItems(held.map((h) => h.item), pre);
+        await Promise.all(
+          held.map(async (h) =>
+            setAll(h.item, erased.has(h.item) ? { status: 'done', linkId: null, erased: true } : await syncItem(h.item, pre, h.holder, fences.get(h.holder))),
+          ),
+        );
       } catch (error) {
         logger.warn({ err: error, events: events.length, ...batchIds(events) }, 'syncing a batch failed');
         const outcome = outcomeForError(error, options.signal);

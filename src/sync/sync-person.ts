@@ -12,6 +12,7 @@ import type { Fencing } from './fence.ts';
 import type { DynamicsPort, MarketoPort, WriteFence } from './ports.ts';
 import { relink } from './relink.ts';
 import type { CanonicalRecordFields } from './values.ts';
+import type { Suppressions } from '../security/suppression.ts';
 
 // Marketo's "Sync Person to Microsoft" flow action, in real time: create the person in Dynamics
 // as a lead (default) or contact, link it and answer with the id, inside Marketo's 30 s webhook
@@ -33,7 +34,8 @@ export interface SyncPersonRequest {
 export type SyncPersonResult =
   | { status: 'created' | 'existing'; entity: LinkedEntity; dynamicsId: string; linkId: string }
   | { status: 'not_found'; message: string }
-  | { status: 'rejected'; message: string }
+  /** erased: the person is on the erasure list */
+  | { status: 'rejected'; message: string; erased?: true }
   | { status: 'busy'; message: string };
 
 export interface SyncPersonOptions {
@@ -48,7 +50,11 @@ export interface SyncPersonOptions {
   lockWaitMs?: number;
   /** fences the create on the person's lease (sync/fence.ts) */
   fencing?: Fencing;
+  /** the erasure list: an erased person is refused, by id or by the email Marketo holds */
+  suppressions?: Suppressions;
 }
+
+const ERASED: SyncPersonResult = { status: 'rejected', erased: true, message: 'the person was erased from this service; an admin must lift the erasure (liftErasure) before it syncs again' };
 
 export function createSyncPerson(options: SyncPersonOptions) {
   const { db, marketo, dynamics, mappings } = options;
@@ -65,6 +71,8 @@ export function createSyncPerson(options: SyncPersonOptions) {
     if (!locked) return { status: 'busy', message: `person ${request.marketoId} is being synced by another call` };
     const fence = options.fencing?.hold(holder, [key]);
     try {
+      // read under the lease: an erasure that took it before us is seen
+      if (await options.suppressions?.suppressed({ marketoIds: [request.marketoId] }, { fresh: true })) return ERASED;
       return await createOrFind(request, { holder, keys: [key], fence });
     } finally {
       options.fencing?.release(holder);
@@ -105,6 +113,7 @@ export function createSyncPerson(options: SyncPersonOptions) {
     const mapping = await mappings.forEntity(entity);
     const person = (await marketo.readPersons([request.marketoId], mapping.bindings)).get(request.marketoId);
     if (!person) return { status: 'not_found', message: `Marketo has no person ${request.marketoId}` };
+    if (await options.suppressions?.suppressed({ emails: [person.email] }, { fresh: true })) return ERASED;
 
     if (person.email) {
       const candidates = await dynamics.findByEmail(entity, person.email, mapping.bindings);

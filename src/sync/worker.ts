@@ -87,7 +87,7 @@ export function createSyncWorker(options: WorkerOptions) {
           return { status: 'busy' };
         case 'not_found':
         case 'rejected':
-          return { status: 'done', linkId: null, note: result.message };
+          return result.status === 'rejected' && result.erased ? { status: 'done', linkId: null, erased: true } : { status: 'done', linkId: null, note: result.message };
       }
     } catch (error) {
       return outcomeForError(error, options.signal);
@@ -163,14 +163,18 @@ export function createSyncWorker(options: WorkerOptions) {
     ]);
     const outcomes = new Map([...batchOutcomes, ...personOutcomes, ...fanoutOutcomes]);
     const done: { id: string; linkId: string | null }[] = [];
+    const erased: string[] = [];
     const busy: string[] = [];
     for (const event of events) {
       const outcome = outcomes.get(event.id) ?? { status: 'retry', reason: 'no outcome for the event (bug)' };
-      if (outcome.status === 'done') done.push({ id: event.id, linkId: outcome.linkId });
+      if (outcome.status === 'done' && outcome.erased) erased.push(event.id);
+      else if (outcome.status === 'done') done.push({ id: event.id, linkId: outcome.linkId });
       if (outcome.status === 'busy') busy.push(event.id);
       await record(event, outcome, report);
     }
     await completeMany(db.prisma, done, options.owner);
+    // an erased person's events leave no row behind (the erasure list is their only trace)
+    if (erased.length > 0) await db.prisma.changeEvent.deleteMany({ where: { id: { in: erased }, leaseOwner: options.owner } });
     await release(db.prisma, busy, options.owner, options.busyDelayMs ?? 250);
     logger.debug({ ...report }, 'inbox batch synced');
     return report;

@@ -3,7 +3,7 @@ import { parseDataverseWebhook } from '../connectors/dynamics/webhook-context.ts
 import { HttpError } from '../http/errors.ts';
 import type { InboxIntake } from '../inbox/intake.ts';
 import { fanoutEvent } from '../sync/fanout.ts';
-import { secretMatches } from './auth.ts';
+import { authenticatedJson } from './auth.ts';
 import { requireJson } from './intake.ts';
 
 // Dataverse webhook steps (Create/Update/Delete of lead and contact; Update of account and
@@ -21,6 +21,10 @@ export interface DynamicsWebhookDeps {
   /** true when the record is the target of a create the sync journaled and never linked: not an echo to drop */
   unfinishedCreate?: (dynamicsId: string) => Promise<boolean>;
   notify: () => void;
+  /** HTTP_BODY_LIMIT_KB in bytes (default 512 KB) */
+  bodyLimitBytes?: number;
+  /** true for a record on the erasure list: nothing is stored about it (security/suppression.ts) */
+  erased?: (dynamicsId: string) => Promise<boolean>;
 }
 
 /** what a refused delivery is told to wait, in seconds */
@@ -33,7 +37,6 @@ const relatedEntities = { account: 'account', systemuser: 'owner' } as const;
 const operations = { Create: 'CREATE', Update: 'UPDATE', Delete: 'DELETE' } as const;
 
 type Ingested =
-  | { kind: 'unauthorized' }
   | { kind: 'invalid'; path: string; message: string }
   | { kind: 'ignored'; reason: string }
   | { kind: 'overloaded' }
@@ -42,9 +45,17 @@ type Ingested =
 export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
   const router = Router();
 
+  router.use(
+    ...authenticatedJson({
+      presented: (req) => (typeof req.query.code === 'string' ? req.query.code : req.get('x-webhook-secret')),
+      secret: deps.secret,
+      refusal: 'missing or wrong WebhookKey (?code=) or X-Webhook-Secret',
+      bodyLimitBytes: deps.bodyLimitBytes ?? 512 * 1024,
+    }),
+  );
+
+  // the request is authenticated (authenticatedJson)
   async function ingest(req: Request): Promise<Ingested> {
-    const presented = typeof req.query.code === 'string' ? req.query.code : req.get('x-webhook-secret');
-    if (!secretMatches(presented, deps.secret)) return { kind: 'unauthorized' };
     const body = req.body as { MessageName?: unknown; PrimaryEntityName?: unknown } | null;
     if (body && typeof body === 'object' && typeof body.MessageName === 'string' && !handledMessages.has(body.MessageName)) {
       return { kind: 'ignored', reason: `message ${body.MessageName} is not synced` };
@@ -73,6 +84,7 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
     if (!handledEntities.has(notice.entity)) return { kind: 'ignored', reason: `table ${notice.entity} is not synced` };
     const syncUser = deps.syncUserId();
     const id = notice.id.toLowerCase();
+    if (await deps.erased?.(id)) return { kind: 'ignored', reason: 'the record’s person was erased from this service' };
     // A Create by the sync user is its own record unless a create it journaled never linked it (a
     // crash between the two): that one must reach the engine. Only Creates are looked up, so the
     // echoes of ordinary updates cost nothing; the sweep catches later writes to such a record.
@@ -108,8 +120,6 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
   router.post('/', requireJson, async (req: Request, res: Response) => {
     const outcome = await ingest(req);
     switch (outcome.kind) {
-      case 'unauthorized':
-        throw new HttpError(401, 'unauthorized', 'missing or wrong WebhookKey (?code=) or X-Webhook-Secret');
       case 'invalid':
         throw new HttpError(422, 'invalid_body', `${outcome.path}: ${outcome.message}`, { path: outcome.path });
       case 'ignored':

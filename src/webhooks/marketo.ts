@@ -6,7 +6,7 @@ import type { NewChangeEvent } from '../inbox/inbox.ts';
 import type { InboxIntake } from '../inbox/intake.ts';
 import type { Logger } from '../logger.ts';
 import type { SyncPerson, SyncPersonResult } from '../sync/sync-person.ts';
-import { secretMatches } from './auth.ts';
+import { authenticatedJson } from './auth.ts';
 import { firstIssue, requireJson } from './intake.ts';
 
 // Marketo flow-action webhooks. Marketo's JSON token encoding quotes string tokens itself and an
@@ -15,13 +15,17 @@ import { firstIssue, requireJson } from './intake.ts';
 // intake's reserve for them lasts; past it one is shed (503, counted: the sweep's leadchanges feed
 // finds the change). On an overloaded replica Sync Person queues its work instead of starting it.
 
+// Marketo ids are 32-bit integers (and so is the column that stores them): a larger one is not a
+// person, and must be a 422 here rather than a failed insert
+const MAX_MARKETO_ID = 2_147_483_647;
 const marketoId = z.union([
-  z.number().int().positive(),
+  z.number().int().positive().max(MAX_MARKETO_ID, { error: `must be a Marketo person id (1 to ${MAX_MARKETO_ID})` }),
   z
     .string()
     .trim()
-    .regex(/^\d{1,15}$/, { error: 'must be a Marketo person id (digits)' })
-    .transform(Number),
+    .regex(/^\d{1,10}$/, { error: 'must be a Marketo person id (digits)' })
+    .transform(Number)
+    .refine((id) => id >= 1 && id <= MAX_MARKETO_ID, { error: `must be a Marketo person id (1 to ${MAX_MARKETO_ID})` }),
 ]);
 const optionalText = z
   .union([z.string(), z.null()])
@@ -73,26 +77,34 @@ export interface MarketoWebhookDeps {
   /** person-changed calls for one person within this window collapse while still pending */
   coalesceWindowMs?: number;
   now?: () => number;
+  /** HTTP_BODY_LIMIT_KB in bytes (default 512 KB) */
+  bodyLimitBytes?: number;
+  /** true for a person on the erasure list: nothing is stored about them (security/suppression.ts) */
+  erased?: (marketoId: number) => Promise<boolean>;
 }
 
 type Ingested =
-  | { kind: 'unauthorized' }
   | { kind: 'invalid'; path: string; message: string }
   | { kind: 'shed' }
+  | { kind: 'erased' }
   | { kind: 'queued' | 'duplicate'; eventId: string };
 
 function shedError(): HttpError {
   return new HttpError(503, 'overloaded', 'the service is storing webhooks more slowly than they come; this call was not stored (the sweep will find the change)');
 }
 
-function authenticate(req: Request, secret: string): boolean {
-  return secretMatches(req.get('x-webhook-secret'), secret);
-}
-
 export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
   const router = Router();
   const now = deps.now ?? Date.now;
   const window = deps.coalesceWindowMs ?? 10_000;
+  router.use(
+    ...authenticatedJson({
+      presented: (req) => req.get('x-webhook-secret'),
+      secret: deps.secret,
+      refusal: 'missing or wrong X-Webhook-Secret',
+      bodyLimitBytes: deps.bodyLimitBytes ?? 512 * 1024,
+    }),
+  );
 
   async function enqueueWithRedelivery(event: NewChangeEvent): Promise<{ kind: 'queued' | 'duplicate'; eventId: string }> {
     const first = await deps.inbox.enqueue(event);
@@ -105,10 +117,10 @@ export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
   }
 
   async function ingestPersonChanged(req: Request): Promise<Ingested> {
-    if (!authenticate(req, deps.secret)) return { kind: 'unauthorized' };
     const parsed = personChangedBodySchema.safeParse(req.body);
     if (!parsed.success) return { kind: 'invalid', ...firstIssue(parsed.error) };
     const id = parsed.data.marketoId;
+    if (await deps.erased?.(id)) return { kind: 'erased' };
     if (!deps.inbox.admit('marketo_person_changed')) return { kind: 'shed' };
     return enqueueWithRedelivery({
       source: 'MARKETO',
@@ -123,12 +135,13 @@ export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
   router.post('/person-changed', requireJson, async (req: Request, res: Response) => {
     const outcome = await ingestPersonChanged(req);
     switch (outcome.kind) {
-      case 'unauthorized':
-        throw new HttpError(401, 'unauthorized', 'missing or wrong X-Webhook-Secret');
       case 'invalid':
         throw new HttpError(422, 'invalid_body', outcome.message, { path: outcome.path });
       case 'shed':
         throw shedError();
+      case 'erased':
+        res.status(202).json({ status: 'ignored', eventId: null, reason: 'the person was erased from this service' });
+        return;
       case 'queued':
       case 'duplicate':
         if (outcome.kind === 'queued') deps.notify();
@@ -137,11 +150,11 @@ export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
   });
 
   router.post('/sync-person', requireJson, async (req: Request, res: Response) => {
-    if (!authenticate(req, deps.secret)) throw new HttpError(401, 'unauthorized', 'missing or wrong X-Webhook-Secret');
     const parsed = syncPersonBodySchema.safeParse(req.body);
     if (!parsed.success) throw new HttpError(422, 'invalid_body', firstIssue(parsed.error).message, { path: firstIssue(parsed.error).path });
     const { marketoId: id, syncAs, assignTo } = parsed.data;
     const entity = syncAs === 'contact' ? 'CONTACT' : 'LEAD';
+    if (await deps.erased?.(id)) throw new HttpError(422, 'person_erased', 'the person was erased from this service; an admin must lift the erasure (liftErasure) before it syncs again');
     if (!deps.inbox.admit('marketo_sync_person')) throw shedError();
 
     const queue = async (why: string) => {
@@ -197,6 +210,7 @@ export function createMarketoWebhooks(deps: MarketoWebhookDeps): Router {
       case 'not_found':
         throw new HttpError(404, 'person_not_found', result.message, { marketoId: id });
       case 'rejected':
+        if (result.erased) throw new HttpError(422, 'person_erased', result.message);
         throw new HttpError(422, 'rejected_by_dynamics', result.message, { marketoId: id });
       case 'busy':
         await queue(result.message);

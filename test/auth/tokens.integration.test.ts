@@ -99,18 +99,18 @@ describe.each(testEngines())('API tokens on %s', (engine) => {
     for (const name of ['', '   ', 'x'.repeat(101), 'line\nbreak']) await expect(tokens.create({ name, scope: 'read' })).rejects.toThrow(/name/);
   });
 
-  it('GRAPHQL_API_TOKEN becomes the operate token "env", stored as a digest; a new value rotates it', async () => {
+  it('GRAPHQL_API_TOKEN becomes the admin token "env", stored as a digest; a new value rotates it', async () => {
     const first = 'configured-token-0123456789';
     expect(await ensureStartupToken(db.prisma, { configured: first, production: true })).toEqual({ kind: 'configured', secret: first });
     await Promise.all([ensureConfiguredToken(db.prisma, first), ensureConfiguredToken(db.prisma, first)]);
     const tokens = createApiTokens(db.prisma);
-    expect(await tokens.authenticate(first)).toMatchObject({ name: 'env', scope: 'operate' });
+    expect(await tokens.authenticate(first)).toMatchObject({ name: 'env', scope: 'admin' });
     expect(await storedText()).not.toContain(first);
     expect(await db.prisma.apiToken.count()).toBe(1);
 
     const second = 'configured-token-rotated-987654';
     await ensureStartupToken(db.prisma, { configured: second, production: true });
-    expect(await tokens.authenticate(second)).toMatchObject({ name: 'env', scope: 'operate' });
+    expect(await tokens.authenticate(second)).toMatchObject({ name: 'env', scope: 'admin' });
     expect(await tokens.authenticate(first)).toBeNull();
   });
 
@@ -125,13 +125,34 @@ describe.each(testEngines())('API tokens on %s', (engine) => {
     await expect(ensureStartupToken(db.prisma, { configured: undefined, production: true })).rejects.toBeInstanceOf(NoApiTokenError);
   });
 
-  it('in sandbox mode makes an operate token at each start and revokes the previous one', async () => {
+  it('keeps a revoked GRAPHQL_API_TOKEN revoked across restarts until a new value is set', async () => {
+    const value = 'configured-token-to-revoke-0123';
+    await ensureStartupToken(db.prisma, { configured: value, production: true });
+    const tokens = createApiTokens(db.prisma);
+    const env = await tokens.authenticate(value);
+    const spare = await tokens.create({ name: 'spare admin', scope: 'admin' });
+    expect(await tokens.revoke(env!.tokenId)).toBe(true);
+    // the next start with the same value: still revoked, the other tokens serve
+    expect(await ensureStartupToken(db.prisma, { configured: value, production: true })).toEqual({ kind: 'stored', configuredRevoked: true });
+    expect(await tokens.authenticate(value)).toBeNull();
+    // sandbox mode makes its own token instead of reviving the revoked one
+    const sandbox = await ensureStartupToken(db.prisma, { configured: value, production: false });
+    expect(sandbox).toMatchObject({ kind: 'generated', configuredRevoked: true });
+    expect(await tokens.authenticate(value)).toBeNull();
+    // a new value is the operator's decision: it works
+    const next = 'configured-token-new-value-4567';
+    expect(await ensureStartupToken(db.prisma, { configured: next, production: true })).toEqual({ kind: 'configured', secret: next });
+    expect(await tokens.authenticate(next)).toMatchObject({ name: 'env', scope: 'admin' });
+    await tokens.revoke(spare.token.tokenId);
+  });
+
+  it('in sandbox mode makes an admin token at each start and revokes the previous one', async () => {
     const tokens = createApiTokens(db.prisma);
     const first = await ensureStartupToken(db.prisma, { configured: undefined, production: false });
     const second = await ensureStartupToken(db.prisma, { configured: undefined, production: false });
     if (first.kind !== 'generated' || second.kind !== 'generated') throw new Error('expected generated tokens');
     expect(await tokens.authenticate(first.secret)).toBeNull();
-    expect(await tokens.authenticate(second.secret)).toMatchObject({ name: 'sandbox', scope: 'operate' });
+    expect(await tokens.authenticate(second.secret)).toMatchObject({ name: 'sandbox', scope: 'admin' });
     expect(await storedText()).not.toContain(second.secret);
   });
 
@@ -163,11 +184,14 @@ describe.each(testEngines())('API tokens on %s', (engine) => {
     expect(await createApiTokens(db.prisma).authenticate(secret)).toBeNull();
     expect((await runTokenCommand(db.prisma, ['list'])).output).toBe('no tokens\n');
     expect((await runTokenCommand(db.prisma, ['list', '--all'])).output).toContain('revoked');
-    for (const bad of [['create', '--scope', 'admin', '--name', 'x'], ['create', '--scope', 'read'], ['revoke'], ['frobnicate'], ['list', '--bogus']]) {
+    const expiring = await runTokenCommand(db.prisma, ['create', '--scope', 'admin', '--name', 'break-glass', '--expires-in-days', '2']);
+    expect(expiring.code).toBe(0);
+    expect((await runTokenCommand(db.prisma, ['list'])).output).toMatch(/admin .* expires \d{4}-.*break-glass/);
+    for (const bad of [['create', '--scope', 'root', '--name', 'x'], ['create', '--scope', 'read'], ['create', '--scope', 'read', '--name', 'x', '--expires-in-days', 'soon'], ['revoke'], ['frobnicate'], ['list', '--bogus']]) {
       expect((await runTokenCommand(db.prisma, bad)).code, bad.join(' ')).toBe(2);
     }
     const audit = await db.prisma.auditEntry.findMany({ where: { tokenName: 'cli' }, orderBy: [{ at: 'asc' }, { id: 'asc' }] });
-    expect(audit.map((a) => [a.action, a.outcome])).toEqual([['token.create', 'OK'], ['token.revoke', 'OK'], ['token.revoke', 'REFUSED']]);
+    expect(audit.map((a) => [a.action, a.outcome])).toEqual([['token.create', 'OK'], ['token.revoke', 'OK'], ['token.revoke', 'REFUSED'], ['token.create', 'OK']]);
     expect(JSON.stringify(audit)).not.toContain(secret);
   });
 });

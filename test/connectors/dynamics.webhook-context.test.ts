@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseDataverseWebhook, parseWcfDate } from '../../src/connectors/dynamics/index.ts';
+import { parseDataverseWebhook, parseWcfDate, plainWebhookValue } from '../../src/connectors/dynamics/index.ts';
 
 const sample = JSON.parse(readFileSync(new URL('../fixtures/dataverse-webhook-contact-update.json', import.meta.url), 'utf8')) as Record<string, unknown>;
 
@@ -75,5 +75,18 @@ describe('parseDataverseWebhook', () => {
       expect(result.path).toBe(path);
       expect(result.message).toContain(path);
     }
+  });
+});
+
+describe('deeply nested attribute values', () => {
+  it('are bounded: a value nested far deeper than Dataverse ever sends becomes null below the limit instead of overflowing the stack', () => {
+    let value: unknown = 'bottom';
+    for (let i = 0; i < 100_000; i += 1) value = { a: value };
+    const plain = plainWebhookValue(value);
+    let depth = 0;
+    for (let v: unknown = plain; v !== null && typeof v === 'object'; v = (v as { a: unknown }).a) depth += 1;
+    expect(depth).toBeLessThanOrEqual(17);
+    // a real collection of references keeps its shape
+    expect(plainWebhookValue({ __type: 'OptionSetValueCollection:x', Value: [{ __type: 'OptionSetValue:x', Value: 3 }] })).toEqual([3]);
   });
 });

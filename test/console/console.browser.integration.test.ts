@@ -147,6 +147,26 @@ describe.skipIf(skipBrowser)('the operator console in headless Chromium', () => 
     await screenshot(page, '07-work-queue');
   });
 
+  it('lists erasures by pseudonym and lets an admin lift one', async () => {
+    const other = t.dataverse.create('contact', { firstname: 'Erin', lastname: 'Erased', emailaddress1: 'erin.erased@erase.example' });
+    await t.settle();
+    const forgot = await t.http
+      .post('/graphql')
+      .set('authorization', `Bearer ${t.service.graphqlToken!}`)
+      .send({ query: `mutation { forgetPerson(dynamicsId: "${String(other['contactid'])}") { ok pseudonyms } }` });
+    expect(forgot.body.data.forgetPerson.ok).toBe(true);
+    await go('#/erasures');
+    const list = page.locator('#erasures');
+    await list.locator('code').first().waitFor();
+    const text = await list.innerText();
+    expect(text).toContain(forgot.body.data.forgetPerson.pseudonyms[0]);
+    expect(text).not.toContain('erin.erased');
+    await screenshot(page, '08-erasures');
+    await page.getByRole('button', { name: 'Lift' }).click();
+    await expect.poll(() => notice().innerText()).toContain('Erasure lifted');
+    await list.getByText('Nobody has been erased.').waitFor();
+  });
+
   it('stays usable in a narrow window', async () => {
     await page.setViewportSize({ width: 420, height: 900 });
     await go(`#/person?q=${encodeURIComponent(email)}`);

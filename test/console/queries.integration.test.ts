@@ -1,12 +1,13 @@
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-return -- GraphQL answers are checked by assertions, not by types */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
+import { createRateLimiter } from '../../src/security/rate-limit.ts';
 import type { LiveReads } from '../../src/graphql/context.ts';
 import { enqueue } from '../../src/inbox/inbox.ts';
 import { fullScope } from '../../src/sweep/cursors.ts';
 import { completeEvent } from '../support/inbox.ts';
 import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
-import { CONTACT_ID, fakeActions, gql, graphqlApp, LEAD_ID, seed, testDeps } from '../graphql/support.ts';
+import { CONTACT_ID, fakeActions, gql, graphqlApp, LEAD_ID, READ_TOKEN, seed, testDeps, TOKEN } from '../graphql/support.ts';
 
 // The queries the operator console added to the API, against a real database (PGlite always,
 // PostgreSQL when TEST_DATABASE_URL is set), with the live reads of both systems faked.
@@ -188,6 +189,27 @@ describe.each(testEngines())('console queries on %s', (engine) => {
     });
     const res = await gql(app(), '{ syncRuns(first: 1) { edges { node { trigger durationSeconds changesFound apiCalls } } } }');
     expect(res.body.data.syncRuns.edges[0].node).toEqual({ trigger: 'OPERATOR', durationSeconds: 2.5, changesFound: 8, apiCalls: 11 });
+  });
+
+  it('limits the live vendor reads of each token: past the limit fieldLineage says so and reads nothing, checkNow is refused', async () => {
+    let clock = Date.UTC(2026, 11, 5, 12, 0, 0);
+    const vendorReads = createRateLimiter(db.prisma, { limit: 2, windowMs: 60_000, now: () => clock });
+    const refreshed: string[] = [];
+    const limited = app({ vendorReads, live: { ...live, refreshFieldAccess: (entity: string) => Promise.resolve(void refreshed.push(entity)) } });
+    const lineage = (token: string) => gql(limited, '{ findPeople(query: "1001") { liveErrors fieldLineage { field marketoValue } } }', {}, { token });
+    const before = reads.length;
+    for (let i = 0; i < 2; i += 1) expect((await lineage(READ_TOKEN)).body.data.findPeople[0].liveErrors).toEqual([]);
+    expect(reads.length - before).toBe(2);
+    const refused = await lineage(READ_TOKEN);
+    expect(refused.body.data.findPeople[0].liveErrors[0]).toMatch(/VENDOR_READS_PER_TOKEN_PER_MIN/);
+    expect(reads.length - before).toBe(2);
+    const check = await gql(limited, '{ fieldMappings(entity: LEAD, checkNow: true) { canonicalField } }', {}, { token: READ_TOKEN, expectErrors: true });
+    expect(check.body.errors?.[0]?.extensions?.['code']).toBe('RATE_LIMITED');
+    expect(refreshed).toEqual([]);
+    // another token has its own allowance, and the next minute a new one
+    expect((await lineage(TOKEN)).body.data.findPeople[0].liveErrors).toEqual([]);
+    clock += 60_000;
+    expect((await lineage(READ_TOKEN)).body.data.findPeople[0].liveErrors).toEqual([]);
   });
 
   it("fieldMappings shows a back-fill's progress through the entity's links, and checkNow reads the metadata first", async () => {

@@ -27,7 +27,7 @@ describe.skipIf(skipBrowser)('the console for a read-only token', () => {
   beforeAll(async () => {
     ({ test, db } = await migratedDatabase('pglite'));
     await seed(db.prisma);
-    const sessions = createConsoleSessions({ secret: 'read-only-browser-test-secret-0123456789', tokens: tokens.api });
+    const sessions = createConsoleSessions({ prisma: db.prisma, tokens: tokens.api });
     const app = express();
     app.use('/graphql', createGraphQLHandler({ ...testDeps(db.prisma, { actions }), sessions }).middleware);
     app.use(createConsole({ sessions, sandbox: false }));

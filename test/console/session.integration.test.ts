@@ -2,11 +2,12 @@ import express, { type Express } from 'express';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConsole } from '../../src/console/console.routes.ts';
-import { createConsoleSessions, ensureSessionSecret, type ConsoleSessions } from '../../src/console/session.ts';
+import { createConsoleSessions, type ConsoleSessions } from '../../src/console/session.ts';
 import type { Database } from '../../src/db/database.ts';
 import { createGraphQLHandler } from '../../src/graphql/handler.ts';
 import { migratedDatabase, type TestDatabase } from '../support/database.ts';
 import { fakeActions, testDeps, TOKEN } from '../graphql/support.ts';
+import { createRateLimiter } from '../../src/security/rate-limit.ts';
 import { memoryTokens } from './tokens.ts';
 
 // The console's sign-in and its cookie sessions as they reach /graphql: a signed cookie that
@@ -28,7 +29,7 @@ describe('console sessions', () => {
   beforeAll(async () => {
     ({ test, db } = await migratedDatabase('pglite'));
     tokens = memoryTokens();
-    sessions = createConsoleSessions({ secret: await ensureSessionSecret(db.prisma), tokens: tokens.api, now: () => clock });
+    sessions = createConsoleSessions({ prisma: db.prisma, tokens: tokens.api, now: () => clock });
     const fake = fakeActions();
     calls = fake.calls;
     app = express();
@@ -58,7 +59,7 @@ describe('console sessions', () => {
     expect(wrong.status).toBe(401);
     expect(wrong.headers['set-cookie']).toBeUndefined();
     const { setCookie, shell, csrf } = await signIn(tokens.operateSecret);
-    expect(setCookie).toMatch(/^mds_console=v1\.[^;]+; Path=\/; HttpOnly; SameSite=Strict; Max-Age=43200$/);
+    expect(setCookie).toMatch(/^mds_console=v2\.[^;]+; Path=\/; HttpOnly; SameSite=Strict; Max-Age=43200$/);
     expect(setCookie).not.toContain(tokens.operateSecret);
     expect(shell.text).not.toContain(tokens.operateSecret);
     expect(shell.text).toContain('data-scope="operate"');
@@ -86,9 +87,8 @@ describe('console sessions', () => {
   it('refuses a tampered or expired cookie, and ends every session of a revoked token', async () => {
     const s = await signIn(tokens.operateSecret);
     const [name, value] = s.cookie.split('=') as [string, string];
-    const parts = value.split('.');
-    parts[1] = Buffer.from('tok-read').toString('base64url'); // claim another token
-    expect((await post(`${name}=${parts.join('.')}`, s.csrf, '{ syncStatus { backlog { pending } } }')).status).toBe(401);
+    const tampered = value.slice(0, -1) + (value.endsWith('A') ? 'B' : 'A');
+    expect((await post(`${name}=${tampered}`, s.csrf, '{ syncStatus { backlog { pending } } }')).status).toBe(401);
 
     clock += 13 * 3600_000;
     expect((await post(s.cookie, s.csrf, '{ syncStatus { backlog { pending } } }')).status).toBe(401);
@@ -127,8 +127,8 @@ describe('console sessions', () => {
     expect(wrong.status).toBe(401);
   });
 
-  it('signs out only with the CSRF token, and clears the cookie', async () => {
-    const fresh = createConsoleSessions({ secret: 'another-secret-for-this-test-0123456789', tokens: tokens.api });
+  it('signs out only with the CSRF token, clears the cookie and ends the session on the server', async () => {
+    const fresh = createConsoleSessions({ prisma: db.prisma, tokens: tokens.api });
     const own = express().use(createConsole({ sessions: fresh, sandbox: true }));
     const login = await request(own).post('/login').type('form').send({ token: tokens.readSecret });
     const cookie = cookieOf(login);
@@ -138,5 +138,45 @@ describe('console sessions', () => {
     const out = await request(own).post('/logout').set('cookie', cookie).type('form').send({ csrf: csrfOf(shell.text) });
     expect(out.status).toBe(303);
     expect(String((out.headers['set-cookie'] as unknown as string[])[0])).toContain('Max-Age=0');
+    // a copy of the cookie kept elsewhere opens nothing any more
+    expect((await request(own).get('/').set('cookie', cookie).expect(401)).text).toContain('API token');
+  });
+
+  it('stores only a hash of the session: the database holds nothing that opens the console', async () => {
+    const s = await signIn(tokens.readSecret);
+    const secret = s.cookie.split('=')[1]!.slice('v2.'.length);
+    const rows = await db.prisma.consoleSession.findMany();
+    expect(rows.length).toBeGreaterThan(0);
+    const dump = JSON.stringify(rows) + JSON.stringify(await db.prisma.serviceSetting.findMany());
+    expect(dump).not.toContain(secret);
+    // what a dump does hold, sent as a cookie, is no session
+    for (const row of rows) expect((await request(app).get('/').set('cookie', `mds_console=v2.${row.secretHash}`)).status).toBe(401);
+  });
+
+  it('limits sign-in attempts per client address, right or wrong, and answers 429 with Retry-After', async () => {
+    const limited = express();
+    limited.set('trust proxy', true);
+    limited.use(createConsole({ sessions, sandbox: false, loginLimiter: createRateLimiter(db.prisma, { limit: 3, windowMs: 15 * 60_000, now: () => clock }) }));
+    const attempt = (from: string, token: string) => request(limited).post('/login').set('x-forwarded-for', from).type('form').send({ token });
+    expect((await attempt('203.0.113.7', 'guess-1')).status).toBe(401);
+    expect((await attempt('203.0.113.7', 'guess-2')).status).toBe(401);
+    expect((await attempt('203.0.113.7', tokens.readSecret)).status).toBe(303);
+    const refused = await attempt('203.0.113.7', tokens.readSecret);
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+    expect(refused.headers['set-cookie']).toBeUndefined();
+    // another client is not held up by the first one's guesses
+    expect((await attempt('198.51.100.2', tokens.readSecret)).status).toBe(303);
+  });
+
+  it('marks the cookie Secure behind a TLS proxy when TRUST_PROXY lets Express believe it', async () => {
+    const behind = (trust: boolean) => {
+      const proxied = express();
+      proxied.set('trust proxy', trust);
+      return proxied.use(createConsole({ sessions, sandbox: false }));
+    };
+    const viaProxy = (trust: boolean) => request(behind(trust)).post('/login').set('x-forwarded-proto', 'https').type('form').send({ token: tokens.readSecret });
+    expect(String((await viaProxy(true)).headers['set-cookie'])).toMatch(/; Secure$/);
+    expect(String((await viaProxy(false)).headers['set-cookie'])).not.toContain('Secure');
   });
 });

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { buildSchema } from '../../src/graphql/schema.ts';
 import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
-import { fakeActions, gql, graphqlApp, READ_TOKEN, seed, testDeps, TOKEN } from './support.ts';
+import { fakeActions, gql, graphqlApp, OPERATE_TOKEN, READ_TOKEN, seed, testDeps, TOKEN } from './support.ts';
 
 // Scopes: a read token runs every query and no mutation. The list of mutations is read from the
 // schema itself, so a mutation added later is covered without touching this test. Every attempt
@@ -108,12 +108,12 @@ describe.each(testEngines())('token scopes and the audit log on %s', (engine) =>
     const app = graphqlApp(testDeps(db.prisma));
     const res = await gql(app, '{ syncStatus { backlog { pending } } apiTokens { name scope createdAt lastUsedAt } }', {}, { token: READ_TOKEN });
     expect(res.body.data.syncStatus.backlog.pending).toEqual(expect.any(Number));
-    expect(res.body.data.apiTokens.map((t: { name: string; scope: string }) => [t.name, t.scope]).sort()).toEqual([['env', 'OPERATE'], ['reader', 'READ']]);
+    expect(res.body.data.apiTokens.map((t: { name: string; scope: string }) => [t.name, t.scope]).sort()).toEqual([['env', 'ADMIN'], ['operator', 'OPERATE'], ['reader', 'READ']]);
     expect(JSON.stringify(res.body)).not.toContain(TOKEN);
     expect(JSON.stringify(res.body)).not.toContain(READ_TOKEN);
   });
 
-  it('an operate token creates a token (secret shown once), lists it without the secret, and revokes it', async () => {
+  it('an admin token creates a token (secret shown once), lists it without the secret, and revokes it', async () => {
     const app = graphqlApp(testDeps(db.prisma));
     const created = await gql(app, 'mutation { createApiToken(name: "grafana", scope: READ) { ok error secret token { id name scope } } }');
     const { secret, token } = created.body.data.createApiToken;
@@ -132,12 +132,46 @@ describe.each(testEngines())('token scopes and the audit log on %s', (engine) =>
     expect(stored).not.toContain(secret);
   });
 
-  it('refuses to revoke the last operate token over the API', async () => {
+  it('lets only an admin token mint or revoke tokens and erase people: operate is refused and audited', async () => {
+    const app = graphqlApp(testDeps(db.prisma));
+    const env = (await gql(app, '{ apiTokens { id name } }')).body.data.apiTokens.find((t: any) => t.name === 'env');
+    const before = await db.prisma.apiToken.count();
+    for (const mutation of [
+      'mutation { createApiToken(name: "sneaky", scope: ADMIN) { ok } }',
+      `mutation { revokeApiToken(id: "${env.id}") { ok } }`,
+      'mutation { forgetPerson(marketoId: "1") { ok } }',
+    ]) {
+      const res = await gql(app, mutation, {}, { token: OPERATE_TOKEN, expectErrors: true });
+      expect(res.body.errors?.[0], mutation).toMatchObject({ message: expect.stringContaining('needs an admin token; this token has the operate scope'), extensions: { code: 'FORBIDDEN' } });
+    }
+    expect(await db.prisma.apiToken.count()).toBe(before);
+    const audit = await db.prisma.auditEntry.findMany({ where: { tokenName: 'operator' } });
+    expect(audit.map((a) => [a.action, a.outcome]).sort()).toEqual([['createApiToken', 'FORBIDDEN'], ['forgetPerson', 'FORBIDDEN'], ['revokeApiToken', 'FORBIDDEN']]);
+    // an operate token still runs the sync
+    const sweep = await gql(app, 'mutation { requestSweep { ok } }', {}, { token: OPERATE_TOKEN });
+    expect(sweep.body.data.requestSweep.ok).toBe(true);
+  });
+
+  it('creates a token that expires: past its expiry it authenticates nothing', async () => {
+    const app = graphqlApp(testDeps(db.prisma));
+    const bad = await gql(app, 'mutation { createApiToken(name: "short", scope: READ, expiresInDays: 0) { ok error } }');
+    expect(bad.body.data.createApiToken).toMatchObject({ ok: false, error: expect.stringMatching(/expiresInDays/) });
+    const created = await gql(app, 'mutation { createApiToken(name: "short", scope: READ, expiresInDays: 7) { ok secret token { id expiresAt } } }');
+    const { secret, token } = created.body.data.createApiToken;
+    const days = (Date.parse(token.expiresAt) - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(6.9);
+    expect(days).toBeLessThanOrEqual(7);
+    expect((await gql(app, '{ apiTokens { name } }', {}, { token: secret })).status).toBe(200);
+    await db.prisma.apiToken.update({ where: { id: token.id }, data: { expiresAt: new Date(Date.now() - 1_000) } });
+    expect((await gql(app, '{ apiTokens { name } }', {}, { token: secret, expectErrors: true })).status).toBe(401);
+  });
+
+  it('refuses to revoke the last admin token over the API', async () => {
     const app = graphqlApp(testDeps(db.prisma));
     const tokens = await gql(app, '{ apiTokens { id name scope } }');
     const env = tokens.body.data.apiTokens.find((t: any) => t.name === 'env');
     const res = await gql(app, `mutation { revokeApiToken(id: "${env.id}") { ok error } }`);
-    expect(res.body.data.revokeApiToken).toEqual({ ok: false, error: expect.stringMatching(/last operate token/) });
+    expect(res.body.data.revokeApiToken).toEqual({ ok: false, error: expect.stringMatching(/last admin token/) });
     expect((await gql(app, '{ apiTokens { name } }')).status).toBe(200);
   });
 

@@ -5,21 +5,30 @@ import request from 'supertest';
 import type { PrismaClient } from '../../src/db/generated/client.ts';
 import type { FieldMappingDraft, GraphQLDeps, SyncActions } from '../../src/graphql/context.ts';
 import { createGraphQLHandler } from '../../src/graphql/handler.ts';
+import { createSuppressions } from '../../src/security/suppression.ts';
 import { createApiTokens, ensureConfiguredToken, hashSecret, type ApiTokenService } from '../../src/auth/tokens.ts';
 import { enqueue } from '../../src/inbox/inbox.ts';
 import { completeEvent } from '../support/inbox.ts';
 
 export const TOKEN = 'test-token-0123456789';
-/** a token of the read scope, made next to TOKEN (operate) in every testDeps database */
+/** a token of the read scope, made next to TOKEN (admin) in every testDeps database */
 export const READ_TOKEN = 'test-read-token-0123456789';
+/** a token of the operate scope: everything but tokens and erasure */
+export const OPERATE_TOKEN = 'test-operate-token-0123456789';
 
-/** The real token repository, with TOKEN (operate, "env") and READ_TOKEN (read, "reader") stored on first use. */
+/** The real token repository, with TOKEN (admin, "env"), OPERATE_TOKEN ("operator") and READ_TOKEN (read, "reader") stored on first use. */
 export function testTokens(prisma: PrismaClient): ApiTokenService {
   const tokens = createApiTokens(prisma);
   let ready: Promise<void> | undefined;
   const seedTokens = async () => {
     await ensureConfiguredToken(prisma, TOKEN);
-    await prisma.apiToken.createMany({ data: [{ name: 'reader', scope: 'READ', secretHash: hashSecret(READ_TOKEN) }], skipDuplicates: true });
+    await prisma.apiToken.createMany({
+      data: [
+        { name: 'reader', scope: 'READ', secretHash: hashSecret(READ_TOKEN) },
+        { name: 'operator', scope: 'OPERATE', secretHash: hashSecret(OPERATE_TOKEN) },
+      ],
+      skipDuplicates: true,
+    });
   };
   return {
     ...tokens,
@@ -84,6 +93,7 @@ export function testDeps(prisma: PrismaClient, overrides: Partial<GraphQLDeps> =
     connectorHealth: () =>
       Promise.resolve({ marketo: { ok: true, mode: 'sandbox' }, dynamics: { ok: false, mode: 'sandbox', detail: '429 storm' } }),
     apiUsage: () => Promise.resolve({ marketo: { callsToday: 1200, dailyQuota: 50_000 }, dynamics: { calls: 321 } }),
+    erasure: { suppressions: createSuppressions(prisma, 'test-erasure-key-0123456789-abcdefghij'), owner: 'graphql-test', leaseMs: 10_000 },
     ...overrides,
   };
 }

@@ -60,9 +60,9 @@ describe('a first start with real credentials and no API token', () => {
 
   it('explains in the API and on the console how to create the first token, until one exists', async () => {
     const api = await request(service.url).post('/graphql').send({ query: '{ __typename }' }).expect(401);
-    expect(api.body.errors[0].message).toContain('token create --scope operate');
+    expect(api.body.errors[0].message).toContain('token create --scope admin');
     const signIn = await request(service.url).get('/').expect(401);
-    expect(signIn.text).toContain('token create --scope operate');
+    expect(signIn.text).toContain('token create --scope admin');
 
     const { secret } = await service.tokens.create({ name: 'first', scope: 'read' });
     const after = await request(service.url).post('/graphql').send({ query: '{ __typename }' }).expect(401);

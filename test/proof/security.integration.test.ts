@@ -115,6 +115,23 @@ describe.each(testEngines())('security on %s', (engine) => {
     });
   });
 
+  it('authenticates webhooks before reading their bodies: a wrong secret is a 401 whatever the body (malformed, oversized)', async () => {
+    const before = await stored();
+    const huge = `{"marketoId":1,"pad":"${'a'.repeat(600 * 1024)}"}`;
+    for (const [path, header] of [['/webhooks/marketo/person-changed', 'x-webhook-secret'], ['/webhooks/marketo/sync-person', 'x-webhook-secret'], ['/webhooks/dynamics', 'x-webhook-secret']] as const) {
+      for (const body of ['{not json', huge]) {
+        const res = await post(path).set(header, 'wrong-secret-0123456789').send(body);
+        expect(res.status, `${path} ${body.length}`).toBe(401);
+        expect(res.body.error.code).toBe('unauthorized');
+      }
+      // the right secret gets the body parsed, and its problems named
+      const right = path.startsWith('/webhooks/marketo') ? secrets.marketo : secrets.dynamics;
+      expect((await post(path).set(header, right).send('{not json')).status).toBe(400);
+      expect((await post(path).set(header, right).send(huge)).status).toBe(413);
+    }
+    expect(await stored()).toBe(before);
+  });
+
   describe('secrets are compared in constant time by the shared helpers', () => {
     it('the helpers compare digests with timingSafeEqual, whatever the lengths', () => {
       expect(secretMatches(secrets.marketo, secrets.marketo)).toBe(true);
@@ -133,9 +150,10 @@ describe.each(testEngines())('security on %s', (engine) => {
     });
 
     it('every webhook route authenticates through secretMatches and GraphQL through the token digests, never with ===', () => {
+      expect(source('src/webhooks/auth.ts')).toMatch(/if \(!secretMatches\(options\.presented\(req\), options\.secret\)\)/);
       for (const file of ['src/webhooks/marketo.ts', 'src/webhooks/dynamics.ts']) {
         const text = source(file);
-        expect(text, file).toMatch(/secretMatches\(/);
+        expect(text, file).toMatch(/router\.use\(\s*\.\.\.authenticatedJson\(/);
         expect(text, file).not.toMatch(/[!=]==\s*(deps\.)?secret\b|\bsecret\s*[!=]==|presented\s*[!=]==/);
       }
       expect(source('src/graphql/handler.ts')).toMatch(/tokens\.authenticate\(bearerSecret\(/);

@@ -75,8 +75,57 @@ describe.each(testEngines())('forgetPerson on %s', (engine) => {
     expect(tombstone).toMatchObject({ outcome: 'OK', tokenName: 'sandbox' });
     const text = JSON.stringify(tombstone.detail);
     expect(text).not.toContain(String(created.contactid));
-    // exactly the counts: no arguments (they would name the person)
-    expect(tombstone.detail).toEqual({ result: { removed: res.body.data.forgetPerson.removed } });
+    // the counts and pseudonyms: no arguments (they would name the person)
+    expect(tombstone.detail).toEqual({ result: { removed: res.body.data.forgetPerson.removed, erasureId: expect.any(String), pseudonyms: expect.any(Array) } });
+    expect(text.toLowerCase()).not.toContain(person.emailaddress1);
+    for (const p of (tombstone.detail as { result: { pseudonyms: string[] } }).result.pseudonyms) expect(p).toMatch(/^[med]~[0-9a-f]{12}$/);
+  });
+
+  it('lasts: a sweep, a full reconciliation, webhooks and Sync Person leave no row about the person until an admin lifts the erasure', async () => {
+    const someone = { firstname: 'Ottoline', lastname: 'Vanishwell', emailaddress1: 'ottoline.vanishwell@erase.example', jobtitle: 'Gone' };
+    const created = t.dataverse.create('contact', someone);
+    await t.settle();
+    const link = await t.service.db.prisma.syncLink.findFirstOrThrow({ where: { dynamicsId: String(created.contactid) } });
+    const erased = await gql(`mutation { forgetPerson(marketoId: ${link.marketoId}) { ok erasureId pseudonyms } }`);
+    expect(erased.body.data.forgetPerson.ok).toBe(true);
+    const { erasureId, pseudonyms } = erased.body.data.forgetPerson as { erasureId: string; pseudonyms: string[] };
+    for (const p of pseudonyms) expect(p).toMatch(/^[med]~[0-9a-f]{12}$/);
+    expect(pseudonyms.map((p) => p[0]).sort()).toEqual(['d', 'e', 'm']);
+
+    // the person goes on living in both systems: edits, a sweep, a full reconciliation, webhooks, Sync Person
+    t.marketo.updateLead(link.marketoId, { title: 'Still Here' });
+    t.dataverse.update('contact', String(created.contactid), { jobtitle: 'Still Here Too' });
+    await t.settle();
+    await t.service.sweeper.requestSweep({ trigger: 'CLI' });
+    await t.service.sweeper.requestSweep({ trigger: 'CLI', full: true });
+    await t.settle();
+    const changed = await t.marketoWebhook('person-changed', { marketoId: link.marketoId });
+    expect(changed.status).toBe(202);
+    expect(changed.body).toMatchObject({ status: 'ignored', eventId: null });
+    const synced = await t.marketoWebhook('sync-person', { marketoId: link.marketoId });
+    expect(synced.status).toBe(422);
+    expect(synced.body.error.code).toBe('person_erased');
+    await t.settle();
+
+    const rows = await everyStoredRow();
+    for (const trace of [someone.emailaddress1, String(created.contactid), someone.lastname.toLowerCase(), 'still here']) expect(rows.includes(trace), `${trace} is stored`).toBe(false);
+    const byId = await t.service.db.prisma.changeEvent.count({ where: { OR: [{ marketoId: link.marketoId }, { dynamicsId: String(created.contactid) }] } });
+    expect(byId).toBe(0);
+    expect(await t.service.db.prisma.activity.count({ where: { OR: [{ marketoId: link.marketoId }, { dynamicsId: String(created.contactid) }] } })).toBe(0);
+    // the list is the trace: pseudonyms, visible to any token
+    const list = await gql('{ erasures { id identifiers { kind pseudonym } } }');
+    const entry = list.body.data.erasures.find((e: { id: string }) => e.id === erasureId);
+    expect(entry.identifiers.map((i: { pseudonym: string }) => i.pseudonym).sort()).toEqual([...pseudonyms].sort());
+
+    // an admin lifts it: the next webhook is accepted again
+    const lifted = await gql(`mutation { liftErasure(erasureId: "${erasureId}") { ok lifted } }`);
+    expect(lifted.body.data.liftErasure).toMatchObject({ ok: true });
+    expect(lifted.body.data.liftErasure.lifted).toBeGreaterThanOrEqual(3);
+    const again = await t.marketoWebhook('person-changed', { marketoId: link.marketoId });
+    expect(again.body.status).toBe('queued');
+    t.dataverse.update('contact', String(created.contactid), { jobtitle: 'Back Again' });
+    await t.settle();
+    expect(await t.service.db.prisma.syncLink.count({ where: { dynamicsId: String(created.contactid) } })).toBe(1);
   });
 
   it('finds the person by the Dynamics id too, and says so when there is nothing to forget', async () => {
@@ -87,6 +136,8 @@ describe.each(testEngines())('forgetPerson on %s', (engine) => {
     expect(await everyStoredRow()).not.toContain('second.forgotten@erase.example');
     const again = await gql(`mutation { forgetPerson(dynamicsId: "${String(created.contactid)}") { ok removed { links activities changeEvents } } }`);
     expect(again.body.data.forgetPerson).toEqual({ ok: true, removed: { links: 0, activities: 0, changeEvents: 0 } });
+    const lifted = await gql(`mutation { liftErasure(dynamicsId: "${String(created.contactid)}") { ok lifted } }`);
+    expect(lifted.body.data.liftErasure.ok).toBe(true);
     const refused = await gql('mutation { forgetPerson { ok error } }');
     expect(refused.body.data.forgetPerson).toEqual({ ok: false, error: 'pass marketoId or dynamicsId' });
     const bad = await gql('mutation { forgetPerson(dynamicsId: "not-a-guid") { ok error } }');

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { DataverseClientStats } from '../../src/connectors/dynamics/dataverse.client.ts';
 import type { MarketoClientStats } from '../../src/connectors/marketo/marketo.client.ts';
 import type { Database } from '../../src/db/database.ts';
+import { replay } from '../../src/inbox/inbox.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { createRetentionService, readLastPrune } from '../../src/retention/index.ts';
 import { cutoffs, defaultRetention, pruneOnce, type RetentionPolicy } from '../../src/retention/prune.ts';
@@ -114,6 +115,38 @@ describe.each(testEngines())('retention on %s', (engine) => {
     expect(await db.prisma.changeEvent.count({ where: { status: 'DEAD' } })).toBe(1);
   });
 
+  it('never removes an unsettled journal entry (PENDING activity), however old; settled ones go by age', async () => {
+    const pending = await db.prisma.activity.create({ data: { type: 'UPDATED_IN_DYNAMICS', marketoId: 7, state: 'PENDING', plannedRevision: 3, occurredAt: daysAgo(5_000) } });
+    const settled = await db.prisma.activity.create({ data: { type: 'UPDATED_IN_DYNAMICS', marketoId: 7, state: 'SUPERSEDED', occurredAt: daysAgo(5_000) } });
+    const result = await pruneOnce({ db: db.prisma, policy: { ...defaultRetention, activityDays: 1 }, now: () => NOW });
+    expect(result.removed.activity).toBe(1);
+    expect((await db.prisma.activity.findMany()).map((a) => a.id)).toEqual([pending.id]);
+    expect(await db.prisma.activity.findUnique({ where: { id: settled.id } })).toBeNull();
+  });
+
+  it("redacts a DEAD event's payload once it is old enough, keeping what a replay needs, and the event stays replayable", async () => {
+    const body = { marketoId: 42, email: 'dead.letter@example.com', firstName: 'Dora', syncAs: 'contact', assignTo: 'owner@corp.example' };
+    const dead = (ageDays: number, key: string) =>
+      db.prisma.changeEvent.create({
+        data: { source: 'MARKETO', origin: 'FLOW_ACTION', operation: 'SYNC_PERSON', marketoId: 42, dedupeKey: key, status: 'DEAD', payload: body, lastError: 'gave up', updatedAt: daysAgo(ageDays) },
+      });
+    const old = await dead(31, 'dead:old');
+    const young = await dead(29, 'dead:young');
+    const waiting = await db.prisma.changeEvent.create({ data: { source: 'MARKETO', origin: 'WEBHOOK', operation: 'UPDATE', marketoId: 43, dedupeKey: 'pending:old', payload: body, receivedAt: daysAgo(60) } });
+    const result = await pruneOnce({ db: db.prisma, policy: defaultRetention, now: () => NOW });
+    expect(result.redactedPayloads).toBe(1);
+    const redacted = await db.prisma.changeEvent.findUniqueOrThrow({ where: { id: old.id } });
+    expect(redacted.payload).toEqual({ redactedAt: expect.stringMatching(/^2026-11-29T12:00:00/), syncAs: 'contact', assignTo: 'owner@corp.example' });
+    expect(JSON.stringify(redacted)).not.toContain('dead.letter@example.com');
+    expect((await db.prisma.changeEvent.findUniqueOrThrow({ where: { id: young.id } })).payload).toEqual(body);
+    expect((await db.prisma.changeEvent.findUniqueOrThrow({ where: { id: waiting.id } })).payload).toEqual(body);
+    // the event itself stays: an operator replays it, and the engine reads the person afresh
+    expect(await replay(db.prisma, old.id)).toBe(true);
+    expect(await db.prisma.changeEvent.findUniqueOrThrow({ where: { id: old.id } })).toMatchObject({ status: 'PENDING', marketoId: 42, operation: 'SYNC_PERSON' });
+    // a second pass has nothing more to redact
+    expect((await pruneOnce({ db: db.prisma, policy: defaultRetention, now: () => NOW })).redactedPayloads).toBe(0);
+  });
+
   it('deletes settled creates past the done-event retention and never an open one, however old', async () => {
     const intent = (ageDays: number, state: 'OPEN' | 'DONE' | 'FAILED') =>
       db.prisma.createIntent.create({
@@ -148,8 +181,8 @@ describe.each(testEngines())('retention on %s', (engine) => {
     expect(await db.prisma.changeEvent.count()).toBe(4);
 
     const second = await pruneOnce({ db: db.prisma, policy, now: () => NOW });
-    // 4 events: 3 + 1; 5 activities: 3 + 2; runs, audit, throughput tallies and creates: one empty batch each
-    expect(second).toMatchObject({ interrupted: false, batches: 8, removed: { change_event: 4, activity: 5, sync_run: 0, audit_entry: 0 } });
+    // 4 events: 3 + 1; 5 activities: 3 + 2; runs, audit, throughput tallies, creates and DEAD payloads: one empty batch each
+    expect(second).toMatchObject({ interrupted: false, batches: 9, removed: { change_event: 4, activity: 5, sync_run: 0, audit_entry: 0 } });
     expect(await db.prisma.changeEvent.count()).toBe(0);
   });
 

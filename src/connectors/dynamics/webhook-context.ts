@@ -47,12 +47,16 @@ export type DataverseWebhookValue =
   | DataverseWebhookValue[]
   | { [key: string]: DataverseWebhookValue };
 
+/** Dataverse values nest a few levels at most (a collection of references); deeper is not Dataverse's, and dropped */
+const MAX_VALUE_DEPTH = 16;
+
 /** Turns a DataContract value into a plain one: OptionSetValue/Money -> number, dates -> ISO, references -> {id, logicalName, name}. */
-export function plainWebhookValue(value: unknown): DataverseWebhookValue {
-  if (value === null || value === undefined) return null;
+export function plainWebhookValue(value: unknown, depth = 0): DataverseWebhookValue {
+  if (value === null || value === undefined || depth > MAX_VALUE_DEPTH) return null;
+  const inner = (v: unknown) => plainWebhookValue(v, depth + 1);
   if (typeof value === 'string') return parseWcfDate(value) ?? value;
   if (typeof value === 'number' || typeof value === 'boolean') return value;
-  if (Array.isArray(value)) return value.map(plainWebhookValue);
+  if (Array.isArray(value)) return value.map(inner);
   if (typeof value === 'object') {
     const record = value as Record<string, unknown>;
     const type = typeof record.__type === 'string' ? record.__type : '';
@@ -64,10 +68,10 @@ export function plainWebhookValue(value: unknown): DataverseWebhookValue {
       return record.Value;
     }
     if (type.startsWith('OptionSetValueCollection:') && Array.isArray(record.Value)) {
-      return record.Value.map(plainWebhookValue);
+      return record.Value.map(inner);
     }
     const out: Record<string, DataverseWebhookValue> = {};
-    for (const [k, v] of Object.entries(record)) if (k !== '__type') out[k] = plainWebhookValue(v);
+    for (const [k, v] of Object.entries(record)) if (k !== '__type') out[k] = inner(v);
     return out;
   }
   return null;
@@ -75,7 +79,7 @@ export function plainWebhookValue(value: unknown): DataverseWebhookValue {
 
 function attributesToPlain(attributes: { key: string; value: unknown }[]): Record<string, DataverseWebhookValue> {
   const out: Record<string, DataverseWebhookValue> = {};
-  for (const { key, value } of attributes) out[key] = plainWebhookValue(value);
+  for (const { key, value } of attributes) out[key] = plainWebhookValue(value, 0);
   return out;
 }
 

@@ -9,6 +9,7 @@ const views = {
   sweeps: () => import('./views/sweeps.js'),
   mappings: () => import('./views/mappings.js'),
   throughput: () => import('./views/throughput.js'),
+  erasures: () => import('./views/erasures.js'),
 };
 
 let stop;

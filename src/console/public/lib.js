@@ -3,8 +3,10 @@
 
 const csrf = document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
 
-/** true when the signed-in token may run actions (scope operate) */
-export const canOperate = () => document.body.dataset.scope === 'operate';
+/** true when the signed-in token may run actions (scope operate, or admin which includes it) */
+export const canOperate = () => document.body.dataset.scope === 'operate' || document.body.dataset.scope === 'admin';
+/** true when the signed-in token may manage tokens and erasures (scope admin) */
+export const canAdminister = () => document.body.dataset.scope === 'admin';
 
 export class ApiError extends Error {}
 
