@@ -101,7 +101,8 @@ export function createPairSync(options: PairSyncOptions) {
 
   /**
    * Settles what earlier attempts left PENDING by what the sides hold (a write seen on its side has
-   * landed: final, and no longer in doubt); returns the write entries still in doubt, and the base
+   * landed: final, and no longer in doubt unless planned from an older revision); returns the write
+   * entries still in doubt, and the base
    * the link had reached: a write of an attempt planned from the link's current revision that is
    * seen landed made both sides hold its value then, as its commit would have recorded, so a later
    * edit on either side is a one-sided change, not a collision with a base from before it.
@@ -111,8 +112,11 @@ export function createPairSync(options: PairSyncOptions) {
     const seen = settlePending(pending, { MARKETO: person?.fields ?? null, DYNAMICS: record?.fields ?? null }, mapping.rules);
     const witnessed = new Set(person ? await witnessedInMarketo(link, unwitnessedMarketoWrites(pending, new Set(seen.final)), mapping) : []);
     const settled = { final: [...seen.final, ...witnessed], superseded: seen.superseded.filter((id) => !witnessed.has(id)) };
-    if (pending.length > 0) await settle(db, { ...settled, retire: settled.final });
-    const landed = new Set(settled.final);
+    // A write planned from an older revision that is seen landed may be a late write over newer
+    // values: final (it happened), but still in doubt for stale.ts, which undoes or retires it.
+    const plannedNow = new Set(pending.filter((e) => e.plannedRevision === null || e.plannedRevision === link.revision).map((e) => e.id));
+    const landed = new Set(settled.final.filter((id) => plannedNow.has(id)));
+    if (pending.length > 0) await settle(db, { ...settled, retire: [...landed] });
     const snapshot = { ...link.snapshot };
     for (const entry of pending) {
       if (!landed.has(entry.id) || entry.plannedRevision !== link.revision || (entry.type !== 'UPDATED_IN_MARKETO' && entry.type !== 'UPDATED_IN_DYNAMICS')) continue;

@@ -104,7 +104,7 @@ describe.runIf(testEngines().includes('postgres'))('migrations on postgres', () 
       const applied = results.map((r) => r.applied.length).sort();
       expect(applied[0]).toBe(0);
       expect(applied[1]).toBeGreaterThan(0);
-      expect(await a.prisma.fieldMapping.count()).toBe(25);
+      expect(await a.prisma.fieldMapping.count()).toBe(45);
     } finally {
       await test.drop();
     }
