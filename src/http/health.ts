@@ -31,6 +31,22 @@ export interface HealthOptions {
   probes: ConnectorProbe[];
   draining: () => boolean;
   now?: () => number;
+  /** how long a probe may take before it counts as failed (default 5 s) */
+  probeTimeoutMs?: number;
+}
+
+/**
+ * A probe's answer, or a failure once it has taken too long: its vendor call may be waiting for
+ * the deployment's budget (a replica that just joined holds no slice yet), and /readyz must still
+ * answer an orchestrator promptly.
+ */
+function bounded(probe: ConnectorProbe, ms: number, mode: ConnectorHealth['mode']): Promise<ConnectorHealth> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<ConnectorHealth>((resolve) => {
+    timer = setTimeout(() => resolve({ ok: false, mode, detail: `no answer within ${ms / 1000} s (the vendor, or this replica's share of its budget, is busy)` }), ms);
+    timer.unref();
+  });
+  return Promise.race([probe.check(), late]).finally(() => clearTimeout(timer));
 }
 
 export function createHealth(options: HealthOptions) {
@@ -53,7 +69,7 @@ export function createHealth(options: HealthOptions) {
       await Promise.all(
         options.probes.map(async (probe) => {
           try {
-            connectors[probe.name] = await probe.check();
+            connectors[probe.name] = await bounded(probe, options.probeTimeoutMs ?? 5_000, options.sandbox ? 'sandbox' : 'live');
           } catch (error) {
             connectors[probe.name] = {
               ok: false,

@@ -162,7 +162,9 @@ describe.skipIf(!postgresUrl())('the Docker image, assembled from the Dockerfile
     // replicas 2 and 3 join the same database and the same sandbox
     const others = [start(runtime.cmd!, appEnv(1)), start(runtime.cmd!, appEnv(2))];
     for (const replica of [1, 2]) {
-      await until(`replica ${replica + 1} ready`, async () => (await fetch(`http://127.0.0.1:${ports.app[replica]}/readyz`).catch(() => undefined))?.ok, 120_000);
+      await until(`replica ${replica + 1} ready`, async () => (await fetch(`http://127.0.0.1:${ports.app[replica]}/readyz`).catch(() => undefined))?.ok, 120_000).catch((error: unknown) => {
+        throw new Error(`${String(error)}\n--- replica ${replica + 1}:\n${others[replica - 1]!.output()}`);
+      });
     }
     for (const port of ports.app) {
       const answer = await fetch(`http://127.0.0.1:${port}/graphql`, {

@@ -40,6 +40,19 @@ describe('the HTTP app', () => {
     await request(app()).get('/healthz').expect(200, { status: 'ok' });
   });
 
+  it('answers degraded, not never, while a connector probe waits (a replica that joined holds no budget slice yet)', async () => {
+    const waiting: ConnectorProbe = { name: 'dynamics', check: () => new Promise(() => undefined) };
+    const stuck = createApp({
+      logger: silent,
+      bodyLimitBytes: 1024,
+      draining: () => false,
+      authorizeOps: (authorization) => Promise.resolve(authorization === ops),
+      health: createHealth({ db, migrationsDir: projectPaths().migrationsDir, sandbox: true, probes: [...probes, waiting], draining: () => false, probeTimeoutMs: 50 }),
+    });
+    const res = await request(stuck).get('/readyz').set('authorization', ops).expect(200);
+    expect(res.body).toMatchObject({ status: 'degraded', connectors: { marketo: { ok: true }, dynamics: { ok: false } } });
+  });
+
   it('is ready when the database answers and its migrations are current, and says it is a sandbox', async () => {
     const res = await request(app()).get('/readyz').set('authorization', ops).expect(200);
     expect(res.body).toMatchObject({
