@@ -99,18 +99,24 @@ export async function prepareSandboxDatabase(db: Database): Promise<'ready' | 'f
   ]);
   if (!marker && (links > 0 || events > 0)) return 'foreign';
   if (marker) {
-    await prisma.$transaction([
-      prisma.activity.deleteMany(),
-      prisma.changeEvent.deleteMany(),
-      prisma.syncLink.deleteMany(),
-      prisma.syncRun.deleteMany(),
-      prisma.syncCursor.deleteMany(),
-      prisma.recordLock.deleteMany(),
-    ]);
+    await clearSyncState(db);
   } else {
     await prisma.serviceSetting.create({ data: { key: SANDBOX_MARKER, value: 'simulated Marketo and Dynamics; cleared at each sandbox start' } });
   }
   return 'ready';
+}
+
+/** Everything the sync learnt about the simulators' records, gone with the records themselves. */
+async function clearSyncState(db: Database): Promise<void> {
+  const prisma = db.prisma;
+  await prisma.$transaction([
+    prisma.activity.deleteMany(),
+    prisma.changeEvent.deleteMany(),
+    prisma.syncLink.deleteMany(),
+    prisma.syncRun.deleteMany(),
+    prisma.syncCursor.deleteMany(),
+    prisma.recordLock.deleteMany(),
+  ]);
 }
 
 /**
@@ -134,14 +140,7 @@ export async function claimSharedSandboxDatabase(db: Database, instance: string)
   if (marker.value === value) return 'current';
   const claimed = await prisma.serviceSetting.updateMany({ where: { key: SANDBOX_MARKER, value: marker.value }, data: { value } });
   if (claimed.count === 0) return 'current';
-  await prisma.$transaction([
-    prisma.activity.deleteMany(),
-    prisma.changeEvent.deleteMany(),
-    prisma.syncLink.deleteMany(),
-    prisma.syncRun.deleteMany(),
-    prisma.syncCursor.deleteMany(),
-    prisma.recordLock.deleteMany(),
-  ]);
+  await clearSyncState(db);
   return 'cleared';
 }
 
