@@ -76,7 +76,7 @@ export function createSyncIO(options: SyncIOOptions) {
     ): Promise<DynamicsWriteResult> {
       const rejected = new Map<string, string>();
       try {
-        return { record: await dynamics.update(entity, id, writes, mapping.bindings, record.etag, fence), rejected };
+        return { record: await dynamics.update(entity, id, writes, mapping.bindings, record, fence), rejected };
       } catch (error) {
         if (!(error instanceof ConnectorError) || error.kind !== 'validation') throw error;
         const fields = Object.keys(writes);
@@ -87,7 +87,7 @@ export function createSyncIO(options: SyncIOOptions) {
         let current = record;
         for (const field of fields) {
           try {
-            current = await dynamics.update(entity, id, { [field]: writes[field] ?? null }, mapping.bindings, current.etag, fence);
+            current = await dynamics.update(entity, id, { [field]: writes[field] ?? null }, mapping.bindings, current, fence);
           } catch (fieldError) {
             if (fieldError instanceof ConnectorError && fieldError.kind === 'validation') rejected.set(field, fieldError.message);
             else throw fieldError;

@@ -85,7 +85,7 @@ export function createOperatorActions(options: OperatorActionsOptions) {
       } else {
         const record = (await dynamics.readRecords(link.entity, [link.dynamicsId], mapping.bindings)).get(link.dynamicsId);
         if (!record) return { ok: false, error: 'the Dynamics record no longer exists' };
-        await dynamics.update(link.entity, link.dynamicsId, { [field.field]: value }, mapping.bindings, record.etag, fence);
+        await dynamics.update(link.entity, link.dynamicsId, { [field.field]: value }, mapping.bindings, record, fence);
       }
       await recordActivities(db.prisma, [
         activity(

@@ -121,13 +121,18 @@ export interface DynamicsPort {
   syncUserId(): Promise<string>;
   readRecords(entity: LinkedEntity, ids: readonly string[], bindings: readonly FieldBinding[]): Promise<Map<string, DynamicsRecordView>>;
   findByEmail(entity: LinkedEntity, email: string, bindings: readonly FieldBinding[]): Promise<DynamicsRecordView[]>;
-  /** PATCH with If-Match: a stale etag is a `conflict` ConnectorError */
+  /**
+   * PATCH with If-Match on the etag of `prior`, the view the write was planned on: a stale etag is
+   * a `conflict` ConnectorError. The If-Match proves the record's account and owner lookups did not
+   * move since that read, so the view returned keeps `prior`'s related fields instead of reading
+   * them again.
+   */
   update(
     entity: LinkedEntity,
     id: string,
     fields: CanonicalRecordFields,
     bindings: readonly FieldBinding[],
-    etag: string,
+    prior: Pick<DynamicsRecordView, 'etag' | 'fields'>,
     fence?: WriteFence,
   ): Promise<DynamicsRecordView>;
   create(

@@ -95,8 +95,8 @@ describe('Dataverse writes in $batch', () => {
     const others = await Promise.all(Array.from({ length: 3 }, (_, i) => port.create('CONTACT', { country: 'Canada', lastName: `B${i}` }, bindings)));
     sim.admin.resetStats();
     const updated = await Promise.all([
-      port.update('CONTACT', created.id, { country: 'USA' }, bindings, created.etag),
-      ...others.map((o) => port.update('CONTACT', o.id, { country: 'usa' }, bindings, o.etag)),
+      port.update('CONTACT', created.id, { country: 'USA' }, bindings, created),
+      ...others.map((o) => port.update('CONTACT', o.id, { country: 'usa' }, bindings, o)),
     ]);
     expect(requests('POST $batch')).toBe(1);
     expect(updated.map((u) => u.fields.country)).toEqual(['United States', 'United States', 'United States', 'United States']);

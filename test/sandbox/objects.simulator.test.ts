@@ -98,6 +98,28 @@ describe('Dataverse simulator: accounts and owners', () => {
     expect((byAccount.json.value as Json[]).map((r): unknown => r.contactid)).toEqual([contact.contactid]);
   });
 
+  it('expands a contact’s parent account and owning user in the same read, null where the lookup points at another table', async () => {
+    const account = sim.admin.create('account', { name: 'Litware', websiteurl: 'https://litware.example' });
+    const userId = sim.admin.addUser({ domainname: 'ida@contoso.example', firstname: 'Ida', lastname: 'Owner', internalemailaddress: 'ida@contoso.example', title: 'AE' });
+    const parent = sim.admin.create('contact', { lastname: 'Parent' });
+    const underAccount = sim.admin.create('contact', { lastname: 'A', 'parentcustomerid_account@odata.bind': `/accounts(${String(account.accountid)})`, 'ownerid@odata.bind': `/systemusers(${userId})` });
+    const underContact = sim.admin.create('contact', { lastname: 'B', 'parentcustomerid_contact@odata.bind': `/contacts(${String(parent.contactid)})` });
+    const expand = '$expand=parentcustomerid_account($select=name,websiteurl),owninguser($select=fullname,title)';
+    const one = await api('GET', `contacts(${String(underAccount.contactid)})?$select=lastname&${expand}`);
+    expect(one.status).toBe(200);
+    expect(one.json.parentcustomerid_account).toMatchObject({ name: 'Litware', websiteurl: 'https://litware.example', accountid: account.accountid });
+    expect(one.json.owninguser).toMatchObject({ fullname: 'Ida Owner', title: 'AE', systemuserid: userId });
+    const ids = [underAccount.contactid, underContact.contactid].map((id) => `'${String(id)}'`).join(',');
+    const many = await api('GET', `contacts?$select=lastname&${expand}&$filter=Microsoft.Dynamics.CRM.In(PropertyName='contactid',PropertyValues=[${ids}])&$orderby=lastname asc`);
+    expect((many.json.value as Json[]).map((r): unknown[] => [r.lastname, r.parentcustomerid_account?.name ?? null])).toEqual([
+      ['A', 'Litware'],
+      ['B', null],
+    ]);
+    const unknown = await api('GET', `contacts?$select=lastname&$expand=parentaccount($select=name)`);
+    expect(unknown.status).toBe(400);
+    expect(unknown.json.error.message).toContain("Could not find a property named 'parentaccount'");
+  });
+
   it('reassigns with PATCH ownerid@odata.bind, and the Update step sees ownerid in its Target', async () => {
     sim.admin.registerWebhook({ url: receiverUrl, entities: ['contact', 'account'], messages: ['Update'] });
     const userId = sim.admin.addUser({ domainname: 'kim@contoso.example', firstname: 'Kim' , lastname: 'Owner' });

@@ -39,9 +39,9 @@ describe.each(testEngines())('a Dynamics write that races a user edit on %s', (e
     let raced = 0;
     const racingPort: DynamicsPort = {
       ...realPort,
-      async update(entity, id, fields, bindings, etag) {
+      async update(entity, id, fields, bindings, prior) {
         if (raced++ === 0) dataverse.admin.update('lead', id, { address1_city: 'Edited meanwhile' });
-        return realPort.update(entity, id, fields, bindings, etag);
+        return realPort.update(entity, id, fields, bindings, prior);
       },
     };
     const marketo = createMarketoPort(marketoClient);

@@ -53,6 +53,16 @@ describe.each(testEngines())('owner fields on persons on %s', (engine) => {
     });
   });
 
+  it('reads the owner in the same request as the record, not in a second one', async () => {
+    const owner = user('Ola', 'Inline', { title: 'BDR' });
+    const before = { ...t.dataverse.stats() };
+    const calls = (endpoint: string) => (t.dataverse.stats()[endpoint]?.calls ?? 0) - (before[endpoint]?.calls ?? 0);
+    const { marketoId } = await owned('lead', owner);
+    expect(t.marketo.getLead(marketoId)).toMatchObject({ dynamicsOwnerName: 'Ola Inline', dynamicsOwnerTitle: 'BDR' });
+    expect(calls('GET leads')).toBeGreaterThan(0);
+    expect(calls('GET systemusers')).toBe(0);
+  });
+
   it('follows an Assign (PATCH ownerid) to the new owner', async () => {
     const before = user('Ann', 'First');
     const after = user('Ben', 'Second', { title: 'SDR' });

@@ -96,7 +96,12 @@ export type DataverseRecord = {
   /** systemuserid of the last writer (`_modifiedby_value`); equals whoAmI().userId for the sync's own writes */
   modifiedby: string | null;
   values: Record<string, DataverseValue>;
+  /** rows read through `$expand`, by navigation property; null when the lookup is empty or points elsewhere */
+  related?: Record<string, DataverseRecord | null>;
 };
+
+/** A single-valued navigation property read with the record (`$expand=nav($select=...)`). */
+export type DataverseExpansion = { navigation: string; table: DataverseEntity; columns: readonly string[] };
 
 export type DataverseChangePage = {
   upserts: DataverseRecord[];
@@ -153,8 +158,8 @@ export type DataverseClient = {
   /** the sync user's identity; fetched once and cached (echo suppression compares against userId) */
   whoAmI(): Promise<DataverseIdentity>;
   getRecord(entity: DataverseEntity, id: string, columns: readonly string[]): Promise<DataverseRecord | null>;
-  getRecords(entity: DataverseEntity, ids: readonly string[], columns: readonly string[]): Promise<DataverseRecord[]>;
-  findByEmail(entity: DataverseEntity, email: string, columns: readonly string[]): Promise<DataverseRecord[]>;
+  getRecords(entity: DataverseEntity, ids: readonly string[], columns: readonly string[], expand?: readonly DataverseExpansion[]): Promise<DataverseRecord[]>;
+  findByEmail(entity: DataverseEntity, email: string, columns: readonly string[], expand?: readonly DataverseExpansion[]): Promise<DataverseRecord[]>;
   createRecord(
     entity: DataverseEntity,
     values: Record<string, DataverseValue>,
@@ -209,7 +214,13 @@ type CallOptions = {
  * $batch of fenced writes: an operation whose work lost its lease leaves it). `build` answering
  * null means nothing is left to send.
  */
-type DeferredCall = { endpoint: string; build: () => CallOptions | null | Promise<CallOptions | null>; everyAttempt?: boolean };
+type DeferredCall = {
+  endpoint: string;
+  build: () => CallOptions | null | Promise<CallOptions | null>;
+  everyAttempt?: boolean;
+  /** each answer, while the request still holds its place in the budget */
+  answered?: (raw: RawResponse) => void;
+};
 
 /** A deferred call that had nothing left to send when admitted: every operation's fence had failed. */
 class NothingToSend extends Error {}
@@ -366,6 +377,7 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
       const raw = await sendOnce(request, token);
       raw.elapsedMs = Math.max(0, now() - started);
       pacer.observe(raw.headers, raw.elapsedMs);
+      if ('build' in spec) spec.answered?.(raw);
       if (raw.status !== 429) pacer.succeeded();
       return { raw, token };
     });
@@ -505,12 +517,27 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
   // ---- batched reads -----------------------------------------------------------------------------
   // Reads of concurrent callers for the same table and columns share one In-filter query, filled
   // when the budget admits it with as many values as the URL length allows.
-  type ReadKey = { entity: DataverseEntity; property: string; columns: string[]; order: string };
+  type ReadKey = { entity: DataverseEntity; property: string; columns: string[]; order: string; expand: DataverseExpansion[] };
+  const expandList = (key: ReadKey) =>
+    key.expand.map((e) => `${e.navigation}($select=${selectList(e.table, e.columns)})`).join(',');
+  /** the expanded rows move from `values` to `related` */
+  function withRelated(record: DataverseRecord, expand: readonly DataverseExpansion[], endpoint: string): DataverseRecord {
+    if (expand.length === 0) return record;
+    const values = { ...record.values };
+    const related: Record<string, DataverseRecord | null> = {};
+    for (const e of expand) {
+      const row = values[e.navigation];
+      delete values[e.navigation];
+      related[e.navigation] = row && typeof row === 'object' ? toRecord(e.table, row as Record<string, unknown>, endpoint) : null;
+    }
+    return { ...record, values, related };
+  }
   const IN_VALUE_ROOM = (value: string) => encodeURIComponent(`${quote(value)},`).length;
   function inQueryUrl(key: ReadKey, values: readonly string[]): string {
     const { set } = dataverseEntitySets[key.entity];
     const filter = `Microsoft.Dynamics.CRM.In(PropertyName='${key.property}',PropertyValues=[${values.map((v) => quote(v)).join(',')}])`;
-    return `${set}?$select=${selectList(key.entity, key.columns)}&$filter=${encodeURIComponent(filter)}&$orderby=${key.order}`;
+    const expand = key.expand.length > 0 ? `&$expand=${expandList(key)}` : '';
+    return `${set}?$select=${selectList(key.entity, key.columns)}${expand}&$filter=${encodeURIComponent(filter)}&$orderby=${key.order}`;
   }
   function inQueryRoom(keyText: string): number {
     const key = JSON.parse(keyText) as ReadKey;
@@ -524,7 +551,7 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
     send(keyText, bind) {
       const key = JSON.parse(keyText) as ReadKey;
       const endpoint = `GET ${dataverseEntitySets[key.entity].set}`;
-      return collect(key.entity, () => inQueryUrl(key, [...new Set(bind())]), endpoint);
+      return collect(key.entity, () => inQueryUrl(key, [...new Set(bind())]), endpoint).then((rows) => rows.map((row) => withRelated(row, key.expand, endpoint)));
     },
   });
 
@@ -584,6 +611,10 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
             headers: { 'Content-Type': contentType, Prefer: 'odata.continue-on-error' },
           };
         },
+        // measured before the budget lets the next batch be built, which is sized by this answer
+        answered: (raw) => {
+          if (raw.status === 200 && raw.text !== undefined) batchSizer.observe(operations.length, raw.elapsedMs ?? 0);
+        },
       });
     } catch (error) {
       if (error instanceof NothingToSend) return [];
@@ -593,7 +624,6 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
       // continue-on-error ignored: the answer holds one failure and says nothing of the others
       throw new DataverseTransientError(`$batch answered HTTP ${raw.status} without an answer per operation`, { endpoint: 'POST $batch', httpStatus: raw.status });
     }
-    batchSizer.observe(operations.length, raw.elapsedMs ?? 0);
     const answers = decodeBatch(raw.text, raw.headers.get('content-type'));
     return operations.map(
       (_, i) =>
@@ -748,20 +778,20 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
       }
     },
 
-    async getRecords(entity, ids, columns) {
+    async getRecords(entity, ids, columns, expand = []) {
       const { key } = dataverseEntitySets[entity];
       const unique = [...new Set(ids.map((id) => encodeGuid(id)))];
       const wanted = new Set(unique);
-      const rows = await readIn({ entity, property: key, columns: [...columns].sort(), order: `${key}%20asc` }, unique);
+      const rows = await readIn({ entity, property: key, columns: [...columns].sort(), order: `${key}%20asc`, expand: [...expand] }, unique);
       return rows.filter((row) => wanted.has(row.id.toLowerCase()));
     },
 
-    async findByEmail(entity, email, columns) {
+    async findByEmail(entity, email, columns, expand = []) {
       const { key } = dataverseEntitySets[entity];
       const wanted = email.toLowerCase();
       // the email column is selected to tell the rows of concurrent callers apart
       const selected = [...new Set([...columns, 'emailaddress1'])].sort();
-      const rows = await readIn({ entity, property: 'emailaddress1', columns: selected, order: `createdon%20asc,${key}%20asc` }, [email]);
+      const rows = await readIn({ entity, property: 'emailaddress1', columns: selected, order: `createdon%20asc,${key}%20asc`, expand: [...expand] }, [email]);
       return rows
         .filter((row) => typeof row.values.emailaddress1 === 'string' && row.values.emailaddress1.toLowerCase() === wanted)
         .map((row) => (columns.includes('emailaddress1') ? row : { ...row, values: withoutKey(row.values, 'emailaddress1') }));

@@ -2,15 +2,17 @@ import type { CanonicalRecordFields, CanonicalValue } from '../../sync/values.ts
 import { normalise } from '../../sync/values.ts';
 import type { LinkedEntity } from '../../sync/policy.ts';
 import type { DynamicsColumnAccess, DynamicsPort, DynamicsRecordView, FieldBinding } from '../../sync/ports.ts';
-import { dataverseEntitySets, type DataverseClient, type DataverseEntity, type DataverseRecord } from './dataverse.client.ts';
+import { dataverseEntitySets, type DataverseClient, type DataverseEntity, type DataverseExpansion, type DataverseRecord } from './dataverse.client.ts';
 import { DataverseValidationError } from './dataverse.errors.ts';
 import { relatedColumn, relatedSources, splitBindings, type RelatedKind } from './related.ts';
 import { DEFAULT_SYNC_FILTER, parseSyncFilter, passesSyncFilter, type SyncFilterRule } from '../../sync/sync-filter.ts';
 
 // The engine's view of Dataverse: canonical fields in, canonical fields out. Option sets go
 // through the mapping's value map; the sync filter and the qualifying lead are read alongside.
-// Fields of a contact's parent account and of the owner (related.ts) are read from those rows, one
-// In-filter read per table for all records read together, and never written.
+// Fields of a contact's parent account and of the owner (related.ts) are read in the same request
+// as the record (`$expand`), and never written. Only a create's answer lacks them (Dataverse
+// ignores `$expand` on a write's representation): those rows are read beside it, one In-filter read
+// per table. An update keeps the related fields of the view it was planned on (ports.ts).
 
 const ORIGINATING_LEAD = '_originatingleadid_value';
 const EMAIL = 'emailaddress1';
@@ -75,15 +77,32 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
     return [...columns];
   }
 
-  /** The rows the records' related bindings read from, by kind and lower-cased id: one read per table. */
+  /** The related rows to read with the records: one `$expand` per related table the bindings use. */
+  function expansions(entity: LinkedEntity, bindings: readonly FieldBinding[]): DataverseExpansion[] {
+    return splitBindings(entity, bindings).related.map((group) => ({
+      navigation: group.source.navigation,
+      table: group.source.table,
+      columns: [...new Set(group.bindings.map((b) => b.column))],
+    }));
+  }
+
+  /** The rows the records' related bindings read from, by kind and lower-cased id. */
   async function readRelated(entity: LinkedEntity, records: readonly DataverseRecord[], bindings: readonly FieldBinding[]): Promise<Related> {
-    const out: Related = new Map();
+    const groups = splitBindings(entity, bindings).related;
+    const out: Related = new Map(groups.map((group) => [group.source.kind, new Map<string, DataverseRecord>()]));
+    for (const record of records) {
+      for (const group of groups) {
+        const row = record.related?.[group.source.navigation];
+        if (row) out.get(group.source.kind)!.set(row.id.toLowerCase(), row);
+      }
+    }
+    const unexpanded = records.filter((r) => r.related === undefined);
     await Promise.all(
-      splitBindings(entity, bindings).related.map(async (group) => {
-        const ids = [...new Set(records.flatMap((r) => (typeof r.values[group.source.lookup] === 'string' ? [(r.values[group.source.lookup] as string).toLowerCase()] : [])))];
+      groups.map(async (group) => {
+        const ids = [...new Set(unexpanded.flatMap((r) => (typeof r.values[group.source.lookup] === 'string' ? [(r.values[group.source.lookup] as string).toLowerCase()] : [])))];
         // a parent that is a contact, or an owner that is a team, is simply not found: its fields read empty
         const rows = ids.length > 0 ? await client.getRecords(group.source.table, ids, [...new Set(group.bindings.map((b) => b.column))]) : [];
-        out.set(group.source.kind, new Map(rows.map((r) => [r.id.toLowerCase(), r])));
+        for (const row of rows) out.get(group.source.kind)!.set(row.id.toLowerCase(), row);
       }),
     );
     return out;
@@ -171,20 +190,24 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
     },
     async readRecords(entity, ids, bindings) {
       if (ids.length === 0) return new Map();
-      const records = await client.getRecords(entityName(entity), ids, await columnsFor(entity, bindings));
+      const records = await client.getRecords(entityName(entity), ids, await columnsFor(entity, bindings), expansions(entity, bindings));
       return new Map((await views(entity, records, bindings)).map((v) => [v.id, v]));
     },
     async findByEmail(entity, email, bindings) {
-      const records = await client.findByEmail(entityName(entity), email, await columnsFor(entity, bindings));
+      const records = await client.findByEmail(entityName(entity), email, await columnsFor(entity, bindings), expansions(entity, bindings));
       return views(entity, records, bindings);
     },
-    async update(entity, id, fields, bindings, etag, fence) {
+    async update(entity, id, fields, bindings, prior, fence) {
       const record = await client.updateRecord(entityName(entity), id, toDataverse(fields, bindings), {
-        etag,
+        etag: prior.etag,
         columns: await columnsFor(entity, bindings),
         fence,
       });
-      return (await views(entity, [record], bindings))[0]!;
+      const view = toView(entity, record, bindings, new Map(), await columnAccess(entity));
+      for (const binding of bindings) {
+        if (relatedColumn(binding.dynamicsAttribute) && binding.field in prior.fields) view.fields[binding.field] = prior.fields[binding.field] ?? null;
+      }
+      return view;
     },
     async create(entity, fields, bindings, owner, fence, id) {
       // a journaled key (create-intents.ts): a resend of the same create answers "exists", never a second record

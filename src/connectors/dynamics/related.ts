@@ -5,7 +5,7 @@ import type { DataverseEntity } from './dataverse.client.ts';
 
 // Where the related fields of sync/related-fields.ts live in Dataverse: a contact's company in its
 // parent account (`parentcustomerid`), anyone's owner in a systemuser (`ownerid`). The port reads
-// the lookup with the record and the related rows beside it, and never writes them.
+// the related rows with the record through `$expand` (beside it, after a create), and never writes them.
 
 export type { RelatedKind };
 
@@ -15,13 +15,16 @@ export interface RelatedSource {
   table: DataverseEntity;
   /** the record's lookup property that points at it */
   lookup: string;
+  /** the single-valued navigation property that reads the row with the record (`$expand`) */
+  navigation: string;
   /** the entities whose records have it */
   entities: readonly LinkedEntity[];
 }
 
 export const relatedSources: Record<RelatedKind, RelatedSource> = {
-  account: { kind: 'account', table: 'account', lookup: '_parentcustomerid_value', entities: relatedEntities.account },
-  owner: { kind: 'owner', table: 'systemuser', lookup: '_ownerid_value', entities: relatedEntities.owner },
+  // a parent that is a contact expands to null here, as an owner that is a team does under owninguser
+  account: { kind: 'account', table: 'account', lookup: '_parentcustomerid_value', navigation: 'parentcustomerid_account', entities: relatedEntities.account },
+  owner: { kind: 'owner', table: 'systemuser', lookup: '_ownerid_value', navigation: 'owninguser', entities: relatedEntities.owner },
 };
 
 /** `account.name` -> the account source and column `name`; a plain column -> null. */

@@ -110,6 +110,8 @@ const common: Record<string, Spec> = {
   createdby: { type: 'Lookup', displayName: 'Created By', navigation: { createdby: 'systemuser' } },
   modifiedby: { type: 'Lookup', displayName: 'Modified By', navigation: { modifiedby: 'systemuser' } },
   ownerid: { type: 'Owner', displayName: 'Owner', requiredLevel: 'SystemRequired', navigation: { ownerid: 'systemuser' } },
+  // read-only: the owner when it is a user (reference dataverse §12), derived in odata-expand.ts
+  owninguser: { type: 'Lookup', displayName: 'Owning User', validForCreate: false, validForUpdate: false, navigation: { owninguser: 'systemuser' } },
 };
 
 /** The default global option set of account.industrycode (reference dataverse §10). */

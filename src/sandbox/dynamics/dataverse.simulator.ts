@@ -15,6 +15,7 @@ import {
   type ValueRewrite,
   type WriteContext,
 } from './dataverse.store.ts';
+import { expandedRecord, lookupValue, parseExpand, type ExpandSpec } from './odata-expand.ts';
 import { compareKeys, ODataQueryError, parseFilter, parseOrderBy, resolveProperty, sortKey, type OrderBy } from './odata-query.ts';
 import { parseBatch, serializeBatchResponse, type BatchRequest, type BatchResponse, type BatchResponsePart } from './dataverse.batch.ts';
 import { WebhookEmitter, type WebhookDelivery, type WebhookRegistration } from './webhook.emitter.ts';
@@ -82,7 +83,7 @@ type TokenInfo = { userId: string; expiresAt: number };
 
 const API_PREFIX = /^\/api\/data\/v9\.[0-2]\//;
 const GUID = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}';
-const SUPPORTED_OPTIONS = new Set(['$select', '$filter', '$orderby', '$top', '$skiptoken', '$deltatoken', '$count']);
+const SUPPORTED_OPTIONS = new Set(['$select', '$filter', '$orderby', '$top', '$skiptoken', '$deltatoken', '$count', '$expand']);
 
 export type DataverseSimulatorState = ReturnType<typeof createDataverseSimulatorState>;
 
@@ -246,6 +247,7 @@ function serialize(
   select: SimAttribute[] | null,
   ctx: WriteContext,
   annotations: Annotations = [],
+  expand: readonly ExpandSpec[] = [],
 ): Record<string, unknown> {
   const row: Record<string, unknown> = { '@odata.etag': etagOf(rec) };
   const columns = select ?? [...t.attributes.values()].filter((a) => a.validForRead);
@@ -253,7 +255,7 @@ function serialize(
     const name = attr.logicalName;
     const readable = state.store.canRead(t, name, ctx);
     if (isLookup(attr)) {
-      const ref = readable ? ((rec.values[name] as SimLookup | null | undefined) ?? null) : null;
+      const ref = readable ? lookupValue(rec, attr) : null;
       const key = `_${name}_value`;
       row[key] = ref?.id ?? null;
       // annotations come only when asked for, and only on a lookup that holds a value (reference §11)
@@ -278,6 +280,10 @@ function serialize(
     row[name] = readable ? value : null;
   }
   row[t.primaryKey] = rec.id;
+  for (const spec of expand) {
+    const related = state.store.canRead(t, spec.attribute.logicalName, ctx) ? expandedRecord(spec, rec, (table, id) => state.store.get(table, id)) : null;
+    row[spec.navigation] = related ? serialize(state, spec.target, related, spec.select, ctx) : null;
+  }
   return row;
 }
 
@@ -371,6 +377,7 @@ function queryCollection(state: DataverseSimulatorState, req: Request, res: Resp
     trackChanges(state, req, res, t, ctx, { params, prefs, base, select, cookie, deltatoken });
     return;
   }
+  const expand = parseExpand(t, params.get('$expand'), (name) => state.store.table(name));
   const filterText = params.get('$filter');
   const orderText = params.get('$orderby');
   const order = parseOrderBy(t, orderText ?? undefined);
@@ -400,7 +407,7 @@ function queryCollection(state: DataverseSimulatorState, req: Request, res: Resp
   const page = rows.slice(start, start + pageSize);
   const body: Record<string, unknown> = { '@odata.context': contextUrl(base, t, select) };
   if (params.get('$count') === 'true') body['@odata.count'] = Math.min(rows.length, 5000);
-  body.value = page.map((rec) => serialize(state, t, rec, select, ctx, prefs.annotations));
+  body.value = page.map((rec) => serialize(state, t, rec, select, ctx, prefs.annotations, expand));
   const lastRow = page.at(-1);
   if (paged && lastRow && start + pageSize < rows.length) {
     body['@odata.nextLink'] = nextLink(base, t.entitySet, params, encodeCookie({ k: sortKey(t, order, lastRow) }, pageNumber + 1, false));
@@ -689,12 +696,14 @@ function handleApi(state: DataverseSimulatorState, req: Request, res: Response, 
     case 'GET': {
       if (!rec) throw store.notFound(t.logicalName, id);
       const select = parseSelect(t, queryParams(req).get('$select'));
+      const expand = parseExpand(t, queryParams(req).get('$expand'), (name) => store.table(name));
       res.setHeader('ETag', etagOf(rec));
-      if (req.get('if-none-match') === etagOf(rec)) {
+      // never 304 when $expand is used (reference dataverse §2.5)
+      if (expand.length === 0 && req.get('if-none-match') === etagOf(rec)) {
         res.status(304).end();
         return endpoint;
       }
-      res.status(200).json({ '@odata.context': contextUrl(base, t, select, '/$entity'), ...serialize(state, t, rec, select, ctx, preferences(req).annotations) });
+      res.status(200).json({ '@odata.context': contextUrl(base, t, select, '/$entity'), ...serialize(state, t, rec, select, ctx, preferences(req).annotations, expand) });
       return endpoint;
     }
     case 'PATCH': {
