@@ -29,6 +29,9 @@ COPY package.json package-lock.json ./
 # --ignore-scripts: the client is generated in the build stage and copied with dist/
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# GraphiQL's self-contained bundle (a devDependency: its own dependency tree is already inside it),
+# served by the service outside production
+COPY --from=build /app/node_modules/@graphql-yoga/graphiql ./node_modules/@graphql-yoga/graphiql
 COPY prisma ./prisma
 # the operator console's browser modules and stylesheet, served as they are (no build step)
 COPY src/console/public ./src/console/public

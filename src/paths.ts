@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -20,4 +21,19 @@ export function projectPaths(root = projectRoot()) {
     schemaPath: join(root, 'prisma', 'schema.prisma'),
     migrationsDir: join(root, 'prisma', 'migrations'),
   };
+}
+
+/**
+ * GraphiQL's bundle (the @graphql-yoga/graphiql package's dist: a self-contained UMD build, its
+ * stylesheet and editor workers), served by the service itself; null when it is not installed.
+ * It is a devDependency (its own dependency tree is 270 MB, all already inside the bundle); the
+ * image copies the package alone from the build stage.
+ */
+export function graphiqlAssetsDir(): string | null {
+  try {
+    const dir = join(dirname(createRequire(import.meta.url).resolve('@graphql-yoga/graphiql/package.json')), 'dist');
+    return existsSync(join(dir, 'yoga-graphiql.umd.js')) ? dir : null;
+  } catch {
+    return null;
+  }
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import express, { type Request as ExpressRequest, type RequestHandler, type Response as ExpressResponse } from 'express';
 import { createYoga, maskError, renderGraphiQL, shouldRenderGraphiQL, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { graphiqlAssetsDir } from '../paths.ts';
 import type { Caller } from '../auth/caller.ts';
 import { bearerSecret } from '../auth/tokens.ts';
 import { defaultLimits, type GraphQLContext, type GraphQLDeps } from './context.ts';
@@ -39,29 +40,30 @@ function unauthorized(fetchAPI: { Response: typeof Response }): Response {
   return new fetchAPI.Response(JSON.stringify(unauthorizedBody), { status: 401, headers: unauthorizedHeaders });
 }
 
-/** GraphiQL's page and the page's scripts and styles: yoga's, pinned by version (its UMD bundle). */
-const GRAPHIQL_ASSETS = 'https://unpkg.com/@graphql-yoga/graphiql@';
+/** yoga's page loads GraphiQL from a CDN; the same files are served from here instead */
+const CDN_ASSETS = /https:\/\/unpkg\.com\/@graphql-yoga\/graphiql@[\w.-]+\/dist\//g;
 
 /**
- * The GraphiQL page with a Content-Security-Policy of its own: its two inline scripts by hash,
- * scripts, styles and the editor's workers only from yoga's pinned GraphiQL bundle (fetched, then
- * run as blob: workers), requests only to this origin. yoga's page loads that bundle from unpkg;
- * serving it from here would need the @graphql-yoga/graphiql package, which is not a dependency.
+ * The GraphiQL page with a Content-Security-Policy of its own: its two inline scripts by hash;
+ * scripts, styles and the editor's workers only from this origin (the bundle is served under
+ * `assetsPath`; the workers are fetched, then run as blob: workers); requests only to this origin.
  */
-export function graphiqlPage(options: { title: string; endpoint: string; headers: string }): { html: string; csp: string } {
-  const html = renderGraphiQL(options);
+export function graphiqlPage(options: { title: string; endpoint: string; headers: string }, assetsPath: string): { html: string; csp: string } {
+  const yogaPage = renderGraphiQL(options);
+  if (yogaPage.search(CDN_ASSETS) < 0) throw new Error("GraphiQL page: yoga's page no longer loads @graphql-yoga/graphiql from unpkg; update graphiqlPage");
+  const html = yogaPage
+    .replace(CDN_ASSETS, assetsPath)
+    // the favicon is the only other thing it fetches from elsewhere
+    .replace(/<link rel=icon href=[^>]+>/, '');
   const inline = [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => `'sha256-${createHash('sha256').update(m[1]!, 'utf8').digest('base64')}'`);
-  const version = /@graphql-yoga\/graphiql@([\w.-]+)\//.exec(html)?.[1];
-  if (!version) throw new Error('GraphiQL page: no pinned @graphql-yoga/graphiql bundle found in yoga\'s page');
-  const assets = `${GRAPHIQL_ASSETS}${version}/`;
   const csp = [
     "default-src 'none'",
-    `script-src ${inline.join(' ')} ${assets}`,
+    `script-src ${inline.join(' ')} 'self'`,
     // GraphiQL and its editor set style attributes and inject <style> elements
-    `style-src ${assets} 'unsafe-inline'`,
-    `font-src ${assets} data:`,
-    "img-src 'self' data: https://raw.githubusercontent.com",
-    `connect-src 'self' ${assets}`,
+    "style-src 'self' 'unsafe-inline'",
+    "font-src 'self' data:",
+    "img-src 'self' data:",
+    "connect-src 'self'",
     'worker-src blob:',
     "base-uri 'none'",
     "form-action 'none'",
@@ -78,7 +80,7 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
     async onRequest(payload) {
       const { request, serverContext } = payload;
       // The GraphiQL page is static HTML: it executes nothing, and its own requests carry the token.
-      if (deps.graphiql && shouldRenderGraphiQL(request)) return;
+      if (graphiql && shouldRenderGraphiQL(request)) return;
       // the router below has authenticated already (bearer or console session) when mounted through it
       const req = (serverContext as Partial<ServerContext> | undefined)?.req;
       const known = req ? callers.get(req) : undefined;
@@ -89,7 +91,9 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
   };
 
   const graphiqlOptions = { title: 'marketo-dynamics-sync', endpoint, headers: JSON.stringify({ Authorization: 'Bearer <GRAPHQL_API_TOKEN>' }) };
-  const graphiql = deps.graphiql ? graphiqlPage(graphiqlOptions) : undefined;
+  const assetsDir = deps.graphiql ? graphiqlAssetsDir() : null;
+  if (deps.graphiql && !assetsDir) deps.logger.warn('GraphiQL is off: its bundle (@graphql-yoga/graphiql, a devDependency) is not installed');
+  const graphiql = assetsDir ? graphiqlPage(graphiqlOptions, `${endpoint}/graphiql/`) : undefined;
   const unauthorizedJson = async () => {
     const hint = await deps.firstTokenHint?.();
     return JSON.stringify(hint ? { errors: [{ ...unauthorizedBody.errors[0], message: `${unauthorizedBody.errors[0]!.message}. ${hint}` }] } : unauthorizedBody);
@@ -98,7 +102,7 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
   const yoga = createYoga<ServerContext, GraphQLContext>({
     schema: buildSchema(),
     graphqlEndpoint: endpoint,
-    graphiql: deps.graphiql ? graphiqlOptions : false,
+    graphiql: graphiql ? graphiqlOptions : false,
     landingPage: false,
     // one operation per request, so the armor limits are per request too
     batching: false,
@@ -141,6 +145,8 @@ export function createGraphQLHandler(deps: GraphQLDeps): GraphQLHandler {
   // yoga has no body size limit of its own: bodies are read here, bounded, before it sees them
   // (a no-op when an outer express.json already parsed the body). Oversized -> 413 via `next`.
   const router = express.Router();
+  // GraphiQL's bundle, public like the page that loads it; an unknown path falls through to the 401 below
+  if (assetsDir) router.use('/graphiql', express.static(assetsDir, { index: false, dotfiles: 'ignore', redirect: false, maxAge: '1d' }));
   // Refused before the body is even read: a caller without the token learns nothing, not even
   // whether its body parses. (The yoga plugin above checks again, for mounts without this router.)
   router.use((req, res, next) => {

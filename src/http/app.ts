@@ -61,8 +61,9 @@ export function createApp(deps: AppDeps): Express {
   );
 
   // Security headers (helmet): nosniff, frame DENY, no-referrer, HSTS, a same-origin CSP, COOP/CORP.
-  // The GraphiQL page (GET /graphql outside production) loads its scripts from a CDN, so it alone
-  // goes without the CSP; everything else we serve is JSON or same-origin HTML.
+  // The GraphiQL page (GET /graphql outside production) sets a CSP of its own (graphql/handler.ts:
+  // its inline scripts by hash), so helmet's stays off it; everything else we serve is JSON or
+  // same-origin HTML.
   const headerOptions = { frameguard: { action: 'deny' as const }, referrerPolicy: { policy: 'no-referrer' as const } };
   const securityHeaders = helmet(headerOptions);
   const graphiqlHeaders = helmet({ ...headerOptions, contentSecurityPolicy: false });

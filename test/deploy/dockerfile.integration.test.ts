@@ -153,6 +153,12 @@ describe.skipIf(!postgresUrl())('the Docker image, assembled from the Dockerfile
     expect(secret).toBeDefined();
     const details = (await (await fetch(`${url}/readyz`, { headers: { authorization: `Bearer ${secret}` } })).json()) as Record<string, unknown>;
     expect(details).toMatchObject({ status: 'ready', sandbox: true, database: { ok: true, engine: 'postgres' }, migrations: { current: true } });
+    // outside production the image serves GraphiQL and its bundle itself (the image copies that package alone)
+    const graphiql = await fetch(`${url}/graphql`, { headers: { accept: 'text/html' } });
+    expect(graphiql.status).toBe(200);
+    const assets = [...(await graphiql.text()).matchAll(/<(?:script src|link[^>]* href)=(\/graphql\/graphiql\/[^ >]+)/g)].map((m) => m[1]!);
+    expect(assets).toHaveLength(2); // the bundle and its stylesheet
+    for (const asset of assets) expect((await fetch(`${url}${asset}`)).status).toBe(200);
 
     // the sandbox seeds once a replica is ready and prints the token every replica accepts
     await until('the sandbox block', () => sandbox.output().includes('SANDBOX READY'), 120_000);

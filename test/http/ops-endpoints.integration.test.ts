@@ -122,9 +122,19 @@ describe('a sandbox with METRICS_PORT', () => {
     const inline = [...page.text.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => `'sha256-${createHash('sha256').update(m[1]!).digest('base64')}'`);
     expect(inline.length).toBeGreaterThan(0);
     for (const hash of inline) expect(scriptSrc).toContain(hash);
-    // every external script is the pinned GraphiQL bundle the CSP names
-    const external = [...page.text.matchAll(/<script src=([^ >]+)/g)].map((m) => m[1]!);
-    for (const src of external) expect(scriptSrc.split(' ').some((allowed) => allowed.endsWith('/') && src.startsWith(allowed))).toBe(true);
+    // every script and stylesheet is GraphiQL's bundle, served by the service itself
+    const external = [...page.text.matchAll(/<(?:script src|link[^>]* href)=([^ >]+)/g)].map((m) => m[1]!);
+    expect(external.length).toBeGreaterThan(1);
+    for (const src of external) expect(src).toMatch(/^\/graphql\/graphiql\//);
+    expect(scriptSrc).toContain("'self'");
+    expect(csp).not.toMatch(/https?:/);
+    for (const src of external) {
+      const asset = await sandbox.http.get(src).expect(200);
+      expect(String(asset.headers['content-type'])).toMatch(/javascript|css/);
+    }
+    // an unknown asset or an encoded path out of the bundle is a plain refusal, not an error
+    await sandbox.http.get('/graphql/graphiql/nope.js').expect(401);
+    await sandbox.http.get('/graphql/graphiql/..%2f..%2fpackage.json').expect(401);
     expect(csp).toContain("default-src 'none'");
     expect(csp).toContain("frame-ancestors 'none'");
   });
