@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { isLookup, type SimAttribute, type SimTable } from './dataverse.metadata.ts';
-import type { SimChange, SimLookup } from './dataverse.store.ts';
+import type { SimChange, SimLookup } from './dataverse.types.ts';
 
 const CONTRACTS = 'http://schemas.microsoft.com/xrm/2011/Contracts';
 const MAX_PAYLOAD_BYTES = 256 * 1024;
