@@ -1,5 +1,5 @@
 // Table metadata: EntityDefinitions(LogicalName='...')/Attributes, optionally cast to one attribute
-// type to read its option sets (reference §10).
+// type to read its option sets (reference §5).
 import type { SimAttribute, SimTable } from '../dataverse.metadata.ts';
 import type { DataverseStore } from '../dataverse.store.ts';
 import { SimHttpError } from '../dataverse.types.ts';
