@@ -164,6 +164,25 @@ const mergeColumns = (table: string): Record<string, Spec> => ({
   },
 });
 
+/** Status and Status Reason of a table whose rows are Active or Inactive (contact, account). */
+const activeState: Spec = {
+  type: 'State',
+  displayName: 'Status',
+  options: [
+    { value: 0, label: 'Active' },
+    { value: 1, label: 'Inactive' },
+  ],
+};
+
+const activeStatus: Spec = {
+  type: 'Status',
+  displayName: 'Status Reason',
+  options: [
+    { value: 1, label: 'Active', state: 0 },
+    { value: 2, label: 'Inactive', state: 1 },
+  ],
+};
+
 const leadColumns: Record<string, Spec> = {
   leadid: { type: 'Uniqueidentifier', displayName: 'Lead', validForUpdate: false },
   ...common,
@@ -235,23 +254,8 @@ const contactColumns: Record<string, Spec> = {
       { value: 5, label: 'Mail' },
     ],
   },
-  statecode: {
-    type: 'State',
-    displayName: 'Status',
-    requiredLevel: 'SystemRequired',
-    options: [
-      { value: 0, label: 'Active' },
-      { value: 1, label: 'Inactive' },
-    ],
-  },
-  statuscode: {
-    type: 'Status',
-    displayName: 'Status Reason',
-    options: [
-      { value: 1, label: 'Active', state: 0 },
-      { value: 2, label: 'Inactive', state: 1 },
-    ],
-  },
+  statecode: { ...activeState, requiredLevel: 'SystemRequired' },
+  statuscode: activeStatus,
 };
 
 const accountColumns: Record<string, Spec> = {
@@ -278,22 +282,8 @@ const accountColumns: Record<string, Spec> = {
   createdby: common.createdby!,
   modifiedby: common.modifiedby!,
   ownerid: common.ownerid!,
-  statecode: {
-    type: 'State',
-    displayName: 'Status',
-    options: [
-      { value: 0, label: 'Active' },
-      { value: 1, label: 'Inactive' },
-    ],
-  },
-  statuscode: {
-    type: 'Status',
-    displayName: 'Status Reason',
-    options: [
-      { value: 1, label: 'Active', state: 0 },
-      { value: 2, label: 'Inactive', state: 1 },
-    ],
-  },
+  statecode: activeState,
+  statuscode: activeStatus,
 };
 
 const systemUserColumns: Record<string, Spec> = {
