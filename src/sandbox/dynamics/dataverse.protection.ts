@@ -85,8 +85,6 @@ export function loseAnswerIfWritten(state: DataverseSimulatorState, req: Request
   }) as typeof res.end;
 }
 
-// ---- app -----------------------------------------------------------------------------------------
-
 /**
  * Takes the next injected fault, if any, as an overloaded front end would answer before the limits
  * apply. Returns true when the fault answered (or will call `run` after its delay); false when there

@@ -68,9 +68,9 @@ export type TokenInfo = { userId: string; expiresAt: number };
 
 export type DataverseSimulatorState = ReturnType<typeof createDataverseSimulatorState>;
 
-export function createDataverseSimulatorState(options: DataverseSimulatorOptions = {}) {
-  const now = options.now ?? Date.now;
-  const config = {
+/** The simulator's settings: the options given, Dataverse's defaults for the rest. */
+function configFrom(options: DataverseSimulatorOptions) {
+  return {
     tenantId: options.tenantId ?? randomUUID(),
     clientId: options.clientId ?? randomUUID(),
     clientSecret: options.clientSecret ?? randomBytes(24).toString('base64url'),
@@ -89,6 +89,11 @@ export function createDataverseSimulatorState(options: DataverseSimulatorOptions
     maxUrlLength: options.maxUrlLength ?? 32_768,
     retentionDays: options.changeTrackingRetentionDays ?? 7,
   };
+}
+
+export function createDataverseSimulatorState(options: DataverseSimulatorOptions = {}) {
+  const now = options.now ?? Date.now;
+  const config = configFrom(options);
   const state = {
     config,
     now,
@@ -143,8 +148,6 @@ export function createDataverseSimulatorState(options: DataverseSimulatorOptions
   );
   return state;
 }
-
-// ---- helpers -------------------------------------------------------------------------------------
 
 /** A change is told (webhooks, in-process listeners) once it is stored: at once, or when its change set commits. */
 export function tellChange(state: DataverseSimulatorState, change: SimChange): void {

@@ -38,8 +38,6 @@ function deltaTokenFor(version: number, at: number): string {
 const expiredStamp = () =>
   new SimHttpError(400, '0x80044352', 'Version stamp associated with the client has expired. Please perform a full sync.');
 
-// ---- queries -------------------------------------------------------------------------------------
-
 function sortedRows(state: DataverseSimulatorState, t: SimTable, filterText: string | null, order: OrderBy, orderText: string): SimRecord[] {
   const key = `${t.logicalName}|${filterText ?? ''}|${orderText}`;
   const cached = state.queryCache.get(key);
@@ -89,7 +87,7 @@ export function queryCollection(state: DataverseSimulatorState, req: Request, re
     if (!state.store.changeTrackingEnabled.get(t.logicalName)) {
       throw new SimHttpError(400, '0x80044351', `Entity '${t.logicalName}' is not enabled for change tracking.`);
     }
-    trackChanges(state, req, res, t, ctx, { params, prefs, base, select, cookie, deltatoken });
+    trackChanges(state, res, t, ctx, { params, prefs, base, select, cookie, deltatoken });
     return;
   }
   const filterText = params.get('$filter');
@@ -130,87 +128,95 @@ export function queryCollection(state: DataverseSimulatorState, req: Request, re
   res.status(200).json(body);
 }
 
-function trackChanges(
-  state: DataverseSimulatorState,
-  req: Request,
-  res: Response,
-  t: SimTable,
-  ctx: WriteContext,
-  q: {
-    params: URLSearchParams;
-    prefs: ReturnType<typeof preferences>;
-    base: string;
-    select: SimAttribute[] | null;
-    cookie: ReturnType<typeof decodeCookie> | undefined;
-    deltatoken: string | null;
-  },
-): void {
+type TrackingQuery = {
+  params: URLSearchParams;
+  prefs: ReturnType<typeof preferences>;
+  base: string;
+  select: SimAttribute[] | null;
+  cookie: ReturnType<typeof decodeCookie> | undefined;
+  deltatoken: string | null;
+};
+
+/** A page of a change-tracking read: `body` holds its rows and the next or delta link. */
+type TrackingPage = { state: DataverseSimulatorState; t: SimTable; ctx: WriteContext; q: TrackingQuery; pageSize: number; body: Record<string, unknown> };
+
+function deltaLink({ state, t, q }: TrackingPage, version: number): string {
+  const parts: string[] = [];
+  for (const [k, v] of q.params) if (k !== '$skiptoken' && k !== '$deltatoken') parts.push(`${k}=${encodeURIComponent(v)}`);
+  parts.push(`$deltatoken=${encodeURIComponent(deltaTokenFor(version, state.now()))}`);
+  return `${q.base}${t.entitySet}?${parts.join('&')}`;
+}
+
+/**
+ * Initial load: every current row, paged by id. The token is minted when the last page is served,
+ * so rows changed during a long initial load can be missed, exactly as the platform does (issue #3862).
+ */
+function initialLoad(page: TrackingPage): void {
+  const { state, t, ctx, q, pageSize, body } = page;
+  const order = parseOrderBy(t, undefined);
+  const rows = sortedRows(state, t, null, order, '');
+  let start = 0;
+  if (q.cookie) {
+    const last = (q.cookie.payload as { k?: unknown }).k;
+    if (!Array.isArray(last) || last.length !== order.length) throw new SimHttpError(400, '0x80060888', 'The $skiptoken value is not valid.');
+    start = firstAfter(t, order, rows, last);
+  }
+  const rowsOfPage = rows.slice(start, start + pageSize);
+  body['@odata.context'] = contextUrl(q.base, t, q.select);
+  body.value = rowsOfPage.map((rec) => serialize(state, t, rec, q.select, ctx, q.prefs.annotations));
+  const lastRow = rowsOfPage.at(-1);
+  if (lastRow && start + pageSize < rows.length) {
+    body['@odata.nextLink'] = nextLink(q.base, t.entitySet, q.params, encodeCookie({ k: sortKey(t, order, lastRow) }, (q.cookie?.page ?? 1) + 1, true));
+  } else {
+    body['@odata.deltaLink'] = deltaLink(page, state.store.version);
+  }
+}
+
+/** The changes since a delta token (upserts, then deletions as tombstones), paged by offset. */
+function changesSince(page: TrackingPage, deltatoken: string): void {
+  const { state, t, ctx, q, pageSize, body } = page;
   const store = state.store;
+  const m = /^(\d+)!(\d{2})\/(\d{2})\/(\d{4}) (\d{2}):(\d{2}):(\d{2})$/.exec(deltatoken);
+  if (!m) throw expiredStamp();
+  const since = Number(m[1]);
+  const mintedAt = Date.UTC(Number(m[4]), Number(m[2]) - 1, Number(m[3]), Number(m[5]), Number(m[6]), Number(m[7]));
+  const floor = store.deltaFloor.get(t.logicalName) ?? 0;
+  if (since > store.version || since < floor || state.now() - mintedAt > state.config.retentionDays * 86_400_000) {
+    throw expiredStamp();
+  }
+  let upTo = store.version;
+  let offset = 0;
+  if (q.cookie) {
+    const p = q.cookie.payload as { upTo?: unknown; offset?: unknown };
+    if (typeof p.upTo !== 'number' || typeof p.offset !== 'number') throw new SimHttpError(400, '0x80060888', 'The $skiptoken value is not valid.');
+    upTo = p.upTo;
+    offset = p.offset;
+  }
+  const changes = store.changesBetween(t.logicalName, since, upTo);
+  const tombstoneContext = `${q.base}$metadata#${t.entitySet}/$deletedEntity`;
+  const all = [
+    ...changes.upserts.map((rec) => ({ rec })),
+    ...changes.deleted.map((id) => ({ id })),
+  ];
+  const items = all.slice(offset, offset + pageSize);
+  body['@odata.context'] = contextUrl(q.base, t, q.select, '/$delta');
+  body.value = items.map((item) =>
+    'rec' in item ? serialize(state, t, item.rec, q.select, ctx, q.prefs.annotations) : { '@odata.context': tombstoneContext, id: item.id, reason: 'deleted' },
+  );
+  if (offset + pageSize < all.length) {
+    const params = new URLSearchParams(q.params);
+    body['@odata.nextLink'] = nextLink(q.base, t.entitySet, params, encodeCookie({ upTo, offset: offset + pageSize }, (q.cookie?.page ?? 1) + 1, true));
+  } else {
+    body['@odata.deltaLink'] = deltaLink(page, upTo);
+  }
+}
+
+function trackChanges(state: DataverseSimulatorState, res: Response, t: SimTable, ctx: WriteContext, q: TrackingQuery): void {
   const pageSize = pageSizeOf(q.prefs);
   const body: Record<string, unknown> = {};
-  const deltaLink = (version: number) => {
-    const parts: string[] = [];
-    for (const [k, v] of q.params) if (k !== '$skiptoken' && k !== '$deltatoken') parts.push(`${k}=${encodeURIComponent(v)}`);
-    parts.push(`$deltatoken=${encodeURIComponent(deltaTokenFor(version, state.now()))}`);
-    return `${q.base}${t.entitySet}?${parts.join('&')}`;
-  };
-  if (q.deltatoken === null) {
-    // Initial load: every current row, paged by id. The token is minted when the last page is served,
-    // so rows changed during a long initial load can be missed, exactly as the platform does (issue #3862).
-    const order = parseOrderBy(t, undefined);
-    const rows = sortedRows(state, t, null, order, '');
-    let start = 0;
-    if (q.cookie) {
-      const last = (q.cookie.payload as { k?: unknown }).k;
-      if (!Array.isArray(last) || last.length !== order.length) throw new SimHttpError(400, '0x80060888', 'The $skiptoken value is not valid.');
-      start = firstAfter(t, order, rows, last);
-    }
-    const page = rows.slice(start, start + pageSize);
-    body['@odata.context'] = contextUrl(q.base, t, q.select);
-    body.value = page.map((rec) => serialize(state, t, rec, q.select, ctx, q.prefs.annotations));
-    const lastRow = page.at(-1);
-    if (lastRow && start + pageSize < rows.length) {
-      body['@odata.nextLink'] = nextLink(q.base, t.entitySet, q.params, encodeCookie({ k: sortKey(t, order, lastRow) }, (q.cookie?.page ?? 1) + 1, true));
-    } else {
-      body['@odata.deltaLink'] = deltaLink(store.version);
-    }
-  } else {
-    const m = /^(\d+)!(\d{2})\/(\d{2})\/(\d{4}) (\d{2}):(\d{2}):(\d{2})$/.exec(q.deltatoken);
-    if (!m) throw expiredStamp();
-    const since = Number(m[1]);
-    const mintedAt = Date.UTC(Number(m[4]), Number(m[2]) - 1, Number(m[3]), Number(m[5]), Number(m[6]), Number(m[7]));
-    const floor = store.deltaFloor.get(t.logicalName) ?? 0;
-    if (since > store.version || since < floor || state.now() - mintedAt > state.config.retentionDays * 86_400_000) {
-      throw expiredStamp();
-    }
-    let upTo = store.version;
-    let offset = 0;
-    if (q.cookie) {
-      const p = q.cookie.payload as { upTo?: unknown; offset?: unknown };
-      if (typeof p.upTo !== 'number' || typeof p.offset !== 'number') throw new SimHttpError(400, '0x80060888', 'The $skiptoken value is not valid.');
-      upTo = p.upTo;
-      offset = p.offset;
-    }
-    const changes = store.changesBetween(t.logicalName, since, upTo);
-    const tombstoneContext = `${q.base}$metadata#${t.entitySet}/$deletedEntity`;
-    const all = [
-      ...changes.upserts.map((rec) => ({ rec })),
-      ...changes.deleted.map((id) => ({ id })),
-    ];
-    const page = all.slice(offset, offset + pageSize);
-    body['@odata.context'] = contextUrl(q.base, t, q.select, '/$delta');
-    body.value = page.map((item) =>
-      'rec' in item ? serialize(state, t, item.rec, q.select, ctx, q.prefs.annotations) : { '@odata.context': tombstoneContext, id: item.id, reason: 'deleted' },
-    );
-    if (offset + pageSize < all.length) {
-      const params = new URLSearchParams(q.params);
-      body['@odata.nextLink'] = nextLink(q.base, t.entitySet, params, encodeCookie({ upTo, offset: offset + pageSize }, (q.cookie?.page ?? 1) + 1, true));
-    } else {
-      body['@odata.deltaLink'] = deltaLink(upTo);
-    }
-  }
+  const page: TrackingPage = { state, t, ctx, q, pageSize, body };
+  if (q.deltatoken === null) initialLoad(page);
+  else changesSince(page, q.deltatoken);
   res.setHeader('Preference-Applied', q.prefs.maxPageSize === undefined ? 'odata.track-changes' : `odata.track-changes,odata.maxpagesize=${pageSize}`);
   res.status(200).json(body);
 }
-
-// ---- rows ----------------------------------------------------------------------------------------
