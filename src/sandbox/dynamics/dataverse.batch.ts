@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { SimHttpError } from './dataverse.store.ts';
+import { SimHttpError } from './dataverse.types.ts';
 
 // The multipart/mixed wire format of OData `$batch` as Dataverse speaks it (reference §2.7): parts
 // are either one request (`application/http`) or a change set (a nested multipart/mixed of

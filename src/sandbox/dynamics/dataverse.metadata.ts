@@ -54,7 +54,7 @@ type Spec = Partial<Omit<SimAttribute, 'logicalName' | 'metadataId'>> & { type: 
 function table(logicalName: string, entitySet: string, displayName: string, specs: Record<string, Spec>, writable = true): SimTable {
   const attributes = new Map<string, SimAttribute>();
   for (const [name, spec] of Object.entries(specs)) {
-      const readOnly = ['fullname', 'createdon', 'modifiedon', 'versionnumber', 'createdby', 'modifiedby'].includes(name);
+    const readOnly = ['fullname', 'createdon', 'modifiedon', 'versionnumber', 'createdby', 'modifiedby'].includes(name);
     attributes.set(name, {
       logicalName: name,
       displayName: spec.displayName ?? name,
@@ -166,163 +166,158 @@ const mergeColumns = (table: string): Record<string, Spec> => ({
   },
 });
 
+/** Status and Status Reason of a table whose rows are Active or Inactive (contact, account). */
+const activeState: Spec = {
+  type: 'State',
+  displayName: 'Status',
+  options: [
+    { value: 0, label: 'Active' },
+    { value: 1, label: 'Inactive' },
+  ],
+};
+
+const activeStatus: Spec = {
+  type: 'Status',
+  displayName: 'Status Reason',
+  options: [
+    { value: 1, label: 'Active', state: 0 },
+    { value: 2, label: 'Inactive', state: 1 },
+  ],
+};
+
+const leadColumns: Record<string, Spec> = {
+  leadid: { type: 'Uniqueidentifier', displayName: 'Lead', validForUpdate: false },
+  ...common,
+  lastname: { ...str('Last Name', 50), requiredLevel: 'ApplicationRequired' },
+  companyname: str('Company Name', 100),
+  subject: str('Topic', 300),
+  leadsourcecode: {
+    type: 'Picklist',
+    displayName: 'Lead Source',
+    options: [
+      { value: 1, label: 'Advertisement' },
+      { value: 2, label: 'Employee Referral' },
+      { value: 3, label: 'External Referral' },
+      { value: 4, label: 'Partner' },
+      { value: 5, label: 'Public Relations' },
+      { value: 6, label: 'Seminar' },
+      { value: 7, label: 'Trade Show' },
+      { value: 8, label: 'Web' },
+      { value: 9, label: 'Word of Mouth' },
+      { value: 10, label: 'Other' },
+    ],
+  },
+  statecode: {
+    type: 'State',
+    displayName: 'Status',
+    requiredLevel: 'SystemRequired',
+    options: [
+      { value: 0, label: 'Open' },
+      { value: 1, label: 'Qualified' },
+      { value: 2, label: 'Disqualified' },
+    ],
+  },
+  statuscode: {
+    type: 'Status',
+    displayName: 'Status Reason',
+    options: [
+      { value: 1, label: 'New', state: 0 },
+      { value: 2, label: 'Contacted', state: 0 },
+      { value: 3, label: 'Qualified', state: 1 },
+      { value: 4, label: 'Lost', state: 2 },
+      { value: 5, label: 'Cannot Contact', state: 2 },
+      { value: 6, label: 'No Longer Interested', state: 2 },
+      { value: 7, label: 'Canceled', state: 2 },
+    ],
+  },
+  parentcontactid: { type: 'Lookup', displayName: 'Parent Contact for lead', navigation: { parentcontactid: 'contact' } },
+  ...mergeColumns('lead'),
+};
+
+const contactColumns: Record<string, Spec> = {
+  contactid: { type: 'Uniqueidentifier', displayName: 'Contact', validForUpdate: false },
+  ...common,
+  lastname: { ...str('Last Name', 50), requiredLevel: 'ApplicationRequired' },
+  parentcustomerid: {
+    type: 'Customer',
+    displayName: 'Company Name',
+    navigation: { parentcustomerid_account: 'account', parentcustomerid_contact: 'contact' },
+  },
+  originatingleadid: { type: 'Lookup', displayName: 'Originating Lead', navigation: { originatingleadid: 'lead' } },
+  ...mergeColumns('contact'),
+  preferredcontactmethodcode: {
+    type: 'Picklist',
+    displayName: 'Preferred Method of Contact',
+    options: [
+      { value: 1, label: 'Any' },
+      { value: 2, label: 'Email' },
+      { value: 3, label: 'Phone' },
+      { value: 4, label: 'Fax' },
+      { value: 5, label: 'Mail' },
+    ],
+  },
+  statecode: { ...activeState, requiredLevel: 'SystemRequired' },
+  statuscode: activeStatus,
+};
+
+const accountColumns: Record<string, Spec> = {
+  accountid: { type: 'Uniqueidentifier', displayName: 'Account', validForUpdate: false },
+  name: { ...str('Account Name', 160), requiredLevel: 'ApplicationRequired' },
+  websiteurl: str('Website', 200),
+  telephone1: str('Main Phone', 50),
+  emailaddress1: str('Email', 100),
+  industrycode: { type: 'Picklist', displayName: 'Industry', options: industryOptions },
+  numberofemployees: { type: 'Integer', displayName: 'Number of Employees' },
+  revenue: { type: 'Money', displayName: 'Annual Revenue' },
+  sic: str('SIC Code', 20),
+  address1_line1: str('Address 1: Street 1', 250),
+  address1_line2: str('Address 1: Street 2', 250),
+  address1_city: str('Address 1: City', 80),
+  address1_stateorprovince: str('Address 1: State/Province', 50),
+  address1_postalcode: str('Address 1: ZIP/Postal Code', 20),
+  address1_country: str('Address 1: Country/Region', 80),
+  parentaccountid: { type: 'Lookup', displayName: 'Parent Account', navigation: { parentaccountid: 'account' } },
+  ...mergeColumns('account'),
+  createdon: common.createdon!,
+  modifiedon: common.modifiedon!,
+  versionnumber: common.versionnumber!,
+  createdby: common.createdby!,
+  modifiedby: common.modifiedby!,
+  ownerid: common.ownerid!,
+  statecode: activeState,
+  statuscode: activeStatus,
+};
+
+const systemUserColumns: Record<string, Spec> = {
+  systemuserid: { type: 'Uniqueidentifier', displayName: 'User', validForUpdate: false },
+  domainname: str('User Name', 1024),
+  fullname: { type: 'String', displayName: 'Full Name', maxLength: 200 },
+  firstname: str('First Name', 64),
+  lastname: str('Last Name', 64),
+  internalemailaddress: str('Primary Email', 100),
+  title: str('Title', 128),
+  jobtitle: str('Job Title', 100),
+  address1_telephone1: str('Main Phone', 50),
+  mobilephone: str('Mobile Phone', 64),
+  applicationid: { type: 'Uniqueidentifier', displayName: 'Application ID' },
+  azureactivedirectoryobjectid: { type: 'Uniqueidentifier', displayName: 'Azure AD Object ID' },
+  isdisabled: { type: 'Boolean', displayName: 'Status', options: [{ value: 0, label: 'Enabled' }, { value: 1, label: 'Disabled' }] },
+  createdon: common.createdon!,
+  modifiedon: common.modifiedon!,
+  versionnumber: common.versionnumber!,
+  createdby: common.createdby!,
+  modifiedby: common.modifiedby!,
+};
+
+/** The tables the simulator serves, columns in the order the Web API returns them; systemuser is read-only. */
 export function createSchema(): Map<string, SimTable> {
-  const lead = table('lead', 'leads', 'Lead', {
-    leadid: { type: 'Uniqueidentifier', displayName: 'Lead', validForUpdate: false },
-    ...common,
-    lastname: { ...str('Last Name', 50), requiredLevel: 'ApplicationRequired' },
-    companyname: str('Company Name', 100),
-    subject: str('Topic', 300),
-    leadsourcecode: {
-      type: 'Picklist',
-      displayName: 'Lead Source',
-      options: [
-        { value: 1, label: 'Advertisement' },
-        { value: 2, label: 'Employee Referral' },
-        { value: 3, label: 'External Referral' },
-        { value: 4, label: 'Partner' },
-        { value: 5, label: 'Public Relations' },
-        { value: 6, label: 'Seminar' },
-        { value: 7, label: 'Trade Show' },
-        { value: 8, label: 'Web' },
-        { value: 9, label: 'Word of Mouth' },
-        { value: 10, label: 'Other' },
-      ],
-    },
-    statecode: {
-      type: 'State',
-      displayName: 'Status',
-      requiredLevel: 'SystemRequired',
-      options: [
-        { value: 0, label: 'Open' },
-        { value: 1, label: 'Qualified' },
-        { value: 2, label: 'Disqualified' },
-      ],
-    },
-    statuscode: {
-      type: 'Status',
-      displayName: 'Status Reason',
-      options: [
-        { value: 1, label: 'New', state: 0 },
-        { value: 2, label: 'Contacted', state: 0 },
-        { value: 3, label: 'Qualified', state: 1 },
-        { value: 4, label: 'Lost', state: 2 },
-        { value: 5, label: 'Cannot Contact', state: 2 },
-        { value: 6, label: 'No Longer Interested', state: 2 },
-        { value: 7, label: 'Canceled', state: 2 },
-      ],
-    },
-    parentcontactid: { type: 'Lookup', displayName: 'Parent Contact for lead', navigation: { parentcontactid: 'contact' } },
-    ...mergeColumns('lead'),
-  });
-  const contact = table('contact', 'contacts', 'Contact', {
-    contactid: { type: 'Uniqueidentifier', displayName: 'Contact', validForUpdate: false },
-    ...common,
-    lastname: { ...str('Last Name', 50), requiredLevel: 'ApplicationRequired' },
-    parentcustomerid: {
-      type: 'Customer',
-      displayName: 'Company Name',
-      navigation: { parentcustomerid_account: 'account', parentcustomerid_contact: 'contact' },
-    },
-    originatingleadid: { type: 'Lookup', displayName: 'Originating Lead', navigation: { originatingleadid: 'lead' } },
-    ...mergeColumns('contact'),
-    preferredcontactmethodcode: {
-      type: 'Picklist',
-      displayName: 'Preferred Method of Contact',
-      options: [
-        { value: 1, label: 'Any' },
-        { value: 2, label: 'Email' },
-        { value: 3, label: 'Phone' },
-        { value: 4, label: 'Fax' },
-        { value: 5, label: 'Mail' },
-      ],
-    },
-    statecode: {
-      type: 'State',
-      displayName: 'Status',
-      requiredLevel: 'SystemRequired',
-      options: [
-        { value: 0, label: 'Active' },
-        { value: 1, label: 'Inactive' },
-      ],
-    },
-    statuscode: {
-      type: 'Status',
-      displayName: 'Status Reason',
-      options: [
-        { value: 1, label: 'Active', state: 0 },
-        { value: 2, label: 'Inactive', state: 1 },
-      ],
-    },
-  });
-  const account = table('account', 'accounts', 'Account', {
-    accountid: { type: 'Uniqueidentifier', displayName: 'Account', validForUpdate: false },
-    name: { ...str('Account Name', 160), requiredLevel: 'ApplicationRequired' },
-    websiteurl: str('Website', 200),
-    telephone1: str('Main Phone', 50),
-    emailaddress1: str('Email', 100),
-    industrycode: { type: 'Picklist', displayName: 'Industry', options: industryOptions },
-    numberofemployees: { type: 'Integer', displayName: 'Number of Employees' },
-    revenue: { type: 'Money', displayName: 'Annual Revenue' },
-    sic: str('SIC Code', 20),
-    address1_line1: str('Address 1: Street 1', 250),
-    address1_line2: str('Address 1: Street 2', 250),
-    address1_city: str('Address 1: City', 80),
-    address1_stateorprovince: str('Address 1: State/Province', 50),
-    address1_postalcode: str('Address 1: ZIP/Postal Code', 20),
-    address1_country: str('Address 1: Country/Region', 80),
-    parentaccountid: { type: 'Lookup', displayName: 'Parent Account', navigation: { parentaccountid: 'account' } },
-    ...mergeColumns('account'),
-    createdon: common.createdon!,
-    modifiedon: common.modifiedon!,
-    versionnumber: common.versionnumber!,
-    createdby: common.createdby!,
-    modifiedby: common.modifiedby!,
-    ownerid: common.ownerid!,
-    statecode: {
-      type: 'State',
-      displayName: 'Status',
-      options: [
-        { value: 0, label: 'Active' },
-        { value: 1, label: 'Inactive' },
-      ],
-    },
-    statuscode: {
-      type: 'Status',
-      displayName: 'Status Reason',
-      options: [
-        { value: 1, label: 'Active', state: 0 },
-        { value: 2, label: 'Inactive', state: 1 },
-      ],
-    },
-  });
-  const systemuser = table(
-    'systemuser',
-    'systemusers',
-    'User',
-    {
-      systemuserid: { type: 'Uniqueidentifier', displayName: 'User', validForUpdate: false },
-      domainname: str('User Name', 1024),
-      fullname: { type: 'String', displayName: 'Full Name', maxLength: 200 },
-      firstname: str('First Name', 64),
-      lastname: str('Last Name', 64),
-      internalemailaddress: str('Primary Email', 100),
-      title: str('Title', 128),
-      jobtitle: str('Job Title', 100),
-      address1_telephone1: str('Main Phone', 50),
-      mobilephone: str('Mobile Phone', 64),
-      applicationid: { type: 'Uniqueidentifier', displayName: 'Application ID' },
-      azureactivedirectoryobjectid: { type: 'Uniqueidentifier', displayName: 'Azure AD Object ID' },
-      isdisabled: { type: 'Boolean', displayName: 'Status', options: [{ value: 0, label: 'Enabled' }, { value: 1, label: 'Disabled' }] },
-      createdon: common.createdon!,
-      modifiedon: common.modifiedon!,
-      versionnumber: common.versionnumber!,
-      createdby: common.createdby!,
-      modifiedby: common.modifiedby!,
-    },
-    false,
-  );
-  return new Map([lead, contact, account, systemuser].map((t) => [t.logicalName, t]));
+  const tables = [
+    table('lead', 'leads', 'Lead', leadColumns),
+    table('contact', 'contacts', 'Contact', contactColumns),
+    table('account', 'accounts', 'Account', accountColumns),
+    table('systemuser', 'systemusers', 'User', systemUserColumns, false),
+  ];
+  return new Map(tables.map((t) => [t.logicalName, t]));
 }
 
 /** Default status reason for a state (first option of that state). */

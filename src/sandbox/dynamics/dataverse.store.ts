@@ -1,89 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { createSchema, defaultStatusFor, isLookup, type SimAttribute, type SimTable } from './dataverse.metadata.ts';
-
-/** An answer the real Web API would give instead of success. */
-export class SimHttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
-
-export type SimLookup = { id: string; logicalName: string };
-
-export type SimRecord = {
-  id: string;
-  table: string;
-  /** internal values: DateTime as epoch ms (whole seconds), lookups as SimLookup */
-  values: Record<string, unknown>;
-  versionnumber: number;
-};
-
-export type SimMessage = 'Create' | 'Update' | 'Delete' | 'Merge';
-
-export type SimChange = {
-  message: SimMessage;
-  table: SimTable;
-  id: string;
-  /** values written (Create: every set column), before defaults for Update */
-  changed: Record<string, unknown>;
-  /** row after the operation; undefined for Delete */
-  record: SimRecord | undefined;
-  userId: string;
-  at: number;
-  /** the TCP port of the Web API request that made it (which client process); absent for admin writes */
-  remotePort?: number | undefined;
-  /** the pipeline depth (RemoteExecutionContext.Depth): 1 for a direct call, more inside a plug-in chain */
-  depth?: number | undefined;
-  /** Merge: the MergeRequest's other parameters (the change's id is the Target, the surviving row) */
-  merge?: { subordinateId: string; updateContent: Record<string, unknown>; performParentingChecks: boolean } | undefined;
-};
-
-export type ColumnGrant = { read: boolean; create: boolean; update: boolean };
-
-export type BusinessRule = {
-  id: string;
-  table: 'lead' | 'contact' | 'account';
-  column: string;
-  /** a refusal; a plug-in that rewrites a value instead is a ValueRewrite */
-  kind: 'required' | 'email' | 'pattern';
-  /** regular expression source for kind "pattern" */
-  pattern?: string;
-  /** Dynamics' message returned to the caller, as a plug-in's InvalidPluginExecutionException would */
-  message: string;
-  messages?: ('Create' | 'Update')[];
-};
-
-/**
- * A synchronous pre-operation plug-in that normalises a value before it is stored, whoever writes
- * it (e.g. "usa" -> "United States"). Its change is part of the write: the caller's own webhook
- * step sees the rewritten value, attributed to the caller.
- */
-export type ValueRewrite = {
-  id: string;
-  table: 'lead' | 'contact' | 'account';
-  column: string;
-  /** matched case-insensitively against the whole trimmed value */
-  from: string;
-  to: string;
-};
-
-/** One time a ValueRewrite changed a write. */
-export type AppliedRewrite = { rewriteId: string; table: string; id: string; column: string; from: string; to: string; userId: string; at: number };
-
-export type WriteContext = {
-  userId: string;
-  /** UI/admin users hold every field-security grant; the app user only what the admin configured */
-  fullAccess: boolean;
-  /** the TCP port of the Web API request, passed on to the change it makes */
-  remotePort?: number | undefined;
-  /** a write made by a plug-in that another operation triggered runs one level deeper (default 1) */
-  depth?: number | undefined;
-};
+import { createSchema, defaultStatusFor, type SimTable } from './dataverse.metadata.ts';
+import { convertPayload } from './dataverse.payload.ts';
+import {
+  SimHttpError,
+  type AppliedRewrite,
+  type BusinessRule,
+  type ColumnGrant,
+  type SimChange,
+  type SimLookup,
+  type SimRecord,
+  type ValueRewrite,
+  type WriteContext,
+} from './dataverse.types.ts';
 
 type LogEntry = { v: number; id: string };
 
@@ -160,124 +88,9 @@ export class DataverseStore {
     return grant === undefined || grant.read;
   }
 
-  // ---- payload -----------------------------------------------------------------------------------
   /** Converts a Web API JSON body into internal values, refusing what the real platform refuses. */
   convertPayload(t: SimTable, body: Record<string, unknown>, mode: 'create' | 'update', ctx: WriteContext): Record<string, unknown> {
-    const out: Record<string, unknown> = {};
-    const payloadError = (detail: string) =>
-      new SimHttpError(
-        400,
-        '0x80048d19',
-        `Error identified in Payload provided by the user for Entity :'${t.entitySet}', For more information on this error please follow this help link https://go.microsoft.com/fwlink/?linkid=2195293  ----> InnerException : Microsoft.OData.ODataException: ${detail}`,
-      );
-    for (const [key, value] of Object.entries(body)) {
-      if (key.startsWith('@odata.')) continue;
-      if (key.endsWith('@odata.bind')) {
-        const nav = key.slice(0, -'@odata.bind'.length);
-        const attr = [...t.attributes.values()].find((a) => a.navigation && nav in a.navigation);
-        if (!attr || !(mode === 'create' ? attr.validForCreate : attr.validForUpdate)) {
-          throw payloadError(`An undeclared property '${nav}' which only has property annotations in the payload but no property value was found in the payload.`);
-        }
-        if (typeof value !== 'string') throw payloadError(`The value of an '@odata.bind' annotation for '${nav}' must be a string.`);
-        const m = /(?:^|\/)([a-z_]+)\(([0-9a-fA-F-]{36})\)$/.exec(value);
-        const target = attr.navigation![nav]!;
-        const targetTable = this.tables.get(target)!;
-        if (!m || m[1] !== targetTable.entitySet) {
-          throw new SimHttpError(400, '0x80060888', `Invalid reference '${value}' for navigation property '${nav}': expected /${targetTable.entitySet}(<id>).`);
-        }
-        const refId = m[2]!.toLowerCase();
-        if (!this.get(target, refId)) throw this.notFound(target, refId);
-        out[attr.logicalName] = { id: refId, logicalName: target } satisfies SimLookup;
-        continue;
-      }
-      if (key.includes('@')) continue;
-      const attr = t.attributes.get(key);
-      if (!attr || isLookup(attr)) {
-        throw payloadError(`The property '${key}' does not exist on type 'Microsoft.Dynamics.CRM.${t.logicalName}'. Make sure to only use property names that are defined by the type or mark the type as open type.`);
-      }
-      if (key === t.primaryKey) {
-        if (mode === 'update') continue;
-        if (typeof value !== 'string' || !/^[0-9a-fA-F-]{36}$/.test(value)) throw payloadError(`Cannot convert the literal '${String(value)}' to the expected type 'Edm.Guid'.`);
-        out[key] = value.toLowerCase();
-        continue;
-      }
-      if (!(mode === 'create' ? attr.validForCreate : attr.validForUpdate)) {
-        throw payloadError(`The property '${key}' cannot be written: it is not valid for ${mode}.`);
-      }
-      out[key] = this.convertValue(t, attr, value, payloadError);
-    }
-    // field-level security: a write to a secured column needs the matching grant
-    if (!ctx.fullAccess) {
-      for (const key of Object.keys(out)) {
-        const grant = this.securedColumns.get(`${t.logicalName}.${key}`);
-        if (grant && !(mode === 'create' ? grant.create : grant.update)) {
-          const attr = t.attributes.get(key)!;
-          throw new SimHttpError(
-            403,
-            '0x8004f507',
-            `Caller user with Id ${ctx.userId} does not have ${mode} permissions to a ${attr.displayName} secured field on entity ${t.displayName}. The requested operation could not be completed.`,
-          );
-        }
-      }
-    }
-    return out;
-  }
-
-  private convertValue(t: SimTable, attr: SimAttribute, value: unknown, payloadError: (d: string) => SimHttpError): unknown {
-    const literal = JSON.stringify(value);
-    if (value === null) {
-      if (attr.requiredLevel === 'SystemRequired') {
-        throw new SimHttpError(400, '0x80040203', `Attribute '${attr.logicalName}' cannot be set to NULL`);
-      }
-      return null;
-    }
-    switch (attr.type) {
-      case 'String':
-      case 'Memo': {
-        if (typeof value !== 'string') throw payloadError(`Cannot convert the literal '${literal}' to the expected type 'Edm.String'.`);
-        if (attr.maxLength !== undefined && value.length > attr.maxLength) {
-          throw new SimHttpError(
-            400,
-            '0x80044331',
-            `A validation error occurred.  The length of the '${attr.logicalName}' attribute of the '${t.logicalName}' entity exceeded the maximum allowed length of '${attr.maxLength}'.`,
-          );
-        }
-        return value;
-      }
-      case 'Boolean':
-        if (typeof value !== 'boolean') throw payloadError(`Cannot convert the literal '${literal}' to the expected type 'Edm.Boolean'.`);
-        return value;
-      case 'Integer':
-      case 'BigInt':
-      case 'Picklist':
-      case 'State':
-      case 'Status': {
-        if (typeof value !== 'number' || !Number.isInteger(value)) {
-          throw payloadError(`Cannot convert the literal '${literal}' to the expected type 'Edm.Int32'.`);
-        }
-        if (attr.options && !attr.options.some((o) => o.value === value)) {
-          throw new SimHttpError(
-            400,
-            '0x8004431a',
-            `A validation error occurred. The value ${value} of '${attr.logicalName}' on record of type '${t.logicalName}' is outside the valid range. Accepted Values: ${attr.options.map((o) => o.value).join(',')}`,
-          );
-        }
-        return value;
-      }
-      case 'Money':
-        if (typeof value !== 'number') throw payloadError(`Cannot convert the literal '${literal}' to the expected type 'Edm.Decimal'.`);
-        return value;
-      case 'Uniqueidentifier':
-        if (typeof value !== 'string' || !/^[0-9a-fA-F-]{36}$/.test(value)) throw payloadError(`Cannot convert the literal '${literal}' to the expected type 'Edm.Guid'.`);
-        return value.toLowerCase();
-      case 'DateTime': {
-        const ms = typeof value === 'string' ? Date.parse(value) : Number.NaN;
-        if (Number.isNaN(ms)) throw payloadError(`Cannot convert the literal '${literal}' to the expected type 'Edm.DateTimeOffset'.`);
-        return ms;
-      }
-      default:
-        throw payloadError(`The property '${attr.logicalName}' cannot be written directly; use '@odata.bind'.`);
-    }
+    return convertPayload(this, t, body, mode, ctx);
   }
 
   private checkRules(t: SimTable, message: 'Create' | 'Update', merged: Record<string, unknown>, changed: Record<string, unknown>): void {

@@ -1,13 +1,11 @@
+export { createDataverseSimulatorApp, startDataverseSimulator, type DataverseSimulator } from './dataverse.simulator.ts';
 export {
-  createDataverseSimulatorApp,
   createDataverseSimulatorState,
-  startDataverseSimulator,
-  type DataverseSimulator,
-  type DataverseSimulatorAdmin,
   type DataverseSimulatorOptions,
   type DataverseSimulatorState,
   type EndpointCounter,
   type SimFault,
-} from './dataverse.simulator.ts';
-export type { AppliedRewrite, BusinessRule, ColumnGrant, ValueRewrite } from './dataverse.store.ts';
+} from './dataverse.state.ts';
+export type { DataverseSimulatorAdmin } from './dataverse.admin.ts';
+export type { AppliedRewrite, BusinessRule, ColumnGrant, ValueRewrite } from './dataverse.types.ts';
 export type { WebhookDelivery, WebhookRegistration } from './webhook.emitter.ts';

@@ -1,6 +1,6 @@
 import type { SimAttribute, SimTable } from './dataverse.metadata.ts';
 import { isLookup } from './dataverse.metadata.ts';
-import type { SimLookup, SimRecord } from './dataverse.store.ts';
+import type { SimLookup, SimRecord } from './dataverse.types.ts';
 import { ODataQueryError, resolveProperty } from './odata-query.ts';
 
 // `$expand` of single-valued navigation properties (reference dataverse §11, §12): a row carries

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { isLookup, type SimAttribute, type SimTable } from './dataverse.metadata.ts';
-import type { SimChange, SimLookup } from './dataverse.store.ts';
+import type { SimChange, SimLookup } from './dataverse.types.ts';
 
 const CONTRACTS = 'http://schemas.microsoft.com/xrm/2011/Contracts';
 const MAX_PAYLOAD_BYTES = 256 * 1024;
@@ -88,15 +88,14 @@ function entity(table: SimTable, id: string, values: Record<string, unknown>, wi
   };
 }
 
-export function buildRemoteExecutionContext(
-  change: SimChange,
-  registration: WebhookRegistration,
-  org: { organizationId: string; businessUnitId: string; organizationName: string },
-): Record<string, unknown> {
+type Parameter = { key: string; value: unknown };
+
+/** The message's Target and its other input and output parameters. */
+function messageParameters(change: SimChange): { target: Record<string, unknown>; inputs: Parameter[]; outputs: Parameter[] } {
   const t = change.table;
   let target: Record<string, unknown>;
-  const outputs: { key: string; value: unknown }[] = [];
-  const inputs: { key: string; value: unknown }[] = [];
+  const outputs: Parameter[] = [];
+  const inputs: Parameter[] = [];
   if (change.message === 'Delete') {
     target = entityReference({ id: change.id, logicalName: t.logicalName });
   } else if (change.message === 'Merge') {
@@ -116,12 +115,29 @@ export function buildRemoteExecutionContext(
     target = entity(t, change.id, values, true);
     if (change.message === 'Create') outputs.push({ key: 'id', value: change.id });
   }
-  const post: { key: string; value: unknown }[] = [];
+  return { target, inputs, outputs };
+}
+
+/** The PostImage the step registered for: every non-null column of the row after the operation. */
+function postImages(change: SimChange, registration: WebhookRegistration): Parameter[] {
+  const t = change.table;
+  const post: Parameter[] = [];
   if (registration.postImage && change.record) {
     const all: Record<string, unknown> = { [t.primaryKey]: change.id };
     for (const [k, v] of Object.entries(change.record.values)) if (v !== null && v !== undefined) all[k] = v;
     post.push({ key: 'PostImage', value: entity(t, change.id, all, false) });
   }
+  return post;
+}
+
+export function buildRemoteExecutionContext(
+  change: SimChange,
+  registration: WebhookRegistration,
+  org: { organizationId: string; businessUnitId: string; organizationName: string },
+): Record<string, unknown> {
+  const t = change.table;
+  const { target, inputs, outputs } = messageParameters(change);
+  const post = postImages(change, registration);
   const correlationId = randomUUID();
   const operationId = randomUUID();
   const common = {

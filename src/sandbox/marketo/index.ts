@@ -1,20 +1,18 @@
 export { defaultLeadReadFields, defaultMarketoFields, type MarketoDataType, type MarketoFieldDefinition } from './marketo.fields.ts';
-export {
-  createMarketoSimulatorApp,
-  startMarketoSimulator,
-  type MarketoEndpoint,
-  type MarketoEndpointCounters,
-  type MarketoApiCall,
-  type MarketoFault,
-  type MarketoFeedOptions,
-  type MarketoRenderedActivity,
-  type MarketoSimulatorAdmin,
-  type MarketoSimulatorCounters,
-  type MarketoSimulatorLead,
-  type MarketoSimulatorLimits,
-  type MarketoSimulatorOptions,
-  type StartedMarketoSimulator,
-} from './marketo.simulator.ts';
+export { createMarketoSimulatorApp, startMarketoSimulator, type StartedMarketoSimulator } from './marketo.simulator.ts';
+export type { MarketoSimulatorAdmin } from './marketo.admin.ts';
+export type {
+  MarketoEndpoint,
+  MarketoEndpointCounters,
+  MarketoApiCall,
+  MarketoFault,
+  MarketoFeedOptions,
+  MarketoRenderedActivity,
+  MarketoSimulatorCounters,
+  MarketoSimulatorLead,
+  MarketoSimulatorLimits,
+  MarketoSimulatorOptions,
+} from './marketo.types.ts';
 export { ActivityType, type MarketoChangeOrigin } from './marketo.store.ts';
 export {
   renderWebhookTemplate,
