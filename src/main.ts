@@ -44,6 +44,7 @@ import { createFencing } from './sync/fence.ts';
 import { createLeaseKeeper } from './sync/leases.ts';
 import { fetchUntil } from './lifecycle.ts';
 import { createInboxIntake } from './inbox/intake.ts';
+import { recordDynamicsEcho } from './sync/journal.ts';
 import { createDynamicsWebhooks } from './webhooks/dynamics.ts';
 import { createMarketoWebhooks } from './webhooks/marketo.ts';
 
@@ -425,6 +426,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
           notify: () => worker.notify(),
           bodyLimitBytes: config.server.bodyLimitBytes,
           erased: (id) => suppressions.suppressed({ dynamicsIds: [id] }),
+          echoed: (id, echo) => recordDynamicsEcho(db, id, echo),
         }),
       },
     });

@@ -42,6 +42,10 @@ export function createSyncIO(options: SyncIOOptions) {
     async readRecord(entity: LinkedEntity, id: string): Promise<DynamicsRecordView | null> {
       return (await readRecords(entity, [id])).get(id.toLowerCase()) ?? null;
     },
+    /** The mapped fields among a Dynamics webhook's raw columns, canonical. */
+    async dynamicsFieldsOfColumns(entity: LinkedEntity, columns: Record<string, unknown>): Promise<CanonicalRecordFields> {
+      return dynamics.fieldsOfColumns(columns, await bindingsOf(entity));
+    },
     /** The person's changes of mapped fields since `since`, oldest first (Marketo's activity log). */
     async personFieldChangesSince(entity: LinkedEntity, id: number, since: Date): Promise<PersonFieldChange[]> {
       return marketo.fieldChangesSince(id, since, await bindingsOf(entity));

@@ -10,7 +10,17 @@ import { planSync, rewrittenFields, settlePending, withRefusals, type LinkState,
 import type { DynamicsRecordView, PersonRecord, WriteFence } from './ports.ts';
 import { recoverOverwritten, type MarketoWriteRecord, type OverwrittenEdit } from './overwritten.ts';
 import type { ProtocolStore } from './protocol.ts';
-import { findStaleWrites, MARKETO_CLOCK_SKEW_MS, unwitnessedMarketoWrites, witnessedMarketoWrites, WRITE_ENTRY_TYPES, type StaleWrites } from './stale.ts';
+import {
+  findStaleWrites,
+  MARKETO_CLOCK_SKEW_MS,
+  unwitnessedDynamicsWrites,
+  unwitnessedMarketoWrites,
+  witnessedDynamicsWrites,
+  witnessedMarketoWrites,
+  WRITE_ENTRY_TYPES,
+  type DynamicsEcho,
+  type StaleWrites,
+} from './stale.ts';
 
 // The executor of the write protocol for one linked pair (DESIGN "The write protocol"): settle
 // what an earlier attempt left pending, plan (pure, plan.ts), journal the plan's entries, apply
@@ -63,11 +73,9 @@ interface Attempt {
   superseded: string[];
   /** earlier attempts' entries this one found no longer in doubt (stale.ts) */
   retire: string[];
-  /** entries of a write Dataverse answered 412 to: settled by what the record holds when read again */
-  unsettled: PendingEntry[];
 }
 
-const newAttempt = (): Attempt => ({ entries: [], final: [], superseded: [], retire: [], unsettled: [] });
+const newAttempt = (): Attempt => ({ entries: [], final: [], superseded: [], retire: [] });
 
 export class ReplanLimitError extends Error {}
 
@@ -110,7 +118,11 @@ export function createPairSync(options: PairSyncOptions) {
   async function settleEarlier(link: Link, journal: readonly PendingEntry[], person: PersonRecord | null, record: DynamicsRecordView | null, mapping: EntityMapping) {
     const pending = journal.filter((e) => e.pending);
     const seen = settlePending(pending, { MARKETO: person?.fields ?? null, DYNAMICS: record?.fields ?? null }, mapping.rules);
-    const witnessed = new Set(person ? await witnessedInMarketo(link, unwitnessedMarketoWrites(pending, new Set(seen.final)), mapping) : []);
+    const seenFinal = new Set(seen.final);
+    const witnessed = new Set([
+      ...(person ? await witnessedInMarketo(link, unwitnessedMarketoWrites(pending, seenFinal), mapping) : []),
+      ...(await witnessedInDynamics(link, unwitnessedDynamicsWrites(pending, seenFinal), mapping)),
+    ]);
     const settled = { final: [...seen.final, ...witnessed], superseded: seen.superseded.filter((id) => !witnessed.has(id)) };
     // A write planned from an older revision that is seen landed may be a late write over newer
     // values: final (it happened), but still in doubt for stale.ts, which undoes or retires it.
@@ -122,7 +134,7 @@ export function createPairSync(options: PairSyncOptions) {
       if (!landed.has(entry.id) || entry.plannedRevision !== link.revision || (entry.type !== 'UPDATED_IN_MARKETO' && entry.type !== 'UPDATED_IN_DYNAMICS')) continue;
       for (const f of entry.fields) snapshot[f.field] = f.newValue;
     }
-    return { inDoubt: journal.filter((e) => e.plannedRevision !== null && !landed.has(e.id)), link: { ...link, snapshot } };
+    return { inDoubt: journal.filter((e) => e.plannedRevision !== null && !landed.has(e.id)), link: { ...link, snapshot }, landed: landed.size };
   }
 
   /** The writes among `candidates` that Marketo's activity log shows landed (stale.ts); one look-up for all. */
@@ -131,6 +143,17 @@ export function createPairSync(options: PairSyncOptions) {
     const since = new Date(Math.min(...candidates.map((e) => e.at)) - MARKETO_CLOCK_SKEW_MS);
     const changes = await io.personFieldChangesSince(link.entity, link.marketoId, since);
     return witnessedMarketoWrites(candidates, changes, mapping.rules);
+  }
+
+  /** The writes among `candidates` that an echo of the sync user's own Update shows landed (stale.ts). */
+  async function witnessedInDynamics(link: Link, candidates: readonly PendingEntry[], mapping: EntityMapping): Promise<string[]> {
+    if (candidates.length === 0) return [];
+    const echoes = new Map<string, DynamicsEcho[]>();
+    for (const entry of candidates) {
+      const read = (entry.dynamicsEchoes ?? []).map(async (echo) => ({ atMs: Date.parse(echo.at), fields: await io.dynamicsFieldsOfColumns(link.entity, echo.columns) }));
+      echoes.set(entry.id, await Promise.all(read));
+    }
+    return witnessedDynamicsWrites(candidates, (entry) => echoes.get(entry.id) ?? [], mapping.rules);
   }
 
   function staleWritesOf(inDoubt: readonly PendingEntry[], link: Link, person: PersonRecord | null, record: DynamicsRecordView | null, mapping: EntityMapping): StaleWrites {
@@ -194,20 +217,10 @@ export function createPairSync(options: PairSyncOptions) {
       if (!(error instanceof ConnectorError && error.kind === 'conflict')) throw error;
       // 412: the record changed since it was read. Usually nothing was written; but a $batch whose
       // answer was lost and was sent again answers 412 for its own write, which did land: the entries
-      // are settled by what the record holds when read again, so a collision's loser stays on record.
-      const at = now().getTime();
-      attempt.unsettled.push(...entries.map((e, i): PendingEntry => ({ id: journaled[i]!, type: e.type, fields: e.fields, pending: true, plannedRevision: link.revision, at })));
+      // stay PENDING, settled like an earlier attempt's by what the sides hold when read again (or
+      // by the echo of the write), so a collision's loser stays on record.
       return null;
     }
-  }
-
-  /** Settles the entries of a write answered 412, by the record read again after it. */
-  function settleConflicted(attempt: Attempt, record: DynamicsRecordView | null, mapping: EntityMapping): boolean {
-    const settled = settlePending(attempt.unsettled, { MARKETO: null, DYNAMICS: record?.fields ?? null }, mapping.rules);
-    attempt.unsettled = [];
-    attempt.final.push(...settled.final);
-    attempt.superseded.push(...settled.superseded);
-    return settled.final.length > 0;
   }
 
   /**
@@ -266,7 +279,10 @@ export function createPairSync(options: PairSyncOptions) {
         sent.uncommitted ||= outcome !== null;
         if (!outcome) {
           record = await io.readRecord(link.entity, link.dynamicsId);
-          sent.uncommitted ||= settleConflicted(attempt, record, mapping);
+          // Dynamics is written first: nothing of this attempt went to Marketo, so it is not asked
+          const settled = await settleEarlier(link, (await pendingEntries(db, [link.id])).get(link.id) ?? [], null, record, mapping);
+          sent.uncommitted ||= settled.landed > 0;
+          ({ inDoubt, link } = settled);
           continue;
         }
         person = outcome.person;

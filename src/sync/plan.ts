@@ -272,6 +272,8 @@ export interface PendingEntry {
   plannedRevision: number | null;
   /** when it was journaled (epoch ms) */
   at: number;
+  /** the columns of each Update webhook the sync user's writes to its Dynamics record fired since (journal.ts) */
+  dynamicsEchoes?: readonly { at: string; columns: Record<string, unknown> }[];
 }
 
 /**

@@ -153,4 +153,9 @@ export interface DynamicsPort {
   recordsReferencing(kind: RelatedKind, id: string): Promise<{ entity: LinkedEntity; id: string }[]>;
   /** forget cached metadata: column security or the schema changed */
   invalidateMetadata(entity?: LinkedEntity): void;
+  /**
+   * The canonical values of the mapped fields among raw Web API columns (a webhook's Target):
+   * only the fields whose column is present, read as a record's would be.
+   */
+  fieldsOfColumns(columns: Record<string, unknown>, bindings: readonly FieldBinding[]): CanonicalRecordFields;
 }

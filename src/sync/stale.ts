@@ -14,6 +14,13 @@ import { normalise, sameValue, type CanonicalRecordFields, type CanonicalValue }
 // still holding the agreed value (so a real edit on the other side still wins), writes the agreed
 // value back, and records what happened. Pure: the executor (pair.ts) loads and retires entries.
 
+/**
+ * How far Dataverse's clock (an echo's OperationCreatedOn) may be behind ours. Small on purpose: an
+ * echo of an earlier write of the same value taken for this one would invent a landing, while an
+ * echo missed only leaves the collision the sides show.
+ */
+export const DYNAMICS_CLOCK_SKEW_MS = 1_000;
+
 /** How long after it was journaled a write of a worker that lost its lease may still land. */
 export const STALE_WRITE_WINDOW_MS = 15 * 60_000;
 
@@ -121,6 +128,48 @@ export function witnessedMarketoWrites(candidates: readonly PendingEntry[], chan
         const rule = rules.find((r) => r.field === f.field);
         if (f.side !== 'MARKETO' || !rule || sameValue(f.oldValue, f.newValue, rule.type)) return false;
         return changes.some((c) => c.bySync && c.field === f.field && c.at >= entry.at - skewMs && sameValue(c.value, f.newValue, rule.type));
+      }),
+    )
+    .map((e) => e.id);
+}
+
+/** An Update webhook of the sync user's own write: when Dataverse ran it, and its columns canonical. */
+export interface DynamicsEcho {
+  atMs: number;
+  fields: CanonicalRecordFields;
+}
+
+/** The pending Dynamics write entries not seen landed that an echo could witness. */
+export function unwitnessedDynamicsWrites(pending: readonly PendingEntry[], landed: ReadonlySet<string>): PendingEntry[] {
+  return pending.filter(
+    (e) =>
+      !landed.has(e.id) &&
+      (e.type === 'UPDATED_IN_DYNAMICS' || e.type === 'COLLISION_RESOLVED') &&
+      e.fields.some((f) => f.side === 'DYNAMICS') &&
+      (e.dynamicsEchoes?.length ?? 0) > 0,
+  );
+}
+
+/**
+ * The entries among `candidates` whose write an echo shows landed: an Update the sync user ran no
+ * earlier than the entry was journaled set one of the entry's Dynamics fields to the value it wrote.
+ * Dataverse applied such a write but its answer was lost (a timeout, a 5xx, a `$batch` whose
+ * response never came), and a person has changed the field since, so the record no longer shows
+ * the value. Without this witness the base would stay from before the write, and that person's
+ * later edit would meet it as a collision instead of a one-sided change. Pure.
+ */
+export function witnessedDynamicsWrites(
+  candidates: readonly PendingEntry[],
+  echoesOf: (entry: PendingEntry) => readonly DynamicsEcho[],
+  rules: readonly FieldRule[],
+  skewMs = DYNAMICS_CLOCK_SKEW_MS,
+): string[] {
+  return candidates
+    .filter((entry) =>
+      entry.fields.some((f) => {
+        const rule = rules.find((r) => r.field === f.field);
+        if (f.side !== 'DYNAMICS' || !rule || sameValue(f.oldValue, f.newValue, rule.type)) return false;
+        return echoesOf(entry).some((echo) => echo.atMs >= entry.at - skewMs && f.field in echo.fields && sameValue(echo.fields[f.field], f.newValue, rule.type));
       }),
     )
     .map((e) => e.id);

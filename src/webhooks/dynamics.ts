@@ -25,6 +25,8 @@ export interface DynamicsWebhookDeps {
   bodyLimitBytes?: number;
   /** true for a record on the erasure list: nothing is stored about it (security/suppression.ts) */
   erased?: (dynamicsId: string) => Promise<boolean>;
+  /** keeps an echo's columns as the witness of a write whose answer may have been lost (sync/journal.ts) */
+  echoed?: (dynamicsId: string, echo: { at: string; columns: Record<string, unknown> }) => Promise<void>;
 }
 
 /** what a refused delivery is told to wait, in seconds */
@@ -87,12 +89,15 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
     if (await deps.erased?.(id)) return { kind: 'ignored', reason: 'the record’s person was erased from this service' };
     // A Create by the sync user is its own record unless a create it journaled never linked it (a
     // crash between the two): that one must reach the engine. Only Creates are looked up, so the
-    // echoes of ordinary updates cost nothing; the sweep catches later writes to such a record.
+    // echoes of ordinary updates are not queued; the sweep catches later writes to such a record.
+    // An Update echo is kept, in one indexed statement, on the record's write entries still in
+    // doubt: the witness of a write whose answer was lost (sync/stale.ts).
     // A plug-in or workflow that the sync's write triggered, running as the sync user, writes one
     // level deeper (Depth > 1): that is a change to carry, not an echo. The merge still makes an
     // echo of ours a no-op if one comes this way.
     const bySyncUser = syncUser !== undefined && notice.initiatingUserId.toLowerCase() === syncUser && notice.depth <= 1;
     if (bySyncUser && !(notice.messageName === 'Create' && (await deps.unfinishedCreate?.(id)) === true)) {
+      if (notice.messageName === 'Update') await deps.echoed?.(id, { at: notice.operationCreatedOn, columns: notice.changedAttributes });
       return { kind: 'ignored', reason: 'an echo of the sync user’s own write' };
     }
     if (!deps.inbox.admit('dynamics')) return { kind: 'overloaded' };

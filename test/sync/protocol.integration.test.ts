@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { Prisma } from '../../src/db/generated/client.ts';
 import { testEngines } from '../support/database.ts';
 import { until, useInterceptedService } from '../support/intercept.ts';
 import type { TestService } from '../support/service.ts';
@@ -222,6 +223,47 @@ describe.each(testEngines())('the write protocol on %s', (engine) => {
     expect(entries.filter((a) => a.type === 'COLLISION_RESOLVED')).toEqual([]);
     // the write that landed is on record as having happened
     const written = entries.filter((a) => a.type === 'UPDATED_IN_MARKETO' && JSON.stringify(a.fields).includes('From CRM'));
+    expect(written.map((a) => a.state)).toEqual(['FINAL']);
+  });
+
+  it('a Dynamics write whose answer was lost after it landed, then a sales edit of the same field: the echo of the sync’s own Update shows the write landed, and the edit reaches Marketo', async () => {
+    const email = unique('dv-landed-overwritten');
+    const lead = t.dataverse.create('lead', { firstname: 'Echo', lastname: 'Witness', emailaddress1: email, jobtitle: 'Base' });
+    const dynamicsId = String(lead.leadid);
+    await t.settle();
+    const { marketoId } = await until('the link', () => linkOf({ dynamicsId }));
+    const echoed = async () => (await t.service.db.prisma.activity.count({ where: { dynamicsId, type: 'UPDATED_IN_DYNAMICS', NOT: { dynamicsEchoes: { equals: Prisma.DbNull } } } })) > 0;
+    let landed = 0;
+    dynamicsHttp.set(async (url, init, body) => {
+      if (landed === 0) {
+        if (init?.method !== 'POST' || !url.includes('$batch') || !body.includes('From marketer')) return;
+        landed++;
+        return {
+          // Dataverse applied the write; before its answer arrives, a salesperson overwrites the title
+          after: () => {
+            t.dataverse.update('lead', dynamicsId, { jobtitle: 'Later sales edit' });
+            return Promise.reject(new TypeError('fetch failed (the answer was lost)'));
+          },
+        };
+      }
+      // until the echo of the write that landed is in, every request fails: the sync that decides
+      // comes after it, as a replica taking over from one whose lease expired would
+      if (await echoed()) return;
+      return { fail: new TypeError('fetch failed (connection reset)') };
+    });
+    t.marketo.updateLead(marketoId, { title: 'From marketer' });
+    await t.marketoWebhook('person-changed', { marketoId }).expect(202);
+    await until('the echo of the write that landed', echoed);
+    await until('the retried sync', async () => (await t.service.db.prisma.changeEvent.count({ where: { marketoId, status: { not: 'DONE' } } })) === 0);
+    await t.settle();
+    expect(landed).toBe(1);
+    // the sales edit came after From marketer reached both sides: a one-sided change, which for a
+    // lead would otherwise lose a collision to Marketo's From marketer
+    expect(t.dataverse.get('lead', dynamicsId)?.jobtitle).toBe('Later sales edit');
+    expect(t.marketo.getLead(marketoId)?.title).toBe('Later sales edit');
+    const entries = await log(marketoId);
+    expect(entries.filter((a) => a.type === 'COLLISION_RESOLVED' && a.state !== 'SUPERSEDED')).toEqual([]);
+    const written = entries.filter((a) => a.type === 'UPDATED_IN_DYNAMICS' && JSON.stringify(a.fields).includes('From marketer'));
     expect(written.map((a) => a.state)).toEqual(['FINAL']);
   });
 

@@ -5,7 +5,17 @@ import type { FieldRule, Side } from '../../src/sync/merge.ts';
 import { planSync, type MergePlan, type PendingEntry } from '../../src/sync/plan.ts';
 import { collisionWinner, type LinkedEntity } from '../../src/sync/policy.ts';
 import type { PersonFieldChange } from '../../src/sync/ports.ts';
-import { findStaleWrites, MARKETO_CLOCK_SKEW_MS, STALE_WRITE_WINDOW_MS, unwitnessedMarketoWrites, witnessedMarketoWrites } from '../../src/sync/stale.ts';
+import {
+  DYNAMICS_CLOCK_SKEW_MS,
+  findStaleWrites,
+  MARKETO_CLOCK_SKEW_MS,
+  STALE_WRITE_WINDOW_MS,
+  unwitnessedDynamicsWrites,
+  unwitnessedMarketoWrites,
+  witnessedDynamicsWrites,
+  witnessedMarketoWrites,
+  type DynamicsEcho,
+} from '../../src/sync/stale.ts';
 import type { CanonicalRecordFields } from '../../src/sync/values.ts';
 
 // A write a fenced-out worker sent can land after newer values were agreed (Marketo has no
@@ -44,6 +54,7 @@ const entry = (over: Partial<PendingEntry> & { side?: Side; field?: string; valu
   pending: over.pending ?? false,
   plannedRevision: over.plannedRevision === undefined ? 3 : over.plannedRevision,
   at: over.at ?? NOW - 1_000,
+  ...(over.dynamicsEchoes ? { dynamicsEchoes: over.dynamicsEchoes } : {}),
 });
 
 const find = (e: PendingEntry, snapshot: Record<string, string | null>, marketo: CanonicalRecordFields, dynamics: CanonicalRecordFields, revision = 5) =>
@@ -190,5 +201,32 @@ describe("Marketo's activity log as the witness of a write whose answer was lost
     const toDynamics = pending({ id: '2', side: 'DYNAMICS' });
     const seen = pending({ id: '3' });
     expect(unwitnessedMarketoWrites([pending(), toDynamics, seen], new Set(['3'])).map((e) => e.id)).toEqual(['1']);
+  });
+});
+
+describe('the echo of the sync user’s own Update as the witness of a Dynamics write whose answer was lost', () => {
+  const at = NOW;
+  const echo = (over: Partial<DynamicsEcho> = {}): DynamicsEcho => ({ atMs: at + 500, fields: { title: 'Late' }, ...over });
+  const pending = (over: Partial<PendingEntry> & { side?: Side; field?: string; value?: string } = {}) =>
+    entry({ side: 'DYNAMICS', value: 'Late', pending: true, plannedRevision: 5, at, ...over });
+
+  it.each([
+    ['an Update of the sync user after the entry was journaled carried the value written', [echo()], ['1']],
+    ['the Update ran half a second earlier by Dataverse’s clock, within the skew allowed', [echo({ atMs: at - 500 })], ['1']],
+    ['the Update is older than the entry by more than the skew: an earlier write of the same value', [echo({ atMs: at - DYNAMICS_CLOCK_SKEW_MS - 1 })], []],
+    ['the Update carried another value', [echo({ fields: { title: 'Other' } })], []],
+    ['the Update carried that value in another field', [echo({ fields: { city: 'Late' } })], []],
+    ['the Update did not carry the field at all', [echo({ fields: {} })], []],
+    ['no echo: the write never landed, or its webhook is not in yet', [], []],
+  ])('%s', (_what, echoes, witnessed) => {
+    expect(witnessedDynamicsWrites([pending()], () => echoes, rules)).toEqual(witnessed);
+  });
+
+  it('only entries that wrote Dynamics, are not seen landed and have echoes need a witness', () => {
+    const echoes = [{ at: new Date(at).toISOString(), columns: { jobtitle: 'Late' } }];
+    const toMarketo = pending({ id: '2', side: 'MARKETO', dynamicsEchoes: echoes });
+    const seen = pending({ id: '3', dynamicsEchoes: echoes });
+    const silent = pending({ id: '4' });
+    expect(unwitnessedDynamicsWrites([pending({ dynamicsEchoes: echoes }), toMarketo, seen, silent], new Set(['3'])).map((e) => e.id)).toEqual(['1']);
   });
 });

@@ -135,12 +135,8 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
       const labels = relatedColumn(binding.dynamicsAttribute) ? access.get(binding.dynamicsAttribute)?.options : null;
       if (!binding.valueMap && labels && raw !== null && raw !== undefined) {
         fields[binding.field] = labels.find((o) => o.value === raw)?.label ?? normalise(raw, 'string');
-      } else if (binding.valueMap && raw !== null && raw !== undefined) {
-        const label = binding.valueMap[String(normalise(raw, 'string'))];
-        // An option with no mapped label keeps its number, so the mismatch is visible rather than erased.
-        fields[binding.field] = label ?? normalise(raw, 'string');
       } else {
-        fields[binding.field] = normalise(raw, binding.type);
+        fields[binding.field] = canonicalOf(binding, raw);
       }
     }
     const filter = filterOf(entity);
@@ -160,6 +156,15 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
       filterRule: filter.text,
       originatingLeadId: typeof originating === 'string' ? originating.toLowerCase() : null,
     };
+  }
+
+  /** A column's raw value as the mapping reads it: through the value map for a choice, normalised otherwise. */
+  function canonicalOf(binding: FieldBinding, raw: unknown): CanonicalValue {
+    if (binding.valueMap && raw !== null && raw !== undefined) {
+      // An option with no mapped label keeps its number, so the mismatch is visible rather than erased.
+      return binding.valueMap[String(normalise(raw, 'string'))] ?? normalise(raw, 'string');
+    }
+    return normalise(raw, binding.type);
   }
 
   function toDataverse(fields: CanonicalRecordFields, bindings: readonly FieldBinding[]): Record<string, unknown> {
@@ -230,6 +235,14 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
         }
       }
       return found;
+    },
+    fieldsOfColumns(columns, bindings) {
+      const fields: CanonicalRecordFields = {};
+      for (const binding of bindings) {
+        if (relatedColumn(binding.dynamicsAttribute) || !(binding.dynamicsAttribute in columns)) continue;
+        fields[binding.field] = canonicalOf(binding, columns[binding.dynamicsAttribute]);
+      }
+      return fields;
     },
     invalidateMetadata(entity) {
       if (entity) accessCache.delete(entity);
