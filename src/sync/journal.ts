@@ -45,6 +45,8 @@ export async function journal(db: Database, entries: readonly JournalEntry[]): P
 /**
  * The entries earlier attempts journaled for these links and never committed: those still PENDING,
  * and the write entries still in doubt (settled, but never committed by their own attempt: stale.ts).
+ * Oldest first, by the numeric id (the text `id` of the select list would sort 10 before 9), so a
+ * later write of a field comes after an earlier one.
  */
 export async function pendingEntries(db: Database, linkIds: readonly string[]): Promise<Map<string, PendingEntry[]>> {
   const byLink = new Map<string, PendingEntry[]>();
@@ -60,7 +62,7 @@ export async function pendingEntries(db: Database, linkIds: readonly string[]): 
     dynamicsEchoes: { at: string; columns: Record<string, unknown> }[] | null;
   }>(
     `SELECT id::text, "linkId"::text AS "linkId", type, fields, state, "plannedRevision", (extract(epoch from "occurredAt") * 1000)::float8::text AS at, "dynamicsEchoes"
-       FROM activity WHERE "linkId" = ANY($1::uuid[]) AND (state = 'PENDING' OR "plannedRevision" IS NOT NULL) ORDER BY id`,
+       FROM activity WHERE "linkId" = ANY($1::uuid[]) AND (state = 'PENDING' OR "plannedRevision" IS NOT NULL) ORDER BY activity.id`,
     [linkIds],
   );
   for (const row of rows) {

@@ -249,11 +249,13 @@ export async function commitSyncs(db: Database, commits: readonly SyncCommit[]):
          FROM jsonb_to_recordset($2::jsonb) AS e(type text, "linkId" uuid, "marketoId" int, "dynamicsEntity" text, "dynamicsId" uuid, fields jsonb, message text, "changeEventId" uuid, "commitLink" uuid)
         WHERE e."commitLink" IN (SELECT id FROM saved)
      ), settled AS (
-       -- committed by their own attempt, or retired by this plan: no longer in doubt (stale.ts)
-       UPDATE activity a SET state = CASE WHEN j.state = 'KEEP' OR a.state <> 'PENDING' THEN a.state ELSE j.state::"ActivityState" END,
+       -- committed by their own attempt, or retired by this plan: no longer in doubt (stale.ts). The
+       -- attempt's own verdict stands even where another worker settled the entry meanwhile (from
+       -- a read made before the write's answer came): the revision held, so nothing came between.
+       UPDATE activity a SET state = CASE WHEN j.state = 'KEEP' THEN a.state ELSE j.state::"ActivityState" END,
                              "plannedRevision" = NULL
          FROM jsonb_to_recordset($3::jsonb) AS j(id bigint, link uuid, state text)
-        WHERE a.id = j.id AND (a.state = 'PENDING' OR j.state = 'KEEP') AND j.link IN (SELECT id FROM saved)
+        WHERE a.id = j.id AND j.link IN (SELECT id FROM saved)
      )
      SELECT id::text FROM saved`,
     [JSON.stringify(links), JSON.stringify(entries), JSON.stringify(journal)],

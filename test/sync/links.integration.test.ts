@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { activity } from '../../src/sync/activities.ts';
-import { journal, pendingEntries } from '../../src/sync/journal.ts';
+import { journal, pendingEntries, settle } from '../../src/sync/journal.ts';
 import { commitSyncs, createLink, findLink, type Link, type SyncCommit, type SyncedLinkState } from '../../src/sync/links.ts';
 import { testEngines, useMigratedDatabase } from '../support/database.ts';
 
@@ -101,6 +101,24 @@ describe.each(testEngines())('committing many syncs at once on %s', (engine) => 
     expect(log.map((e) => [e.message, e.state])).toEqual([
       ['title -> kept', 'FINAL'],
       ['title -> dropped', 'SUPERSEDED'],
+    ]);
+    expect((await pendingEntries(db, [a.id])).size).toBe(0);
+  });
+
+  it('a committed sync takes its entries out of doubt and states what happened, even where another worker settled them meanwhile from an earlier read', async () => {
+    const a = await link(2);
+    const [landed, refused] = await journal(db, [
+      { ...updated(a, 'landed'), plannedRevision: a.revision },
+      { ...updated(a, 'refused'), plannedRevision: a.revision },
+    ]);
+    // another worker read the record before the write's answer came and settled without committing
+    await settle(db, { final: [refused!], superseded: [landed!] });
+    expect((await pendingEntries(db, [a.id])).get(a.id)?.map((e) => e.id)).toEqual([landed, refused]);
+    await commitSyncs(db, [{ ...commit(a, state('landed'), []), journal: { final: [landed!], superseded: [refused!] } }]);
+    const log = await db.prisma.activity.findMany({ where: { linkId: a.id }, orderBy: { id: 'asc' } });
+    expect(log.map((e) => [e.message, e.state, e.plannedRevision])).toEqual([
+      ['title -> landed', 'FINAL', null],
+      ['title -> refused', 'SUPERSEDED', null],
     ]);
     expect((await pendingEntries(db, [a.id])).size).toBe(0);
   });
