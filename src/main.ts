@@ -40,6 +40,7 @@ import { createOperatorActions } from './sync/operator.ts';
 import { createSyncPerson } from './sync/sync-person.ts';
 import { createSyncWorker, type SyncWorker } from './sync/worker.ts';
 import { createFanout } from './sync/fanout.ts';
+import { createMergeHandler } from './sync/merged-records.ts';
 import { createFencing } from './sync/fence.ts';
 import { createLeaseKeeper } from './sync/leases.ts';
 import { fetchUntil } from './lifecycle.ts';
@@ -270,11 +271,13 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats(), intakeStats: () => intake.stats() });
     // told only by the worker's own batches: the worker exists by then
     const fanout = createFanout({ db, dynamics, mappings, notify: () => worker.notify() });
+    const merges = createMergeHandler({ db, owner, leaseMs: config.sync.recordLockMs, notify: () => worker.notify() });
     const worker = createSyncWorker({
       db,
       engine,
       syncPerson,
       fanout,
+      merges,
       logger: logger.child({ component: 'worker' }),
       owner,
       batchSize: config.sync.inboxBatchSize,
@@ -464,7 +467,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
         authType: 'WebhookKey',
         authValue: webhookSecrets.dynamics,
         entities: ['lead', 'contact'],
-        messages: ['Create', 'Update', 'Delete'],
+        messages: ['Create', 'Update', 'Delete', 'Merge'],
         postImage: true,
       });
       // ...and an Update step on account and systemuser: company and owner fields follow their edits

@@ -6,6 +6,7 @@ import { addInboxSchema } from './inbox.schema.ts';
 import { addLinkSchema } from './links.schema.ts';
 import { addConsoleSchema } from './console.schema.ts';
 import { addMappingSchema } from './mappings.schema.ts';
+import { addMergeSchema } from './merges.schema.ts';
 import { createRefs } from './refs.ts';
 import { addRetentionSchema } from './retention.schema.ts';
 import { addRunSchema } from './runs.schema.ts';
@@ -21,6 +22,7 @@ export function buildSchema(): GraphQLSchema {
   addInboxSchema(builder, refs);
   addRunSchema(builder, refs);
   addMappingSchema(builder, refs);
+  addMergeSchema(builder, refs);
   addTokenSchema(builder, refs);
   addErasureSchema(builder);
   addRetentionSchema(builder, refs);
