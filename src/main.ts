@@ -41,6 +41,7 @@ import { createSyncPerson } from './sync/sync-person.ts';
 import { createSyncWorker, type SyncWorker } from './sync/worker.ts';
 import { createFanout } from './sync/fanout.ts';
 import { createMergeHandler } from './sync/merged-records.ts';
+import { createBatchSyncRunner, type BatchSyncRunner } from './sync/batch-sync-person.ts';
 import { createFencing } from './sync/fence.ts';
 import { createLeaseKeeper } from './sync/leases.ts';
 import { fetchUntil } from './lifecycle.ts';
@@ -59,6 +60,8 @@ export interface RunningService {
   worker: SyncWorker;
   /** the reconciliation sweep: scheduler, lease and `requestSweep()` */
   sweeper: SweepService;
+  /** Batch Sync Person: queues lists (`start`) and works through them in the background */
+  batchSyncs: BatchSyncRunner;
   /** the in-process simulators, in sandbox mode */
   sandbox: Sandbox | undefined;
   /** the demo data `seed: true` put into the simulators */
@@ -126,6 +129,8 @@ export interface ServiceOptions {
   webhookClock?: () => number;
   /** an in-memory embedded database starts from this dump (tests: an already migrated one) */
   embeddedStartFrom?: Blob;
+  /** Batch Sync Person's list page (tests: several pages of a short list); default Marketo's 300 */
+  batchSyncPageSize?: number;
 }
 
 export async function startService(config: Config, options: ServiceOptions = {}): Promise<RunningService> {
@@ -266,6 +271,15 @@ export async function startService(config: Config, options: ServiceOptions = {})
       suppressions,
     });
     const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner, leaseMs: config.sync.recordLockMs, fencing, suppressions });
+    const batchSyncs = createBatchSyncRunner({
+      db,
+      marketo,
+      mappings,
+      syncPerson,
+      owner,
+      logger: logger.child({ component: 'batch-sync-person' }),
+      ...(options.batchSyncPageSize ? { pageSize: options.batchSyncPageSize } : {}),
+    });
     // bounded: past the limit Dataverse deliveries are refused with 503 and Sync Person queues
     const intake = createInboxIntake(db, { limit: config.sync.intakeQueueLimit });
     const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats(), intakeStats: () => intake.stats() });
@@ -387,6 +401,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
           mappings.invalidate(entity);
         },
         fieldMappingChanged: (entity) => mappings.invalidate(entity),
+        startBatchSyncPerson: async (request) => ({ batchId: (await batchSyncs.start(request)).id }),
+        cancelBatchSyncPerson: async (batchId) => (await batchSyncs.cancel(batchId)) !== null,
       },
       intakeStats: () => intake.stats(),
       async connectorHealth() {
@@ -452,6 +468,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
     worker.start();
     closers.push({ name: 'inbox worker', close: () => worker.stop() });
     closers.push({ name: 'sync person calls', close: () => syncPerson.idle() });
+    batchSyncs.begin();
+    // closed before Sync Person's calls are waited for (closers run last first): no new page starts
+    closers.push({ name: 'batch sync person', close: () => batchSyncs.stop() });
     sweeper.start();
     closers.push({ name: 'sweep scheduler', close: () => sweeper.stop() });
     retention.start();
@@ -511,6 +530,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       logger,
       worker,
       sweeper,
+      batchSyncs,
       sandbox,
       seed,
       webhookSecrets,

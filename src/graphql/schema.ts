@@ -1,5 +1,6 @@
 import type { GraphQLSchema } from 'graphql';
 import { createBuilder } from './builder.ts';
+import { addBatchSchema } from './batches.schema.ts';
 import { addErasureSchema } from './erasure.schema.ts';
 import { guardMutations } from './guard.ts';
 import { addInboxSchema } from './inbox.schema.ts';
@@ -23,6 +24,7 @@ export function buildSchema(): GraphQLSchema {
   addRunSchema(builder, refs);
   addMappingSchema(builder, refs);
   addMergeSchema(builder, refs);
+  addBatchSchema(builder, refs);
   addTokenSchema(builder, refs);
   addErasureSchema(builder);
   addRetentionSchema(builder, refs);

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { createStaticLists } from './lists.ts';
 import { defaultLeadReadFields, defaultMarketoFields, type MarketoFieldDefinition } from './marketo.fields.ts';
 import {
   decodeActivityToken,
@@ -92,6 +93,7 @@ export type MarketoEndpoint =
   | 'activities.deletedleads'
   | 'activities'
   | 'activities.types'
+  | 'lists.leads'
   | 'stats.usage';
 
 export type MarketoSimulatorOptions = {
@@ -561,7 +563,20 @@ export function createMarketoSimulatorApp(options: MarketoSimulatorOptions = {})
     return {};
   }
 
+  const staticLists = createStaticLists({
+    fail: (code, message) => {
+      throw new SimulatorError(code, message);
+    },
+    project: (id, fields) => {
+      const lead = store.get(id);
+      return lead ? project(lead, fields) : null;
+    },
+    requestedFields,
+    parseBatchSize,
+  });
+
   const routes: Route[] = [
+    ...staticLists.routes,
     { endpoint: 'leads.merge', pattern: /^\/rest\/v1\/leads\/(\d+)\/merge\.json$/, methods: { POST: mergeLeads }, jsonBody: true },
     { endpoint: 'leads.query', postEndpoint: 'leads.sync', pattern: /^\/rest\/v1\/leads\.json$/, methods: { GET: queryLeads, POST: syncLeads }, jsonBody: true },
     { endpoint: 'leads.delete', pattern: /^\/rest\/v1\/leads\/delete\.json$/, methods: { POST: deleteLeads }, jsonBody: true },
@@ -927,6 +942,7 @@ export function createMarketoSimulatorApp(options: MarketoSimulatorOptions = {})
     clientSecret,
     apiUser,
     store,
+    ...staticLists.admin,
     /** creates a person as a Marketo user would (no dedupe; logged as a UI change) */
     createLead(values: Record<string, unknown>): MarketoSimulatorLead {
       return allFieldsOf(store.create(uiWrite(values), uiOrigin));
@@ -1029,6 +1045,7 @@ export function createMarketoSimulatorApp(options: MarketoSimulatorOptions = {})
     /** empties leads, activities, faults and counters; tokens stay valid */
     reset(): void {
       store.reset();
+      staticLists.admin.resetLists();
       faults = [];
       latencyMs = options.latencyMs ?? 0;
       admin.resetCounters();
