@@ -240,6 +240,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       ...dynamicsCredentials,
       fetch: options.interceptVendorHttp?.dynamics?.(vendorFetch) ?? vendorFetch,
       ...(config.dynamics.timeoutMs !== undefined ? { timeoutMs: config.dynamics.timeoutMs } : {}),
+      suppressDuplicateDetection: config.dynamics.suppressDuplicateDetection,
       logger: logger.child({ component: 'dynamics' }),
       budget: config.dynamics.budget,
       sharedBudget: dynamicsBudget,

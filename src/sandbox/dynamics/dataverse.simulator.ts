@@ -18,6 +18,7 @@ import {
 import { compareKeys, ODataQueryError, parseFilter, parseOrderBy, resolveProperty, sortKey, type OrderBy } from './odata-query.ts';
 import { parseBatch, serializeBatchResponse, type BatchRequest, type BatchResponse, type BatchResponsePart } from './dataverse.batch.ts';
 import { WebhookEmitter, type WebhookDelivery, type WebhookRegistration } from './webhook.emitter.ts';
+import { createDuplicateDetection, type DuplicateRule } from './duplicate-detection.ts';
 
 export type DataverseSimulatorOptions = {
   /** default 0 (random) */
@@ -129,6 +130,8 @@ export function createDataverseSimulatorState(options: DataverseSimulatorOptions
     webhooks: undefined as unknown as WebhookEmitter,
     /** in-process listeners told of each stored change when its webhooks are (a bench's arrival clock) */
     changeListeners: [] as ((table: string, id: string) => void)[],
+    /** duplicate rules, applied to a create that sends MSCRM.SuppressDuplicateDetection: false */
+    duplicates: createDuplicateDetection(),
   };
   state.webhooks = new WebhookEmitter({
     organizationId: config.organizationId,
@@ -675,7 +678,9 @@ function handleApi(state: DataverseSimulatorState, req: Request, res: Response, 
       return `${t.entitySet}`;
     }
     if (method === 'POST') {
-      const rec = store.create(t.logicalName, requireJsonBody(req), ctx);
+      const body = requireJsonBody(req);
+      state.duplicates.check(store, t.logicalName, body, req.get('mscrm.suppressduplicatedetection'));
+      const rec = store.create(t.logicalName, body, ctx);
       writeResponse(state, req, res, t, rec, true, ctx);
       return `${t.entitySet}`;
     }
@@ -1350,8 +1355,17 @@ function createAdmin(state: DataverseSimulatorState) {
       state.counters.clear();
     },
     /** drops rows, rules, secured columns, faults, webhooks and counters; users and credentials stay */
+    /** the published duplicate rules (defaults: leads and contacts by email, accounts by name) */
+    setDuplicateRules(rules: readonly DuplicateRule[]): void {
+      state.duplicates.setRules(rules);
+    },
+    /** the HTTP status of a duplicate refusal: 500 as Microsoft's example (default) or 412 as its status table */
+    setDuplicateStatus(status: 500 | 412): void {
+      state.duplicates.setStatus(status);
+    },
     reset(): void {
       store.reset();
+      state.duplicates.reset();
       state.faults.length = 0;
       state.lostAnswers.length = 0;
       state.counters.clear();
