@@ -16,7 +16,7 @@ COPY src ./src
 # the build also compiles the benchmark's full-reconciliation child (it measures the compiled service)
 COPY bench/full-reconcile.child.ts ./bench/
 # the operator CLIs (token, db:migrate, sweep) and the shared sandbox, compiled like the service
-COPY scripts/token.ts scripts/db-migrate.ts scripts/sweep.ts scripts/sandbox.ts ./scripts/
+COPY scripts/token.ts scripts/db-migrate.ts scripts/sweep.ts scripts/batch-sync.ts scripts/sandbox.ts ./scripts/
 RUN npm run build
 
 # Runtime stage: production dependencies only (no tsx, no TypeScript), compiled code, migrations,
@@ -35,7 +35,7 @@ COPY --from=build /app/node_modules/@graphql-yoga/graphiql ./node_modules/@graph
 COPY prisma ./prisma
 # the operator console's browser modules and stylesheet, served as they are (no build step)
 COPY src/console/public ./src/console/public
-# token, db-migrate, sweep, sandbox: each runs its compiled script in dist/scripts with node
+# token, db-migrate, sweep, batch-sync, sandbox: each runs its compiled script in dist/scripts with node
 COPY bin ./bin
 RUN mkdir -p /app/data && chown node:node /app/data
 USER node

@@ -1,7 +1,8 @@
 // npm run bench [-- --quick] [-- --load-only | --engines-only] [-- --steady-minutes=10] [-- --burst=10000] [-- --initial=100000]
-// [-- --engine-rounds=3]: the speed and memory figures of the sync, printed as a table and, on the last
+// [-- --engine-rounds=3] [-- --company-only] [-- --contacts=5000] [-- --batch-persons=20000]: the speed and memory figures of the sync, printed as a table and, on the last
 // line, one JSON object of every figure (the keys later issues extend). --load-only runs only the rows
 // at the vendors' real limits, --engines-only only PGlite against PostgreSQL (BENCH_DATABASE_URL).
+import { companyBatchDefaults, runCompanyBatchBench } from './company-batch.bench.ts';
 import { consoleBenchOptions, runConsoleBench } from './console.bench.ts';
 import { onBenchDatabase } from './database.ts';
 import { runIntakeBench } from './intake.bench.ts';
@@ -14,7 +15,8 @@ import { runSweepBench, sweepFigures, sweepRows } from './sweep.bench.ts';
 import { runWebhookBench } from './webhooks.bench.ts';
 
 const quick = process.argv.includes('--quick');
-const loadOnly = process.argv.includes('--load-only');
+const companyOnly = process.argv.includes('--company-only');
+const loadOnly = process.argv.includes('--load-only') || companyOnly;
 const enginesOnly = process.argv.includes('--engines-only');
 const everything = !loadOnly && !enginesOnly;
 const flag = (name: string, fallback: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback);
@@ -72,7 +74,7 @@ for (const { rate, budget } of webhookRuns) {
 }
 
 // At the vendors' real limits and call times (issue 13)
-if (!enginesOnly) {
+if (!enginesOnly && !companyOnly) {
   const load = await runLoadBench({
     quick,
     postgres,
@@ -83,6 +85,17 @@ if (!enginesOnly) {
   });
   rows.push(...load.rows);
   Object.assign(figures, load.figures);
+}
+
+// An account rename fanned out to its linked contacts, and a Batch Sync Person (issue 27)
+if (!enginesOnly) {
+  const sizes = { contacts: flag('contacts', quick ? 1_000 : companyBatchDefaults.contacts), persons: flag('batch-persons', quick ? 2_000 : companyBatchDefaults.persons) };
+  // each row on a database of its own
+  for (const size of [{ contacts: sizes.contacts, persons: 0 }, { contacts: 0, persons: sizes.persons }]) {
+    const company = await onBenchDatabase(postgres, (databaseUrl) => runCompanyBatchBench({ ...size, databaseUrl, tag: postgres ? 'PG' : 'PGlite' }));
+    rows.push(...company.rows);
+    Object.assign(figures, company.figures);
+  }
 }
 
 // PGlite against PostgreSQL on this machine (issue 13): bursts as fast as the service takes them

@@ -114,6 +114,12 @@ const environmentSchema = z
     /** per-call timeout of the vendor clients; unset: Marketo 30-300 s by endpoint, Dynamics 120 s */
     MARKETO_TIMEOUT_MS: z.preprocess(blankAsUnset, z.coerce.number().int().min(100).max(600_000).optional()),
     DYNAMICS_TIMEOUT_MS: z.preprocess(blankAsUnset, z.coerce.number().int().min(100).max(600_000).optional()),
+    /**
+     * `MSCRM.SuppressDuplicateDetection` on the records the sync creates: "true" (Dataverse's Web API
+     * default: duplicate rules are not applied) or "false" (the org's published duplicate rules apply,
+     * and a create they match is refused with 0x80040333, logged like a business rule's refusal)
+     */
+    DYNAMICS_SUPPRESS_DUPLICATE_DETECTION: z.preprocess(blankAsUnset, z.enum(['true', 'false']).default('true')),
 
     MARKETO_WEBHOOK_SECRET: secret,
     DYNAMICS_WEBHOOK_SECRET: secret,
@@ -286,6 +292,8 @@ export interface Config {
     /** per entity, the condition a record must meet to sync */
     syncFilters: Record<'LEAD' | 'CONTACT', SyncFilterRule>;
     timeoutMs: number | undefined;
+    /** MSCRM.SuppressDuplicateDetection on creates (DYNAMICS_SUPPRESS_DUPLICATE_DETECTION) */
+    suppressDuplicateDetection: boolean;
     /** what the client spends of the service protection limits per 5-minute window */
     budget: { requestsPerWindow: number; maxConcurrent: number; executionMsPerWindow: number };
   };
@@ -396,6 +404,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       webhookSecret: env.DYNAMICS_WEBHOOK_SECRET,
       syncFilters: { LEAD: env.SYNC_FILTER_LEAD, CONTACT: env.SYNC_FILTER_CONTACT },
       timeoutMs: env.DYNAMICS_TIMEOUT_MS,
+      suppressDuplicateDetection: env.DYNAMICS_SUPPRESS_DUPLICATE_DETECTION === 'true',
       budget: {
         requestsPerWindow: env.DYNAMICS_REQUESTS_PER_5MIN,
         maxConcurrent: env.DYNAMICS_MAX_CONCURRENT,

@@ -40,6 +40,8 @@ import { createOperatorActions } from './sync/operator.ts';
 import { createSyncPerson } from './sync/sync-person.ts';
 import { createSyncWorker, type SyncWorker } from './sync/worker.ts';
 import { createFanout } from './sync/fanout.ts';
+import { createMergeHandler } from './sync/merged-records.ts';
+import { createBatchSyncRunner, type BatchSyncRunner } from './sync/batch-sync-person.ts';
 import { createFencing } from './sync/fence.ts';
 import { createLeaseKeeper } from './sync/leases.ts';
 import { fetchUntil } from './lifecycle.ts';
@@ -59,6 +61,8 @@ export interface RunningService {
   worker: SyncWorker;
   /** the reconciliation sweep: scheduler, lease and `requestSweep()` */
   sweeper: SweepService;
+  /** Batch Sync Person: queues lists (`start`) and works through them in the background */
+  batchSyncs: BatchSyncRunner;
   /** the in-process simulators, in sandbox mode */
   sandbox: Sandbox | undefined;
   /** the demo data `seed: true` put into the simulators */
@@ -126,6 +130,8 @@ export interface ServiceOptions {
   webhookClock?: () => number;
   /** an in-memory embedded database starts from this dump (tests: an already migrated one) */
   embeddedStartFrom?: Blob;
+  /** Batch Sync Person's list page (tests: several pages of a short list); default Marketo's 300 */
+  batchSyncPageSize?: number;
 }
 
 export async function startService(config: Config, options: ServiceOptions = {}): Promise<RunningService> {
@@ -235,6 +241,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       ...dynamicsCredentials,
       fetch: options.interceptVendorHttp?.dynamics?.(vendorFetch) ?? vendorFetch,
       ...(config.dynamics.timeoutMs !== undefined ? { timeoutMs: config.dynamics.timeoutMs } : {}),
+      suppressDuplicateDetection: config.dynamics.suppressDuplicateDetection,
       logger: logger.child({ component: 'dynamics' }),
       budget: config.dynamics.budget,
       sharedBudget: dynamicsBudget,
@@ -266,16 +273,27 @@ export async function startService(config: Config, options: ServiceOptions = {})
       suppressions,
     });
     const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner, leaseMs: config.sync.recordLockMs, fencing, suppressions });
+    const batchSyncs = createBatchSyncRunner({
+      db,
+      marketo,
+      mappings,
+      syncPerson,
+      owner,
+      logger: logger.child({ component: 'batch-sync-person' }),
+      ...(options.batchSyncPageSize ? { pageSize: options.batchSyncPageSize } : {}),
+    });
     // bounded: past the limit Dataverse deliveries are refused with 503 and Sync Person queues
     const intake = createInboxIntake(db, { limit: config.sync.intakeQueueLimit });
     const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats(), intakeStats: () => intake.stats() });
     // told only by the worker's own batches: the worker exists by then
     const fanout = createFanout({ db, dynamics, mappings, notify: () => worker.notify() });
+    const merges = createMergeHandler({ db, owner, leaseMs: config.sync.recordLockMs, notify: () => worker.notify() });
     const worker = createSyncWorker({
       db,
       engine,
       syncPerson,
       fanout,
+      merges,
       logger: logger.child({ component: 'worker' }),
       owner,
       batchSize: config.sync.inboxBatchSize,
@@ -385,6 +403,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
           mappings.invalidate(entity);
         },
         fieldMappingChanged: (entity) => mappings.invalidate(entity),
+        startBatchSyncPerson: async (request) => ({ batchId: (await batchSyncs.start(request)).id }),
+        cancelBatchSyncPerson: async (batchId) => (await batchSyncs.cancel(batchId)) !== null,
       },
       intakeStats: () => intake.stats(),
       async connectorHealth() {
@@ -451,6 +471,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
     worker.start();
     closers.push({ name: 'inbox worker', close: () => worker.stop() });
     closers.push({ name: 'sync person calls', close: () => syncPerson.idle() });
+    batchSyncs.begin();
+    // closed before Sync Person's calls are waited for (closers run last first): no new page starts
+    closers.push({ name: 'batch sync person', close: () => batchSyncs.stop() });
     sweeper.start();
     closers.push({ name: 'sweep scheduler', close: () => sweeper.stop() });
     retention.start();
@@ -466,7 +489,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
         authType: 'WebhookKey',
         authValue: webhookSecrets.dynamics,
         entities: ['lead', 'contact'],
-        messages: ['Create', 'Update', 'Delete'],
+        messages: ['Create', 'Update', 'Delete', 'Merge'],
         postImage: true,
       });
       // ...and an Update step on account and systemuser: company and owner fields follow their edits
@@ -510,6 +533,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       logger,
       worker,
       sweeper,
+      batchSyncs,
       sandbox,
       seed,
       webhookSecrets,

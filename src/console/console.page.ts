@@ -14,6 +14,7 @@ export const VIEWS = [
   { id: 'timeline', label: 'Timeline' },
   { id: 'queue', label: 'Work queue' },
   { id: 'sweeps', label: 'Sweeps' },
+  { id: 'batches', label: 'Batch sync' },
   { id: 'mappings', label: 'Field mappings' },
   { id: 'throughput', label: 'Throughput' },
   { id: 'erasures', label: 'Erasures' },

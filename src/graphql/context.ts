@@ -44,6 +44,10 @@ export interface SyncActions {
   scheduleBackfill(entity: LinkedEntity, canonicalField: string): Promise<void>;
   /** after a mapping was stored: drop cached mappings of the entity (MappingService.invalidate) */
   fieldMappingChanged?: (entity: LinkedEntity) => void;
+  /** queues a Batch Sync Person of a Marketo static list (sync/batch-sync-person.ts); its id */
+  startBatchSyncPerson?: (request: { listId: number; entity: LinkedEntity; assignTo: string | null; requestedBy: string }) => Promise<{ batchId: string }>;
+  /** stops a running batch after its current page; false when it was not running */
+  cancelBatchSyncPerson?: (batchId: string) => Promise<boolean>;
 }
 
 import type { IntakeStats } from '../inbox/intake.ts';

@@ -60,6 +60,10 @@ export function createRefs(builder: Builder) {
       LINK_MOVED: { description: 'the link moved, e.g. a lead qualified into a contact' },
       SYNC_FAILED: { description: 'an attempt failed; it is retried (reason in `message`)' },
       EVENT_DEAD: { description: 'a change event ran out of retries; an operator can replay it' },
+      MERGE_CONFLICT: {
+        description:
+          'a merge in Marketo or Dynamics would have joined two linked pairs into one person or record: no link moved; one entry per link involved, the message names all of them (see mergeConflicts)',
+      },
       STALE_WRITE_UNDONE: {
         description:
           'a write sent by a worker that had lost its record lease (a paused replica) landed over newer values; the sync put the agreed value back (`fields`: the stale value and the value restored)',

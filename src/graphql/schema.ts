@@ -1,11 +1,13 @@
 import type { GraphQLSchema } from 'graphql';
 import { createBuilder } from './builder.ts';
+import { addBatchSchema } from './batches.schema.ts';
 import { addErasureSchema } from './erasure.schema.ts';
 import { guardMutations } from './guard.ts';
 import { addInboxSchema } from './inbox.schema.ts';
 import { addLinkSchema } from './links.schema.ts';
 import { addConsoleSchema } from './console.schema.ts';
 import { addMappingSchema } from './mappings.schema.ts';
+import { addMergeSchema } from './merges.schema.ts';
 import { createRefs } from './refs.ts';
 import { addRetentionSchema } from './retention.schema.ts';
 import { addRunSchema } from './runs.schema.ts';
@@ -21,6 +23,8 @@ export function buildSchema(): GraphQLSchema {
   addInboxSchema(builder, refs);
   addRunSchema(builder, refs);
   addMappingSchema(builder, refs);
+  addMergeSchema(builder, refs);
+  addBatchSchema(builder, refs);
   addTokenSchema(builder, refs);
   addErasureSchema(builder);
   addRetentionSchema(builder, refs);

@@ -97,6 +97,8 @@ export async function forgetPerson(prisma: PrismaClient, request: ForgetRequest,
       prisma.syncLink.deleteMany({ where: { id: { in: allLinks } } }),
       // the create journal holds the person's email and values too
       prisma.createIntent.deleteMany({ where: { OR: [{ marketoId: { in: allMarketo } }, { dynamicsId: { in: allDynamics } }] } }),
+      // a batch's outcome of the person names their ids and Dynamics' message about them
+      prisma.batchSyncItem.deleteMany({ where: { OR: [{ marketoId: { in: allMarketo } }, { dynamicsId: { in: allDynamics } }] } }),
     ]);
     const s = options.suppressions;
     const pseudonyms = [

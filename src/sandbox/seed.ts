@@ -116,6 +116,7 @@ async function clearSyncState(db: Database): Promise<void> {
     prisma.syncRun.deleteMany(),
     prisma.syncCursor.deleteMany(),
     prisma.recordLock.deleteMany(),
+    prisma.batchSync.deleteMany(),
   ]);
 }
 

@@ -79,7 +79,7 @@ export async function startSharedSandbox(options: SharedSandboxOptions): Promise
     authType: 'WebhookKey',
     authValue: descriptor.webhookSecrets.dynamics,
     entities: ['lead', 'contact'],
-    messages: ['Create', 'Update', 'Delete'],
+    messages: ['Create', 'Update', 'Delete', 'Merge'],
     postImage: true,
   });
   const body = JSON.stringify(descriptor);

@@ -9,6 +9,7 @@ import { enqueueMany, type NewChangeEvent } from '../inbox/inbox.ts';
 import type { Logger } from '../logger.ts';
 import { openIntents, staleIntents } from '../sync/create-intents.ts';
 import type { MappingService } from '../sync/mappings.ts';
+import { mergedEvent, parseMergeIds } from '../sync/merged-records.ts';
 import type { LinkedEntity } from '../sync/policy.ts';
 import type { FieldBinding } from '../sync/ports.ts';
 import type { OverwrittenEdit } from '../sync/overwritten.ts';
@@ -25,7 +26,7 @@ import { discoverRelated } from './related.ts';
 export type SweepTrigger = 'SCHEDULE' | 'OPERATOR' | 'CLI' | 'FULL' | 'TEST';
 export type SweepStatus = 'SUCCEEDED' | 'STOPPED' | 'FAILED';
 
-export type SweepMarketoClient = Pick<MarketoClient, 'getPagingToken' | 'iterateLeadChanges' | 'iterateDeletedLeads' | 'getDailyUsage' | 'stats'>;
+export type SweepMarketoClient = Pick<MarketoClient, 'getPagingToken' | 'iterateLeadChanges' | 'iterateDeletedLeads' | 'iterateActivities' | 'getDailyUsage' | 'stats'>;
 export type SweepDataverseClient = Pick<DataverseClient, 'trackChanges' | 'queryModifiedSince' | 'apiUrl'>;
 
 export interface SweeperOptions {
@@ -65,6 +66,8 @@ export interface SweepCounts {
   dynamicsDeletes: number;
   marketoChanges: number;
   marketoDeletes: number;
+  /** Marketo merges (Merge Leads activities) with a linked person among their losers or winner */
+  marketoMerges?: number;
   /** changes written by the sync itself, dropped before the inbox */
   echoesDropped: number;
   /** a person's Marketo edits that a sync write planned before them overwrote (overwritten.ts), handed to the inbox */
@@ -116,6 +119,7 @@ export interface SweepRequest {
 const ENTITIES: readonly LinkedEntity[] = ['LEAD', 'CONTACT'];
 const dvEntity = (entity: LinkedEntity): DataverseEntity => (entity === 'LEAD' ? 'lead' : 'contact');
 const NEW_LEAD = 12;
+const MERGE_LEADS = 32;
 // Marketo answers leadchanges/deletedleads in pages of at most 300; the engine reads and writes
 // persons in batches of 300 too: what a reconciled page of links costs in Marketo calls.
 const MARKETO_BATCH = 300;
@@ -518,12 +522,45 @@ export function createSweeper(options: SweeperOptions) {
       }
     }
 
+    /** persons merged away this run: a Delete Lead activity of theirs is the merge's, not a delete */
+    const mergedAway = new Set<number>();
+
+    /**
+     * Merge Leads activities (type 32; the activities feed, logged on the winner, "Merge IDs" the
+     * losers): each merge that concerns a linked person becomes a MERGED event, which moves the
+     * loser's link to the winner (sync/merged-records.ts).
+     */
+    async function discoverMarketoMerges(): Promise<void> {
+      const { token } = await marketoCursor('mergeleads');
+      await spendMarketo(1, 'the next page of merges');
+      for await (const page of marketo.iterateActivities({ nextPageToken: token, activityTypeIds: [MERGE_LEADS], maxEmptyPages })) {
+        counts.marketoCalls++;
+        const merges = page.items
+          .filter((a) => a.activityTypeId === MERGE_LEADS)
+          .map((a) => ({ guid: a.marketoGUID, winnerId: a.leadId, loserIds: parseMergeIds(attribute(a, 'Merge IDs')).filter((id) => id !== a.leadId) }))
+          .filter((m) => m.loserIds.length > 0);
+        for (const m of merges) m.loserIds.forEach((id) => mergedAway.add(id));
+        const ids = [...new Set(merges.flatMap((m) => [m.winnerId, ...m.loserIds]))];
+        const linked = new Set(
+          ids.length ? (await prisma.syncLink.findMany({ where: { marketoId: { in: ids } }, select: { marketoId: true } })).map((l) => l.marketoId) : [],
+        );
+        const events = merges
+          .filter((m) => linked.has(m.winnerId) || m.loserIds.some((id) => linked.has(id)))
+          .map((m) => mergedEvent({ side: 'MARKETO', winnerId: m.winnerId, loserIds: m.loserIds }, { origin: 'SWEEP', dedupeKey: `sweep:mk:merge:${m.guid}`, payload: { runId } }));
+        counts.marketoMerges = (counts.marketoMerges ?? 0) + events.length;
+        await enqueueAll(events);
+        await writeCursor(prisma, 'MARKETO', 'mergeleads', { token: page.nextPageToken, watermark: new Date() });
+        checkAbort();
+        if (page.moreResult) await spendMarketo(1, 'the next page of merges');
+      }
+    }
+
     async function discoverMarketoDeletes(): Promise<void> {
       const { token } = await marketoCursor('deletedleads');
       await spendMarketo(1, 'the next page of deleted leads');
       for await (const page of marketo.iterateDeletedLeads({ nextPageToken: token, maxEmptyPages })) {
         counts.marketoCalls++;
-        const seen = new Map(page.items.map((a) => [a.leadId, a.marketoGUID]));
+        const seen = new Map(page.items.filter((a) => !mergedAway.has(a.leadId)).map((a) => [a.leadId, a.marketoGUID]));
         const links = seen.size
           ? await prisma.syncLink.findMany({
               where: { marketoId: { in: [...seen.keys()] }, status: { not: 'DELETED_IN_MARKETO' } },
@@ -643,6 +680,9 @@ export function createSweeper(options: SweeperOptions) {
     try {
       if (request.full) for (const entity of ENTITIES) await requestFullReconcile(prisma, entity);
       await requestBackfills();
+      // merges first: a change of a merged-away person's record, queued before its merge, would find
+      // the person gone and bring it back (a new person) instead of following the moved link
+      await discoverMarketoMerges();
       for (const entity of ENTITIES) await discoverDynamics(entity);
       for (const kind of ['account', 'owner'] as const) {
         const { changed } = await discoverRelated(

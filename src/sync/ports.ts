@@ -83,6 +83,11 @@ export interface MarketoPort {
    * the one witness of a write whose answer was lost and whose value a person has overwritten since.
    */
   fieldChangesSince(id: number, since: Date, bindings: readonly FieldBinding[]): Promise<PersonFieldChange[]>;
+  /**
+   * One page of a static list's members (Get Leads by List Id, 300 a page), read with the mapped
+   * fields; `nextPageToken` null after the last page. Optional: only Batch Sync Person reads lists.
+   */
+  readListPage?(listId: number, bindings: readonly FieldBinding[], nextPageToken: string | null, pageSize?: number): Promise<{ persons: PersonRecord[]; nextPageToken: string | null }>;
 }
 
 export interface DynamicsRecordView {

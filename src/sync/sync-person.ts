@@ -9,7 +9,7 @@ import { lockHolder, lockWithin, personKey, unlock } from './locks.ts';
 import type { MappingService } from './mappings.ts';
 import { entityLabel, type LinkedEntity } from './policy.ts';
 import type { Fencing } from './fence.ts';
-import type { DynamicsPort, MarketoPort, WriteFence } from './ports.ts';
+import type { DynamicsPort, MarketoPort, PersonRecord, WriteFence } from './ports.ts';
 import { relink } from './relink.ts';
 import type { CanonicalRecordFields } from './values.ts';
 import type { Suppressions } from '../security/suppression.ts';
@@ -29,6 +29,11 @@ export interface SyncPersonRequest {
   assignTo?: string | undefined;
   /** the inbox event when this runs as a retry from the queue */
   changeEventId?: string | null;
+  /**
+   * the person as the caller just read it with the entity's mapped fields (a Batch Sync Person's
+   * list page): saves reading it again, one call per 300 persons fewer
+   */
+  person?: PersonRecord | undefined;
 }
 
 export type SyncPersonResult =
@@ -111,7 +116,7 @@ export function createSyncPerson(options: SyncPersonOptions) {
     }
     const entity = request.entity;
     const mapping = await mappings.forEntity(entity);
-    const person = (await marketo.readPersons([request.marketoId], mapping.bindings)).get(request.marketoId);
+    const person = request.person ?? (await marketo.readPersons([request.marketoId], mapping.bindings)).get(request.marketoId);
     if (!person) return { status: 'not_found', message: `Marketo has no person ${request.marketoId}` };
     if (await options.suppressions?.suppressed({ emails: [person.email] }, { fresh: true })) return ERASED;
 

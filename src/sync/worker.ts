@@ -4,6 +4,7 @@ import type { Logger } from '../logger.ts';
 import { activity, recordActivities } from './activities.ts';
 import { outcomeForError, type EventOutcome, type SyncEngine } from './engine.ts';
 import { FANOUT, type Fanout } from './fanout.ts';
+import { MERGED, type MergeHandler } from './merged-records.ts';
 import type { SyncPerson } from './sync-person.ts';
 
 // The one loop that drains the inbox on each replica: claim a batch (SKIP LOCKED, leased), hand
@@ -19,6 +20,8 @@ export interface WorkerOptions {
   syncPerson: SyncPerson;
   /** expands a change of an account or a user into its linked persons' events (fanout.ts) */
   fanout?: Fanout;
+  /** moves links after a merge in Marketo or Dynamics (merged-records.ts) */
+  merges?: MergeHandler;
   logger: Logger;
   owner: string;
   batchSize: number;
@@ -66,6 +69,16 @@ export function createSyncWorker(options: WorkerOptions) {
       return await options.fanout.expand(event);
     } catch (error) {
       logger.warn({ err: error, eventId: event.id }, 'expanding an account or owner change failed');
+      return outcomeForError(error, options.signal);
+    }
+  }
+
+  async function mergeEvent(event: ClaimedChangeEvent): Promise<EventOutcome> {
+    if (!options.merges) return { status: 'dead', reason: 'this replica does not handle merges' };
+    try {
+      return await options.merges.handle(event);
+    } catch (error) {
+      logger.warn({ err: error, eventId: event.id }, 'moving a link after a merge failed');
       return outcomeForError(error, options.signal);
     }
   }
@@ -155,13 +168,18 @@ export function createSyncWorker(options: WorkerOptions) {
   async function syncHeld(events: ClaimedChangeEvent[], report: BatchReport): Promise<BatchReport> {
     const flowActions = events.filter((e) => e.operation === 'SYNC_PERSON');
     const fanouts = events.filter((e) => e.operation === FANOUT);
-    const changes = events.filter((e) => e.operation !== 'SYNC_PERSON' && e.operation !== FANOUT);
+    const merges = events.filter((e) => e.operation === MERGED);
+    const changes = events.filter((e) => e.operation !== 'SYNC_PERSON' && e.operation !== FANOUT && e.operation !== MERGED);
+    // Merges first, one at a time: a change of a merged-away record in the same batch then follows
+    // the moved link (the engine sees it moved and groups it again) instead of finding its person gone.
+    const mergeOutcomes: (readonly [string, EventOutcome])[] = [];
+    for (const e of merges) mergeOutcomes.push([e.id, await mergeEvent(e)] as const);
     const [batchOutcomes, personOutcomes, fanoutOutcomes] = await Promise.all([
       engine.syncBatch(changes),
       Promise.all(flowActions.map(async (e) => [e.id, await syncPersonEvent(e)] as const)),
       Promise.all(fanouts.map(async (e) => [e.id, await fanoutEvent(e)] as const)),
     ]);
-    const outcomes = new Map([...batchOutcomes, ...personOutcomes, ...fanoutOutcomes]);
+    const outcomes = new Map([...batchOutcomes, ...personOutcomes, ...fanoutOutcomes, ...mergeOutcomes]);
     const done: { id: string; linkId: string | null }[] = [];
     const erased: string[] = [];
     const busy: string[] = [];

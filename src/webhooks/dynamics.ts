@@ -3,10 +3,11 @@ import { parseDataverseWebhook } from '../connectors/dynamics/webhook-context.ts
 import { HttpError } from '../http/errors.ts';
 import type { InboxIntake } from '../inbox/intake.ts';
 import { fanoutEvent } from '../sync/fanout.ts';
+import { mergedEvent } from '../sync/merged-records.ts';
 import { authenticatedJson } from './auth.ts';
 import { requireJson } from './intake.ts';
 
-// Dataverse webhook steps (Create/Update/Delete of lead and contact; Update of account and
+// Dataverse webhook steps (Create/Update/Delete/Merge of lead and contact; Update of account and
 // systemuser, whose changes fan out to the linked persons that show them). Dataverse sends the
 // WebhookKey as `?code=`; an `X-Webhook-Secret` header is accepted too (HttpHeader auth). It
 // retries once on 502/503/504 only, so every accepted body is in the inbox before we answer. When
@@ -32,7 +33,7 @@ export interface DynamicsWebhookDeps {
 /** what a refused delivery is told to wait, in seconds */
 export const OVERLOADED_RETRY_AFTER_S = 5;
 
-const handledMessages = new Set(['Create', 'Update', 'Delete']);
+const handledMessages = new Set(['Create', 'Update', 'Delete', 'Merge']);
 const handledEntities = new Set(['lead', 'contact']);
 /** rows persons only show: their company (a contact's account) and their owner (a systemuser) */
 const relatedEntities = { account: 'account', systemuser: 'owner' } as const;
@@ -87,6 +88,23 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
     const syncUser = deps.syncUserId();
     const id = notice.id.toLowerCase();
     if (await deps.erased?.(id)) return { kind: 'ignored', reason: 'the record’s person was erased from this service' };
+    if (notice.messageName === 'Merge') {
+      // the sync never merges: no echo to drop. The master's link (or the subordinate's, moved) syncs next.
+      if (!notice.subordinateId) return { kind: 'invalid', path: '$.InputParameters', message: 'a Merge without a SubordinateId' };
+      if (!deps.inbox.admit('dynamics')) return { kind: 'overloaded' };
+      const master = notice.id.toLowerCase();
+      const result = await deps.inbox.enqueue(
+        mergedEvent(
+          { side: 'DYNAMICS', entity: notice.entity === 'lead' ? 'LEAD' : 'CONTACT', masterId: master, subordinateId: notice.subordinateId },
+          {
+            origin: 'WEBHOOK',
+            dedupeKey: `dv:${notice.operationId}:Merge:${notice.entity}:${master}`,
+            payload: { messageName: 'Merge', initiatingUserId: notice.initiatingUserId, correlationId: notice.correlationId, operationCreatedOn: notice.operationCreatedOn },
+          },
+        ),
+      );
+      return { kind: result.status, eventId: result.id };
+    }
     // A Create by the sync user is its own record unless a create it journaled never linked it (a
     // crash between the two): that one must reach the engine. Only Creates are looked up, so the
     // echoes of ordinary updates are not queued; the sweep catches later writes to such a record.

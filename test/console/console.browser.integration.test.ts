@@ -138,6 +138,19 @@ describe.skipIf(skipBrowser)('the operator console in headless Chromium', () => 
     await screenshot(page, '05-sweeps');
   });
 
+  it('pushes a Marketo static list to Dynamics and shows the batch’s progress', async () => {
+    const ids = t.marketo.seedLeads([0, 1, 2].map((i) => ({ email: `batch.${i}.${Date.now()}@fair.example`, lastName: `Visitor ${i}` })));
+    const listId = t.marketo.createList('Trade show', ids);
+    await go('#/batches');
+    await page.getByLabel('Static list id').fill(String(listId));
+    await page.getByRole('button', { name: 'Push the list to Dynamics' }).click();
+    await expect.poll(() => notice().innerText()).toContain(`started for list ${listId}`);
+    const row = page.locator('#batches tr.run-done', { hasText: String(listId) });
+    await row.waitFor({ timeout: 30_000 });
+    expect(await row.innerText()).toContain('3');
+    await screenshot(page, '05b-batch-sync');
+  });
+
   it('shows throughput by direction and webhook latency', async () => {
     await go('#/throughput');
     await page.locator('.chart svg').waitFor();

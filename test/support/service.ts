@@ -19,7 +19,7 @@ export interface TestService {
   stop(): Promise<void>;
 }
 
-export async function bootService(engine: DatabaseEngine, env: Record<string, string> = {}, options: Pick<ServiceOptions, 'interceptVendorHttp' | 'webhookClock'> = {}): Promise<TestService> {
+export async function bootService(engine: DatabaseEngine, env: Record<string, string> = {}, options: Pick<ServiceOptions, 'interceptVendorHttp' | 'webhookClock' | 'batchSyncPageSize'> = {}): Promise<TestService> {
   const database: TestDatabase = await freshDatabase(engine);
   const config = loadConfig({
     PORT: '0',

@@ -43,6 +43,11 @@ export const dataverseEntitySets: Record<DataverseEntity, { set: string; key: st
 export type DataverseClientOptions = {
   /** environment URL, e.g. https://contoso.crm.dynamics.com (Web API lives under /api/data/v9.2/) */
   url: string;
+  /**
+   * false: creates ask for the org's duplicate rules (`MSCRM.SuppressDuplicateDetection: false`),
+   * and one they match is refused (0x80040333). Default true, the Web API's own default.
+   */
+  suppressDuplicateDetection?: boolean;
   tenantId: string;
   clientId: string;
   clientSecret: string;
@@ -809,7 +814,8 @@ export function createDataverseClient(options: DataverseClientOptions): Datavers
       const endpoint = `POST ${set}`;
       const select = selectList(entity, createOptions.columns ?? Object.keys(values).filter((c) => !c.includes('@')));
       try {
-        const answer = await write({ method: 'POST', url: `${set}?$select=${select}`, body, headers: { Prefer: 'return=representation' } }, endpoint, createOptions.fence);
+        const headers: Record<string, string> = { Prefer: 'return=representation', ...(options.suppressDuplicateDetection === false ? { 'MSCRM.SuppressDuplicateDetection': 'false' } : {}) };
+        const answer = await write({ method: 'POST', url: `${set}?$select=${select}`, body, headers }, endpoint, createOptions.fence);
         return toRecord(entity, parse(rowSchema, { status: answer.status, headers: new Headers(), json: answer.json }, endpoint), endpoint);
       } catch (error) {
         // the first attempt may have committed before a 5xx/timeout reached us

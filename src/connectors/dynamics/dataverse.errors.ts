@@ -58,7 +58,7 @@ export class DataverseNotFoundError extends DataverseApiError {
   }
 }
 
-/** 412: stale If-Match (0x80060882) or a duplicate (0x80040333 / 0x80040237). Re-read and re-merge. */
+/** 412: stale If-Match (0x80060882) or a duplicate key (0x80040237). Re-read and re-merge. */
 export class DataverseConflictError extends DataverseApiError {
   constructor(message: string, options: ErrorOptions & { endpoint?: string } = {}) {
     super('conflict', message, options);
@@ -107,6 +107,9 @@ export function dataverseErrorFromResponse(
   const base = { code, httpStatus: status, endpoint: options.endpoint };
   const text = message === '' ? `Dataverse answered HTTP ${status}` : message;
   if (code === DataverseCodes.expiredVersionStamp) return new DataverseDeltaExpiredError(text, base);
+  // a duplicate rule refused the write: Microsoft's example answers 500, its status table 412, so
+  // the code decides (reference dataverse §15). A refusal like a business rule's, not a retry.
+  if (code === DataverseCodes.duplicateRecord) return new DataverseValidationError(text, base);
   if (status === 429) {
     return new DataverseRateLimitedError(
       text,

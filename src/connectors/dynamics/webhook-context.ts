@@ -84,7 +84,7 @@ function attributesToPlain(attributes: { key: string; value: unknown }[]): Recor
 }
 
 export const remoteExecutionContextSchema = z.looseObject({
-  MessageName: z.enum(['Create', 'Update', 'Delete']),
+  MessageName: z.enum(['Create', 'Update', 'Delete', 'Merge']),
   PrimaryEntityName: z.string().min(1),
   PrimaryEntityId: guid,
   InitiatingUserId: guid,
@@ -102,7 +102,7 @@ export const remoteExecutionContextSchema = z.looseObject({
 export type RemoteExecutionContext = z.infer<typeof remoteExecutionContextSchema>;
 
 export type DataverseWebhookNotice = {
-  messageName: 'Create' | 'Update' | 'Delete';
+  messageName: 'Create' | 'Update' | 'Delete' | 'Merge';
   /** logical name, e.g. "contact" */
   entity: string;
   id: string;
@@ -121,6 +121,8 @@ export type DataverseWebhookNotice = {
   organizationId: string;
   /** InputParameters/images were dropped (payload > 256 KB): read the row via the Web API */
   trimmed: boolean;
+  /** Merge: the subordinate (SubordinateId), deactivated; `id` is the Target, the master that survives */
+  subordinateId?: string;
 };
 
 export type ParseDataverseWebhookResult =
@@ -142,7 +144,17 @@ export function parseDataverseWebhook(body: unknown): ParseDataverseWebhookResul
   const inputIndex = ctx.InputParameters?.findIndex((p) => p.key === 'Target') ?? -1;
   const target = inputIndex >= 0 ? ctx.InputParameters?.[inputIndex]?.value : undefined;
   let changedAttributes: Record<string, DataverseWebhookValue> = {};
-  if (target !== undefined && ctx.MessageName !== 'Delete') {
+  let subordinateId: string | undefined;
+  if (ctx.MessageName === 'Merge') {
+    // MergeRequest (reference §13): Target is an EntityReference (the master), SubordinateId a Guid
+    const index = ctx.InputParameters?.findIndex((p) => p.key === 'SubordinateId') ?? -1;
+    const subordinate = guid.safeParse(index >= 0 ? ctx.InputParameters?.[index]?.value : undefined);
+    if (!subordinate.success) {
+      const path = index >= 0 ? `InputParameters[${index}].value` : 'InputParameters';
+      return { ok: false, path, message: `${path}: a Merge without a SubordinateId Guid` };
+    }
+    subordinateId = subordinate.data.toLowerCase();
+  } else if (target !== undefined && ctx.MessageName !== 'Delete') {
     const entity = entitySchema.safeParse(target);
     if (!entity.success) {
       const issue = entity.error.issues[0];
@@ -172,5 +184,6 @@ export function parseDataverseWebhook(body: unknown): ParseDataverseWebhookResul
     trimmed: ctx.InputParameters === undefined,
   };
   if (image) notice.postImage = attributesToPlain(image.Attributes);
+  if (subordinateId) notice.subordinateId = subordinateId;
   return { ok: true, notice };
 }

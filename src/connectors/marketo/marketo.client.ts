@@ -476,6 +476,23 @@ export function createMarketoClient(options: MarketoClientOptions) {
     return [...leads.values()];
   }
 
+  /**
+   * One page of a static list (Get Leads by List Id, reference §14): 300 members at most, in the
+   * list's order; Adobe's answer carries `nextPageToken` (no `moreResult`): none, or a page with no
+   * members, ends the list.
+   */
+  async function getListLeads(listId: number, fields: readonly string[], nextPageToken: string | null, batchSize = MAX_BATCH): Promise<{ leads: MarketoLead[]; nextPageToken: string | null }> {
+    const endpoint = 'lists.leads';
+    const envelope = await call({
+      endpoint,
+      method: 'GET',
+      path: `/rest/v1/lists/${listId}/leads.json`,
+      query: { fields: fields.join(','), batchSize: String(Math.min(batchSize, MAX_BATCH)), nextPageToken: nextPageToken ?? undefined },
+    });
+    const leads = parseResult(leadSchema, envelope, endpoint);
+    return { leads, nextPageToken: leads.length > 0 && envelope.nextPageToken ? envelope.nextPageToken : null };
+  }
+
   // Calls are what Marketo's budget counts, not records: a call that a burst or the call feeding it
   // is about to fill waits up to a second for it, so the idle bucket is not spent on a burst's first
   // few records. A steady load that would not fill a call within that second is never held (at 100
@@ -758,6 +775,7 @@ export function createMarketoClient(options: MarketoClientOptions) {
     getLeadsByIds,
     getLeadsByEmail,
     getLeadsByFilter,
+    getListLeads,
     syncLeads,
     deleteLeads,
     describeLeadFields,

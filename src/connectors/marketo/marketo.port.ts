@@ -91,6 +91,10 @@ export function createMarketoPort(client: MarketoClient): MarketoPort {
       }
       return changes.sort((a, b) => a.at - b.at);
     },
+    async readListPage(listId, bindings, nextPageToken, pageSize) {
+      const page = await client.getListLeads(listId, readFields(bindings), nextPageToken, pageSize);
+      return { persons: page.leads.map((lead) => toPerson(lead, bindings)), nextPageToken: page.nextPageToken };
+    },
     async fieldAccess(options = {}) {
       const fields = await client.describeLeadFields(options.refresh ? { refresh: true } : {});
       return new Map<string, MarketoFieldAccess>(fields.map((f) => [f.name, { exists: true, updateable: f.updateable, dataType: f.dataType }]));

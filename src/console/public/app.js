@@ -7,6 +7,7 @@ const views = {
   timeline: () => import('./views/timeline.js'),
   queue: () => import('./views/queue.js'),
   sweeps: () => import('./views/sweeps.js'),
+  batches: () => import('./views/batches.js'),
   mappings: () => import('./views/mappings.js'),
   throughput: () => import('./views/throughput.js'),
   erasures: () => import('./views/erasures.js'),

@@ -16,6 +16,7 @@ import {
 import type { WebhookDelivery, WebhookRegistration } from './webhook.emitter.ts';
 import type { DataverseSimulatorState, EndpointCounter, SimFault } from './dataverse.state.ts';
 import { sendError, serialize } from './dataverse.wire.ts';
+import type { DuplicateRule } from './duplicate-detection.ts';
 
 export type DataverseSimulatorAdmin = ReturnType<typeof createAdmin>;
 
@@ -176,8 +177,17 @@ export function createAdmin(state: DataverseSimulatorState) {
       state.counters.clear();
     },
     /** drops rows, rules, secured columns, faults, webhooks and counters; users and credentials stay */
+    /** the published duplicate rules (defaults: leads and contacts by email, accounts by name) */
+    setDuplicateRules(rules: readonly DuplicateRule[]): void {
+      state.duplicates.setRules(rules);
+    },
+    /** the HTTP status of a duplicate refusal: 500 as Microsoft's example (default) or 412 as its status table */
+    setDuplicateStatus(status: 500 | 412): void {
+      state.duplicates.setStatus(status);
+    },
     reset(): void {
       store.reset();
+      state.duplicates.reset();
       state.faults.length = 0;
       state.lostAnswers.length = 0;
       state.counters.clear();

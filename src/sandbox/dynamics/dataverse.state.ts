@@ -4,6 +4,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { DataverseStore } from './dataverse.store.ts';
 import type { SimChange, SimRecord } from './dataverse.types.ts';
 import { WebhookEmitter } from './webhook.emitter.ts';
+import { createDuplicateDetection } from './duplicate-detection.ts';
 
 export type DataverseSimulatorOptions = {
   /** default 0 (random) */
@@ -116,6 +117,8 @@ export function createDataverseSimulatorState(options: DataverseSimulatorOptions
     webhooks: undefined as unknown as WebhookEmitter,
     /** in-process listeners told of each stored change when its webhooks are (a bench's arrival clock) */
     changeListeners: [] as ((table: string, id: string) => void)[],
+    /** duplicate rules, applied to a create that sends MSCRM.SuppressDuplicateDetection: false */
+    duplicates: createDuplicateDetection(),
   };
   state.webhooks = new WebhookEmitter({
     organizationId: config.organizationId,

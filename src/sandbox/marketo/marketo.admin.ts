@@ -16,6 +16,7 @@ import type {
 } from './marketo.types.ts';
 import { renderActivity } from './api/activities.ts';
 import { allFieldsOf } from './api/leads.ts';
+import { staticListsOf } from './api/lists.ts';
 import { isObject } from './api/params.ts';
 
 export type MarketoSimulatorAdmin = ReturnType<typeof createAdmin>;
@@ -42,6 +43,7 @@ export function createAdmin(sim: MarketoSim) {
     clientSecret: sim.clientSecret,
     apiUser: sim.apiUser,
     store,
+    ...staticListsOf(sim).admin,
     /** creates a person as a Marketo user would (no dedupe; logged as a UI change) */
     createLead(values: Record<string, unknown>): MarketoSimulatorLead {
       return allFieldsOf(store, store.create(uiWrite(store, values), uiOrigin));
@@ -144,6 +146,7 @@ export function createAdmin(sim: MarketoSim) {
     /** empties leads, activities, faults and counters; tokens stay valid */
     reset(): void {
       store.reset();
+      staticListsOf(sim).admin.resetLists();
       sim.faults = [];
       sim.latencyMs = sim.options.latencyMs ?? 0;
       admin.resetCounters();

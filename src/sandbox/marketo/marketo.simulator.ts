@@ -10,12 +10,13 @@ import { createMarketoSim, type MarketoSim } from './marketo.state.ts';
 import type { MarketoSimulatorOptions, Route } from './marketo.types.ts';
 import { activityRoutes } from './api/activities.ts';
 import { leadRoutes } from './api/leads.ts';
+import { listRoutes } from './api/lists.ts';
 import { isObject } from './api/params.ts';
 import { statsRoutes } from './api/stats.ts';
 
 /** Every REST resource; a new one is a module exporting its `Route` table, added here. */
 function restRoutes(sim: MarketoSim): Route[] {
-  return [...leadRoutes(sim), ...activityRoutes(sim), ...statsRoutes(sim)];
+  return [...listRoutes(sim), ...leadRoutes(sim), ...activityRoutes(sim), ...statsRoutes(sim)];
 }
 
 export function createMarketoSimulatorApp(options: MarketoSimulatorOptions = {}) {

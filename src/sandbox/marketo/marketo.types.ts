@@ -66,6 +66,7 @@ export type MarketoEndpoint =
   | 'activities.deletedleads'
   | 'activities'
   | 'activities.types'
+  | 'lists.leads'
   | 'stats.usage';
 
 export type MarketoSimulatorOptions = {

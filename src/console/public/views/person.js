@@ -3,7 +3,7 @@
 // sync; the link's status and history.
 import { action, gql, html, personLink, raw, render, runAction, side, table, value, when } from '../lib.js';
 
-const HISTORY_TYPES = ['LINKED', 'LINK_MOVED', 'CREATED_IN_DYNAMICS', 'CREATED_IN_MARKETO', 'DELETED_IN_DYNAMICS', 'DELETED_IN_MARKETO', 'SYNC_FILTERED'];
+const HISTORY_TYPES = ['LINKED', 'LINK_MOVED', 'MERGE_CONFLICT', 'CREATED_IN_DYNAMICS', 'CREATED_IN_MARKETO', 'DELETED_IN_DYNAMICS', 'DELETED_IN_MARKETO', 'SYNC_FILTERED'];
 
 const QUERY = `query Person($q: String!, $history: [ActivityType!]) {
   findPeople(query: $q) {

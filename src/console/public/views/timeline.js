@@ -6,10 +6,10 @@ import { action, gql, html, personLink, raw, render, runAction, side, table, val
 const TYPES = [
   'COLLISION_RESOLVED', 'UPDATED_IN_DYNAMICS', 'UPDATED_IN_MARKETO', 'CREATED_IN_DYNAMICS', 'CREATED_IN_MARKETO', 'LINKED', 'LINK_MOVED',
   'VALIDATION_REJECTED', 'SYNC_FAILED', 'EVENT_DEAD', 'FIELD_SKIPPED', 'SYNC_FILTERED', 'DELETED_IN_DYNAMICS', 'DELETED_IN_MARKETO',
-  'STALE_WRITE_UNDONE',
+  'STALE_WRITE_UNDONE', 'MERGE_CONFLICT',
 ];
 const whose = (s) => (side(s).endsWith('s') ? `${side(s)}'` : `${side(s)}'s`);
-const FAILURES = new Set(['VALIDATION_REJECTED', 'SYNC_FAILED', 'EVENT_DEAD', 'FIELD_SKIPPED']);
+const FAILURES = new Set(['VALIDATION_REJECTED', 'SYNC_FAILED', 'EVENT_DEAD', 'FIELD_SKIPPED', 'MERGE_CONFLICT']);
 const RULES = {
   LEAD_MARKETO_WINS: 'lead: Marketo wins',
   CONTACT_DYNAMICS_WINS: 'contact: Dynamics wins',

@@ -26,7 +26,9 @@ function tableOf({ store, req, match, path }: ApiCall): SimTable {
 
 function createRow(call: ApiCall): void {
   const t = tableOf(call);
-  const rec = call.store.create(t.logicalName, requireJsonBody(call.req), call.ctx);
+  const body = requireJsonBody(call.req);
+  call.state.duplicates.check(call.store, t.logicalName, body, call.req.get('mscrm.suppressduplicatedetection'));
+  const rec = call.store.create(t.logicalName, body, call.ctx);
   writeResponse(call.state, call.req, call.res, t, rec, true, call.ctx);
 }
 

@@ -28,7 +28,7 @@ export function allFieldsOf(store: MarketoStore, lead: StoredLead): MarketoSimul
   return project(lead, store.fields.map((f) => f.name)) as MarketoSimulatorLead;
 }
 
-function requestedFields(store: MarketoStore, params: URLSearchParams, fallback: readonly string[]): readonly string[] {
+export function requestedFields(store: MarketoStore, params: URLSearchParams, fallback: readonly string[]): readonly string[] {
   const fields = listParam(params, 'fields') ?? fallback;
   for (const name of fields) {
     if (!store.field(name)) throw new SimulatorError('1006', `Field '${name}' not found`);
