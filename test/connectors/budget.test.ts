@@ -67,6 +67,31 @@ describe('dividing a budget among members', () => {
     expect((later.state.holdings['calls'] as { burst: number }).burst).toBeGreaterThanOrEqual(1);
   });
 
+  it('a member whose fair share is smaller than the hysteresis still gets a rate: the others give back their excess to the exact share (a sweep starved for minutes behind two busy replicas)', () => {
+    // Dataverse-like: 5,400 requests in 5 minutes, a 5% hysteresis of 270
+    const s: BudgetSpec = { key: 'dv', pools: { requests: { kind: 'window', total: 5_400, windowMs: 300_000, jitterMs: 1_500, burstShare: 0.02, minBurst: 1, minTotalBurst: 2 } } };
+    const at = 1_000_000;
+    const alive = at + 30_000;
+    const busy = (member: string, weight: number, rate: number, burst: number): MemberRow => ({ member, expiresAt: alive, state: { holdings: { requests: { burst, rate } }, released: [], weight } });
+    const a = busy('a', 32, 1_969, 41);
+    const b = busy('b', 49, 3_087, 62);
+    // the sweep's replica: three calls waiting, a bucket of 5 already spent, no rate
+    const sweeper: MemberRow = { member: 'c', expiresAt: alive, state: { holdings: { requests: { burst: 5, rate: 0 } }, released: [], weight: 3 } };
+    const fair = fairShares(s, [a, b, sweeper].map((r) => ({ member: r.member, weight: r.state.weight })));
+    expect((fair.get('c')!['requests'] as { rate: number }).rate).toBeLessThan(270);
+    const shrunkA = decide({ spec: s, member: 'a', rows: [b, sweeper], own: a.state, at, inUse, mode: 'shrink', dayChunk: 10 });
+    const shrunkB = decide({ spec: s, member: 'b', rows: [a, sweeper], own: b.state, at, inUse, mode: 'shrink', dayChunk: 10 });
+    const rows = [
+      { ...a, state: shrunkA.state },
+      { ...b, state: shrunkB.state },
+    ];
+    // the rates given back are free once their jitter has passed
+    const grown = decide({ spec: s, member: 'c', rows, own: sweeper.state, at: at + 1_501, inUse, mode: 'grow', dayChunk: 10 });
+    const c = grown.state.holdings['requests'] as { rate: number };
+    expect(c.rate).toBeGreaterThan(0);
+    expect(claimed([...rows, { ...sweeper, state: grown.state }], 'requests', s.pools['requests']!, at + 1_501)).toBeLessThanOrEqual(5_400);
+  });
+
   it("a dead member's rate comes back when its lease ends, its bucket a window later, its slots after their linger", () => {
     const s = spec();
     const dead: MemberRow = { member: 'a', expiresAt: 1_000, state: { holdings: { calls: { burst: 2, rate: 18 }, concurrent: { slots: 4 } }, released: [], weight: 1 } };

@@ -184,7 +184,11 @@ export function decide(input: DecideInput): Decision {
   let wantsMore = false;
   for (const [name, pool] of Object.entries(spec.pools)) {
     const current = holdingOf(own, name, pool, at);
-    const margin = HYSTERESIS * pool.total;
+    // The hysteresis spares churn among members that all earn something. A live member holding no
+    // rate earns nothing (its bucket, once spent, never refills) and its fair share can be smaller
+    // than the margin: then every member moves to its exact share, or it would starve for good.
+    const starving = pool.kind === 'window' && [own, ...others.filter((r) => live(r, at)).map((r) => r.state)].some((state) => (holdingOf(state, name, pool, at) as WindowHolding).rate === 0);
+    const margin = starving ? 0 : HYSTERESIS * pool.total;
     // free for this member: the total less every other member's claim and its own lingering releases
     const free = () =>
       pool.total - claimed(others, name, pool, at) - released.filter((r) => r.pool === name).reduce((sum, r) => sum + r.amount, 0);
