@@ -347,7 +347,8 @@ export class ConfigError extends Error {
   }
 }
 
-export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+/** The environment, validated: every problem at once (secrets' values never shown), or a ConfigError. */
+function parseEnvironment(source: Record<string, string | undefined>): Environment {
   const parsed = environmentSchema.safeParse(source);
   const problems = [
     ...(parsed.success
@@ -361,7 +362,11 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     ...crossFieldProblems(source),
   ];
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
-  const env = parsed.data;
+  return parsed.data;
+}
+
+/** Marketo and Dynamics credentials, each only when all of its variables are set (neither: sandbox mode). */
+function vendorCredentials(env: Environment) {
   const marketo =
     env.MARKETO_BASE_URL && env.MARKETO_CLIENT_ID && env.MARKETO_CLIENT_SECRET
       ? { baseUrl: env.MARKETO_BASE_URL, clientId: env.MARKETO_CLIENT_ID, clientSecret: env.MARKETO_CLIENT_SECRET }
@@ -378,6 +383,12 @@ export function loadConfig(source: Record<string, string | undefined> = process.
             `https://login.microsoftonline.com/${encodeURIComponent(env.DYNAMICS_TENANT_ID)}/oauth2/v2.0/token`,
         }
       : undefined;
+  return { marketo, dynamics };
+}
+
+export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+  const env = parseEnvironment(source);
+  const { marketo, dynamics } = vendorCredentials(env);
   return {
     env: env.NODE_ENV,
     server: {

@@ -110,16 +110,8 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
   const touchedIn = (p: Pair, round: number) => [...p.editedIn.values()].some((r) => r === round);
   const fieldsFor = (pair: Pair) => editable.filter((f) => !f.leadOnly || pair.entity === 'lead');
 
-  /** One scripted edit; synchronous, so no webhook is delivered between two edits of a round. */
-  function applyEdit(round: number): void {
-    // while the service is down (round r + 0.5), pairs edited in round r are left alone: their
-    // events may not have been synced yet, and two unsynced edits are a collision, not a sequence
-    const pool = activePairs().filter((p) => !p.moving && (Number.isInteger(round) || !touchedIn(p, Math.floor(round))));
-    const kind = rng.pick([
-      'single', 'single', 'single', 'single', 'same-field', 'same-field', 'same-field', 'different-fields', 'different-fields',
-      'create-dynamics', 'create-marketo', 'match-by-email', 'qualify', 'delete-dynamics', 'delete-marketo', 'filter', 'validation',
-    ] as const);
-    const pair = pool.length ? rng.pick(pool) : undefined;
+  /** A record created on one side (or on both, to be matched by email). */
+  function createRecords(kind: 'create-dynamics' | 'create-marketo' | 'match-by-email', round: number): void {
     switch (kind) {
       case 'create-dynamics':
         createDynamics(round, rng.pick(['lead', 'contact'] as const));
@@ -138,8 +130,10 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
         return;
       }
     }
-    if (!pair) return;
-    const touched = touchedIn(pair, round);
+  }
+
+  /** Edits of a linked pair's fields: on one side, on both (a collision), or one a Dynamics rule refuses. */
+  function editFields(kind: 'single' | 'same-field' | 'different-fields' | 'validation', pair: Pair, round: number): void {
     switch (kind) {
       case 'single': {
         const side: SyncSide = pair.filteredOut ? 'DYNAMICS' : rng.pick(['MARKETO', 'DYNAMICS'] as const);
@@ -164,6 +158,18 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
         editSide(pair, 'DYNAMICS', b, valueFor(b, round), round);
         return;
       }
+      case 'validation': {
+        if (pair.entity !== 'lead' || pair.filteredOut) return;
+        editSide(pair, 'MARKETO', fieldOf('title'), `${REJECTED_PREFIX} r${round} ${rng.int(1, 999)}`, round);
+        return;
+      }
+    }
+  }
+
+  /** A pair's lifecycle: qualified, deleted on a side, filtered out or back in. */
+  function changeLifecycle(kind: 'qualify' | 'delete-dynamics' | 'delete-marketo' | 'filter', pair: Pair, round: number): void {
+    const touched = touchedIn(pair, round);
+    switch (kind) {
       case 'qualify': {
         if (pair.entity !== 'lead' || pair.filteredOut || touched) return;
         const lead = dv.get('lead', pair.dynamicsId);
@@ -203,12 +209,26 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
         }
         return;
       }
-      case 'validation': {
-        if (pair.entity !== 'lead' || pair.filteredOut) return;
-        editSide(pair, 'MARKETO', fieldOf('title'), `${REJECTED_PREFIX} r${round} ${rng.int(1, 999)}`, round);
-        return;
-      }
     }
+  }
+
+  /** One scripted edit; synchronous, so no webhook is delivered between two edits of a round. */
+  function applyEdit(round: number): void {
+    // while the service is down (round r + 0.5), pairs edited in round r are left alone: their
+    // events may not have been synced yet, and two unsynced edits are a collision, not a sequence
+    const pool = activePairs().filter((p) => !p.moving && (Number.isInteger(round) || !touchedIn(p, Math.floor(round))));
+    const kind = rng.pick([
+      'single', 'single', 'single', 'single', 'same-field', 'same-field', 'same-field', 'different-fields', 'different-fields',
+      'create-dynamics', 'create-marketo', 'match-by-email', 'qualify', 'delete-dynamics', 'delete-marketo', 'filter', 'validation',
+    ] as const);
+    const pair = pool.length ? rng.pick(pool) : undefined;
+    if (kind === 'create-dynamics' || kind === 'create-marketo' || kind === 'match-by-email') {
+      createRecords(kind, round);
+      return;
+    }
+    if (!pair) return;
+    if (kind === 'qualify' || kind === 'delete-dynamics' || kind === 'delete-marketo' || kind === 'filter') changeLifecycle(kind, pair, round);
+    else editFields(kind, pair, round);
   }
 
   /** Marketo's flow action for each edited person; some time out on Marketo's side, some are sent twice. */

@@ -279,22 +279,23 @@ function describeEntry(a: LoggedActivity, field: string): string {
   return `${a.type}#${a.id}${values}`;
 }
 
-export function runOracle(input: OracleInput): OracleReport {
-  const place = positioner(input);
-  const edits = groupBy(
-    [...input.edits].sort((a, b) => a.seq - b.seq),
-    (e) => (e.person === null ? null : key(e.person, e.field)),
-  );
-  const agreements = groupBy(
-    [...input.agreements].sort((a, b) => a.seq - b.seq),
-    (a) => key(a.person, a.field),
-  );
-  const activities = groupBy(input.activities, (a) => (a.marketoId === null ? null : String(a.marketoId)));
-  const pairs = new Map(input.pairs.map((p) => [p.person, p]));
-  const collisions = judgeCollisions(input, place, edits, agreements);
-  const violations: Violation[] = [];
-  const racesOf = (list: readonly IntentEdit[]) => [...new Set(list.flatMap((e) => (e.race ? [e.race] : [])))];
+interface OracleIndex {
+  input: OracleInput;
+  place: (at: number) => number;
+  /** by person and field, in order */
+  edits: Map<string, IntentEdit[]>;
+  agreements: Map<string, Agreement[]>;
+  /** by person */
+  activities: Map<string, LoggedActivity[]>;
+  pairs: Map<number, FinalPair>;
+  collisions: CollisionJudgement[];
+}
 
+const racesOf = (list: readonly IntentEdit[]) => [...new Set(list.flatMap((e) => (e.race ? [e.race] : [])))];
+
+/** Collisions the edits do not explain (fake), and collisions won against the rule. */
+function collisionViolations(collisions: readonly CollisionJudgement[], edits: Map<string, IntentEdit[]>): Violation[] {
+  const violations: Violation[] = [];
   for (const c of collisions) {
     const person = c.activity.marketoId!;
     const involved = (edits.get(key(person, c.field.field)) ?? []).filter((e) => e.seq <= c.seq);
@@ -319,94 +320,97 @@ export function runOracle(input: OracleInput): OracleReport {
       });
     }
   }
+  return violations;
+}
 
-  const judgements: Judgement[] = [];
-  const violatedFields = new Set<string>();
-  for (const edit of [...input.edits].sort((a, b) => a.seq - b.seq)) {
-    const judge = (verdict: EditClass, why: string) => judgements.push({ edit, verdict, why });
-    const label = `#${edit.seq} ${edit.actor} ${edit.what}: ${sideName(edit.side)} ${edit.field} = ${show(edit.value)}${edit.race ? ` [race: ${edit.race}]` : ''}`;
-    if (edit.person === null) {
-      judge('violation', 'the record was never linked to a Marketo person');
-      violations.push({ kind: 'never-linked', person: null, field: edit.field, races: racesOf([edit]), message: `${label}: the record was never linked to a person, so the edit reached only one side` });
-      continue;
-    }
-    const pair = pairs.get(edit.person);
-    if (!pair) {
-      judge('violation', 'the person has no link at the end');
-      violations.push({ kind: 'never-linked', person: edit.person, field: edit.field, races: racesOf([edit]), message: `${label}: person ${edit.person} has no link at the end` });
-      continue;
-    }
-    if (pair.outOfScope) {
-      judge('out-of-scope', pair.outOfScope);
-      continue;
-    }
-    if (!pair.fields.includes(edit.field)) {
-      judge('out-of-scope', `${edit.field} does not sync for a ${pair.entity.toLowerCase()}`);
-      continue;
-    }
-    const kind = input.fieldKinds[edit.field] ?? 'string';
-    const m = pair.marketo[edit.field] ?? null;
-    const d = pair.dynamics[edit.field] ?? null;
-    if (sameValue(edit.value, m, kind) && sameValue(edit.value, d, kind)) {
-      judge('both-sides', 'on both sides');
-      continue;
-    }
-    const k = key(edit.person, edit.field);
-    const history = activities.get(String(edit.person)) ?? [];
-    const refusal = history.find(
-      (a) => a.type === 'VALIDATION_REJECTED' && place(a.at) >= edit.seq && a.fields.some((f) => f.field === edit.field && sameValue(f.newValue, edit.value, kind)),
-    );
-    if (refusal) {
-      judge('refused', `refused by Dynamics, recorded as VALIDATION_REJECTED#${refusal.id}: ${refusal.message ?? ''}`);
-      continue;
-    }
-    const lostIn = collisions.filter(
-      (c) =>
-        c.activity.marketoId === edit.person &&
-        c.field.field === edit.field &&
-        c.seq >= edit.seq &&
-        c.field.winner !== edit.side &&
-        sameValue(c.field.losingValue, edit.value, kind),
-    );
-    const genuine = lostIn.find((c) => c.genuine);
-    if (genuine) {
-      judge('collision-loser', `the loser of genuine collision COLLISION_RESOLVED#${genuine.activity.id} (${genuine.why})`);
-      continue;
-    }
-    const waiver = waiverOf(
-      edit,
-      (edits.get(k) ?? []).filter((e) => e.seq > edit.seq),
-      agreements.get(k) ?? [],
-      kind,
-    );
-    if (waiver) {
-      judge('superseded', waiver.why);
-      continue;
-    }
-    const unwaived = (edits.get(k) ?? []).filter((e) => e.seq > edit.seq);
-    judge('violation', 'lost');
-    violatedFields.add(k);
-    const entries = history.filter((a) => a.fields.some((f) => f.field === edit.field)).sort((a, b) => a.at - b.at);
-    const fake = lostIn.map((c) => `its only record is the FAKE collision COLLISION_RESOLVED#${c.activity.id} (${c.why})`);
-    violations.push({
-      kind: 'lost-edit',
-      person: edit.person,
-      field: edit.field,
-      races: racesOf([edit, ...(edits.get(k) ?? [])]),
-      message:
-        `lost edit ${label} (person ${edit.person}, ${pair.entity.toLowerCase()} ${pair.dynamicsId}): ` +
-        `Marketo has ${show(m)}, Dynamics has ${show(d)}; ` +
-        (unwaived.length
-          ? `the later edit(s) ${unwaived.map((e) => `#${e.seq}`).join(', ')} came from the other side before it reached both sides, and no genuine collision joined them`
-          : `no later edit of ${edit.field}`) +
-        `, no VALIDATION_REJECTED of it` +
-        (fake.length ? `; ${fake.join('; ')}` : ', and no COLLISION_RESOLVED with it as the losing value') +
-        `. Log of ${edit.field}: ${entries.map((a) => `~#${place(a.at)} ${describeEntry(a, edit.field)}`).join(' | ') || 'nothing'}` +
-        `. Edits of ${edit.field}: ${(edits.get(k) ?? []).map((e) => `#${e.seq} ${e.side} ${e.actor} ${show(e.value)}${e.race ? ` [${e.race}]` : ''}`).join(', ')}`,
-    });
+/** Where one edit ended: on both sides, or explained (superseded, refused, a collision's loser, out of scope), or lost. */
+function judgeEdit(edit: IntentEdit, o: OracleIndex, judge: (verdict: EditClass, why: string) => void, violations: Violation[], violatedFields: Set<string>): void {
+  const { input, place, edits, agreements, activities, pairs, collisions } = o;
+  const label = `#${edit.seq} ${edit.actor} ${edit.what}: ${sideName(edit.side)} ${edit.field} = ${show(edit.value)}${edit.race ? ` [race: ${edit.race}]` : ''}`;
+  if (edit.person === null) {
+    judge('violation', 'the record was never linked to a Marketo person');
+    violations.push({ kind: 'never-linked', person: null, field: edit.field, races: racesOf([edit]), message: `${label}: the record was never linked to a person, so the edit reached only one side` });
+    return;
   }
+  const pair = pairs.get(edit.person);
+  if (!pair) {
+    judge('violation', 'the person has no link at the end');
+    violations.push({ kind: 'never-linked', person: edit.person, field: edit.field, races: racesOf([edit]), message: `${label}: person ${edit.person} has no link at the end` });
+    return;
+  }
+  if (pair.outOfScope) {
+    judge('out-of-scope', pair.outOfScope);
+    return;
+  }
+  if (!pair.fields.includes(edit.field)) {
+    judge('out-of-scope', `${edit.field} does not sync for a ${pair.entity.toLowerCase()}`);
+    return;
+  }
+  const kind = input.fieldKinds[edit.field] ?? 'string';
+  const m = pair.marketo[edit.field] ?? null;
+  const d = pair.dynamics[edit.field] ?? null;
+  if (sameValue(edit.value, m, kind) && sameValue(edit.value, d, kind)) {
+    judge('both-sides', 'on both sides');
+    return;
+  }
+  const k = key(edit.person, edit.field);
+  const history = activities.get(String(edit.person)) ?? [];
+  const refusal = history.find(
+    (a) => a.type === 'VALIDATION_REJECTED' && place(a.at) >= edit.seq && a.fields.some((f) => f.field === edit.field && sameValue(f.newValue, edit.value, kind)),
+  );
+  if (refusal) {
+    judge('refused', `refused by Dynamics, recorded as VALIDATION_REJECTED#${refusal.id}: ${refusal.message ?? ''}`);
+    return;
+  }
+  const lostIn = collisions.filter(
+    (c) =>
+      c.activity.marketoId === edit.person &&
+      c.field.field === edit.field &&
+      c.seq >= edit.seq &&
+      c.field.winner !== edit.side &&
+      sameValue(c.field.losingValue, edit.value, kind),
+  );
+  const genuine = lostIn.find((c) => c.genuine);
+  if (genuine) {
+    judge('collision-loser', `the loser of genuine collision COLLISION_RESOLVED#${genuine.activity.id} (${genuine.why})`);
+    return;
+  }
+  const waiver = waiverOf(
+    edit,
+    (edits.get(k) ?? []).filter((e) => e.seq > edit.seq),
+    agreements.get(k) ?? [],
+    kind,
+  );
+  if (waiver) {
+    judge('superseded', waiver.why);
+    return;
+  }
+  const unwaived = (edits.get(k) ?? []).filter((e) => e.seq > edit.seq);
+  judge('violation', 'lost');
+  violatedFields.add(k);
+  const entries = history.filter((a) => a.fields.some((f) => f.field === edit.field)).sort((a, b) => a.at - b.at);
+  const fake = lostIn.map((c) => `its only record is the FAKE collision COLLISION_RESOLVED#${c.activity.id} (${c.why})`);
+  violations.push({
+    kind: 'lost-edit',
+    person: edit.person,
+    field: edit.field,
+    races: racesOf([edit, ...(edits.get(k) ?? [])]),
+    message:
+      `lost edit ${label} (person ${edit.person}, ${pair.entity.toLowerCase()} ${pair.dynamicsId}): ` +
+      `Marketo has ${show(m)}, Dynamics has ${show(d)}; ` +
+      (unwaived.length
+        ? `the later edit(s) ${unwaived.map((e) => `#${e.seq}`).join(', ')} came from the other side before it reached both sides, and no genuine collision joined them`
+        : `no later edit of ${edit.field}`) +
+      `, no VALIDATION_REJECTED of it` +
+      (fake.length ? `; ${fake.join('; ')}` : ', and no COLLISION_RESOLVED with it as the losing value') +
+      `. Log of ${edit.field}: ${entries.map((a) => `~#${place(a.at)} ${describeEntry(a, edit.field)}`).join(' | ') || 'nothing'}` +
+      `. Edits of ${edit.field}: ${(edits.get(k) ?? []).map((e) => `#${e.seq} ${e.side} ${e.actor} ${show(e.value)}${e.race ? ` [${e.race}]` : ''}`).join(', ')}`,
+  });
+}
 
-  // Both sides must end equal (or a refusal explains why), even on fields no edit touched.
+/** Both sides must end equal (or a refusal explains why), even on fields no edit touched. */
+function pairViolations(input: OracleInput, edits: Map<string, IntentEdit[]>, activities: Map<string, LoggedActivity[]>, violatedFields: ReadonlySet<string>): Violation[] {
+  const violations: Violation[] = [];
   for (const pair of input.pairs) {
     if (pair.outOfScope) continue;
     for (const field of pair.fields) {
@@ -438,7 +442,30 @@ export function runOracle(input: OracleInput): OracleReport {
       });
     }
   }
+  return violations;
+}
 
+export function runOracle(input: OracleInput): OracleReport {
+  const place = positioner(input);
+  const edits = groupBy(
+    [...input.edits].sort((a, b) => a.seq - b.seq),
+    (e) => (e.person === null ? null : key(e.person, e.field)),
+  );
+  const agreements = groupBy(
+    [...input.agreements].sort((a, b) => a.seq - b.seq),
+    (a) => key(a.person, a.field),
+  );
+  const activities = groupBy(input.activities, (a) => (a.marketoId === null ? null : String(a.marketoId)));
+  const pairs = new Map(input.pairs.map((p) => [p.person, p]));
+  const collisions = judgeCollisions(input, place, edits, agreements);
+  const index: OracleIndex = { input, place, edits, agreements, activities, pairs, collisions };
+  const violations: Violation[] = collisionViolations(collisions, edits);
+  const judgements: Judgement[] = [];
+  const violatedFields = new Set<string>();
+  for (const edit of [...input.edits].sort((a, b) => a.seq - b.seq)) {
+    judgeEdit(edit, index, (verdict, why) => judgements.push({ edit, verdict, why }), violations, violatedFields);
+  }
+  violations.push(...pairViolations(input, edits, activities, violatedFields));
   const counts: Record<EditClass, number> = { 'both-sides': 0, superseded: 0, 'collision-loser': 0, refused: 0, 'out-of-scope': 0, violation: 0 };
   for (const j of judgements) counts[j.verdict]++;
   return { judgements, collisions, counts, violations };

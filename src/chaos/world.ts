@@ -43,42 +43,40 @@ export type WorldLink = {
   fields?: { field: string; value: string | number | boolean | null; blocked: { side: string } | null }[];
 };
 
-export async function startWorld(options: WorldOptions, counters: WorldCounters) {
-  const workDir = await mkdtemp(join(tmpdir(), `mds-chaos-${options.seed}-`));
-  // one log per replica; messages name them all
-  const logFile = join(workDir, 'service-*.log');
+/** Both simulators, with the campaign's business rule and the plug-in that rewrites a value on every write. */
+async function startSimulators(seed: number) {
   const marketoSim: StartedMarketoSimulator = await startMarketoSimulator({
-    seed: options.seed,
+    seed,
     limits: { callsPerWindow: 100, windowMs: 20_000 },
     webhookTimeoutMs: 30_000,
   });
   const dataverseSim: DataverseSimulator = await startDataverseSimulator({ webhookRetryDelayMs: 200, webhookTimeoutMs: 10_000 });
-  const mkto = marketoSim.admin;
   const dv = dataverseSim.admin;
   dv.addBusinessRule({ table: 'lead', column: 'jobtitle', kind: 'pattern', pattern: `^(?!${REJECTED_PREFIX}).*$`, message: 'Job title must not start with REJECT (campaign rule)' });
   // a synchronous plug-in normalising countries, on every write including the sync's own
   for (const table of ['lead', 'contact'] as const) dv.addValueRewrite({ table, column: PLUGIN_REWRITE.column, from: PLUGIN_REWRITE.from, to: PLUGIN_REWRITE.to });
+  return { marketoSim, dataverseSim };
+}
 
-  let databaseName: string | undefined;
-  let databaseUrl: string | undefined;
-  if (options.databaseUrl) {
-    databaseName = `mds_chaos_${options.seed}_${randomBytes(3).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: options.databaseUrl });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${databaseName}`);
-    await admin.end();
-    const parsed = new URL(options.databaseUrl);
-    parsed.pathname = `/${databaseName}`;
-    databaseUrl = parsed.toString();
-  }
-  const dataDir = join(workDir, 'data');
-  const secrets = {
-    marketo: randomBytes(24).toString('base64url'),
-    dynamics: randomBytes(24).toString('base64url'),
-    graphql: randomBytes(24).toString('base64url'),
-  };
-  const replicaCount = databaseUrl ? Math.max(1, options.replicas) : 1;
-  const serviceEnv = {
+/** A database of its own on the PostgreSQL server of `serverUrl`, for the replicas to share. */
+async function createDatabase(serverUrl: string, seed: number): Promise<{ databaseName: string; databaseUrl: string }> {
+  const databaseName = `mds_chaos_${seed}_${randomBytes(3).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${databaseName}`);
+  await admin.end();
+  const parsed = new URL(serverUrl);
+  parsed.pathname = `/${databaseName}`;
+  return { databaseName, databaseUrl: parsed.toString() };
+}
+
+/** The environment of every replica: the simulators as both vendors, timeouts short enough for faults to be felt. */
+function serviceEnvironment(
+  options: WorldOptions,
+  world: { marketoSim: StartedMarketoSimulator; dataverseSim: DataverseSimulator; secrets: { marketo: string; dynamics: string; graphql: string }; databaseUrl: string | undefined; dataDir: string },
+): Record<string, string> {
+  const { marketoSim, dataverseSim, secrets, databaseUrl, dataDir } = world;
+  return {
     NODE_ENV: 'test',
     LOG_LEVEL: 'warn',
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATA_DIR: dataDir }),
@@ -107,6 +105,25 @@ export async function startWorld(options: WorldOptions, counters: WorldCounters)
     SHUTDOWN_TIMEOUT_MS: '5000',
     ...options.env,
   };
+}
+
+export async function startWorld(options: WorldOptions, counters: WorldCounters) {
+  const workDir = await mkdtemp(join(tmpdir(), `mds-chaos-${options.seed}-`));
+  // one log per replica; messages name them all
+  const logFile = join(workDir, 'service-*.log');
+  const { marketoSim, dataverseSim } = await startSimulators(options.seed);
+  const mkto = marketoSim.admin;
+  const dv = dataverseSim.admin;
+
+  const { databaseName, databaseUrl } = options.databaseUrl ? await createDatabase(options.databaseUrl, options.seed) : { databaseName: undefined, databaseUrl: undefined };
+  const dataDir = join(workDir, 'data');
+  const secrets = {
+    marketo: randomBytes(24).toString('base64url'),
+    dynamics: randomBytes(24).toString('base64url'),
+    graphql: randomBytes(24).toString('base64url'),
+  };
+  const replicaCount = databaseUrl ? Math.max(1, options.replicas) : 1;
+  const serviceEnv = serviceEnvironment(options, { marketoSim, dataverseSim, secrets, databaseUrl, dataDir });
   const replicas: ReplicaSet = await startReplicaSet({
     count: replicaCount,
     processOptions: (index, port) => ({

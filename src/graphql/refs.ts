@@ -18,7 +18,8 @@ export interface SyncStatusRow {
   inbox: () => Promise<InboxStats>;
 }
 
-export function createRefs(builder: Builder) {
+/** The link between a Marketo person and a Dynamics record. */
+function linkEnums(builder: Builder) {
   const DynamicsEntity = builder.enumType('DynamicsEntity', {
     description: 'The Dynamics 365 table a Marketo person is linked to.',
     values: {
@@ -35,6 +36,11 @@ export function createRefs(builder: Builder) {
       DELETED_IN_MARKETO: { description: 'the Marketo person was deleted; it is re-created if the Dynamics record changes' },
     } as const,
   });
+  return { DynamicsEntity, LinkStatus };
+}
+
+/** The activity log: what an entry records, where it stands, and how a collision was decided. */
+function activityEnums(builder: Builder) {
   const ActivityState = builder.enumType('ActivityState', {
     description: 'Where an entry stands in the write protocol: recorded before the writes it describes, final once they are committed.',
     values: {
@@ -83,6 +89,11 @@ export function createRefs(builder: Builder) {
       ONE_WAY: { description: 'the field syncs in one direction only' },
     } as const,
   });
+  return { ActivityState, ActivityType, SyncSide, CollisionRule };
+}
+
+/** The inbox: where a change event came from and where it stands. */
+function inboxEnums(builder: Builder) {
   const ChangeSource = builder.enumType('ChangeSource', {
     description: 'Where a change event came from.',
     values: { MARKETO: {}, DYNAMICS: {}, OPERATOR: { description: 'requested through this API' } } as const,
@@ -106,6 +117,11 @@ export function createRefs(builder: Builder) {
       DEAD: { description: 'out of retries; replay it with replayChangeEvent' },
     } as const,
   });
+  return { ChangeSource, ChangeOrigin, ChangeEventStatus };
+}
+
+/** Mappings, sweeps and values held back. */
+function operationEnums(builder: Builder) {
   const SyncDirection = builder.enumType('SyncDirection', {
     description: 'Which way a mapped field syncs.',
     values: { BOTH: {}, MARKETO_TO_DYNAMICS: {}, DYNAMICS_TO_MARKETO: {} } as const,
@@ -126,7 +142,12 @@ export function createRefs(builder: Builder) {
       READ_ONLY: { description: 'the sync user may not update the field on that side' },
     } as const,
   });
+  return { SyncDirection, SyncRunStatus, BlockReason };
+}
 
+export function createRefs(builder: Builder) {
+  // registered in this order (the printed schema follows it)
+  const enums = { ...linkEnums(builder), ...activityEnums(builder), ...inboxEnums(builder), ...operationEnums(builder) };
   const pageInfo = addPageInfo(builder);
   const SyncLinkRef = builder.objectRef<SyncLink>('SyncLink');
   const ActivityRef = builder.objectRef<Activity>('Activity');
@@ -137,7 +158,7 @@ export function createRefs(builder: Builder) {
   const SyncStatusRef = builder.objectRef<SyncStatusRow>('SyncStatus');
 
   return {
-    enums: { DynamicsEntity, LinkStatus, ActivityType, ActivityState, SyncSide, CollisionRule, ChangeSource, ChangeOrigin, ChangeEventStatus, SyncDirection, SyncRunStatus, BlockReason },
+    enums,
     pageInfo,
     SyncLink: SyncLinkRef,
     Activity: ActivityRef,

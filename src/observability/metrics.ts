@@ -45,58 +45,29 @@ export function intakeOutcome(statusCode: number, body: unknown): string {
   return statusCode >= 500 ? 'error' : 'rejected';
 }
 
-export function createMetrics(options: MetricsOptions) {
-  const { db } = options;
-  const now = options.now ?? Date.now;
-  const registry = new Registry();
-  registry.setDefaultLabels({ service: 'marketo-dynamics-sync' });
-  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+/** This replica's bounded intake queue: how full it is and what it refused. */
+function registerIntakeGauges(registry: Registry, intakeStats: () => IntakeStats): void {
+  new Gauge({
+    name: 'mds_intake_queued',
+    help: 'Webhooks waiting to be stored on this replica (bounded by INTAKE_QUEUE_LIMIT)',
+    registers: [registry],
+    collect() {
+      this.set(intakeStats().queued);
+    },
+  });
+  new Gauge({
+    name: 'mds_intake_shed_total',
+    help: 'Webhooks this replica refused because its intake queue was full, by source (dynamics: redelivered by Dataverse; marketo_*: lost, the sweep finds the change)',
+    labelNames: ['source'] as const,
+    registers: [registry],
+    collect() {
+      for (const [source, count] of Object.entries(intakeStats().shed)) this.set({ source }, count);
+    },
+  });
+}
 
-  const intake = new Counter({
-    name: 'mds_webhook_intake_total',
-    help: 'Webhook calls answered, by source (marketo_sync_person, marketo_person_changed, dynamics) and outcome (queued, duplicate, ignored, created, existing, unauthorized, invalid, ...)',
-    labelNames: ['source', 'outcome'] as const,
-    registers: [registry],
-  });
-  const outcomes = new Counter({
-    name: 'mds_engine_outcomes_total',
-    help: 'Change events finished by the inbox worker of this replica, by outcome (done, retry, dead, busy)',
-    labelNames: ['outcome'] as const,
-    registers: [registry],
-  });
-
-  const pruned = new Counter({
-    name: 'mds_retention_removed_total',
-    help: 'Rows deleted by retention passes on this replica, by table (change_event, activity, sync_run, audit_entry)',
-    labelNames: ['table'] as const,
-    registers: [registry],
-  });
-  const lastPrune = new Gauge({
-    name: 'mds_retention_last_pass_timestamp_seconds',
-    help: 'When this replica last finished a retention pass (Unix seconds); 0 when it has not',
-    registers: [registry],
-  });
-
-  const intakeStats = options.intakeStats;
-  if (intakeStats) {
-    new Gauge({
-      name: 'mds_intake_queued',
-      help: 'Webhooks waiting to be stored on this replica (bounded by INTAKE_QUEUE_LIMIT)',
-      registers: [registry],
-      collect() {
-        this.set(intakeStats().queued);
-      },
-    });
-    new Gauge({
-      name: 'mds_intake_shed_total',
-      help: 'Webhooks this replica refused because its intake queue was full, by source (dynamics: redelivered by Dataverse; marketo_*: lost, the sweep finds the change)',
-      labelNames: ['source'] as const,
-      registers: [registry],
-      collect() {
-        for (const [source, count] of Object.entries(intakeStats().shed)) this.set({ source }, count);
-      },
-    });
-  }
+/** The state every replica shares, read from the database on scrape: inbox depth and age, activity rates, sweeps. */
+function registerSharedStateGauges(registry: Registry, db: Database, now: () => number): void {
   new Gauge({
     name: 'mds_inbox_events',
     help: 'Change events in the inbox that are not done, by status (shared by every replica)',
@@ -154,7 +125,10 @@ export function createMetrics(options: MetricsOptions) {
       this.set(run?.finishedAt ? run.finishedAt.getTime() / 1000 : 0);
     },
   });
+}
 
+/** Calls to each vendor, as the clients count them. */
+function registerApiCallMetrics(registry: Registry, options: Pick<MetricsOptions, 'marketoStats' | 'dataverseStats'>): void {
   // The clients count their own calls; these counters mirror those totals at each scrape.
   new Counter({
     name: 'mds_api_calls_total',
@@ -199,6 +173,43 @@ export function createMetrics(options: MetricsOptions) {
       this.set(options.marketoStats().dailyCalls);
     },
   });
+}
+
+export function createMetrics(options: MetricsOptions) {
+  const { db } = options;
+  const now = options.now ?? Date.now;
+  const registry = new Registry();
+  registry.setDefaultLabels({ service: 'marketo-dynamics-sync' });
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+
+  const intake = new Counter({
+    name: 'mds_webhook_intake_total',
+    help: 'Webhook calls answered, by source (marketo_sync_person, marketo_person_changed, dynamics) and outcome (queued, duplicate, ignored, created, existing, unauthorized, invalid, ...)',
+    labelNames: ['source', 'outcome'] as const,
+    registers: [registry],
+  });
+  const outcomes = new Counter({
+    name: 'mds_engine_outcomes_total',
+    help: 'Change events finished by the inbox worker of this replica, by outcome (done, retry, dead, busy)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+
+  const pruned = new Counter({
+    name: 'mds_retention_removed_total',
+    help: 'Rows deleted by retention passes on this replica, by table (change_event, activity, sync_run, audit_entry)',
+    labelNames: ['table'] as const,
+    registers: [registry],
+  });
+  const lastPrune = new Gauge({
+    name: 'mds_retention_last_pass_timestamp_seconds',
+    help: 'When this replica last finished a retention pass (Unix seconds); 0 when it has not',
+    registers: [registry],
+  });
+
+  if (options.intakeStats) registerIntakeGauges(registry, options.intakeStats);
+  registerSharedStateGauges(registry, db, now);
+  registerApiCallMetrics(registry, options);
 
   /** Counts each webhook answer by source and outcome; mount on /webhooks before the routers. */
   const intakeMiddleware: RequestHandler = (req: Request, res: Response, next: NextFunction) => {

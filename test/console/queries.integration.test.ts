@@ -1,12 +1,12 @@
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-return -- GraphQL answers are checked by assertions, not by types */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { createRateLimiter } from '../../src/security/rate-limit.ts';
 import type { LiveReads } from '../../src/graphql/context.ts';
 import { enqueue } from '../../src/inbox/inbox.ts';
 import { fullScope } from '../../src/sweep/cursors.ts';
 import { completeEvent } from '../support/inbox.ts';
-import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
+import { testEngines, useMigratedDatabase } from '../support/database.ts';
 import { CONTACT_ID, fakeActions, gql, graphqlApp, LEAD_ID, READ_TOKEN, seed, testDeps, TOKEN } from '../graphql/support.ts';
 
 // The queries the operator console added to the API, against a real database (PGlite always,
@@ -25,7 +25,6 @@ const LINEAGE = /* GraphQL */ `
 `;
 
 describe.each(testEngines())('console queries on %s', (engine) => {
-  let test: TestDatabase;
   let db: Database;
   let seeded: Awaited<ReturnType<typeof seed>>;
   const reads: unknown[] = [];
@@ -42,8 +41,8 @@ describe.each(testEngines())('console queries on %s', (engine) => {
   };
   const app = (overrides = {}) => graphqlApp(testDeps(db.prisma, { live, ...overrides }));
 
+  useMigratedDatabase(engine, { opened: (opened) => (db = opened) });
   beforeAll(async () => {
-    ({ test, db } = await migratedDatabase(engine));
     seeded = await seed(db.prisma);
     // what the sync records when it checks a field: the contact's phone column is not updatable
     await db.prisma.fieldMapping.updateMany({
@@ -58,9 +57,6 @@ describe.each(testEngines())('console queries on %s', (engine) => {
       where: { entity: 'CONTACT' },
       data: { access: { dynamics: { exists: true, canRead: true, canUpdate: true, canCreate: true }, marketo: { exists: true, updateable: true, dataType: 'string' } } },
     });
-  });
-  afterAll(async () => {
-    await test.drop();
   });
 
   it('findPeople finds a person by email whatever its case, by Marketo id and by Dynamics id', async () => {

@@ -7,7 +7,7 @@ import { createConsole } from '../../src/console/console.routes.ts';
 import { createConsoleSessions } from '../../src/console/session.ts';
 import type { Database } from '../../src/db/database.ts';
 import { createGraphQLHandler } from '../../src/graphql/handler.ts';
-import { migratedDatabase, type TestDatabase } from '../support/database.ts';
+import { useMigratedDatabase } from '../support/database.ts';
 import { fakeActions, seed, testDeps } from '../graphql/support.ts';
 import { launchBrowser, screenshot, skipBrowser } from './browser.ts';
 import { memoryTokens } from './tokens.ts';
@@ -16,7 +16,6 @@ import { memoryTokens } from './tokens.ts';
 // an action forced through the page's own session (cookie + CSRF token) is refused by the server.
 
 describe.skipIf(skipBrowser)('the console for a read-only token', () => {
-  let test: TestDatabase;
   let db: Database;
   let server: Server;
   let url: string;
@@ -24,8 +23,8 @@ describe.skipIf(skipBrowser)('the console for a read-only token', () => {
   const { actions, calls } = fakeActions();
   const tokens = memoryTokens();
 
+  useMigratedDatabase('pglite', { opened: (opened) => (db = opened) });
   beforeAll(async () => {
-    ({ test, db } = await migratedDatabase('pglite'));
     await seed(db.prisma);
     const sessions = createConsoleSessions({ prisma: db.prisma, tokens: tokens.api });
     const app = express();
@@ -39,7 +38,6 @@ describe.skipIf(skipBrowser)('the console for a read-only token', () => {
   afterAll(async () => {
     await browser?.close();
     server?.close();
-    await test?.drop();
   });
 
   it('shows the data with every action disabled, and the server refuses an action forced through', async () => {

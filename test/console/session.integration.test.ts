@@ -1,11 +1,11 @@
 import express, { type Express } from 'express';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createConsole } from '../../src/console/console.routes.ts';
 import { createConsoleSessions, type ConsoleSessions } from '../../src/console/session.ts';
 import type { Database } from '../../src/db/database.ts';
 import { createGraphQLHandler } from '../../src/graphql/handler.ts';
-import { migratedDatabase, type TestDatabase } from '../support/database.ts';
+import { useMigratedDatabase } from '../support/database.ts';
 import { fakeActions, testDeps, TOKEN } from '../graphql/support.ts';
 import { createRateLimiter } from '../../src/security/rate-limit.ts';
 import { memoryTokens } from './tokens.ts';
@@ -18,7 +18,6 @@ const csrfOf = (html: string) => /<meta name="csrf-token" content="([^"]+)"/.exe
 const cookieOf = (res: request.Response) => String((res.headers['set-cookie'] as unknown as string[] | undefined)?.[0] ?? '').split(';')[0]!;
 
 describe('console sessions', () => {
-  let test: TestDatabase;
   let db: Database;
   let tokens: ReturnType<typeof memoryTokens>;
   let sessions: ConsoleSessions;
@@ -26,8 +25,8 @@ describe('console sessions', () => {
   let app: Express;
   let clock = Date.now();
 
-  beforeAll(async () => {
-    ({ test, db } = await migratedDatabase('pglite'));
+  useMigratedDatabase('pglite', { opened: (opened) => (db = opened) });
+  beforeAll(() => {
     tokens = memoryTokens();
     sessions = createConsoleSessions({ prisma: db.prisma, tokens: tokens.api, now: () => clock });
     const fake = fakeActions();
@@ -35,9 +34,6 @@ describe('console sessions', () => {
     app = express();
     app.use('/graphql', createGraphQLHandler({ ...testDeps(db.prisma, { actions: fake.actions }), sessions }).middleware);
     app.use(createConsole({ sessions, sandbox: false }));
-  });
-  afterAll(async () => {
-    await test.drop();
   });
 
   async function signIn(secret: string) {

@@ -1,22 +1,18 @@
 import express from 'express';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { createGraphQLHandler } from '../../src/graphql/handler.ts';
-import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
+import { testEngines, useMigratedDatabase } from '../support/database.ts';
 import { fakeActions, gql, graphqlApp, seed, testDeps, TOKEN } from './support.ts';
 
 describe.each(testEngines())('GraphQL mutations, auth and limits on %s', (engine) => {
-  let test: TestDatabase;
   let db: Database;
   let seeded: Awaited<ReturnType<typeof seed>>;
 
+  useMigratedDatabase(engine, { opened: (opened) => (db = opened) });
   beforeAll(async () => {
-    ({ test, db } = await migratedDatabase(engine));
     seeded = await seed(db.prisma);
-  });
-  afterAll(async () => {
-    await test.drop();
   });
 
   const setup = (overrides: Parameters<typeof fakeActions>[0] = {}) => {

@@ -2,10 +2,10 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GraphQLClient, gql as tag } from 'graphql-request';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { enqueue } from '../../src/inbox/inbox.ts';
-import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
+import { testEngines, useMigratedDatabase } from '../support/database.ts';
 import { CONTACT_ID, gql, graphqlApp, LEAD_ID, seed, testDeps, TOKEN } from './support.ts';
 
 const PERSON_VIEW = /* GraphQL */ `
@@ -27,17 +27,13 @@ const PERSON_VIEW = /* GraphQL */ `
 `;
 
 describe.each(testEngines())('GraphQL queries on %s', (engine) => {
-  let test: TestDatabase;
   let db: Database;
   let seeded: Awaited<ReturnType<typeof seed>>;
   const app = () => graphqlApp(testDeps(db.prisma));
 
+  useMigratedDatabase(engine, { opened: (opened) => (db = opened) });
   beforeAll(async () => {
-    ({ test, db } = await migratedDatabase(engine));
     seeded = await seed(db.prisma);
-  });
-  afterAll(async () => {
-    await test.drop();
   });
 
   it("answers a person's collision in one query: both values, the base, the winner and the rule, with each snapshot value's origin", async () => {

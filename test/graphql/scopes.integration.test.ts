@@ -1,9 +1,9 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- GraphQL answers are checked by assertions, not by types */
 import type { GraphQLNamedType, GraphQLSchema } from 'graphql';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { buildSchema } from '../../src/graphql/schema.ts';
-import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
+import { testEngines, useMigratedDatabase } from '../support/database.ts';
 import { fakeActions, gql, graphqlApp, OPERATE_TOKEN, READ_TOKEN, seed, testDeps, TOKEN } from './support.ts';
 
 // Scopes: a read token runs every query and no mutation. The list of mutations is read from the
@@ -59,14 +59,10 @@ function everyMutation() {
 }
 
 describe.each(testEngines())('token scopes and the audit log on %s', (engine) => {
-  let test: TestDatabase;
   let db: Database;
+  useMigratedDatabase(engine, { opened: (opened) => (db = opened) });
   beforeAll(async () => {
-    ({ test, db } = await migratedDatabase(engine));
     await seed(db.prisma);
-  });
-  afterAll(async () => {
-    await test.drop();
   });
 
   it('a read token can run none of the mutations: FORBIDDEN, nothing done, each attempt audited', async () => {

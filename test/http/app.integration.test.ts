@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/database.ts';
@@ -7,12 +7,11 @@ import { createApp } from '../../src/http/app.ts';
 import { createHealth, type ConnectorProbe } from '../../src/http/health.ts';
 import { startService } from '../../src/main.ts';
 import { projectPaths } from '../../src/paths.ts';
-import { freshDatabase, migratedDatabase, type TestDatabase } from '../support/database.ts';
+import { freshDatabase, useMigratedDatabase } from '../support/database.ts';
 
 const silent = pino({ level: 'silent' });
 
 describe('the HTTP app', () => {
-  let test: TestDatabase;
   let db: Database;
   let draining = false;
   let marketoOk = true;
@@ -29,12 +28,7 @@ describe('the HTTP app', () => {
     });
   const ops = 'Bearer ops-token';
 
-  beforeAll(async () => {
-    ({ test, db } = await migratedDatabase('pglite'));
-  });
-  afterAll(async () => {
-    await test.drop();
-  });
+  useMigratedDatabase('pglite', { opened: (opened) => (db = opened) });
 
   it('answers liveness without touching the database', async () => {
     await request(app()).get('/healthz').expect(200, { status: 'ok' });

@@ -104,9 +104,12 @@ export async function migratedDatabase(engine: DatabaseEngine): Promise<{ test: 
 
 /**
  * The hooks of a describe block that works on one migrated database: made before the block's tests
- * (and handed to `opened`), dropped after them, and `empty` runs before each test.
+ * (and handed to `opened`), dropped after them, and `empty`, when given, runs before each test.
+ * Call it before the block's own hooks: its beforeAll then runs first and its afterAll last (vitest
+ * runs after-hooks in the reverse order), so what the block starts over the database stops before
+ * the database goes.
  */
-export function useMigratedDatabase(engine: DatabaseEngine, hooks: { opened: (db: Database) => void; empty: (db: Database) => Promise<void> }): void {
+export function useMigratedDatabase(engine: DatabaseEngine, hooks: { opened: (db: Database) => void; empty?: (db: Database) => Promise<void> }): void {
   let made: { test: TestDatabase; db: Database } | undefined;
   beforeAll(async () => {
     made = await migratedDatabase(engine);
@@ -116,6 +119,6 @@ export function useMigratedDatabase(engine: DatabaseEngine, hooks: { opened: (db
     await made?.test.drop();
   });
   beforeEach(async () => {
-    if (made) await hooks.empty(made.db);
+    if (made && hooks.empty) await hooks.empty(made.db);
   });
 }

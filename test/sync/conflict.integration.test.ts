@@ -10,24 +10,22 @@ import { startSandbox, type Sandbox } from '../../src/sandbox/sandbox.ts';
 import { createSyncEngine } from '../../src/sync/engine.ts';
 import { createMappingService } from '../../src/sync/mappings.ts';
 import type { DynamicsPort } from '../../src/sync/ports.ts';
-import { migratedDatabase, testEngines, type TestDatabase } from '../support/database.ts';
+import { testEngines, useMigratedDatabase } from '../support/database.ts';
 
 // The If-Match path: a user edits the Dynamics record between the engine's read and its write.
 // The stale PATCH gets 412, and the engine reads again and merges again, so neither the user's
 // edit nor the Marketo change is lost. The race is made deterministic at the port boundary.
 
 describe.each(testEngines())('a Dynamics write that races a user edit on %s', (engine) => {
-  let test: TestDatabase;
   let db: Database;
   let sandbox: Sandbox;
 
+  useMigratedDatabase(engine, { opened: (opened) => (db = opened) });
   beforeAll(async () => {
-    ({ test, db } = await migratedDatabase(engine));
     sandbox = await startSandbox({ marketoRateWindowMs: 1_000 });
   });
   afterAll(async () => {
     await sandbox.close();
-    await test.drop();
   });
 
   it('gets 412, reads again, merges again, and keeps both the user edit and the Marketo change', async () => {
