@@ -1,4 +1,6 @@
 import type { z } from 'zod';
+import { isTimeout } from '../errors.ts';
+import { NothingToSend } from '../ride-along.ts';
 import { parseRetryAfter, retrying } from '../../retry.ts';
 import { DataverseApiError, DataverseAuthError, DataversePermanentError, DataverseTransientError, dataverseErrorFromResponse } from './dataverse.errors.ts';
 import type { createDataversePacer } from './dataverse.pacing.ts';
@@ -27,9 +29,6 @@ export type CallOptions = {
  * null means nothing is left to send.
  */
 export type DeferredCall = { endpoint: string; build: () => CallOptions | null | Promise<CallOptions | null>; everyAttempt?: boolean };
-
-/** A deferred call that had nothing left to send when admitted: every operation's fence had failed. */
-export class NothingToSend extends Error {}
 
 export type RawResponse = { status: number; headers: Headers; json: unknown; text?: string; elapsedMs?: number };
 
@@ -230,7 +229,7 @@ async function sendOnce(options: DataverseTransportOptions, call: CallOptions, t
     response = await options.fetch(resolveUrl(options.apiUrl, call.url), init);
   } catch (cause) {
     if (cause instanceof DataverseApiError) throw cause;
-    const timedOut = cause instanceof Error && (cause.name === 'TimeoutError' || cause.name === 'AbortError');
+    const timedOut = isTimeout(cause);
     throw new DataverseTransientError(timedOut ? `Timed out after ${options.timeoutMs} ms` : 'Network error', { cause, endpoint: call.endpoint });
   }
   if (/^multipart\/mixed/i.test(response.headers.get('content-type') ?? '')) {

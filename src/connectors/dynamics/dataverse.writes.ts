@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { WriteFence } from '../../sync/ports.ts';
-import { createRideAlong } from '../ride-along.ts';
+import { createRideAlong, NothingToSend } from '../ride-along.ts';
 import { decodeBatch, encodeBatch, type BatchOperation, type BatchOperationAnswer, type createBatchSizer } from './dataverse.batch.ts';
 import { DataverseApiError, DataverseCodes, DataverseTransientError, dataverseErrorFromResponse } from './dataverse.errors.ts';
 import { dataverseEntitySets, encodeGuid, keyUrl, selectList, toRecord, type DataverseEntity, type DataverseRecord, type DataverseValue } from './dataverse.rows.ts';
 import { errorBodySchema, rowSchema } from './dataverse.schemas.ts';
-import { NothingToSend, parse, type DataverseCall, type RawResponse } from './dataverse.transport.ts';
+import { parse, type DataverseCall, type RawResponse } from './dataverse.transport.ts';
 
 // The Web API writes. Creates and updates of all work in flight ride in one $batch (ride-along.ts),
 // filled when the budget admits it; each operation keeps its own answer (see dataverse.batch.ts for

@@ -1,9 +1,9 @@
 import type { z } from 'zod';
 import type { WriteFence } from '../../sync/ports.ts';
-import { createRideAlong, type FillPolicy } from '../ride-along.ts';
+import { createRideAlong, NothingToSend, type FillPolicy } from '../ride-along.ts';
 import { MarketoApiError } from './marketo.errors.ts';
 import { chunk, followLeadPages, leadQuery, MAX_BATCH } from './marketo.endpoints.ts';
-import { NothingToSend, parseResult, type MarketoCall } from './marketo.transport.ts';
+import { parseResult, type MarketoCall } from './marketo.transport.ts';
 import { syncResultSchema, type MarketoEnvelope, type MarketoLead } from './marketo.schemas.ts';
 
 // Reads by id, look-ups by email and writes of concurrent callers share Marketo calls (ride-along.ts),

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import type { z } from 'zod';
+import { isTimeout } from '../errors.ts';
+import { NothingToSend } from '../ride-along.ts';
 import { parseRetryAfter, retrying, type RetriesTaken } from '../../retry.ts';
 import { MarketoApiError } from './marketo.errors.ts';
 import type { MarketoPacer } from './marketo.pacing.ts';
@@ -29,9 +31,6 @@ export type CallSpec = {
  * the call); `build` answering null means nothing is left to send.
  */
 export type DeferredCallSpec = Pick<CallSpec, 'endpoint' | 'method'> & { build: () => CallSpec | null | Promise<CallSpec | null>; everyAttempt?: boolean };
-
-/** A deferred call that had nothing left to send when admitted: every record's fence had failed. */
-export class NothingToSend extends Error {}
 
 export type MarketoEndpointStats = { calls: number; records: number; errors: Record<string, number> };
 
@@ -235,7 +234,7 @@ async function sendOnce(options: MarketoTransportOptions, tokens: Tokens, stats:
     response = await options.fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
     text = await response.text();
   } catch (cause) {
-    const timedOut = cause instanceof Error && (cause.name === 'TimeoutError' || cause.name === 'AbortError');
+    const timedOut = isTimeout(cause);
     stats.error(spec.endpoint, timedOut ? 'timeout' : 'network');
     throw new MarketoApiError('transient', { message: timedOut ? `no response within ${timeoutMs} ms` : 'network error', endpoint: spec.endpoint, cause });
   }
