@@ -40,3 +40,8 @@ export abstract class ConnectorError extends Error {
     return this.kind === 'rate_limited' || this.kind === 'transient' || this.kind === 'auth';
   }
 }
+
+/** A fetch that failed because its AbortSignal.timeout fired (or it was aborted), not the network. */
+export function isTimeout(cause: unknown): boolean {
+  return cause instanceof Error && (cause.name === 'TimeoutError' || cause.name === 'AbortError');
+}

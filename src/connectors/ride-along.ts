@@ -53,6 +53,12 @@ export interface RideAlongOptions<I, R> {
   fill?: FillPolicy | undefined;
 }
 
+/**
+ * A call built when admitted that had nothing left to send: `admit` answered no item (every rider's
+ * fence had failed). The clients' `send` ends the call quietly on it.
+ */
+export class NothingToSend extends Error {}
+
 /** Why an aborted fence's write was dropped: the reason its work was aborted with. */
 function fencedOut(fence: WriteFence | undefined): Error {
   const reason: unknown = fence?.signal.reason;

@@ -1,5 +1,8 @@
-// Backoff for inbox retries: exponential with "equal jitter" (half fixed, half random) so a
-// burst of failures does not come back as a burst, and never sooner than the vendor asked.
+import { backoffMs } from '../retry.ts';
+
+// The inbox's backoff between attempts of one event (its wait is stored as nextAttemptAt, so it
+// survives a restart): the service's one backoff (src/retry.ts), exponential with "equal jitter"
+// so a burst of failures does not come back as a burst, and never sooner than the vendor asked.
 export interface RetryPolicy {
   baseDelayMs: number;
   maxDelayMs: number;
@@ -12,8 +15,6 @@ export function retryDelayMs(
   options: { retryAfterMs?: number | undefined; random?: () => number; policy?: RetryPolicy } = {},
 ): number {
   const policy = options.policy ?? defaultRetryPolicy;
-  const random = options.random ?? Math.random;
-  const exponential = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, attempts - 1));
-  const jittered = exponential / 2 + random() * (exponential / 2);
-  return Math.round(Math.max(jittered, options.retryAfterMs ?? 0));
+  const backoff = { baseMs: policy.baseDelayMs, maxMs: policy.maxDelayMs, jitter: 'equal' } as const;
+  return Math.round(backoffMs(backoff, attempts - 1, { hintMs: options.retryAfterMs, ...(options.random ? { random: options.random } : {}) }));
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { ExponentialBackoff, handleAll, retry } from 'cockatiel';
 import type { Db } from '../db/database.ts';
+import { backoffMs, retrying, type RetriesTaken, type RetryVerdict } from '../retry.ts';
 
 // Per-record leases across replicas (see RecordLock in schema.prisma). A holder that dies simply
 // lets its lease expire; a holder that outlives its lease loses it to the next claimer, which is
@@ -63,17 +63,22 @@ export async function unlock(db: Db, keys: readonly string[], owner: string): Pr
 // A release that fails would leave its leases to the heartbeat, which renews them as long as this
 // replica lives: the records would stay busy. A deadlock victim or a dropped connection succeeds
 // on a second try.
-const releaseRetry = retry(handleAll, { maxAttempts: 3, backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1_000 }) });
+const RELEASE_RETRIES = 3;
+const releaseRetry = (_error: unknown, taken: RetriesTaken): RetryVerdict => {
+  const released = taken['release'] ?? 0;
+  if (released >= RELEASE_RETRIES) return { retry: false };
+  return { retry: true, as: 'release', waitMs: backoffMs({ baseMs: 50, maxMs: 1_000, jitter: 'equal' }, released) };
+};
 
 /** Releases many holders' keys at once (the end of a batch). */
 export async function unlockAll(db: Db, held: readonly { keys: readonly string[]; holder: string }[]): Promise<void> {
   const keys = held.flatMap((h) => h.keys);
   const owners = held.flatMap((h) => h.keys.map(() => h.holder));
   if (keys.length === 0) return;
-  await releaseRetry.execute(() => db.$executeRaw`
+  await retrying(() => db.$executeRaw`
     DELETE FROM record_lock l
      WHERE l.key IN (SELECT r.key FROM record_lock r JOIN unnest(${keys}::text[], ${owners}::text[]) AS h(key, owner) ON r.key = h.key AND r.owner = h.owner
-                      ORDER BY r.key FOR UPDATE OF r)`);
+                      ORDER BY r.key FOR UPDATE OF r)`, { onError: releaseRetry });
 }
 
 /** Waits for the keys (the synchronous Sync Person webhook must not give up at the first try). */
@@ -85,11 +90,10 @@ export async function lockWithin(
 ): Promise<boolean> {
   const now = options.now ?? Date.now;
   const deadline = now() + options.waitMs;
-  for (;;) {
-    if (await tryLock(db, keys, owner, options.leaseMs)) return true;
-    if (now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 25));
-  }
+  return retrying(() => tryLock(db, keys, owner, options.leaseMs), {
+    // a busy key is an answer, not a failure: poll again until the deadline
+    onResult: (held) => (held || now() >= deadline ? { retry: false } : { retry: true, as: 'busy', waitMs: options.pollMs ?? 25 }),
+  });
 }
 
 /**
