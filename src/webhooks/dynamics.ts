@@ -1,5 +1,5 @@
 import { Router, type Request, type Response } from 'express';
-import { parseDataverseWebhook } from '../connectors/dynamics/webhook-context.ts';
+import { parseDataverseWebhook, type DataverseWebhookNotice } from '../connectors/dynamics/webhook-context.ts';
 import { HttpError } from '../http/errors.ts';
 import type { InboxIntake } from '../inbox/intake.ts';
 import { fanoutEvent } from '../sync/fanout.ts';
@@ -69,42 +69,52 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
       return { kind: 'invalid', path, message: parsed.message };
     }
     const notice = parsed.notice;
-    if (notice.entity === 'account' || notice.entity === 'systemuser') {
-      if (notice.messageName !== 'Update') return { kind: 'ignored', reason: `${notice.messageName} of ${notice.entity} changes no person (only Update fans out)` };
-      const id = notice.id.toLowerCase();
-      const result = await deps.inbox.enqueue(
-        fanoutEvent(
-          { kind: relatedEntities[notice.entity], id, changedAttributes: notice.trimmed ? [] : Object.keys(notice.changedAttributes) },
-          {
-            origin: 'WEBHOOK',
-            dedupeKey: `dv:${notice.operationId}:${notice.messageName}:${notice.entity}:${id}`,
-            payload: { messageName: notice.messageName, initiatingUserId: notice.initiatingUserId, correlationId: notice.correlationId, operationCreatedOn: notice.operationCreatedOn },
-          },
-        ),
-      );
-      return { kind: result.status, eventId: result.id };
-    }
+    if (notice.entity === 'account' || notice.entity === 'systemuser') return relatedRowChanged(notice, notice.entity);
     if (!handledEntities.has(notice.entity)) return { kind: 'ignored', reason: `table ${notice.entity} is not synced` };
+    if (await deps.erased?.(notice.id.toLowerCase())) return { kind: 'ignored', reason: 'the record’s person was erased from this service' };
+    if (notice.messageName === 'Merge') return recordsMerged(notice);
+    return recordChanged(notice, operations[notice.messageName]);
+  }
+
+  /** An account's or a user's Update: fanned out to the persons that show its columns. */
+  async function relatedRowChanged(notice: DataverseWebhookNotice, entity: keyof typeof relatedEntities): Promise<Ingested> {
+    if (notice.messageName !== 'Update') return { kind: 'ignored', reason: `${notice.messageName} of ${entity} changes no person (only Update fans out)` };
+    const id = notice.id.toLowerCase();
+    const result = await deps.inbox.enqueue(
+      fanoutEvent(
+        { kind: relatedEntities[entity], id, changedAttributes: notice.trimmed ? [] : Object.keys(notice.changedAttributes) },
+        {
+          origin: 'WEBHOOK',
+          dedupeKey: `dv:${notice.operationId}:${notice.messageName}:${entity}:${id}`,
+          payload: { messageName: notice.messageName, initiatingUserId: notice.initiatingUserId, correlationId: notice.correlationId, operationCreatedOn: notice.operationCreatedOn },
+        },
+      ),
+    );
+    return { kind: result.status, eventId: result.id };
+  }
+
+  /** The sync never merges: no echo to drop. The master's link (or the subordinate's, moved) syncs next. */
+  async function recordsMerged(notice: DataverseWebhookNotice): Promise<Ingested> {
+    if (!notice.subordinateId) return { kind: 'invalid', path: '$.InputParameters', message: 'a Merge without a SubordinateId' };
+    if (!deps.inbox.admit('dynamics')) return { kind: 'overloaded' };
+    const master = notice.id.toLowerCase();
+    const result = await deps.inbox.enqueue(
+      mergedEvent(
+        { side: 'DYNAMICS', entity: notice.entity === 'lead' ? 'LEAD' : 'CONTACT', masterId: master, subordinateId: notice.subordinateId },
+        {
+          origin: 'WEBHOOK',
+          dedupeKey: `dv:${notice.operationId}:Merge:${notice.entity}:${master}`,
+          payload: { messageName: 'Merge', initiatingUserId: notice.initiatingUserId, correlationId: notice.correlationId, operationCreatedOn: notice.operationCreatedOn },
+        },
+      ),
+    );
+    return { kind: result.status, eventId: result.id };
+  }
+
+  /** A lead's or a contact's Create, Update or Delete: queued, unless it is the sync user's own echo. */
+  async function recordChanged(notice: DataverseWebhookNotice, operation: (typeof operations)[keyof typeof operations]): Promise<Ingested> {
     const syncUser = deps.syncUserId();
     const id = notice.id.toLowerCase();
-    if (await deps.erased?.(id)) return { kind: 'ignored', reason: 'the record’s person was erased from this service' };
-    if (notice.messageName === 'Merge') {
-      // the sync never merges: no echo to drop. The master's link (or the subordinate's, moved) syncs next.
-      if (!notice.subordinateId) return { kind: 'invalid', path: '$.InputParameters', message: 'a Merge without a SubordinateId' };
-      if (!deps.inbox.admit('dynamics')) return { kind: 'overloaded' };
-      const master = notice.id.toLowerCase();
-      const result = await deps.inbox.enqueue(
-        mergedEvent(
-          { side: 'DYNAMICS', entity: notice.entity === 'lead' ? 'LEAD' : 'CONTACT', masterId: master, subordinateId: notice.subordinateId },
-          {
-            origin: 'WEBHOOK',
-            dedupeKey: `dv:${notice.operationId}:Merge:${notice.entity}:${master}`,
-            payload: { messageName: 'Merge', initiatingUserId: notice.initiatingUserId, correlationId: notice.correlationId, operationCreatedOn: notice.operationCreatedOn },
-          },
-        ),
-      );
-      return { kind: result.status, eventId: result.id };
-    }
     // A Create by the sync user is its own record unless a create it journaled never linked it (a
     // crash between the two): that one must reach the engine. Only Creates are looked up, so the
     // echoes of ordinary updates are not queued; the sweep catches later writes to such a record.
@@ -122,7 +132,7 @@ export function createDynamicsWebhooks(deps: DynamicsWebhookDeps): Router {
     const result = await deps.inbox.enqueue({
       source: 'DYNAMICS',
       origin: 'WEBHOOK',
-      operation: operations[notice.messageName],
+      operation,
       dynamicsEntity: notice.entity === 'lead' ? 'LEAD' : 'CONTACT',
       dynamicsId: id,
       payload: {
