@@ -90,7 +90,8 @@ export async function settle(db: Database, outcome: { final: readonly string[]; 
   if (outcome.final.length === 0 && outcome.superseded.length === 0 && retire.length === 0) return;
   await db.query(
     `UPDATE activity a SET state = CASE WHEN a.state = 'PENDING' AND s.state <> 'KEEP' THEN s.state::"ActivityState" ELSE a.state END,
-            "plannedRevision" = CASE WHEN s.retire THEN NULL ELSE a."plannedRevision" END
+            "plannedRevision" = CASE WHEN s.retire THEN NULL ELSE a."plannedRevision" END,
+            "dynamicsEchoes" = CASE WHEN s.retire THEN NULL ELSE a."dynamicsEchoes" END
        FROM (SELECT id, (array_agg(state ORDER BY state = 'KEEP'))[1] AS state, bool_or(retire) AS retire
                FROM unnest($1::bigint[], $2::text[], $3::bool[]) AS u(id, state, retire) GROUP BY id) s
       WHERE a.id = s.id`,

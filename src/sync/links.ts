@@ -252,8 +252,9 @@ export async function commitSyncs(db: Database, commits: readonly SyncCommit[]):
        -- committed by their own attempt, or retired by this plan: no longer in doubt (stale.ts). The
        -- attempt's own verdict stands even where another worker settled the entry meanwhile (from
        -- a read made before the write's answer came): the revision held, so nothing came between.
+       -- The echoes kept as a witness (journal.ts) go with the doubt: they are a person's values.
        UPDATE activity a SET state = CASE WHEN j.state = 'KEEP' THEN a.state ELSE j.state::"ActivityState" END,
-                             "plannedRevision" = NULL
+                             "plannedRevision" = NULL, "dynamicsEchoes" = NULL
          FROM jsonb_to_recordset($3::jsonb) AS j(id bigint, link uuid, state text)
         WHERE a.id = j.id AND j.link IN (SELECT id FROM saved)
      )

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { activity } from '../../src/sync/activities.ts';
-import { journal, pendingEntries, settle } from '../../src/sync/journal.ts';
+import { journal, pendingEntries, recordDynamicsEcho, settle } from '../../src/sync/journal.ts';
 import { commitSyncs, createLink, findLink, type Link, type SyncCommit, type SyncedLinkState } from '../../src/sync/links.ts';
 import { testEngines, useMigratedDatabase } from '../support/database.ts';
 
@@ -113,12 +113,16 @@ describe.each(testEngines())('committing many syncs at once on %s', (engine) => 
     ]);
     // another worker read the record before the write's answer came and settled without committing
     await settle(db, { final: [refused!], superseded: [landed!] });
-    expect((await pendingEntries(db, [a.id])).get(a.id)?.map((e) => e.id)).toEqual([landed, refused]);
+    await recordDynamicsEcho(db, a.dynamicsId, { at: new Date().toISOString(), columns: { jobtitle: 'landed' } });
+    expect((await pendingEntries(db, [a.id])).get(a.id)?.map((e) => [e.id, e.dynamicsEchoes?.length])).toEqual([
+      [landed, 1],
+      [refused, 1],
+    ]);
     await commitSyncs(db, [{ ...commit(a, state('landed'), []), journal: { final: [landed!], superseded: [refused!] } }]);
     const log = await db.prisma.activity.findMany({ where: { linkId: a.id }, orderBy: { id: 'asc' } });
-    expect(log.map((e) => [e.message, e.state, e.plannedRevision])).toEqual([
-      ['title -> landed', 'FINAL', null],
-      ['title -> refused', 'SUPERSEDED', null],
+    expect(log.map((e) => [e.message, e.state, e.plannedRevision, e.dynamicsEchoes])).toEqual([
+      ['title -> landed', 'FINAL', null, null],
+      ['title -> refused', 'SUPERSEDED', null, null],
     ]);
     expect((await pendingEntries(db, [a.id])).size).toBe(0);
   });
