@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { createCoalescer } from '../coalesce.ts';
 import type { PrismaClient } from '../db/generated/client.ts';
 
 // The erasure list (suppression table): what forgetPerson leaves behind so that an erased person
@@ -65,8 +66,15 @@ export function createSuppressions(prisma: PrismaClient, key: string, options: {
     }
     return cache.hashes;
   };
-  const listedIn = async (hashes: string[]) =>
-    hashes.length === 0 ? new Set<string>() : new Set((await prisma.suppression.findMany({ where: { hash: { in: hashes } }, select: { hash: true } })).map((r) => r.hash));
+  // Fresh reads of the list, shared: the engine asks once per batch, and the items one vendor answer
+  // carried ask all at once. On the embedded database statements run one at a time, so a statement
+  // each would space their writes out past the vendor call they could have shared. A statement
+  // starts after the asks it carries, so it sees every erasure that finished before them.
+  const freshReads = createCoalescer<string, true>(
+    async (hashes) => new Map((await prisma.suppression.findMany({ where: { hash: { in: hashes } }, select: { hash: true } })).map((r) => [r.hash, true as const])),
+    { maxBatch: 1_000, maxInFlight: 2 },
+  );
+  const listedIn = async (hashes: string[]) => new Set((await Promise.all(hashes.map(async (h) => ((await freshReads.load(h)) ? h : null)))).filter((h) => h !== null));
 
   return {
     hashOf,
