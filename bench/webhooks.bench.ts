@@ -69,16 +69,25 @@ export async function withService<T>(env: Record<string, string>, fn: (service: 
 
 type Simulators = { marketo: StartedMarketoSimulator['admin']; dataverse: DataverseSimulator['admin'] };
 
-/** Linked pairs created straight in both simulators and the store, as a finished initial sync leaves them. */
+/**
+ * Linked pairs created straight in both simulators and the store, as a finished initial sync leaves
+ * them: each lead's owner (a sales user with a name, email, phone and title) is already on its person
+ * and in the link's base, so a change carries only what was changed, not the owner fields as well.
+ */
 export async function seedLinkedLeads(sims: Simulators, db: Database, count: number): Promise<{ marketoId: number; dynamicsId: string }[]> {
+  const owner = { firstname: 'Bench', lastname: 'Owner', internalemailaddress: 'bench.owner@example.com', address1_telephone1: '+1 555 0100', title: 'Account Executive' };
+  const ownerId = sims.dataverse.addUser({ domainname: 'bench.owner@contoso.onmicrosoft.com', ...owner });
+  const ownerFields = { ownerName: `${owner.firstname} ${owner.lastname}`, ownerEmail: owner.internalemailaddress, ownerPhone: owner.address1_telephone1, ownerTitle: owner.title };
   const rows = Array.from({ length: count }, (_, i) => ({ firstName: 'Bench', lastName: `Person ${i}`, email: `bench.${i}@example.com`, title: 'Start' }));
-  const marketoIds = sims.marketo.seedLeads(rows);
+  const marketoIds = sims.marketo.seedLeads(
+    rows.map((r) => ({ ...r, dynamicsOwnerName: ownerFields.ownerName, dynamicsOwnerEmail: ownerFields.ownerEmail, dynamicsOwnerPhone: ownerFields.ownerPhone, dynamicsOwnerTitle: ownerFields.ownerTitle })),
+  );
   const dynamicsIds = rows.map((_, i) => `00000000-0000-4000-8000-${(i + 1).toString(16).padStart(12, '0')}`);
   sims.dataverse.bulkInsert(
     'lead',
-    rows.map((r, i) => ({ leadid: dynamicsIds[i], firstname: r.firstName, lastname: r.lastName, emailaddress1: r.email, jobtitle: r.title })),
+    rows.map((r, i) => ({ leadid: dynamicsIds[i], firstname: r.firstName, lastname: r.lastName, emailaddress1: r.email, jobtitle: r.title, 'ownerid@odata.bind': `/systemusers(${ownerId})` })),
   );
-  const snapshot = (i: number) => ({ email: rows[i]!.email, firstName: 'Bench', lastName: `Person ${i}`, title: 'Start' });
+  const snapshot = (i: number) => ({ email: rows[i]!.email, firstName: 'Bench', lastName: `Person ${i}`, title: 'Start', ...ownerFields });
   for (let start = 0; start < count; start += 1000) {
     await db.prisma.syncLink.createMany({
       data: marketoIds.slice(start, start + 1000).map((marketoId, k) => ({
