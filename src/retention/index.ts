@@ -2,7 +2,8 @@ import type { ScheduledTask } from 'node-cron';
 import type { Database } from '../db/database.ts';
 import type { PrismaClient } from '../db/generated/client.ts';
 import type { Logger } from '../logger.ts';
-import { createLease, scheduleLeased, whileHeld } from '../sweep/lease.ts';
+import { createLease, scheduleLeased } from '../sweep/lease.ts';
+import type { LeaseHolder } from '../sync/leases.ts';
 import { pruneOnce, type PruneResult, type PrunedTable, type RetentionPolicy } from './prune.ts';
 
 // Retention as the composition root wires it: a node-cron schedule whose ticks run on one replica
@@ -47,8 +48,10 @@ export interface RetentionServiceOptions {
   now?: () => Date;
   /** metrics: called after every pass */
   onPruned?: (result: PruneResult) => void;
-  /** lease length; renewed every third of it while a pass runs */
+  /** lease length; the replica's heartbeat renews it while a pass runs */
   leaseMs?: number;
+  /** the replica's lease heartbeat (sync/leases.ts) */
+  leases: LeaseHolder;
 }
 
 export function createRetentionService(options: RetentionServiceOptions) {
@@ -61,7 +64,7 @@ export function createRetentionService(options: RetentionServiceOptions) {
 
   /** One pass while holding the lease (already taken). */
   async function runHeld(): Promise<PruneResult> {
-    const pass = whileHeld(lease, RETENTION_JOB, shutdown.signal, logger, (signal) => pruneOnce({ db: db.prisma, policy, now, signal }));
+    const pass = options.leases.whileHeld(lease, RETENTION_JOB, shutdown.signal, (signal) => pruneOnce({ db: db.prisma, policy, now, signal }));
     current = pass;
     try {
       const result = await pass;

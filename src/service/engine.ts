@@ -8,7 +8,7 @@ import { createBatchSyncRunner, type BatchSyncRunner } from '../sync/batch-sync-
 import { createFanout } from '../sync/fanout.ts';
 import { createMergeHandler } from '../sync/merged-records.ts';
 import { createFencing } from '../sync/fence.ts';
-import { createLeaseKeeper } from '../sync/leases.ts';
+import { createLeaseKeeper, type LeaseKeeper } from '../sync/leases.ts';
 import { createMappingService, type MappingService } from '../sync/mappings.ts';
 import { createOperatorActions, type OperatorActions } from '../sync/operator.ts';
 import { createSyncPerson, type SyncPerson } from '../sync/sync-person.ts';
@@ -29,6 +29,8 @@ export interface Engine {
   operator: OperatorActions;
   /** Batch Sync Person: queues lists (`start`) and works through them in the background */
   batchSyncs: BatchSyncRunner;
+  /** the replica's one lease heartbeat: records, inbox events, scheduled jobs, batches */
+  leases: LeaseKeeper;
 }
 
 /**
@@ -62,15 +64,6 @@ export async function assembleEngine(
     suppressions,
   });
   const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner, leaseMs: config.sync.recordLockMs, fencing, suppressions });
-  const batchSyncs = createBatchSyncRunner({
-    db,
-    marketo,
-    mappings,
-    syncPerson,
-    owner,
-    logger: logger.child({ component: 'batch-sync-person' }),
-    ...(deps.batchSyncPageSize ? { pageSize: deps.batchSyncPageSize } : {}),
-  });
   // bounded: past the limit Dataverse deliveries are refused with 503 and Sync Person queues
   const intake = createInboxIntake(db, { limit: config.sync.intakeQueueLimit });
   const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats(), intakeStats: () => intake.stats() });
@@ -104,6 +97,16 @@ export async function assembleEngine(
   await leases.reclaimOnStart();
   leases.start();
   deps.closers.add('lease heartbeat', () => leases.stop());
+  const batchSyncs = createBatchSyncRunner({
+    db,
+    marketo,
+    mappings,
+    syncPerson,
+    owner,
+    leases,
+    logger: logger.child({ component: 'batch-sync-person' }),
+    ...(deps.batchSyncPageSize ? { pageSize: deps.batchSyncPageSize } : {}),
+  });
   const sweeper = createSweepService({
     config,
     db,
@@ -116,7 +119,8 @@ export async function assembleEngine(
     notify: () => worker.notify(),
     marketoApiUser: () => marketoClient.apiUser(),
     suppressions,
+    leases,
   });
   const operator = createOperatorActions({ db, marketo, dynamics, mappings, owner, notify: () => worker.notify(), fencing });
-  return { mappings, engine, syncPerson, intake, metrics, worker, sweeper, operator, batchSyncs };
+  return { mappings, engine, syncPerson, intake, metrics, worker, sweeper, operator, batchSyncs, leases };
 }

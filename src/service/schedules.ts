@@ -12,7 +12,7 @@ import type { Vendors } from './vendors.ts';
 export function startSchedules(
   config: Config,
   { db }: Store,
-  { worker, syncPerson, sweeper, metrics, batchSyncs }: Engine,
+  { worker, syncPerson, sweeper, metrics, batchSyncs, leases }: Engine,
   deps: { logger: Logger; closers: Closers; owner: string },
 ): RetentionService {
   const { logger, closers } = deps;
@@ -23,6 +23,7 @@ export function startSchedules(
     owner: deps.owner,
     logger: logger.child({ component: 'retention' }),
     onPruned: (result) => metrics.recordPrune(result),
+    leases,
   });
   worker.start();
   closers.add('inbox worker', () => worker.stop());

@@ -6,6 +6,7 @@ import type { MarketoClient } from '../connectors/marketo/marketo.client.ts';
 import type { Database } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import type { MappingService } from '../sync/mappings.ts';
+import type { LeaseHolder } from '../sync/leases.ts';
 import { createLease } from './lease.ts';
 import { createSweepScheduler, type RequestSweepResult } from './schedule.ts';
 import { createSweeper } from './sweep.ts';
@@ -28,6 +29,8 @@ export interface SweepServiceOptions {
   schedule?: boolean;
   /** the erasure list (security/suppression.ts) */
   suppressions?: Suppressions;
+  /** the replica's lease heartbeat (sync/leases.ts): keeps the sweep's lease while a sweep runs */
+  leases: LeaseHolder;
 }
 
 export function createSweepService(options: SweepServiceOptions) {
@@ -49,12 +52,13 @@ export function createSweepService(options: SweepServiceOptions) {
     // waits at most half the time to the next tick, so a fast schedule is not slowed by it
     outcomeWaitMs: config.sync.sweepCron ? Math.min(60_000, cronIntervalMs(config.sync.sweepCron) / 2) : 60_000,
   });
-  // 30 s, renewed every 10 s while a sweep runs: a dead replica's lease frees within half a minute
+  // 30 s, renewed by each heartbeat while a sweep runs: a dead replica's lease frees within half a minute
   const lease = createLease({ db: db.prisma, owner: options.owner, ttlMs: 30_000 });
   const scheduler = createSweepScheduler({
     db: db.prisma,
     sweeper,
     lease,
+    leases: options.leases,
     logger,
     ...(options.schedule === false ? {} : { sweepCron: config.sync.sweepCron, fullCron: config.sync.fullCron }),
   });

@@ -1,10 +1,11 @@
 import cron, { type RunCoordinator, type ScheduledTask } from 'node-cron';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
+import type { LeaseTable } from '../sync/leases.ts';
 
 // The SchedulerLease row that elects one replica per sweep. One row per job (not per tick): it is
-// both the mutual exclusion (held while a sweep runs, renewed by a heartbeat, expiring if its
-// replica dies) and the memory of the last tick that ran (`acquiredAt` = the tick's slot), so a
+// both the mutual exclusion (held while a sweep runs, renewed by the replica's one lease heartbeat,
+// sync/leases.ts, expiring if its replica dies) and the memory of the last tick that ran (`acquiredAt` = the tick's slot), so a
 // replica whose timer fires a little late cannot run the same tick again after the first finished.
 // All expiry comparisons use the database's clock, so replicas never disagree about them.
 
@@ -12,7 +13,7 @@ export interface LeaseOptions {
   db: Db;
   /** this replica's name */
   owner: string;
-  /** lease length; renewed every third of it while the work runs */
+  /** lease length; the heartbeat renews it while the work runs */
   ttlMs: number;
 }
 
@@ -20,7 +21,10 @@ export function createLease(options: LeaseOptions) {
   const { db, owner, ttlMs } = options;
   const ttlSeconds = ttlMs / 1000;
 
-  return {
+  const lease = {
+    /** a LeaseTable: the replica's heartbeat (sync/leases.ts) renews the jobs held while they run */
+    name: 'scheduler_lease',
+    leaseMs: ttlMs,
     owner,
     ttlMs,
     /**
@@ -49,18 +53,21 @@ export function createLease(options: LeaseOptions) {
         RETURNING owner`;
       return rows[0]?.owner === owner;
     },
-    /** Extends a held lease; false when it was lost (expired and taken by another replica). */
-    async renew(job: string): Promise<boolean> {
-      const count = await db.$executeRaw`
+    /** Extends the held leases of `jobs`; answers those still this replica's (the others were taken). */
+    async renew(jobs: readonly string[]): Promise<ReadonlySet<string>> {
+      if (jobs.length === 0) return new Set();
+      const rows = await db.$queryRaw<{ key: string }[]>`
         UPDATE scheduler_lease SET "expiresAt" = now() + make_interval(secs => ${ttlSeconds}::float8)
-         WHERE key = ${job} AND owner = ${owner}`;
-      return count === 1;
+         WHERE key = ANY(${[...jobs]}::text[]) AND owner = ${owner}
+        RETURNING key`;
+      return new Set(rows.map((r) => r.key));
     },
     /** Lets go at once (the tick it ran stays recorded in `acquiredAt`). */
     async release(job: string): Promise<void> {
       await db.$executeRaw`UPDATE scheduler_lease SET "expiresAt" = now() WHERE key = ${job} AND owner = ${owner}`;
     },
   };
+  return lease satisfies LeaseTable;
 }
 
 export type Lease = ReturnType<typeof createLease>;
@@ -90,29 +97,6 @@ export function leaseCoordinator(lease: Lease, jobOf: (taskName: string) => stri
       if (parsed) await lease.release(jobOf(parsed.job));
     },
   };
-}
-
-/**
- * Runs `work` while this replica holds `job`'s lease (already taken), renewing it every third of its
- * length; `work`'s signal aborts when the lease is lost or `stop` aborts (shutdown). The one way
- * the sweep and retention keep a lease while they work.
- */
-export async function whileHeld<T>(lease: Lease, job: string, stop: AbortSignal, logger: Logger, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const lost = new AbortController();
-  const heartbeat = setInterval(() => {
-    lease.renew(job).then(
-      (held) => {
-        if (!held) lost.abort();
-      },
-      (error: unknown) => logger.warn({ err: error }, `could not renew the ${job} lease`),
-    );
-  }, Math.max(250, lease.ttlMs / 3));
-  heartbeat.unref();
-  try {
-    return await work(AbortSignal.any([stop, lost.signal]));
-  } finally {
-    clearInterval(heartbeat);
-  }
 }
 
 /** A node-cron task whose ticks run on one replica only (the holder of `job`'s lease), never overlapping. */

@@ -2,7 +2,8 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import { requestFullReconcile } from './cursors.ts';
-import { cronLogger, scheduleLeased, whileHeld, type Lease } from './lease.ts';
+import type { LeaseHolder } from '../sync/leases.ts';
+import { cronLogger, scheduleLeased, type Lease } from './lease.ts';
 import type { Sweeper, SweepRequest, SweepResult, SweepTrigger } from './sweep.ts';
 
 // When sweeps run: node-cron on SYNC_SWEEP_CRON with noOverlap (never twice at once here) and
@@ -17,6 +18,8 @@ export interface SweepSchedulerOptions {
   db: Db;
   sweeper: Sweeper;
   lease: Lease;
+  /** the replica's lease heartbeat: renews the lease while a sweep runs, aborts the sweep if it is lost */
+  leases: LeaseHolder;
   logger: Logger;
   /** node-cron expression (seconds allowed); undefined: no schedule on this process (CLI) */
   sweepCron?: string | undefined;
@@ -35,7 +38,7 @@ export function createSweepScheduler(options: SweepSchedulerOptions) {
 
   /** Runs a sweep while holding the lease (already taken), renewing it until the sweep ends. */
   async function runHeld(trigger: SweepTrigger, full: boolean, extra: Pick<SweepRequest, 'onStart' | 'outcomeWaitMs' | 'scheduledFor'> = {}): Promise<SweepResult> {
-    const run = whileHeld(lease, SWEEP_JOB, shutdown.signal, logger, (signal) => sweeper.run({ ...extra, trigger, full, signal }));
+    const run = options.leases.whileHeld(lease, SWEEP_JOB, shutdown.signal, (signal) => sweeper.run({ ...extra, trigger, full, signal }));
     current = run;
     try {
       return await run;

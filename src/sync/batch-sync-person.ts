@@ -2,6 +2,7 @@ import type { Database } from '../db/database.ts';
 import type { BatchSync } from '../db/generated/client.ts';
 import type { Logger } from '../logger.ts';
 import { outcomeForError } from './engine.ts';
+import type { LeaseHolder, LeaseTable } from './leases.ts';
 import type { MappingService } from './mappings.ts';
 import type { LinkedEntity } from './policy.ts';
 import type { MarketoPort, PersonRecord } from './ports.ts';
@@ -10,7 +11,7 @@ import type { SyncPerson, SyncPersonResult } from './sync-person.ts';
 // Batch Sync Person: Marketo's "Sync Person to Microsoft" for a whole static list, which Marketo
 // cannot do itself (webhooks fire from trigger campaigns only, reference marketo §14). A job row
 // holds the list and a cursor (the list's nextPageToken); a runner on every replica claims a job
-// whose lease is free, reads a page (300 persons, one Marketo call) and puts every person through
+// whose lease is free (kept by the replica's lease heartbeat while it runs), reads a page (300 persons, one Marketo call) and puts every person through
 // Sync Person, the same journaled, idempotent create as the webhook, many at once: their reads of
 // Dynamics share In-filter queries and their creates share $batch requests. The page's outcomes
 // and the next cursor are stored together; a crash re-runs at most one page, and Sync Person
@@ -53,7 +54,9 @@ export interface BatchSyncRunnerOptions {
   syncPerson: SyncPerson;
   logger: Logger;
   owner: string;
-  /** a job's lease without a renewal; renewed while its page runs. Default 2 min */
+  /** the replica's lease heartbeat (sync/leases.ts): renews a job's lease while it runs, stops it if lost */
+  leases: LeaseHolder;
+  /** a job's lease without a renewal. Default 2 min */
   leaseMs?: number;
   /** list members a page reads: Marketo's maximum, 300, unless a test wants several pages of a short list */
   pageSize?: number;
@@ -69,12 +72,16 @@ export interface BatchSyncRunnerOptions {
   concurrency?: number;
 }
 
-/** Runs `task` over `items`, at most `limit` at once; results in input order. */
-async function pooled<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
+// a stopping runner lets the page in hand finish (its outcomes are saved with the cursor)
+const NEVER = new AbortController().signal;
+
+/** Runs `task` over `items`, at most `limit` at once; results in input order. None starts once `signal` aborts. */
+async function pooled<T, R>(items: readonly T[], limit: number, signal: AbortSignal, task: (item: T) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   const lane = async () => {
     while (next < items.length) {
+      signal.throwIfAborted();
       const i = next++;
       results[i] = await task(items[i]!);
     }
@@ -104,12 +111,18 @@ export function createBatchSyncRunner(options: BatchSyncRunnerOptions) {
     return id ? prisma.batchSync.findUnique({ where: { id } }) : null;
   }
 
-  async function renew(id: string): Promise<boolean> {
-    const n = await prisma.$executeRaw`
-      UPDATE batch_sync SET "leaseExpiresAt" = now() + make_interval(secs => ${leaseMs / 1000}::float8)
-       WHERE id = ${id}::uuid AND "leaseOwner" = ${options.owner} AND status = 'RUNNING'`;
-    return n === 1;
-  }
+  /** The jobs this replica runs, as the heartbeat renews them: one statement for all. */
+  const jobLeases: LeaseTable = {
+    name: 'batch_sync',
+    leaseMs,
+    async renew(ids) {
+      const rows = await prisma.$queryRaw<{ id: string }[]>`
+        UPDATE batch_sync SET "leaseExpiresAt" = now() + make_interval(secs => ${leaseMs / 1000}::float8)
+         WHERE id = ANY(${[...ids]}::uuid[]) AND "leaseOwner" = ${options.owner} AND status = 'RUNNING'
+        RETURNING id::text`;
+      return new Set(rows.map((r) => r.id));
+    },
+  };
 
   /**
    * Every person of a page through Sync Person, many at once. A person busy elsewhere, or whose call
@@ -117,13 +130,13 @@ export function createBatchSyncRunner(options: BatchSyncRunnerOptions) {
    * again in the next round: Sync Person finishes its own journaled create, never makes a second.
    * Still failing after the last round, the page fails and is resumed from its cursor later.
    */
-  async function syncPage(job: BatchSync, persons: readonly PersonRecord[]) {
+  async function syncPage(job: BatchSync, persons: readonly PersonRecord[], signal: AbortSignal) {
     const entity: LinkedEntity = job.dynamicsEntity;
     const tries = options.busyTries ?? 5;
     const outcomes = new Map<number, Exclude<ReturnType<typeof batchOutcomeOf>, 'busy'>>();
     let pending = [...persons];
     for (let attempt = 1; pending.length > 0; attempt++) {
-      const results = await pooled(pending, options.concurrency ?? 25, async (person) => {
+      const results = await pooled(pending, options.concurrency ?? 25, signal, async (person) => {
         try {
           return [person, batchOutcomeOf(await syncPerson({ marketoId: person.id, entity, assignTo: job.assignTo ?? undefined, person }))] as const;
         } catch (error) {
@@ -172,21 +185,24 @@ export function createBatchSyncRunner(options: BatchSyncRunnerOptions) {
     });
   }
 
-  /** Runs a claimed job page by page until it ends, is cancelled, or this runner stops. */
-  async function runJob(claimed: BatchSync): Promise<void> {
+  /**
+   * Runs a claimed job page by page until it ends, is cancelled, or this runner stops, while the
+   * heartbeat keeps its lease. A lost lease (a pause past it, or a cancel: the row left RUNNING)
+   * stops the page between two persons; the replica that holds the job now resumes from the cursor.
+   */
+  function runJob(claimed: BatchSync): Promise<void> {
+    return options.leases.whileHeld(jobLeases, claimed.id, NEVER, (signal) => runPages(claimed, signal));
+  }
+
+  async function runPages(claimed: BatchSync, signal: AbortSignal): Promise<void> {
     const log = logger.child({ batchSync: claimed.id, listId: claimed.listId });
     let job = claimed;
     const bindings = (await mappings.forEntity(job.dynamicsEntity)).bindings;
     if (!marketo.readListPage) throw new Error('the Marketo port reads no static lists');
     while (running) {
-      const heartbeat = setInterval(() => void renew(job.id).catch(() => undefined), Math.max(leaseMs / 3, 1_000));
-      try {
-        const page = await marketo.readListPage(job.listId, bindings, job.cursor, options.pageSize);
-        const outcomes = await syncPage(job, page.persons);
-        if (!(await savePage(job, outcomes, page.nextPageToken))) return; // cancelled, or the lease went elsewhere
-      } finally {
-        clearInterval(heartbeat);
-      }
+      const page = await marketo.readListPage(job.listId, bindings, job.cursor, options.pageSize);
+      const outcomes = await syncPage(job, page.persons, signal);
+      if (!(await savePage(job, outcomes, page.nextPageToken))) return; // cancelled, or the lease went elsewhere
       const fresh = await prisma.batchSync.findUnique({ where: { id: job.id } });
       if (!fresh || fresh.status !== 'RUNNING') {
         log.info({ status: fresh?.status, persons: fresh?.persons, created: fresh?.created, linked: fresh?.linked, refused: fresh?.refused }, 'batch sync person finished');

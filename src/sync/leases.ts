@@ -4,23 +4,45 @@ import type { Logger } from '../logger.ts';
 import type { Fencing } from './fence.ts';
 import { dropAllRecordLeases, renewRecordLeases } from './locks.ts';
 
-// The heartbeat of the write protocol (step 3): leases are short so that a dead worker's work is
-// picked up in seconds, and renewed while the worker lives, so a slow sync (Marketo retries that
-// last minutes, a Dataverse Retry-After pause) never loses its inbox events or record leases to a
-// second worker. One beat renews everything this replica holds in two statements, whatever the
-// number of syncs in flight; an event counts as held while the worker has it in hand, so a batch
-// lost in this process gives its events back when their leases run out. A record lease the beat
-// could not renew (it ran out during a pause, or another worker took it) aborts the work that held
-// it, and so does a beat that has failed for longer than a lease: that work's writes would be fenced
-// out anyway (sync/fence.ts), and stopping it at once frees its events for the worker that now holds
-// the records.
+// The one heartbeat of a replica's leases. Leases are short so that a dead worker's work is picked
+// up in seconds, and renewed while the worker lives, so a slow sync (Marketo retries that last
+// minutes, a Dataverse Retry-After pause) never loses its inbox events or record leases to a second
+// worker. One beat renews everything this replica holds: its inbox events and record leases in two
+// statements whatever the number of syncs in flight, and one statement for each other kind of lease
+// it holds now (a scheduled job's, a Batch Sync Person's). An event counts as held while the worker
+// has it in hand, so a batch lost in this process gives its events back when their leases run out.
+// A lease the beat could not renew (it ran out during a pause, or another worker took it) aborts the
+// work that held it, and so does a beat that has failed for longer than a lease: a record's work
+// would be fenced out of its vendor writes anyway (sync/fence.ts), a sweep or a batch would carry on
+// beside the replica that now holds it, and stopping at once leaves the work to that replica.
+
+/**
+ * A kind of lease besides records and events, held by one piece of work at a time per id (a
+ * scheduler_lease row, a batch_sync row): its table knows how to renew what this replica holds.
+ */
+export interface LeaseTable {
+  /** names the kind in log lines */
+  name: string;
+  leaseMs: number;
+  /** extends the leases of `ids` this replica still holds; answers those */
+  renew(ids: readonly string[]): Promise<ReadonlySet<string>>;
+}
+
+/** Runs work while this replica holds a lease it already took, renewed by the heartbeat. */
+export interface LeaseHolder {
+  /**
+   * `work`'s signal aborts when the lease is lost (not renewed, or the heartbeat failed for longer
+   * than the lease) or `stop` aborts; the lease stays this replica's to release.
+   */
+  whileHeld<T>(table: LeaseTable, id: string, stop: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T>;
+}
 
 export interface LeaseKeeperOptions {
   db: Database;
   /** this replica's name: inbox events are leased to it, record leases to `<owner>:<uuid>` */
   owner: string;
-  /** the inbox events the worker has in hand: only their leases are renewed */
-  heldEvents: () => readonly string[];
+  /** the inbox events the worker has in hand: only their leases are renewed (none: a process without a worker) */
+  heldEvents?: () => readonly string[];
   eventLeaseMs: number;
   recordLeaseMs: number;
   /** default: a third of the shorter lease, so two beats can be missed before anything expires */
@@ -39,11 +61,12 @@ export function createLeaseKeeper(options: LeaseKeeperOptions) {
   const fencing = options.fencing;
   const clock = fencing?.now ?? performance.now.bind(performance);
   let lastRenewed = clock();
+  /** the other leases held now: by table, the work holding each id */
+  const tables = new Map<LeaseTable, { byId: Map<string, AbortController>; lastRenewed: number; failing: boolean }>();
 
-  async function beat(): Promise<void> {
-    const beganAt = clock();
+  async function beatRecords(beganAt: number): Promise<void> {
     try {
-      await renewEventLeases(db.prisma, owner, options.eventLeaseMs, options.heldEvents());
+      await renewEventLeases(db.prisma, owner, options.eventLeaseMs, options.heldEvents?.() ?? []);
       const renewed = await renewRecordLeases(db.prisma, owner, options.recordLeaseMs);
       lastRenewed = beganAt;
       await fencing?.afterBeat(beganAt, renewed);
@@ -57,8 +80,51 @@ export function createLeaseKeeper(options: LeaseKeeperOptions) {
     }
   }
 
+  async function beatTable(table: LeaseTable, beganAt: number): Promise<void> {
+    const held = tables.get(table);
+    if (!held || held.byId.size === 0) return;
+    const ids = [...held.byId.keys()];
+    try {
+      const still = await table.renew(ids);
+      held.lastRenewed = beganAt;
+      held.failing = false;
+      for (const id of ids) if (!still.has(id)) lose(table, id, 'the heartbeat could not renew it');
+    } catch (error) {
+      if (!held.failing) logger.warn({ err: error, lease: table.name }, 'renewing leases failed; they expire unless it recovers');
+      held.failing = true;
+      if (clock() - held.lastRenewed > table.leaseMs) for (const id of ids) lose(table, id, 'the heartbeat has failed for longer than a lease');
+    }
+  }
+
+  function lose(table: LeaseTable, id: string, why: string): void {
+    const work = tables.get(table)?.byId.get(id);
+    if (!work || work.signal.aborted) return;
+    logger.warn({ lease: table.name, id }, `lease lost (${why}); the work is aborted`);
+    work.abort(new Error(`the ${table.name} lease ${id} was lost (${why})`));
+  }
+
+  async function beat(): Promise<void> {
+    const beganAt = clock();
+    await Promise.all([beatRecords(beganAt), ...[...tables.keys()].map((table) => beatTable(table, beganAt))]);
+  }
+
+  async function whileHeld<T>(table: LeaseTable, id: string, stop: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const held = tables.get(table) ?? { byId: new Map<string, AbortController>(), lastRenewed: clock(), failing: false };
+    tables.set(table, held);
+    if (held.byId.has(id)) throw new Error(`the ${table.name} lease ${id} is already held by work on this replica`);
+    const lost = new AbortController();
+    held.byId.set(id, lost);
+    try {
+      return await work(AbortSignal.any([stop, lost.signal]));
+    } finally {
+      held.byId.delete(id);
+      if (held.byId.size === 0) tables.delete(table);
+    }
+  }
+
   return {
     intervalMs,
+    whileHeld,
     /** Renews now (tests, and right after a long pause such as a stop-the-world start-up). */
     beat(): Promise<void> {
       beating = beating.then(beat);

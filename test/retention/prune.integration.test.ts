@@ -10,6 +10,7 @@ import { createMetrics } from '../../src/observability/metrics.ts';
 import { createRetentionService, readLastPrune } from '../../src/retention/index.ts';
 import { cutoffs, defaultRetention, pruneOnce, type RetentionPolicy } from '../../src/retention/prune.ts';
 import { createLease } from '../../src/sweep/lease.ts';
+import { createLeaseKeeper } from '../../src/sync/leases.ts';
 import { gql, graphqlApp, testDeps } from '../graphql/support.ts';
 import { testEngines, useMigratedDatabase } from '../support/database.ts';
 
@@ -195,7 +196,8 @@ describe.each(testEngines())('retention on %s', (engine) => {
       marketoStats: () => ({ calls: 0, errors: {}, retries: 0, dailyCalls: 0 }) as unknown as MarketoClientStats,
       dataverseStats: () => ({ totalCalls: 0, totalErrors: 0, endpoints: {} }) as unknown as DataverseClientStats,
     });
-    const service = createRetentionService({ db, policy: defaultRetention, cron: undefined, owner: 'replica-b', logger: silent, now: () => NOW, onPruned: (r) => metrics.recordPrune(r) });
+    const leases = createLeaseKeeper({ db, owner: 'replica-b', eventLeaseMs: 60_000, recordLeaseMs: 60_000, logger: silent });
+    const service = createRetentionService({ db, policy: defaultRetention, cron: undefined, owner: 'replica-b', logger: silent, now: () => NOW, onPruned: (r) => metrics.recordPrune(r), leases });
     const other = createLease({ db: db.prisma, owner: 'replica-a', ttlMs: 60_000 });
     expect(await other.acquireNow('retention')).toBe(true);
     expect(await service.pruneNow()).toBeNull();

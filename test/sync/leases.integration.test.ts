@@ -7,6 +7,7 @@ import { loadConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/database.ts';
 import { claim, enqueue } from '../../src/inbox/inbox.ts';
 import { startService } from '../../src/main.ts';
+import { createLease } from '../../src/sweep/lease.ts';
 import { createLeaseKeeper } from '../../src/sync/leases.ts';
 import { lockHolder, tryLock } from '../../src/sync/locks.ts';
 import { testEngines, useMigratedDatabase } from '../support/database.ts';
@@ -84,6 +85,32 @@ describe.each(testEngines())('the lease heartbeat on %s', (engine) => {
     });
     expect(await secondsLeft({ id: free!.id })).toBeGreaterThan(30);
     expect(await secondsLeft({ id: busy!.id })).toBeLessThan(3);
+  });
+
+  it("renews a scheduled job's lease in the same beat while its work runs, and aborts the work once another replica holds it", async () => {
+    await db.prisma.schedulerLease.deleteMany();
+    const mine = createLease({ db: db.prisma, owner: 'replica-a', ttlMs: 2_000 });
+    const theirs = createLease({ db: db.prisma, owner: 'replica-b', ttlMs: 60_000 });
+    const keeper = createLeaseKeeper({ db, owner: 'replica-a', eventLeaseMs: 60_000, recordLeaseMs: 60_000, logger: silent });
+    const jobSecondsLeft = async () => {
+      const [row] = await db.prisma.$queryRaw<{ s: number }[]>`SELECT extract(epoch FROM "expiresAt" - now())::float8 AS s FROM scheduler_lease WHERE key = 'sweep'`;
+      return row!.s;
+    };
+    expect(await mine.acquireNow('sweep')).toBe(true);
+    const seen = await keeper.whileHeld(mine, 'sweep', new AbortController().signal, async (signal) => {
+      await keeper.beat();
+      const renewedTo = await jobSecondsLeft();
+      // the lease runs out during a pause (set on the database's clock) and replica-b takes it
+      await db.prisma.$executeRaw`UPDATE scheduler_lease SET "expiresAt" = now() - interval '1 second' WHERE key = 'sweep'`;
+      expect(await theirs.acquireNow('sweep')).toBe(true);
+      const abortedBefore = signal.aborted;
+      await keeper.beat();
+      return { renewedTo, abortedBefore, abortedAfter: signal.aborted };
+    });
+    expect(seen.renewedTo).toBeGreaterThan(1);
+    expect(seen).toMatchObject({ abortedBefore: false, abortedAfter: true });
+    // not renewed for replica-a, and still replica-b's for its full length
+    expect(await jobSecondsLeft()).toBeGreaterThan(30);
   });
 
   it('on start-up, the embedded database reclaims the leases of the run that died; PostgreSQL leaves them to expire', async () => {
