@@ -16,9 +16,9 @@ function table() {
         if (gate) await gate;
         return seen;
       },
-      createMany: async ({ data }: { data: { hash: string }[] }) => {
+      createMany: ({ data }: { data: { hash: string }[] }) => {
         rows.push(...data.map((d) => ({ hash: d.hash })));
-        return { count: data.length };
+        return Promise.resolve({ count: data.length });
       },
     },
   };
