@@ -2,22 +2,13 @@
 // systems (the environment, as `npm start` reads it), through the same lease as the scheduled
 // sweeps: refused while any replica sweeps. This process also drains the inbox while it waits
 // for the run's outcomes, like any replica. Exit 0 succeeded, 1 failed, 2 stopped early, 3 busy.
-import { ConfigError, loadConfig } from '../src/config.ts';
+import { loadConfigOrExit } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { startService } from '../src/main.ts';
 
 const NEVER = '0 0 0 1 1 *';
-let config;
-try {
-  // no schedule in this process: it runs the one sweep asked for; the HTTP port is any free one
-  config = loadConfig({ ...process.env, PORT: '0', HOST: '127.0.0.1', SYNC_SWEEP_CRON: NEVER, SYNC_FULL_CRON: NEVER });
-} catch (error) {
-  if (error instanceof ConfigError) {
-    console.error(error.message);
-    process.exit(78);
-  }
-  throw error;
-}
+// no schedule in this process: it runs the one sweep asked for; the HTTP port is any free one
+const config = loadConfigOrExit({ ...process.env, PORT: '0', HOST: '127.0.0.1', SYNC_SWEEP_CRON: NEVER, SYNC_FULL_CRON: NEVER });
 const logger = createLogger({ level: config.log.level });
 const service = await startService(config, { logger });
 let code = 1;

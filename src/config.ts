@@ -454,3 +454,20 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     },
   };
 }
+
+/**
+ * The configuration of a process that cannot run without it (the service, the CLIs): an invalid
+ * setting is told on stderr and ends the process with EX_CONFIG (78), which orchestrators read as
+ * "do not restart until the configuration changes".
+ */
+export function loadConfigOrExit(source: Record<string, string | undefined> = process.env): Config {
+  try {
+    return loadConfig(source);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exit(78);
+    }
+    throw error;
+  }
+}

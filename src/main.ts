@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import type { ApiTokenService } from './auth/tokens.ts';
-import { ConfigError, loadConfig, type Config } from './config.ts';
+import { loadConfigOrExit, type Config } from './config.ts';
 import { consoleBanner } from './console/banner.ts';
 import type { Database } from './db/database.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -107,16 +107,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
 }
 
 async function main(): Promise<void> {
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(error.message);
-      process.exit(78); // EX_CONFIG
-    }
-    throw error;
-  }
+  const config = loadConfigOrExit();
   const logger = createLogger({ level: config.log.level });
   const service = await startService(config, { logger, seed: true });
   if (service.graphqlTokenGenerated && !(service.sandbox && service.seed)) {

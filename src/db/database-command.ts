@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, type Config } from '../config.ts';
+import { loadConfigOrExit } from '../config.ts';
 import { projectPaths } from '../paths.ts';
 import { openDatabase } from './database.ts';
 import type { PrismaClient } from './generated/client.ts';
@@ -11,16 +11,7 @@ import { migrate } from './migrate.ts';
 export type DatabaseCommand = (prisma: PrismaClient, args: string[]) => Promise<{ code: number; output: string }>;
 
 export async function runDatabaseCommand(command: DatabaseCommand): Promise<never> {
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(error.message);
-      process.exit(78); // EX_CONFIG
-    }
-    throw error;
-  }
+  const config = loadConfigOrExit();
   const db = await openDatabase({ url: config.database.url, dataDir: config.database.dataDir, poolSize: 2 });
   let code = 1;
   try {
