@@ -22,6 +22,7 @@ import { prepareTokens } from './service/tokens.ts';
 import { connectVendors } from './service/vendors.ts';
 import type { SweepService } from './sweep/index.ts';
 import type { BatchSyncRunner } from './sync/batch-sync-person.ts';
+import type { LeaseKeeper } from './sync/leases.ts';
 import type { SyncWorker } from './sync/worker.ts';
 
 export type { ServiceOptions } from './service/options.ts';
@@ -41,6 +42,8 @@ export interface RunningService {
   sweeper: SweepService;
   /** Batch Sync Person: queues lists (`start`) and works through them in the background */
   batchSyncs: BatchSyncRunner;
+  /** the replica's lease heartbeat (`beat()` renews now: tests, after a long pause) */
+  leases: LeaseKeeper;
   /** the in-process simulators, in sandbox mode */
   sandbox: Sandbox | undefined;
   /** the demo data `seed: true` put into the simulators */
@@ -89,6 +92,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       worker: engine.worker,
       sweeper: engine.sweeper,
       batchSyncs: engine.batchSyncs,
+      leases: engine.leases,
       sandbox: vendors.sandbox,
       seed,
       webhookSecrets: vendors.webhookSecrets,

@@ -102,7 +102,7 @@ export function addBatchSchema(builder: Builder, refs: Refs) {
     }),
     cancelBatchSyncPerson: t.field({
       type: CancelBatchSyncPersonPayload,
-      description: 'Stops a running batch after its current page; what it did stays.',
+      description: 'Stops a running batch within seconds, between two persons (the persons already in hand finish); what it did stays, and the unfinished page is not counted.',
       args: { id: t.arg.id({ required: true }) },
       resolve: async (_root, args, ctx) => {
         const cancel = ctx.deps.actions.cancelBatchSyncPerson;

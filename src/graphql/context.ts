@@ -46,7 +46,7 @@ export interface SyncActions {
   fieldMappingChanged?: (entity: LinkedEntity) => void;
   /** queues a Batch Sync Person of a Marketo static list (sync/batch-sync-person.ts); its id */
   startBatchSyncPerson?: (request: { listId: number; entity: LinkedEntity; assignTo: string | null; requestedBy: string }) => Promise<{ batchId: string }>;
-  /** stops a running batch after its current page; false when it was not running */
+  /** stops a running batch (between two persons of its page, at the next lease heartbeat); false when it was not running */
   cancelBatchSyncPerson?: (batchId: string) => Promise<boolean>;
 }
 

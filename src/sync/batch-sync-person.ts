@@ -256,7 +256,7 @@ export function createBatchSyncRunner(options: BatchSyncRunnerOptions) {
       wake?.();
       return job;
     },
-    /** Stops a running batch after its current page; what it did stays. */
+    /** Stops a running batch: the runner holding it finds its lease gone at the next heartbeat and starts no further person; what it did stays. */
     async cancel(id: string): Promise<BatchSync | null> {
       const n = await prisma.batchSync.updateMany({ where: { id, status: 'RUNNING' }, data: { status: 'CANCELLED', finishedAt: new Date(), leaseOwner: null } });
       return n.count === 1 ? prisma.batchSync.findUnique({ where: { id } }) : null;

@@ -13,14 +13,18 @@ const NEVER = '0 0 0 1 1 *';
 // pages of 50 (Marketo's maximum is 300, the default): several pages from a list this test can afford
 const PAGE = 50;
 
-type Sent = { method: string; url: string };
+type Sent = { method: string; url: string; body?: string };
 
 describe.each(testEngines())('Batch Sync Person on %s', (engine) => {
   let t: TestService;
   const sent: { marketo: Sent[]; dynamics: Sent[] } = { marketo: [], dynamics: [] };
-  const record = (into: Sent[]) => (next: typeof fetch) => (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => {
+  // a test's hook on each Dataverse request, awaited before the request goes
+  let onDynamicsRequest: ((request: Sent) => Promise<void>) | undefined;
+  const record = (into: Sent[]) => (next: typeof fetch) => async (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.toString() : input.url;
-    into.push({ method: init?.method ?? 'GET', url });
+    const request = { method: init?.method ?? 'GET', url, body: typeof init?.body === 'string' ? init.body : '' };
+    into.push(request);
+    if (into === sent.dynamics) await onDynamicsRequest?.(request);
     return next(input, init);
   };
 
@@ -104,6 +108,42 @@ describe.each(testEngines())('Batch Sync Person on %s', (engine) => {
     expect(answer.body.data.batchSync.items).toEqual([{ marketoId: String(refused), message: expect.stringContaining('Refused is not a last name here') }]);
     const refusal = await t.service.db.prisma.activity.findFirst({ where: { marketoId: refused!, type: 'VALIDATION_REJECTED' } });
     expect(refusal?.message).toContain('Refused is not a last name here');
+  });
+
+  it('a batch cancelled while its page runs stops between two persons: the heartbeat finds its lease gone', async () => {
+    const ids = t.marketo.seedLeads(Array.from({ length: PAGE }, (_, i) => ({ email: unique(`cancel${i}`), firstName: 'Cancel', lastName: `Me ${i}` })));
+    const listId = t.marketo.createList('Cancelled mid-page', ids);
+    const leadsBefore = t.dataverse.count('lead');
+    // the first $batch of creates: the operator cancels, and the replica's next beat sees it
+    let cancelling: Promise<unknown> | undefined;
+    onDynamicsRequest = async (request) => {
+      // the first $batch carrying creates of this list's persons (their first name), while their page runs
+      if (cancelling || request.method !== 'POST' || !request.url.endsWith('$batch') || !request.body?.includes('"firstname":"Cancel"')) return;
+      cancelling = (async () => {
+        const running = await t.service.db.prisma.batchSync.findFirstOrThrow({ where: { listId, status: 'RUNNING' } });
+        const answer: unknown = (await gql('mutation($id: ID!) { cancelBatchSyncPerson(id: $id) { ok error } }', { id: running.id })).body;
+        await t.service.leases.beat();
+        return answer;
+      })();
+      await cancelling;
+    };
+    let batchId = '';
+    try {
+      const started = await gql('mutation($l: Int!) { startBatchSyncPerson(listId: $l) { ok batch { id } } }', { l: listId });
+      batchId = started.body.data.startBatchSyncPerson.batch.id as string;
+      await until(batchId, (row) => row.status !== 'RUNNING');
+      // the page's persons in flight finish; none starts after the cancel, so the page is left short
+      await t.service.batchSyncs.stop();
+      t.service.batchSyncs.begin();
+      await t.settle();
+    } finally {
+      onDynamicsRequest = undefined;
+    }
+    expect(await cancelling).toEqual({ data: { cancelBatchSyncPerson: { ok: true, error: null } } });
+    expect(await batchRow(batchId)).toMatchObject({ status: 'CANCELLED', pages: 0, persons: 0 });
+    const created = t.dataverse.count('lead') - leadsBefore;
+    expect(created).toBeGreaterThan(0);
+    expect(created).toBeLessThan(PAGE);
   });
 
   it('a list Marketo does not know fails the batch with Marketo’s message', async () => {
