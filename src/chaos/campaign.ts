@@ -5,6 +5,7 @@ import { openDatabase } from '../db/database.ts';
 import { createEditor, type Editor } from './edits.ts';
 import { injectFaults, replayDeliveries } from './faults.ts';
 import { createIntentLog, prng, sleep, type IntentLog, type Rng } from './model.ts';
+import { keepVendorWriteTrail } from './trail.ts';
 import { runOracle, type EditClass, type OracleReport, type Violation } from './oracle.ts';
 import { createRaces, RACES } from './races.ts';
 import { allLinks, checkInvariants, gatherOracleInput, watchSyncCreates } from './verify.ts';
@@ -76,6 +77,8 @@ export interface CampaignFigures {
   durationSeconds: number;
   problems: string[];
   logFile: string;
+  /** every write both simulators took (chaos/trail.ts) */
+  trailFile: string;
   /** the oracle's input and verdicts, as JSON */
   oracleFile: string;
 }
@@ -117,6 +120,7 @@ function emptyFigures(options: CampaignOptions): CampaignFigures {
     durationSeconds: 0,
     problems: [],
     logFile: '',
+    trailFile: '',
     oracleFile: '',
   };
 }
@@ -254,6 +258,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignFig
       counters,
     );
     figures.logFile = world.logFile;
+    figures.trailFile = keepVendorWriteTrail(world);
     const editor = createEditor(world, rng, log, options.seed, counters);
     const races = createRaces(world, editor, log, rng, { leaseSeconds: LEASE_SECONDS });
     const syncCreates = watchSyncCreates(world);
@@ -323,5 +328,6 @@ export function summarise(figures: CampaignFigures): string[] {
   for (const problem of figures.problems) lines.push(`PROBLEM: ${problem}`);
   lines.push(`service log: ${figures.logFile}`);
   if (figures.oracleFile) lines.push(`oracle input and verdicts: ${figures.oracleFile}`);
+  if (figures.trailFile) lines.push(`every vendor write: ${figures.trailFile}`);
   return lines;
 }
