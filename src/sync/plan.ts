@@ -278,9 +278,16 @@ export interface PendingEntry {
 
 /**
  * What became of the entries an earlier attempt journaled but never committed (it crashed, lost
- * its lease or failed between the writes): a write entry is final when its side now holds the
- * value it wrote -- the write happened, so a collision's loser stays on record -- and superseded
- * otherwise; entries that describe no write are superseded (the new plan records them again).
+ * its lease or failed between the writes): a write entry is final when its side shows the write
+ * happened -- so a collision's loser stays on record -- and superseded otherwise; entries that
+ * describe no write are superseded (the new plan records them again).
+ *
+ * A write is one request: it landed whole or not at all. Each field it changed is evidence: the side
+ * holding the written value is for, the side still holding the value the plan read is against (had
+ * the write landed, that field would show its value too), any third value says nothing (edited
+ * since). It landed when some field is for and none against: a field that merely happens to hold
+ * the written value (a checkbox already unticked, a default) does not outvote one the write would
+ * have changed and did not.
  */
 export function settlePending(
   pending: readonly PendingEntry[],
@@ -291,15 +298,16 @@ export function settlePending(
   const superseded: string[] = [];
   const writeTypes = new Set(['UPDATED_IN_MARKETO', 'UPDATED_IN_DYNAMICS', 'COLLISION_RESOLVED']);
   for (const entry of pending) {
-    const applied =
-      writeTypes.has(entry.type) &&
-      entry.fields.length > 0 &&
-      entry.fields.some((f) => {
-        const values = holds[f.side];
-        const rule = rules.find((r) => r.field === f.field);
-        return values !== null && rule !== undefined && sameValue(values[f.field], f.newValue, rule.type) && !sameValue(f.oldValue, f.newValue, rule.type);
-      });
-    (applied ? final : superseded).push(entry.id);
+    let evidenceFor = false;
+    let evidenceAgainst = false;
+    for (const f of writeTypes.has(entry.type) ? entry.fields : []) {
+      const values = holds[f.side];
+      const rule = rules.find((r) => r.field === f.field);
+      if (values === null || rule === undefined || sameValue(f.oldValue, f.newValue, rule.type)) continue;
+      if (sameValue(values[f.field], f.newValue, rule.type)) evidenceFor = true;
+      else if (sameValue(values[f.field], f.oldValue, rule.type)) evidenceAgainst = true;
+    }
+    (evidenceFor && !evidenceAgainst ? final : superseded).push(entry.id);
   }
   return { final, superseded };
 }

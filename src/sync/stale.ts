@@ -152,7 +152,8 @@ export function unwitnessedDynamicsWrites(pending: readonly PendingEntry[], land
 
 /**
  * The entries among `candidates` whose write an echo shows landed: an Update the sync user ran no
- * earlier than the entry was journaled set one of the entry's Dynamics fields to the value it wrote.
+ * earlier than the entry was journaled set every Dynamics field the entry changed to the value it
+ * wrote (one request carries them all; an echo holding only some is another write's).
  * Dataverse applied such a write but its answer was lost (a timeout, a 5xx, a `$batch` whose
  * response never came), and a person has changed the field since, so the record no longer shows
  * the value. Without this witness the base would stay from before the write, and that person's
@@ -165,12 +166,16 @@ export function witnessedDynamicsWrites(
   skewMs = DYNAMICS_CLOCK_SKEW_MS,
 ): string[] {
   return candidates
-    .filter((entry) =>
-      entry.fields.some((f) => {
+    .filter((entry) => {
+      const changed = entry.fields.flatMap((f) => {
         const rule = rules.find((r) => r.field === f.field);
-        if (f.side !== 'DYNAMICS' || !rule || sameValue(f.oldValue, f.newValue, rule.type)) return false;
-        return echoesOf(entry).some((echo) => echo.atMs >= entry.at - skewMs && f.field in echo.fields && sameValue(echo.fields[f.field], f.newValue, rule.type));
-      }),
-    )
+        return f.side === 'DYNAMICS' && rule && !sameValue(f.oldValue, f.newValue, rule.type) ? [{ f, rule }] : [];
+      });
+      // the echo of this write carries every column it set: one that shares a value with it is another write
+      return (
+        changed.length > 0 &&
+        echoesOf(entry).some((echo) => echo.atMs >= entry.at - skewMs && changed.every(({ f, rule }) => f.field in echo.fields && sameValue(echo.fields[f.field], f.newValue, rule.type)))
+      );
+    })
     .map((e) => e.id);
 }

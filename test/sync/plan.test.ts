@@ -220,4 +220,32 @@ describe('settling what an earlier attempt journaled', () => {
     expect(settled.final).toEqual(c.final);
     expect(settled.superseded).toEqual(c.final.length ? [] : [c.entry.id]);
   });
+
+  // one write of two fields, as one PATCH: it landed whole or not at all
+  const twoFields = {
+    id: '9',
+    type: 'UPDATED_IN_DYNAMICS' as const,
+    fields: [
+      { field: 'postalCode', side: 'DYNAMICS' as const, oldValue: '50554', newValue: '85571' },
+      { field: 'unsubscribed', side: 'DYNAMICS' as const, oldValue: null, newValue: false },
+    ],
+    pending: true,
+    plannedRevision: 3,
+    at: 0,
+  };
+  const rules = [rule('postalCode'), { ...rule('unsubscribed'), type: 'boolean' as const }];
+  const multi = [
+    { name: 'every changed field shows its written value: final', holds: { postalCode: '85571', unsubscribed: false }, final: true },
+    {
+      name: 'a field that merely holds the written value does not outvote one still holding what the plan read: superseded (chaos seed 211)',
+      holds: { postalCode: '50554', unsubscribed: false },
+      final: false,
+    },
+    { name: 'one field edited since to a third value, the other written: final', holds: { postalCode: '11111', unsubscribed: false }, final: true },
+    { name: 'no field shows the write: superseded', holds: { postalCode: '50554', unsubscribed: null }, final: false },
+  ];
+  it.each(multi)('$name', (c) => {
+    const settled = settlePending([twoFields], { MARKETO: null, DYNAMICS: c.holds }, rules);
+    expect(settled.final).toEqual(c.final ? ['9'] : []);
+  });
 });

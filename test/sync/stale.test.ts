@@ -222,6 +222,18 @@ describe('the echo of the sync user’s own Update as the witness of a Dynamics 
     expect(witnessedDynamicsWrites([pending()], () => echoes, rules)).toEqual(witnessed);
   });
 
+  it('an echo witnesses a write of two fields only when it carries both: one sharing a value is another write', () => {
+    const both: PendingEntry = {
+      ...pending(),
+      fields: [
+        { field: 'title', side: 'DYNAMICS', oldValue: 'Early', newValue: 'Late' },
+        { field: 'city', side: 'DYNAMICS', oldValue: null, newValue: 'Paris' },
+      ],
+    };
+    expect(witnessedDynamicsWrites([both], () => [echo({ fields: { title: 'Late' } })], rules)).toEqual([]);
+    expect(witnessedDynamicsWrites([both], () => [echo({ fields: { title: 'Late', city: 'Paris' } })], rules)).toEqual(['1']);
+  });
+
   it('only entries that wrote Dynamics, are not seen landed and have echoes need a witness', () => {
     const echoes = [{ at: new Date(at).toISOString(), columns: { jobtitle: 'Late' } }];
     const toMarketo = pending({ id: '2', side: 'MARKETO', dynamicsEchoes: echoes });
