@@ -16,6 +16,8 @@ export interface MetricsOptions {
   dataverseStats: () => DataverseClientStats;
   /** the bounded intake queue of this replica (src/inbox/intake.ts) */
   intakeStats?: () => IntakeStats;
+  /** this replica's vendor calls held back by the budget, and in flight (service/vendors.ts) */
+  vendorQueues?: () => Record<'marketo' | 'dynamics', { waiting: number; inFlight: number }>;
   /** process metrics (CPU, memory, event loop lag); off in tests that boot many services */
   processMetrics?: boolean;
   now?: () => number;
@@ -43,6 +45,27 @@ export function intakeOutcome(statusCode: number, body: unknown): string {
   if (statusCode === 400 || statusCode === 422) return 'invalid';
   if (statusCode === 503) return 'unavailable';
   return statusCode >= 500 ? 'error' : 'rejected';
+}
+
+/**
+ * This replica's vendor calls: held back by the budget (waiting) and sent but not answered (in
+ * flight). Calls waiting for minutes with none in flight is a replica that cannot get budget; calls
+ * in flight longer than the client timeout is a call that never ended.
+ */
+function registerVendorQueueGauge(registry: Registry, vendorQueues: NonNullable<MetricsOptions['vendorQueues']>): void {
+  new Gauge({
+    name: 'mds_vendor_calls',
+    help: "This replica's vendor calls by state: waiting for the deployment's budget, or in flight",
+    labelNames: ['system', 'state'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [system, q] of Object.entries(vendorQueues())) {
+        this.set({ system, state: 'waiting' }, q.waiting);
+        this.set({ system, state: 'in_flight' }, q.inFlight);
+      }
+    },
+  });
 }
 
 /** This replica's bounded intake queue: how full it is and what it refused. */
@@ -208,6 +231,7 @@ export function createMetrics(options: MetricsOptions) {
   });
 
   if (options.intakeStats) registerIntakeGauges(registry, options.intakeStats);
+  if (options.vendorQueues) registerVendorQueueGauge(registry, options.vendorQueues);
   registerSharedStateGauges(registry, db, now);
   registerApiCallMetrics(registry, options);
 

@@ -66,7 +66,7 @@ export async function assembleEngine(
   const syncPerson = createSyncPerson({ db, marketo, dynamics, mappings, owner, leaseMs: config.sync.recordLockMs, fencing, suppressions });
   // bounded: past the limit Dataverse deliveries are refused with 503 and Sync Person queues
   const intake = createInboxIntake(db, { limit: config.sync.intakeQueueLimit });
-  const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats(), intakeStats: () => intake.stats() });
+  const metrics = createMetrics({ db, marketoStats: () => marketoClient.stats(), dataverseStats: () => dataverseClient.stats(), intakeStats: () => intake.stats(), vendorQueues: vendors.vendorQueues });
   // told only by the worker's own batches: the worker exists by then
   const fanout = createFanout({ db, dynamics, mappings, notify: () => worker.notify() });
   const merges = createMergeHandler({ db, owner, leaseMs: config.sync.recordLockMs, notify: () => worker.notify() });

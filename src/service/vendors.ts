@@ -28,6 +28,8 @@ export interface Vendors {
   sandboxDatabase: 'ready' | 'foreign' | undefined;
   /** the deployment's shared sandbox (SANDBOX_URL) */
   shared: SandboxDescriptor | undefined;
+  /** calls each vendor's budget holds back on this replica, and those it let go that have not answered */
+  vendorQueues: () => Record<'marketo' | 'dynamics', { waiting: number; inFlight: number }>;
 }
 
 interface VendorDeps {
@@ -156,5 +158,9 @@ export async function connectVendors(config: Config, deps: VendorDeps): Promise<
     marketo: createMarketoPort(marketoClient),
     dynamics: createDynamicsPort({ client: dataverseClient, syncFilters: config.dynamics.syncFilters }),
     webhookSecrets,
+    vendorQueues: () => ({
+      marketo: { waiting: marketoBudget.limiter.waiting(), inFlight: marketoBudget.limiter.inFlight() },
+      dynamics: { waiting: dynamicsBudget.limiter.waiting(), inFlight: dynamicsBudget.limiter.inFlight() },
+    }),
   };
 }

@@ -92,6 +92,10 @@ describe('a first start with real credentials and no API token', () => {
     const { secret } = await service.tokens.create({ name: 'prometheus', scope: 'read' });
     const scraped = await request(service.url).get('/metrics').set('authorization', `Bearer ${secret}`).expect(200);
     expect(scraped.text).toContain('mds_inbox_events');
+    // what each vendor budget holds back and has in flight on this replica (a stuck replica shows here)
+    for (const system of ['marketo', 'dynamics']) {
+      for (const state of ['waiting', 'in_flight']) expect(scraped.text).toMatch(new RegExp(`mds_vendor_calls\\{system="${system}",state="${state}",service="marketo-dynamics-sync"\\} \\d+`));
+    }
     expect(service.metricsUrl).toBeUndefined();
   });
 });
