@@ -63,6 +63,19 @@ describe.each(testEngines())('owner fields on persons on %s', (engine) => {
     expect(calls('GET systemusers')).toBe(0);
   });
 
+  it('Sync Person reads the lead it created back with its owner in the create’s own $batch, not in a request of its own', async () => {
+    const owner = user('Cora', 'Created', { title: 'SDR' });
+    const [marketoId] = t.marketo.seedLeads([{ email: unique('created'), lastName: 'Created' }]);
+    const before = { ...t.dataverse.stats() };
+    const calls = (endpoint: string) => (t.dataverse.stats()[endpoint]?.calls ?? 0) - (before[endpoint]?.calls ?? 0);
+    const answer = await t.marketoWebhook('sync-person', { marketoId, syncAs: 'lead', assignTo: owner }).expect(200);
+    expect(answer.body).toMatchObject({ status: 'created' });
+    await t.settle();
+    expect(t.marketo.getLead(marketoId!)).toMatchObject({ dynamicsOwnerName: 'Cora Created', dynamicsOwnerTitle: 'SDR' });
+    expect(calls('POST $batch')).toBeGreaterThan(0);
+    expect(calls('GET systemusers')).toBe(0);
+  });
+
   it('follows an Assign (PATCH ownerid) to the new owner', async () => {
     const before = user('Ann', 'First');
     const after = user('Ben', 'Second', { title: 'SDR' });

@@ -96,7 +96,8 @@ export type DataverseClient = {
   createRecord(
     entity: DataverseEntity,
     values: Record<string, DataverseValue>,
-    options?: { owner?: DataverseOwner; columns?: readonly string[]; fence?: WriteFence | undefined },
+    /** `expand`: the related rows to read back with the created row, in the same $batch */
+    options?: { owner?: DataverseOwner; columns?: readonly string[]; expand?: readonly DataverseExpansion[]; fence?: WriteFence | undefined },
   ): Promise<DataverseRecord>;
   updateRecord(
     entity: DataverseEntity,

@@ -3,7 +3,7 @@ import type { WriteFence } from '../../sync/ports.ts';
 import { createRideAlong, NothingToSend } from '../ride-along.ts';
 import { decodeBatch, encodeBatch, type BatchOperation, type BatchOperationAnswer, type createBatchSizer } from './dataverse.batch.ts';
 import { DataverseApiError, DataverseCodes, DataverseTransientError, dataverseErrorFromResponse } from './dataverse.errors.ts';
-import { dataverseEntitySets, encodeGuid, keyUrl, selectList, toRecord, type DataverseEntity, type DataverseRecord, type DataverseValue } from './dataverse.rows.ts';
+import { dataverseEntitySets, encodeGuid, keyUrl, selectList, toRecord, withRelated, type DataverseEntity, type DataverseExpansion, type DataverseRecord, type DataverseValue } from './dataverse.rows.ts';
 import { errorBodySchema, rowSchema } from './dataverse.schemas.ts';
 import { parse, type DataverseCall, type RawResponse } from './dataverse.transport.ts';
 
@@ -126,15 +126,38 @@ export function createDataverseWrites(
     },
   });
 
-  /** One write in the next $batch: its row as stored, or its own typed error. */
-  async function write(entity: DataverseEntity, operation: BatchOperation, endpoint: string, fence?: WriteFence): Promise<DataverseRecord> {
-    rate.wrote(1);
-    const { result, offset } = await writes.ride('writes', [operation], undefined, fence);
-    const answer = result[offset]!;
+  /** An operation's answer as the row it returned, or its own typed error. */
+  function rowOf(entity: DataverseEntity, answer: BatchOperationAnswer, endpoint: string): DataverseRecord {
     if (answer.status < 400) return toRecord(entity, parse(rowSchema, { status: answer.status, headers: new Headers(), json: answer.json }, endpoint), endpoint);
     const body = errorBodySchema.safeParse(answer.json);
     const [code, message] = body.success ? [body.data.error.code ?? '', body.data.error.message ?? ''] : ['', ''];
     throw dataverseErrorFromResponse(answer.status, code, message, { endpoint });
+  }
+
+  /** One write in the next $batch: its row as stored, or its own typed error. */
+  async function write(entity: DataverseEntity, operation: BatchOperation, endpoint: string, fence?: WriteFence): Promise<DataverseRecord> {
+    rate.wrote(1);
+    const { result, offset } = await writes.ride('writes', [operation], undefined, fence);
+    return rowOf(entity, result[offset]!, endpoint);
+  }
+
+  /**
+   * A create and, right behind it in the same $batch, the read of the row it made with its related
+   * rows (`$expand`, which a write's own representation ignores): top-level parts run in order, so
+   * the read sees the create, and the owner and account cost no request of their own. The create's
+   * outcome is the write's; a read that failed leaves the row as the create returned it.
+   */
+  async function createThenRead(entity: DataverseEntity, create: BatchOperation, read: BatchOperation, expand: readonly DataverseExpansion[], endpoint: string, fence?: WriteFence): Promise<DataverseRecord> {
+    rate.wrote(2);
+    const { result, offset } = await writes.ride('writes', [create, read], undefined, fence);
+    const created = rowOf(entity, result[offset]!, endpoint);
+    const readBack = result[offset + 1];
+    if (!readBack || readBack.status >= 400) return created;
+    try {
+      return withRelated(rowOf(entity, readBack, `GET ${dataverseEntitySets[entity].set}(id)`), expand, endpoint);
+    } catch {
+      return created;
+    }
   }
 
   return {
@@ -143,7 +166,7 @@ export function createDataverseWrites(
     async createRecord(
       entity: DataverseEntity,
       values: Record<string, DataverseValue>,
-      createOptions: { owner?: DataverseOwner; columns?: readonly string[]; fence?: WriteFence | undefined } = {},
+      createOptions: { owner?: DataverseOwner; columns?: readonly string[]; expand?: readonly DataverseExpansion[]; fence?: WriteFence | undefined } = {},
     ): Promise<DataverseRecord> {
       const { set, key } = dataverseEntitySets[entity];
       // A client-chosen id makes a retried create detectable: a second POST of the same id is refused as a duplicate.
@@ -155,7 +178,12 @@ export function createDataverseWrites(
       const select = selectList(entity, createOptions.columns ?? Object.keys(values).filter((c) => !c.includes('@')));
       try {
         const headers: Record<string, string> = { Prefer: 'return=representation', ...(options.suppressDuplicateDetection ? {} : { 'MSCRM.SuppressDuplicateDetection': 'false' }) };
-        return await write(entity, { method: 'POST', url: `${set}?$select=${select}`, body, headers }, endpoint, createOptions.fence);
+        const create: BatchOperation = { method: 'POST', url: `${set}?$select=${select}`, body, headers };
+        const expand = createOptions.expand ?? [];
+        if (expand.length === 0) return await write(entity, create, endpoint, createOptions.fence);
+        const expansion = expand.map((e) => `${e.navigation}($select=${selectList(e.table, e.columns)})`).join(',');
+        const read: BatchOperation = { method: 'GET', url: `${keyUrl(entity, id)}?$select=${select}&$expand=${expansion}`, headers: {} };
+        return await createThenRead(entity, create, read, expand, endpoint, createOptions.fence);
       } catch (error) {
         // the first attempt may have committed before a 5xx/timeout reached us
         if (error instanceof DataverseApiError && error.code === DataverseCodes.duplicateKey) {

@@ -10,9 +10,10 @@ import { DEFAULT_SYNC_FILTER, parseSyncFilter, passesSyncFilter, type SyncFilter
 // The engine's view of Dataverse: canonical fields in, canonical fields out. Option sets go
 // through the mapping's value map; the sync filter and the qualifying lead are read alongside.
 // Fields of a contact's parent account and of the owner (related.ts) are read in the same request
-// as the record (`$expand`), and never written. Only a create's answer lacks them (Dataverse
-// ignores `$expand` on a write's representation): those rows are read beside it, one In-filter read
-// per table. An update keeps the related fields of the view it was planned on (ports.ts).
+// as the record (`$expand`), and never written. A create's answer lacks them (Dataverse ignores
+// `$expand` on a write's representation): the created row is read back with them in the create's own
+// $batch, and only when that read fails are they read beside it, one In-filter read per table. An
+// update keeps the related fields of the view it was planned on (ports.ts).
 
 const ORIGINATING_LEAD = '_originatingleadid_value';
 const EMAIL = 'emailaddress1';
@@ -219,6 +220,7 @@ export function createDynamicsPort(options: DynamicsPortOptions): DynamicsPort {
       const values = id ? { ...toDataverse(fields, bindings), [dataverseEntitySets[entityName(entity)].key]: id } : toDataverse(fields, bindings);
       const record = await client.createRecord(entityName(entity), values, {
         columns: await columnsFor(entity, bindings),
+        expand: expansions(entity, bindings),
         ...(owner ? { owner } : {}),
         fence,
       });
