@@ -61,8 +61,8 @@ export function createLeaseKeeper(options: LeaseKeeperOptions) {
   const fencing = options.fencing;
   const clock = fencing?.now ?? performance.now.bind(performance);
   let lastRenewed = clock();
-  /** the other leases held now: by table, the work holding each id */
-  const tables = new Map<LeaseTable, { byId: Map<string, AbortController>; lastRenewed: number; failing: boolean }>();
+  /** the other leases held now: by table, the work holding each id (and since when: a beat that began earlier says nothing of it) */
+  const tables = new Map<LeaseTable, { byId: Map<string, { lost: AbortController; since: number }>; lastRenewed: number; failing: boolean }>();
 
   async function beatRecords(beganAt: number): Promise<void> {
     try {
@@ -88,19 +88,20 @@ export function createLeaseKeeper(options: LeaseKeeperOptions) {
       const still = await table.renew(ids);
       held.lastRenewed = beganAt;
       held.failing = false;
-      for (const id of ids) if (!still.has(id)) lose(table, id, 'the heartbeat could not renew it');
+      for (const id of ids) if (!still.has(id)) lose(table, id, beganAt, 'the heartbeat could not renew it');
     } catch (error) {
       if (!held.failing) logger.warn({ err: error, lease: table.name }, 'renewing leases failed; they expire unless it recovers');
       held.failing = true;
-      if (clock() - held.lastRenewed > table.leaseMs) for (const id of ids) lose(table, id, 'the heartbeat has failed for longer than a lease');
+      if (clock() - held.lastRenewed > table.leaseMs) for (const id of ids) lose(table, id, beganAt, 'the heartbeat has failed for longer than a lease');
     }
   }
 
-  function lose(table: LeaseTable, id: string, why: string): void {
+  /** Aborts the work holding `id`, unless it took the lease after the beat that found it lost began. */
+  function lose(table: LeaseTable, id: string, beganAt: number, why: string): void {
     const work = tables.get(table)?.byId.get(id);
-    if (!work || work.signal.aborted) return;
+    if (!work || work.since > beganAt || work.lost.signal.aborted) return;
     logger.warn({ lease: table.name, id }, `lease lost (${why}); the work is aborted`);
-    work.abort(new Error(`the ${table.name} lease ${id} was lost (${why})`));
+    work.lost.abort(new Error(`the ${table.name} lease ${id} was lost (${why})`));
   }
 
   async function beat(): Promise<void> {
@@ -109,16 +110,16 @@ export function createLeaseKeeper(options: LeaseKeeperOptions) {
   }
 
   async function whileHeld<T>(table: LeaseTable, id: string, stop: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const held = tables.get(table) ?? { byId: new Map<string, AbortController>(), lastRenewed: clock(), failing: false };
+    const held = tables.get(table) ?? { byId: new Map<string, { lost: AbortController; since: number }>(), lastRenewed: clock(), failing: false };
     tables.set(table, held);
     if (held.byId.has(id)) throw new Error(`the ${table.name} lease ${id} is already held by work on this replica`);
-    const lost = new AbortController();
-    held.byId.set(id, lost);
+    const holding = { lost: new AbortController(), since: clock() };
+    held.byId.set(id, holding);
     try {
-      return await work(AbortSignal.any([stop, lost.signal]));
+      return await work(AbortSignal.any([stop, holding.lost.signal]));
     } finally {
-      held.byId.delete(id);
-      if (held.byId.size === 0) tables.delete(table);
+      if (held.byId.get(id) === holding) held.byId.delete(id);
+      if (held.byId.size === 0 && tables.get(table) === held) tables.delete(table);
     }
   }
 
