@@ -191,7 +191,15 @@ export function createBatchSyncRunner(options: BatchSyncRunnerOptions) {
    * stops the page between two persons; the replica that holds the job now resumes from the cursor.
    */
   function runJob(claimed: BatchSync): Promise<void> {
-    return options.leases.whileHeld(jobLeases, claimed.id, NEVER, (signal) => runPages(claimed, signal));
+    return options.leases.whileHeld(jobLeases, claimed.id, NEVER, async (signal) => {
+      try {
+        await runPages(claimed, signal);
+      } catch (error) {
+        if (!signal.aborted) throw error;
+        // not a failure of the batch: whoever holds it now (or nobody, cancelled) decides what follows
+        logger.info({ batchSync: claimed.id }, 'batch sync person stopped here: it was cancelled or its lease went to another replica');
+      }
+    });
   }
 
   async function runPages(claimed: BatchSync, signal: AbortSignal): Promise<void> {
