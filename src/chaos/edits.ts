@@ -13,6 +13,15 @@ export interface EditorCounters {
   problems: string[];
 }
 
+/**
+ * What an edit sets: a checkbox a person edits is one they flip. Setting a field to what it already
+ * holds is no edit (Marketo logs no change for it, and nothing can tell it from no edit at all), and
+ * two of them made at once on both sides are no collision.
+ */
+export function editedValue(field: FieldSpec, proposed: FieldValue, current: unknown): FieldValue {
+  return field.kind === 'boolean' ? current !== true : proposed;
+}
+
 export function createEditor(world: World, rng: Rng, log: IntentLog, seed: number, counters: EditorCounters) {
   const { mkto, dv } = world;
   const pairs = new Map<number, Pair>();
@@ -45,20 +54,10 @@ export function createEditor(world: World, rng: Rng, log: IntentLog, seed: numbe
     return { marketoId, entity, dynamicsId, email, state: 'active', filteredOut: false, moving: false, editedIn: new Map(), racing: false };
   }
 
-  /**
-   * A checkbox a person edits is one they flip: setting a field to what it already holds is no edit
-   * (Marketo logs no change for it, and nothing can tell it from no edit at all), and two of them
-   * made at once on both sides are no collision.
-   */
-  function flipped(pair: Pair, side: SyncSide, field: FieldSpec, value: FieldValue): FieldValue {
-    if (field.kind !== 'boolean') return value;
-    const current = side === 'MARKETO' ? mkto.getLead(pair.marketoId)?.[field.marketo] : dv.get(pair.entity, pair.dynamicsId)?.[field.dynamics];
-    return current !== true;
-  }
-
   /** One edit on one side, as a person (or an automation, a workflow) makes it through the admin API. */
   function editSide(pair: Pair, side: SyncSide, field: FieldSpec, proposed: FieldValue, round: number, actor: Actor = 'person', race: string | null = null): void {
-    const value = flipped(pair, side, field, proposed);
+    const current = field.kind === 'boolean' ? (side === 'MARKETO' ? mkto.getLead(pair.marketoId)?.[field.marketo] : dv.get(pair.entity, pair.dynamicsId)?.[field.dynamics]) : undefined;
+    const value = editedValue(field, proposed, current);
     // logged before it is made: a plug-in rewriting it logs its own edit during the write, after this one
     const record: RecordRef = side === 'MARKETO' ? { marketoId: pair.marketoId } : { dynamicsId: pair.dynamicsId };
     log.edit({ actor, side, record, field: field.canonical, value, race, what: `edit of ${side === 'MARKETO' ? `person ${pair.marketoId}` : `${pair.entity} ${pair.dynamicsId.slice(0, 8)}`} in round ${round}` });
