@@ -56,6 +56,15 @@ const instant = (at: string) => {
 };
 
 export function addLinkSchema(builder: Builder, refs: Refs) {
+  const linkField = addLinkFieldTypes(builder, refs);
+  addActivityTypes(builder, refs);
+  addSyncLinkType(builder, refs, linkField);
+  addLinkQueries(builder, refs);
+  addLinkMutations(builder, refs);
+}
+
+/** A link's fields: the agreed value, where it came from, and a value held back from one side. */
+function addLinkFieldTypes(builder: Builder, refs: Refs) {
   const { enums } = refs;
 
   const FieldOriginRef = builder.objectRef<FieldOrigin>('FieldOrigin').implement({
@@ -85,6 +94,12 @@ export function addLinkSchema(builder: Builder, refs: Refs) {
       blocked: t.field({ type: BlockedValueRef, nullable: true, description: 'a value held back from one side, if any', resolve: (f) => f.blocked }),
     }),
   });
+  return LinkFieldRef;
+}
+
+/** The activity log's entries, their fields, and the collisions among them. */
+function addActivityTypes(builder: Builder, refs: Refs) {
+  const { enums } = refs;
 
   const ActivityFieldRef = builder.objectRef<Partial<ActivityField>>('ActivityField').implement({
     description:
@@ -147,6 +162,11 @@ export function addLinkSchema(builder: Builder, refs: Refs) {
       link: t.field({ type: refs.SyncLink, nullable: true, resolve: (c, _args, ctx) => ctx.loaders.linkFor(c.activity) }),
     }),
   });
+}
+
+/** The person view: a link with its fields, activities and open events. */
+function addSyncLinkType(builder: Builder, refs: Refs, LinkFieldRef: ReturnType<typeof addLinkFieldTypes>) {
+  const { enums } = refs;
 
   refs.SyncLink.implement({
     description: 'A Marketo person linked to one Dynamics lead or contact: the person view.',
@@ -191,6 +211,14 @@ export function addLinkSchema(builder: Builder, refs: Refs) {
       }),
     }),
   });
+}
+
+const timeRange = (since: Date | null | undefined, until: Date | null | undefined) =>
+  since || until ? { occurredAt: { ...(since ? { gte: since } : {}), ...(until ? { lt: until } : {}) } } : {};
+
+/** link, links, activities and collisions: what an operator asks about a person. */
+function addLinkQueries(builder: Builder, refs: Refs) {
+  const { enums } = refs;
 
   const LinkFilter = builder.inputType('LinkFilter', {
     description: 'Narrows `links`; all given conditions must hold.',
@@ -204,9 +232,6 @@ export function addLinkSchema(builder: Builder, refs: Refs) {
       }),
     }),
   });
-
-  const timeRange = (since: Date | null | undefined, until: Date | null | undefined) =>
-    since || until ? { occurredAt: { ...(since ? { gte: since } : {}), ...(until ? { lt: until } : {}) } } : {};
 
   builder.queryFields((t) => ({
     link: t.field({
@@ -318,6 +343,11 @@ export function addLinkSchema(builder: Builder, refs: Refs) {
       },
     }),
   }));
+}
+
+/** requestPersonSync and resolveCollision. */
+function addLinkMutations(builder: Builder, refs: Refs) {
+  const { enums } = refs;
 
   const RequestPersonSyncPayload = builder
     .objectRef<{ ok: boolean; error: string | null; eventId: string | null }>('RequestPersonSyncPayload')
