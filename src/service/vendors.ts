@@ -103,6 +103,8 @@ export async function connectVendors(config: Config, deps: VendorDeps): Promise<
     // one process by construction: rows left by an earlier run are dead now, not in a lease
     previousRunsAreGone: db.engine === 'pglite',
     onError: (error) => logger.warn({ err: error }, 'vendor budget heartbeat failed; slices run out with their leases unless it recovers'),
+    // a replica whose work stopped with its leases renewed: says whether it lacks budget or a call never ended
+    onOverdue: (budget, calls) => logger.warn({ budget: budget.split(':')[0], ...calls }, 'vendor calls held back or in flight for over a minute'),
   });
   const marketoBudget = budgets.join(
     marketoBudgetSpec(`marketo:${new URL(creds.marketo.baseUrl).host}`, {

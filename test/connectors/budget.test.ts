@@ -144,6 +144,30 @@ describe('the local limiter', () => {
   });
 });
 
+describe('calls overdue in the local limiter', () => {
+  it('tells a call admitted and never ended from calls waiting for its slot, with the time each has waited', async () => {
+    let t = 0;
+    const limiter = createLimiter({ spec: spec(), perCall: ['calls'], now: () => t, after: () => () => undefined, startFull: true, slice: { holdings: { calls: { burst: 5, rate: 10 }, concurrent: { slots: 1 } }, validUntil: 1_000_000 } });
+    void limiter.schedule({ priority: 1 }, () => new Promise<void>(() => undefined)).catch(() => undefined);
+    t = 1_000;
+    void limiter.schedule({ priority: 1 }, () => Promise.resolve()).catch(() => undefined);
+    await Promise.resolve();
+    expect(limiter.overdue(60_000)).toBeNull();
+    t = 62_000;
+    expect(limiter.overdue(60_000)).toEqual({ waiting: 1, inFlight: 1, slots: 1, oldestWaitingMs: 61_000, oldestInFlightMs: 62_000, blocked: {} });
+    limiter.stop();
+  });
+
+  it('says a member with no slice is starved', () => {
+    let t = 0;
+    const limiter = createLimiter({ spec: spec(), perCall: ['calls'], now: () => t, after: () => () => undefined });
+    void limiter.schedule({ priority: 1 }, () => Promise.resolve()).catch(() => undefined);
+    t = 61_000;
+    expect(limiter.overdue(60_000)).toMatchObject({ waiting: 1, inFlight: 0, oldestWaitingMs: 61_000, blocked: { starved: true } });
+    limiter.stop();
+  });
+});
+
 describe('members of one budget on a shared clock', () => {
   type Event = { kind: 'join' | 'kill' | 'freeze' | 'thaw' | 'demand'; who: number; demand: number; stepMs: number };
   const event = fc.record({

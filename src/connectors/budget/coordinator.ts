@@ -7,7 +7,7 @@ import {
   type MemberState,
   type WindowHolding,
 } from './allocation.ts';
-import { createLimiter, type Limiter } from './limiter.ts';
+import { createLimiter, type Limiter, type OverdueCalls } from './limiter.ts';
 import { realClock, type Clock, type VendorBudget } from './vendors.ts';
 
 // Each replica is a member of every vendor budget: a row per budget with a lease on the database's
@@ -53,6 +53,12 @@ export type CoordinatorOptions = {
   /** the embedded database (one process): every other member's row was left by an earlier run, now gone */
   previousRunsAreGone?: boolean;
   onError?: (error: unknown) => void;
+  /**
+   * told, at most once per `overdueMs` a budget, of calls held back or in flight longer than
+   * `overdueMs` (default 60 s): a replica stuck for budget, or on a call that never ended
+   */
+  onOverdue?: (budget: string, calls: OverdueCalls) => void;
+  overdueMs?: number;
 };
 
 type Member = {
@@ -65,6 +71,8 @@ type Member = {
   /** the last grow got something and more is wanted: ask again soon */
   gotSome: boolean;
   validUntil: number;
+  /** when overdue calls of this budget were last told (onOverdue) */
+  overdueToldAt: number;
 };
 
 export function createBudgetCoordinator(options: CoordinatorOptions) {
@@ -193,10 +201,22 @@ export function createBudgetCoordinator(options: CoordinatorOptions) {
     return intervalMs;
   }
 
+  /** Tells of calls held back or in flight too long, once per bound a budget. */
+  function tellOverdue(): void {
+    const boundMs = options.overdueMs ?? 60_000;
+    for (const m of members.values()) {
+      const calls = m.limiter.overdue(boundMs);
+      if (!calls || clock.now() - m.overdueToldAt < boundMs) continue;
+      m.overdueToldAt = clock.now();
+      options.onOverdue?.(m.spec.key, calls);
+    }
+  }
+
   function beat(): Promise<void> {
     beating ??= beatOnce()
       .catch((error: unknown) => options.onError?.(error))
       .finally(() => {
+        tellOverdue();
         beating = undefined;
         schedule(nextDelay());
       });
@@ -214,6 +234,7 @@ export function createBudgetCoordinator(options: CoordinatorOptions) {
         wantsMore: true,
         gotSome: false,
         validUntil: Number.NEGATIVE_INFINITY,
+        overdueToldAt: Number.NEGATIVE_INFINITY,
         limiter: createLimiter({
           spec,
           perCall,

@@ -51,7 +51,18 @@ export type LimiterOptions = {
   startFull?: boolean;
 };
 
-type Job = { priority: number; seq: number; need: number; run: () => void; reject: (error: unknown) => void };
+type Job = { priority: number; seq: number; need: number; queuedAt: number; run: () => void; reject: (error: unknown) => void };
+
+/** Calls held back, or let go and not ended, for longer than a bound: what is holding them (`overdue`). */
+export type OverdueCalls = {
+  waiting: number;
+  inFlight: number;
+  slots: number;
+  oldestWaitingMs: number | null;
+  oldestInFlightMs: number | null;
+  /** why the first waiting call is not admitted: starved (no slice), a wait, or (empty) every slot busy */
+  blocked: { waitMs?: number; starved?: boolean; exhausted?: string } | null;
+};
 
 const windowSpan = (pool: WindowPool) => pool.windowMs + pool.jitterMs;
 
@@ -65,6 +76,8 @@ export function createLimiter(options: LimiterOptions) {
   let refilledAt = now();
   for (const [name] of windows) tokens.set(name, options.startFull ? ((slice.holdings[name] as WindowHolding | undefined)?.burst ?? 0) : 0);
   let inFlight = 0;
+  /** when each call in flight was admitted, by its job's seq */
+  const admittedAt = new Map<number, number>();
   let concurrencyCap = Number.POSITIVE_INFINITY;
   let pausedUntil = Number.NEGATIVE_INFINITY;
   let dayUsed = 0;
@@ -142,6 +155,7 @@ export function createLimiter(options: LimiterOptions) {
       for (const [name] of windows) if (options.perCall.includes(name)) tokens.set(name, tokens.get(name)! - 1);
       dayUsed += dayPool ? 1 : 0;
       inFlight += 1;
+      admittedAt.set(job.seq, now());
       recent.push(now());
       job.run();
     }
@@ -156,12 +170,14 @@ export function createLimiter(options: LimiterOptions) {
           priority: job.priority,
           seq: seq++,
           need: job.need ?? 1,
+          queuedAt: now(),
           reject,
           run: () => {
             fn()
               .then(resolve, reject)
               .finally(() => {
                 inFlight -= 1;
+                admittedAt.delete(entry.seq);
                 pump();
               });
           },
@@ -214,6 +230,20 @@ export function createLimiter(options: LimiterOptions) {
     },
     waiting: () => queue.length,
     inFlight: () => inFlight,
+    /**
+     * Calls waiting, or admitted and not ended, for longer than `boundMs`, and why the first waiting
+     * one is held; null when none. A replica whose work stops with its leases still renewed shows
+     * here whether it lacks budget or a call never ended.
+     */
+    overdue(boundMs: number): OverdueCalls | null {
+      const at = now();
+      const oldestQueued = queue.reduce((oldest, j) => Math.min(oldest, j.queuedAt), Number.POSITIVE_INFINITY);
+      const oldestAdmitted = Math.min(...admittedAt.values());
+      const waitingMs = Number.isFinite(oldestQueued) ? at - oldestQueued : null;
+      const inFlightMs = Number.isFinite(oldestAdmitted) ? at - oldestAdmitted : null;
+      if (!((waitingMs ?? 0) > boundMs || (inFlightMs ?? 0) > boundMs)) return null;
+      return { waiting: queue.length, inFlight, slots: slots(), oldestWaitingMs: waitingMs, oldestInFlightMs: inFlightMs, blocked: queue[0] ? blockedFor(queue[0]) : null };
+    },
     dayUsed: () => dayUsed,
     /** whole tokens in a per-call pool now (tests count instead of timing) */
     available(pool: string): number {
