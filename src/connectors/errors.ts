@@ -41,7 +41,7 @@ export abstract class ConnectorError extends Error {
   }
 }
 
-/** A fetch that failed because its AbortSignal.timeout fired (or it was aborted), not the network. */
+/** A fetch that failed because its timeout signal fired (or it was aborted), not the network. */
 export function isTimeout(cause: unknown): boolean {
   return cause instanceof Error && (cause.name === 'TimeoutError' || cause.name === 'AbortError');
 }

@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import { isTimeout } from '../errors.ts';
 import { NothingToSend } from '../ride-along.ts';
 import { parseRetryAfter, retrying } from '../../retry.ts';
+import { withTimeout } from '../../lifecycle.ts';
 import { DataverseApiError, DataverseAuthError, DataversePermanentError, DataverseTransientError, dataverseErrorFromResponse } from './dataverse.errors.ts';
 import type { createDataversePacer } from './dataverse.pacing.ts';
 import { dataverseRetryVerdict, type DataverseRetrySettings, type DataverseVerdict } from './dataverse.retry.ts';
@@ -156,7 +157,11 @@ function createDataverseTokens(options: DataverseTransportOptions, count: (endpo
   let tokenRequests = 0;
   const endpoint = 'POST token';
 
-  async function requestToken(): Promise<string> {
+  function requestToken(): Promise<string> {
+    return withTimeout(options.timeoutMs, (signal) => requestTokenWithin(signal));
+  }
+
+  async function requestTokenWithin(signal: AbortSignal): Promise<string> {
     tokenRequests += 1;
     count(endpoint, 'calls');
     const form = new URLSearchParams({ client_id: options.clientId, client_secret: options.clientSecret, scope: `${options.baseUrl}/.default`, grant_type: 'client_credentials' });
@@ -166,7 +171,7 @@ function createDataverseTokens(options: DataverseTransportOptions, count: (endpo
         method: 'POST',
         headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
         body: form.toString(),
-        signal: AbortSignal.timeout(options.timeoutMs),
+        signal,
       });
     } catch (cause) {
       count(endpoint, 'errors');
@@ -217,7 +222,11 @@ function resolveUrl(apiUrl: string, url: string): string {
   return absolute;
 }
 
-async function sendOnce(options: DataverseTransportOptions, call: CallOptions, token: string): Promise<RawResponse> {
+function sendOnce(options: DataverseTransportOptions, call: CallOptions, token: string): Promise<RawResponse> {
+  return withTimeout(options.timeoutMs, (signal) => sendOnceWithin(options, call, token, signal));
+}
+
+async function sendOnceWithin(options: DataverseTransportOptions, call: CallOptions, token: string, signal: AbortSignal): Promise<RawResponse> {
   const headers: Record<string, string> = {
     Authorization: `Bearer ${token}`,
     Accept: 'application/json',
@@ -225,7 +234,7 @@ async function sendOnce(options: DataverseTransportOptions, call: CallOptions, t
     'OData-Version': '4.0',
     ...call.headers,
   };
-  const init: RequestInit = { method: call.method, headers, signal: AbortSignal.timeout(options.timeoutMs) };
+  const init: RequestInit = { method: call.method, headers, signal };
   if (typeof call.body === 'string') init.body = call.body;
   else if (call.body !== undefined) {
     headers['Content-Type'] = 'application/json';

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { z } from 'zod';
+import { withTimeout } from '../../lifecycle.ts';
 import { isTimeout } from '../errors.ts';
 import { NothingToSend } from '../ride-along.ts';
 import { parseRetryAfter, retrying, type RetriesTaken } from '../../retry.ts';
@@ -151,7 +152,11 @@ function createMarketoTokens(options: MarketoTransportOptions, counted: () => vo
   const skewMs = options.tokenRefreshSkewMs;
   const identity = (message: string, extra: { httpStatus?: number; cause?: unknown } = {}) => ({ message, endpoint: 'identity', ...extra });
 
-  async function requestToken(): Promise<string> {
+  function requestToken(): Promise<string> {
+    return withTimeout(options.timeoutMs ?? 30_000, (signal) => requestTokenWithin(signal));
+  }
+
+  async function requestTokenWithin(signal: AbortSignal): Promise<string> {
     counted();
     const url = new URL(`${options.baseUrl}/identity/oauth/token`);
     url.searchParams.set('grant_type', 'client_credentials');
@@ -159,7 +164,7 @@ function createMarketoTokens(options: MarketoTransportOptions, counted: () => vo
     url.searchParams.set('client_secret', options.clientSecret);
     let response: Response;
     try {
-      response = await options.fetch(url, { method: 'GET', headers: { Accept: 'application/json' }, signal: AbortSignal.timeout(options.timeoutMs ?? 30_000) });
+      response = await options.fetch(url, { method: 'GET', headers: { Accept: 'application/json' }, signal });
     } catch (cause) {
       throw new MarketoApiError('transient', identity('identity request failed', { cause }));
     }
@@ -226,12 +231,22 @@ function httpRequest(baseUrl: string, spec: CallSpec, accessToken: string): { ur
 /** One HTTP exchange: Marketo's envelope, or a MarketoApiError of the kind its code says. */
 async function sendOnce(options: MarketoTransportOptions, tokens: Tokens, stats: CallStats, spec: CallSpec, timeoutMs: number): Promise<MarketoEnvelope> {
   const accessToken = await tokens.get();
+  return withTimeout(timeoutMs, (signal) => sendOnceWithin(options, tokens, stats, spec, { timeoutMs, accessToken, signal }));
+}
+
+async function sendOnceWithin(
+  options: MarketoTransportOptions,
+  tokens: Tokens,
+  stats: CallStats,
+  spec: CallSpec,
+  { timeoutMs, accessToken, signal }: { timeoutMs: number; accessToken: string; signal: AbortSignal },
+): Promise<MarketoEnvelope> {
   const { url, init } = httpRequest(options.baseUrl, spec, accessToken);
   stats.sent(spec.endpoint, spec.recordsSent);
   let response: Response;
   let text: string;
   try {
-    response = await options.fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+    response = await options.fetch(url, { ...init, signal });
     text = await response.text();
   } catch (cause) {
     const timedOut = isTimeout(cause);
