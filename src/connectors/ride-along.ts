@@ -59,6 +59,20 @@ export interface RideAlongOptions<I, R> {
  */
 export class NothingToSend extends Error {}
 
+/**
+ * The records of a fenced write call, try by try: taken from the queue at the first try (`bind`),
+ * then admitted (their fences checked) before every try, so a record whose work lost its lease
+ * meanwhile leaves the call. Empty when every fence failed: the call must not be sent.
+ */
+export function admittedEachTry<I>(bind: () => unknown, admit: () => Promise<I[]>): () => Promise<I[]> {
+  let bound = false;
+  return () => {
+    if (!bound) bind();
+    bound = true;
+    return admit();
+  };
+}
+
 /** Why an aborted fence's write was dropped: the reason its work was aborted with. */
 function fencedOut(fence: WriteFence | undefined): Error {
   const reason: unknown = fence?.signal.reason;

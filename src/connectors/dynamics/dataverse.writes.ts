@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { WriteFence } from '../../sync/ports.ts';
-import { createRideAlong, NothingToSend } from '../ride-along.ts';
+import { admittedEachTry, createRideAlong, NothingToSend } from '../ride-along.ts';
 import { decodeBatch, encodeBatch, type BatchOperation, type BatchOperationAnswer, type createBatchSizer } from './dataverse.batch.ts';
 import { DataverseApiError, DataverseCodes, DataverseTransientError, dataverseErrorFromResponse } from './dataverse.errors.ts';
 import { dataverseEntitySets, encodeGuid, keyUrl, selectList, toRecord, withRelated, type DataverseEntity, type DataverseExpansion, type DataverseRecord, type DataverseValue } from './dataverse.rows.ts';
@@ -50,16 +50,14 @@ async function sendBatch(
   answered: (operations: number, raw: RawResponse) => void,
 ): Promise<{ operations: BatchOperation[]; raw: RawResponse } | undefined> {
   let operations: BatchOperation[] = [];
-  let bound = false;
+  const admitted = admittedEachTry(bind, admit);
   try {
     const raw = await call({
       endpoint: 'POST $batch',
       // built again before each resend: an operation whose work lost its lease meanwhile leaves it
       everyAttempt: true,
       build: async () => {
-        if (!bound) bind();
-        bound = true;
-        operations = await admit();
+        operations = await admitted();
         if (operations.length === 0) return null;
         const { contentType, body } = encodeBatch(new URL(apiUrl).pathname, operations);
         counted.batches += 1;

@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import type { WriteFence } from '../../sync/ports.ts';
-import { createRideAlong, NothingToSend, type FillPolicy } from '../ride-along.ts';
+import { admittedEachTry, createRideAlong, NothingToSend, type FillPolicy } from '../ride-along.ts';
 import { MarketoApiError } from './marketo.errors.ts';
 import { chunk, followLeadPages, leadQuery, MAX_BATCH } from './marketo.endpoints.ts';
 import { parseResult, type MarketoCall } from './marketo.transport.ts';
@@ -59,7 +59,7 @@ async function readLeads(call: MarketoCall, filterType: 'id' | 'email', fieldLis
 async function sendSyncBatch(call: MarketoCall, key: string, bind: () => void, admit: () => Promise<Record<string, unknown>[]>): Promise<MarketoSyncResult[]> {
   const { action, lookupField, partitionName } = JSON.parse(key) as SyncBatchKey;
   let input: Record<string, unknown>[] = [];
-  let bound = false;
+  const admitted = admittedEachTry(bind, admit);
   let envelope: MarketoEnvelope;
   try {
     envelope = await call({
@@ -68,9 +68,7 @@ async function sendSyncBatch(call: MarketoCall, key: string, bind: () => void, a
       // built again before each resend: a record whose work lost its lease meanwhile leaves the call
       everyAttempt: true,
       build: async () => {
-        if (!bound) bind();
-        bound = true;
-        input = await admit();
+        input = await admitted();
         if (input.length === 0) return null;
         return {
           endpoint: 'leads.sync',
